@@ -1,0 +1,31 @@
+// Topic access decisions against a registry snapshot. Pure: no broker, no
+// clock, no allocation.
+#ifndef HOMEPOT_PLUGIN_ACL_H_
+#define HOMEPOT_PLUGIN_ACL_H_
+
+#include <string_view>
+
+#include "registry.h"
+
+namespace homepot {
+
+// What the client asks to do; values equal Mosquitto's MOSQ_ACL_*.
+enum class Access { kRead = 1, kWrite = 2, kSubscribe = 4, kUnsubscribe = 8 };
+
+// Topics only the plugin publishes on, and the per-device rejection notices.
+inline constexpr std::string_view kReservedPrefix = "$SYS/homepot/";
+inline constexpr std::string_view kRejectionsPrefix = "$SYS/homepot/rejections/";
+
+// True when `device` (nullptr = unknown or not registered) may do `access` on
+// `topic` (for kSubscribe, a filter, possibly $share/...). `client_id`
+// substitutes %c. Rules: deny beats allow; a device may read its own token
+// and its own rejection topic; everything else needs a rule; nothing under
+// $SYS/ or $CONTROL/ is writable; rejection topics are readable by their
+// device alone; an unknown or disabled device is denied everything.
+bool AclAllows(const Snapshot& snapshot, const Device* device,
+               std::string_view client_id, std::string_view topic,
+               Access access);
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_ACL_H_

@@ -1,0 +1,118 @@
+#include "auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <stdexcept>
+
+namespace homepot {
+namespace {
+
+// Bounds the lockout table under a flood of random usernames.
+constexpr size_t kMaxTrackedFailures = 200000;
+// Bounds the verified-secret cache.
+constexpr size_t kMaxVerified = 4000000;
+
+}  // namespace
+
+Authenticator::Authenticator(const AuthOptions& options) : options_(options) {
+  if (RAND_bytes(key_.data(), static_cast<int>(key_.size())) != 1) {
+    throw std::runtime_error("RAND_bytes failed");
+  }
+  Result<PasswordHash> dummy =
+      HashPassword("homepot-dummy-secret", options_.dummy_iterations);
+  if (!dummy.ok()) throw std::runtime_error(dummy.status().message());
+  dummy_ = *dummy;
+}
+
+std::array<uint8_t, 32> Authenticator::Mac(std::string_view password) const {
+  std::array<uint8_t, 32> out{};
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
+       reinterpret_cast<const unsigned char*>(password.data()), password.size(),
+       out.data(), &len);
+  return out;
+}
+
+bool Authenticator::IsLockedOut(const std::string& username, int64_t now_ms) {
+  if (options_.max_failures <= 0) return false;
+  auto it = failures_.find(username);
+  if (it == failures_.end()) return false;
+  if (it->second.locked_until_ms > now_ms) return true;
+  if (it->second.locked_until_ms != 0) failures_.erase(it);  // served its time
+  return false;
+}
+
+void Authenticator::RecordFailure(std::string_view username, int64_t now_ms) {
+  if (options_.max_failures <= 0) return;
+  scratch_.assign(username);
+  auto it = failures_.find(scratch_);
+  if (it == failures_.end()) {
+    if (failures_.size() >= kMaxTrackedFailures) Sweep(now_ms);
+    if (failures_.size() >= kMaxTrackedFailures) return;
+    it = failures_.emplace(scratch_, Failures{0, now_ms, 0}).first;
+  }
+  Failures& f = it->second;
+  if (now_ms - f.window_start_ms > options_.lockout_ms) {
+    f.count = 0;
+    f.window_start_ms = now_ms;
+  }
+  if (++f.count >= options_.max_failures) {
+    f.locked_until_ms = now_ms + options_.lockout_ms;
+  }
+}
+
+AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
+                                       std::string_view username,
+                                       std::string_view password,
+                                       int64_t now_ms) {
+  const Device* d = snapshot.Find(username);
+  if (d == nullptr && options_.defer_unknown) return AuthResult::kDefer;
+  scratch_.assign(username);
+  if (IsLockedOut(scratch_, now_ms)) return AuthResult::kLockedOut;
+
+  if (d != nullptr && d->has_password) {
+    auto cached = verified_.find(scratch_);
+    if (cached != verified_.end() && cached->second.hash == d->password.hash) {
+      std::array<uint8_t, 32> mac = Mac(password);
+      if (CRYPTO_memcmp(mac.data(), cached->second.mac.data(), mac.size()) ==
+          0) {
+        if (d->enabled) {
+          failures_.erase(scratch_);
+          return AuthResult::kAllow;
+        }
+      }
+    }
+    bool ok = VerifyPassword(d->password, password);
+    if (ok && d->enabled) {
+      if (verified_.size() < kMaxVerified) {
+        verified_[scratch_] = Verified{Mac(password), d->password.hash};
+      }
+      failures_.erase(scratch_);
+      return AuthResult::kAllow;
+    }
+  } else {
+    VerifyPassword(dummy_, password);  // same cost as a known username
+  }
+  RecordFailure(username, now_ms);
+  return AuthResult::kDeny;
+}
+
+void Authenticator::Forget(std::string_view username) {
+  scratch_.assign(username);
+  verified_.erase(scratch_);
+}
+
+void Authenticator::Sweep(int64_t now_ms) {
+  for (auto it = failures_.begin(); it != failures_.end();) {
+    const Failures& f = it->second;
+    bool expired = f.locked_until_ms != 0
+                       ? f.locked_until_ms <= now_ms
+                       : now_ms - f.window_start_ms > options_.lockout_ms;
+    it = expired ? failures_.erase(it) : std::next(it);
+  }
+}
+
+}  // namespace homepot

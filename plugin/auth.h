@@ -1,0 +1,77 @@
+// Password authentication against a registry snapshot, with a lockout per
+// username and a cache of recently verified secrets so that reconnecting
+// devices do not pay for a full hash on the broker thread.
+#ifndef HOMEPOT_PLUGIN_AUTH_H_
+#define HOMEPOT_PLUGIN_AUTH_H_
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "credentials.h"
+#include "registry.h"
+
+namespace homepot {
+
+enum class AuthResult {
+  kAllow,      // registered, enabled, right password
+  kDeny,       // unknown (without defer), disabled, no/wrong password
+  kLockedOut,  // too many recent failures for this username
+  kDefer,      // unknown username and defer_unknown is on
+};
+
+struct AuthOptions {
+  int max_failures = 5;       // 0 = no lockout
+  int64_t lockout_ms = 60000;
+  bool defer_unknown = false;
+  int dummy_iterations = kDefaultIterations;  // cost paid for unknown users
+};
+
+class Authenticator {
+ public:
+  explicit Authenticator(const AuthOptions& options);
+  Authenticator(const Authenticator&) = delete;
+  Authenticator& operator=(const Authenticator&) = delete;
+
+  // `now_ms` is a monotonic clock. Unknown usernames cost one full hash, as
+  // a wrong password does, so timing does not reveal which ids exist.
+  AuthResult Authenticate(const Snapshot& snapshot, std::string_view username,
+                          std::string_view password, int64_t now_ms);
+
+  // Drops the cached secret of `username` (its password changed or it was
+  // removed).
+  void Forget(std::string_view username);
+
+  // Drops lockout entries that expired; call now and then.
+  void Sweep(int64_t now_ms);
+
+  size_t tracked_failures() const { return failures_.size(); }
+  size_t cached_secrets() const { return verified_.size(); }
+
+ private:
+  struct Failures {
+    int count = 0;
+    int64_t window_start_ms = 0;
+    int64_t locked_until_ms = 0;
+  };
+  struct Verified {
+    std::array<uint8_t, 32> mac;             // HMAC(key_, password)
+    std::array<uint8_t, kHashLen> hash;      // the registry hash it matched
+  };
+  std::array<uint8_t, 32> Mac(std::string_view password) const;
+  bool IsLockedOut(const std::string& username, int64_t now_ms);
+  void RecordFailure(std::string_view username, int64_t now_ms);
+
+  AuthOptions options_;
+  std::array<uint8_t, 32> key_{};
+  PasswordHash dummy_;
+  std::unordered_map<std::string, Failures> failures_;
+  std::unordered_map<std::string, Verified> verified_;
+  std::string scratch_;  // reused username buffer
+};
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_AUTH_H_

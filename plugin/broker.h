@@ -1,0 +1,55 @@
+// The broker as the core sees it. mosquitto_broker.cc implements it with the
+// mosquitto_* API; tests use a fake. Every method is called on the broker
+// thread only.
+#ifndef HOMEPOT_PLUGIN_BROKER_H_
+#define HOMEPOT_PLUGIN_BROKER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace homepot {
+
+enum class LogLevel { kDebug, kInfo, kNotice, kWarning, kError };
+
+class Broker {
+ public:
+  virtual ~Broker() = default;
+  // Logs one line; the adapter adds the "homepot: " prefix.
+  virtual void Log(LogLevel level, const std::string& message) = 0;
+  // Ends every session of `username` (without its will).
+  virtual void KickUsername(const std::string& username) = 0;
+  // Publishes as the broker itself (QoS 0 unless stated), copying payload.
+  virtual void Publish(const std::string& topic, std::string_view payload,
+                       int qos, bool retain) = 0;
+  // Memory the broker will free itself (replacement payloads).
+  virtual void* Alloc(size_t size) = 0;
+  virtual void Free(void* ptr) = 0;
+};
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual int64_t MonotonicMs() = 0;  // for intervals and lockouts
+  virtual int64_t WallMs() = 0;       // Unix epoch milliseconds
+};
+
+// The real clocks.
+class SystemClock : public Clock {
+ public:
+  int64_t MonotonicMs() override;
+  int64_t WallMs() override;
+};
+
+// What the core needs to know about the client behind an event.
+struct ClientInfo {
+  const void* handle = nullptr;   // identity of the session, never deref'd
+  const char* username = nullptr;  // may be nullptr
+  const char* client_id = nullptr;
+  int protocol_version = 0;        // 3, 4 or 5
+};
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_BROKER_H_

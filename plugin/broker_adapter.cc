@@ -1,0 +1,46 @@
+// The one adapter from the core's Broker interface to Mosquitto's plugin API.
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+
+#include "broker_adapter.h"
+
+namespace homepot {
+
+void MosquittoBroker::Log(LogLevel level, const std::string& message) {
+  int mosq_level = MOSQ_LOG_INFO;
+  switch (level) {
+    case LogLevel::kDebug:
+      mosq_level = MOSQ_LOG_DEBUG;
+      break;
+    case LogLevel::kInfo:
+      mosq_level = MOSQ_LOG_INFO;
+      break;
+    case LogLevel::kNotice:
+      mosq_level = MOSQ_LOG_NOTICE;
+      break;
+    case LogLevel::kWarning:
+      mosq_level = MOSQ_LOG_WARNING;
+      break;
+    case LogLevel::kError:
+      mosq_level = MOSQ_LOG_ERR;
+      break;
+  }
+  mosquitto_log_printf(mosq_level, "homepot: %s", message.c_str());
+}
+
+void MosquittoBroker::KickUsername(const std::string& username) {
+  mosquitto_kick_client_by_username(username.c_str(), false);
+}
+
+void MosquittoBroker::Publish(const std::string& topic,
+                              std::string_view payload, int qos, bool retain) {
+  mosquitto_broker_publish_copy(nullptr, topic.c_str(),
+                                static_cast<int>(payload.size()),
+                                payload.data(), qos, retain, nullptr);
+}
+
+void* MosquittoBroker::Alloc(size_t size) { return mosquitto_malloc(size); }
+
+void MosquittoBroker::Free(void* ptr) { mosquitto_free(ptr); }
+
+}  // namespace homepot

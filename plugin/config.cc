@@ -1,0 +1,152 @@
+#include "config.h"
+
+#include <charconv>
+#include <functional>
+#include <map>
+
+#include "topic.h"
+
+namespace homepot {
+namespace {
+
+Status OptionError(const std::string& name, const std::string& what) {
+  return Status::Error("option plugin_opt_" + name + ": " + what);
+}
+
+template <typename T>
+Status ParseInt(const std::string& name, const std::string& value, T min,
+                T max, T* out) {
+  T parsed{};
+  const char* end = value.data() + value.size();
+  auto [ptr, ec] = std::from_chars(value.data(), end, parsed);
+  if (value.empty() || ec == std::errc::invalid_argument || ptr != end) {
+    return OptionError(name, "'" + value + "' is not a whole number");
+  }
+  if (ec == std::errc::result_out_of_range || parsed < min || parsed > max) {
+    return OptionError(name, "'" + value + "' is out of range (" +
+                                 std::to_string(min) + " to " +
+                                 std::to_string(max) + ")");
+  }
+  *out = parsed;
+  return Status::Ok();
+}
+
+Status ParseBool(const std::string& name, const std::string& value,
+                 bool* out) {
+  if (value == "true") {
+    *out = true;
+  } else if (value == "false") {
+    *out = false;
+  } else {
+    return OptionError(name, "'" + value + "' is not true or false");
+  }
+  return Status::Ok();
+}
+
+Status ParseTopics(const std::string& name, const std::string& value,
+                   std::vector<std::string>* out) {
+  std::vector<std::string> topics;
+  size_t i = 0;
+  while (i < value.size()) {
+    size_t j = value.find_first_of(" \t", i);
+    if (j == std::string::npos) j = value.size();
+    if (j > i) {
+      std::string filter = value.substr(i, j - i);
+      if (!IsValidFilter(filter)) {
+        return OptionError(name, "'" + filter + "' is not a valid topic filter");
+      }
+      topics.push_back(std::move(filter));
+    }
+    i = j + 1;
+  }
+  if (topics.empty()) {
+    return OptionError(name, "needs at least one topic filter");
+  }
+  *out = std::move(topics);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(const OptionList& options) {
+  Config c;
+  using Parser = std::function<Status(const std::string&, const std::string&)>;
+  const std::map<std::string, Parser> parsers = {
+      {"db_path",
+       [&](const std::string& n, const std::string& v) {
+         if (v.empty()) return OptionError(n, "must not be empty");
+         c.db_path = v;
+         return Status::Ok();
+       }},
+      {"stats_topic",
+       [&](const std::string& n, const std::string& v) {
+         if (v.rfind("$SYS/homepot/", 0) != 0 || !IsValidTopic(v) ||
+             v.rfind("$SYS/homepot/rejections/", 0) == 0) {
+           return OptionError(n, "'" + v +
+                                     "' must be a topic name under "
+                                     "$SYS/homepot/ (outside rejections/)");
+         }
+         c.stats_topic = v;
+         return Status::Ok();
+       }},
+      {"stats_interval",
+       [&](const std::string& n, const std::string& v) {
+         return ParseInt(n, v, 0, 86400, &c.stats_interval_s);
+       }},
+      {"reload_interval_ms",
+       [&](const std::string& n, const std::string& v) {
+         return ParseInt(n, v, 50, 3600000, &c.reload_interval_ms);
+       }},
+      {"notification_topics",
+       [&](const std::string& n, const std::string& v) {
+         return ParseTopics(n, v, &c.notification_topics);
+       }},
+      {"max_payload",
+       [&](const std::string& n, const std::string& v) {
+         return ParseInt<uint32_t>(n, v, 2, 268435455, &c.max_payload);
+       }},
+      {"max_topic_depth",
+       [&](const std::string& n, const std::string& v) {
+         return ParseInt(n, v, 1, 1024, &c.max_topic_depth);
+       }},
+      {"timestamp_field",
+       [&](const std::string& n, const std::string& v) {
+         if (v.empty() || v.size() > 64 ||
+             v.find_first_of("\"\\") != std::string::npos) {
+           return OptionError(
+               n, "'" + v + "' must be 1-64 characters without \" or \\");
+         }
+         for (unsigned char ch : v) {
+           if (ch < 0x20) return OptionError(n, "must not hold control characters");
+         }
+         c.timestamp_field = v;
+         return Status::Ok();
+       }},
+      {"auth_max_failures",
+       [&](const std::string& n, const std::string& v) {
+         return ParseInt(n, v, 0, 1000000, &c.auth_max_failures);
+       }},
+      {"auth_lockout_seconds",
+       [&](const std::string& n, const std::string& v) {
+         return ParseInt(n, v, 1, 86400 * 7, &c.auth_lockout_seconds);
+       }},
+      {"defer_unknown",
+       [&](const std::string& n, const std::string& v) {
+         return ParseBool(n, v, &c.defer_unknown);
+       }},
+  };
+  for (const auto& [name, value] : options) {
+    auto it = parsers.find(name);
+    if (it == parsers.end()) {
+      return Status::Error("unknown option plugin_opt_" + name);
+    }
+    Status s = it->second(name, value);
+    if (!s.ok()) return s;
+  }
+  if (c.db_path.empty()) {
+    return Status::Error("option plugin_opt_db_path is required");
+  }
+  return c;
+}
+
+}  // namespace homepot

@@ -1,0 +1,50 @@
+// Plugin options (`plugin_opt_<name>` lines in mosquitto.conf), parsed once,
+// strictly: unknown names, trailing junk ("5abc") and out-of-range values are
+// errors whose message names the option.
+#ifndef HOMEPOT_PLUGIN_CONFIG_H_
+#define HOMEPOT_PLUGIN_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "status.h"
+
+namespace homepot {
+
+struct Config {
+  // Path of the SQLite registry. Required.
+  std::string db_path;
+  // Where the stats JSON is published, retained. Must lie under $SYS/homepot/.
+  std::string stats_topic = "$SYS/homepot/stats";
+  // Seconds between stats publications and device_stats flushes; 0 = off.
+  int stats_interval_s = 10;
+  // How often the registry file is polled for changes.
+  int reload_interval_ms = 1000;
+  // Publishes on topics matching these filters are validated notifications.
+  std::vector<std::string> notification_topics = {
+      "devices/+/notifications", "devices/+/+/notifications", "factory/#",
+      "home/#", "emergency/#"};
+  // Largest accepted notification payload, bytes.
+  uint32_t max_payload = 262144;
+  // Deepest accepted notification topic, levels.
+  int max_topic_depth = 7;
+  // Field set to the broker receipt time in accepted notifications.
+  std::string timestamp_field = "received_at";
+  // Failed logins for one username within auth_lockout_seconds before it is
+  // locked out for auth_lockout_seconds. 0 disables the lockout.
+  int auth_max_failures = 5;
+  int auth_lockout_seconds = 60;
+  // Unknown usernames are deferred to the broker's other auth methods.
+  bool defer_unknown = false;
+};
+
+using OptionList = std::vector<std::pair<std::string, std::string>>;
+
+// Parses `plugin_opt_*` pairs (names without the prefix).
+Result<Config> ParseConfig(const OptionList& options);
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_CONFIG_H_

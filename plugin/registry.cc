@@ -1,0 +1,335 @@
+#include "registry.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <simdjson.h>
+#include <unordered_map>
+
+#include "topic.h"
+
+namespace homepot {
+namespace {
+
+constexpr std::string_view kTokenPrefix = "devices/";
+constexpr std::string_view kTokenSuffix = "/notifications";
+
+uint64_t HashBytes(std::string_view s) {  // FNV-1a, 64-bit
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+size_t TableSize(size_t n) {
+  size_t size = 16;
+  while (size < n * 2) size <<= 1;
+  return size;
+}
+
+void Insert(std::vector<uint32_t>* table, std::string_view key, uint32_t idx) {
+  size_t mask = table->size() - 1;
+  for (size_t i = HashBytes(key) & mask;; i = (i + 1) & mask) {
+    if ((*table)[i] == 0) {
+      (*table)[i] = idx + 1;
+      return;
+    }
+  }
+}
+
+template <typename KeyOf>
+const Device* Lookup(const std::vector<uint32_t>& table,
+                     const std::vector<Device>& devices, std::string_view key,
+                     KeyOf key_of) {
+  if (table.empty()) return nullptr;
+  size_t mask = table.size() - 1;
+  for (size_t i = HashBytes(key) & mask;; i = (i + 1) & mask) {
+    uint32_t slot = table[i];
+    if (slot == 0) return nullptr;
+    const Device& d = devices[slot - 1];
+    if (key_of(d) == key) return &d;
+  }
+}
+
+std::string Column(sqlite3_stmt* stmt, int i) {
+  const unsigned char* text = sqlite3_column_text(stmt, i);
+  return text ? std::string(reinterpret_cast<const char*>(text),
+                            sqlite3_column_bytes(stmt, i))
+              : std::string();
+}
+
+Status SqliteError(sqlite3* db, const char* what) {
+  return Status::Error(std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+// RAII for a prepared statement.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+uint8_t ParseAccess(const std::string& access) {
+  if (access == "read") return kAccessRead;
+  if (access == "write") return kAccessWrite;
+  if (access == "readwrite") return kAccessRead | kAccessWrite;
+  if (access == "deny") return kAccessDeny;
+  return 0;
+}
+
+}  // namespace
+
+bool Device::IsToken(std::string_view topic) const {
+  if (!token.empty()) return topic == token;
+  return topic.size() == kTokenPrefix.size() + id.size() + kTokenSuffix.size() &&
+         topic.substr(0, kTokenPrefix.size()) == kTokenPrefix &&
+         topic.substr(kTokenPrefix.size(), id.size()) == id &&
+         topic.substr(kTokenPrefix.size() + id.size()) == kTokenSuffix;
+}
+
+const Device* Snapshot::Find(std::string_view id) const {
+  return Lookup(by_id_, devices_, id,
+                [](const Device& d) -> std::string_view { return d.id; });
+}
+
+const Device* Snapshot::FindByToken(std::string_view topic) const {
+  // Default tokens are devices/<id>/notifications: find the id directly.
+  if (topic.size() > kTokenPrefix.size() + kTokenSuffix.size() &&
+      topic.substr(0, kTokenPrefix.size()) == kTokenPrefix &&
+      topic.substr(topic.size() - kTokenSuffix.size()) == kTokenSuffix) {
+    std::string_view id = topic.substr(
+        kTokenPrefix.size(),
+        topic.size() - kTokenPrefix.size() - kTokenSuffix.size());
+    const Device* d = Find(id);
+    if (d != nullptr && d->token.empty()) return d;
+  }
+  return Lookup(by_token_, devices_, topic,
+                [](const Device& d) -> std::string_view { return d.token; });
+}
+
+void Snapshot::Index() {
+  by_id_.assign(TableSize(devices_.size()), 0);
+  size_t custom = 0;
+  for (const Device& d : devices_) custom += !d.token.empty();
+  by_token_.assign(custom ? TableSize(custom) : 0, 0);
+  rule_count_ = global_rules_.size();
+  for (uint32_t i = 0; i < devices_.size(); ++i) {
+    Insert(&by_id_, devices_[i].id, i);
+    if (!devices_[i].token.empty()) Insert(&by_token_, devices_[i].token, i);
+    rule_count_ += devices_[i].rules.size();
+  }
+}
+
+std::shared_ptr<const Snapshot> Snapshot::Build(std::vector<Device> devices,
+                                                std::vector<AclRule> global,
+                                                int64_t generation,
+                                                uint32_t unknown_max_payload) {
+  auto s = std::make_shared<Snapshot>();
+  s->devices_ = std::move(devices);
+  s->global_rules_ = std::move(global);
+  s->generation_ = generation;
+  s->unknown_max_payload_ = unknown_max_payload;
+  s->Index();
+  return s;
+}
+
+bool IsValidDeviceId(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (unsigned char c : id) {
+    if (c < 0x20 || c == 0x7f || c == '+' || c == '#' || c == '/') return false;
+  }
+  return simdjson::validate_utf8(id.data(), id.size());
+}
+
+Status CheckSchema(sqlite3* db) {
+  Statement version(db, "PRAGMA user_version");
+  if (!version.ok()) return SqliteError(db, "cannot read schema version");
+  int rc = sqlite3_step(version.get());
+  if (rc != SQLITE_ROW) return SqliteError(db, "cannot read schema version");
+  int v = sqlite3_column_int(version.get(), 0);
+  if (v == 0) {
+    return Status::Error(
+        "no HOMEPOT schema (user_version 0); run homepot-admin init");
+  }
+  if (v > kSchemaVersion) {
+    return Status::Error("schema version " + std::to_string(v) +
+                         " is newer than this plugin understands (" +
+                         std::to_string(kSchemaVersion) + ")");
+  }
+  if (v < kSchemaVersion) {
+    return Status::Error("schema version " + std::to_string(v) +
+                         " is old; run homepot-admin init to migrate");
+  }
+  for (const char* table :
+       {"device_types", "devices", "acl_rules", "device_stats",
+        "registry_meta"}) {
+    std::string sql = std::string("SELECT 1 FROM ") + table + " LIMIT 0";
+    Statement probe(db, sql.c_str());
+    if (!probe.ok()) {
+      return Status::Error(std::string("table ") + table +
+                           " is missing or unreadable: " + sqlite3_errmsg(db));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> ReadGeneration(sqlite3* db) {
+  Statement stmt(db, "SELECT generation FROM registry_meta WHERE id = 1");
+  if (!stmt.ok()) return SqliteError(db, "cannot read registry generation");
+  int rc = sqlite3_step(stmt.get());
+  if (rc != SQLITE_ROW) return SqliteError(db, "cannot read registry generation");
+  return static_cast<int64_t>(sqlite3_column_int64(stmt.get(), 0));
+}
+
+Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
+    sqlite3* db, std::vector<std::string>* warnings) {
+  if (sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return SqliteError(db, "cannot begin read");
+  }
+  struct Rollback {
+    sqlite3* db;
+    ~Rollback() { sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr); }
+  } rollback{db};
+
+  Status schema = CheckSchema(db);
+  if (!schema.ok()) return schema;
+  Result<int64_t> generation = ReadGeneration(db);
+  if (!generation.ok()) return generation.status();
+
+  std::unordered_map<std::string, uint32_t> type_limits;
+  {
+    Statement stmt(db, "SELECT name, max_payload_bytes FROM device_types");
+    if (!stmt.ok()) return SqliteError(db, "cannot read device_types");
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      int64_t limit = sqlite3_column_int64(stmt.get(), 1);
+      type_limits[Column(stmt.get(), 0)] = static_cast<uint32_t>(
+          std::clamp<int64_t>(limit, 0, UINT32_MAX));
+    }
+    if (rc != SQLITE_DONE) return SqliteError(db, "cannot read device_types");
+  }
+  uint32_t unknown_limit = 10240;
+  if (auto it = type_limits.find("unknown"); it != type_limits.end()) {
+    unknown_limit = it->second;
+  }
+
+  std::vector<Device> devices;
+  {
+    Statement count(db, "SELECT count(*) FROM devices");
+    if (count.ok() && sqlite3_step(count.get()) == SQLITE_ROW) {
+      devices.reserve(sqlite3_column_int64(count.get(), 0));
+    }
+    Statement stmt(db,
+                   "SELECT device_id, device_type, password_hash, "
+                   "device_token, enabled FROM devices");
+    if (!stmt.ok()) return SqliteError(db, "cannot read devices");
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      Device d;
+      d.id = Column(stmt.get(), 0);
+      if (!IsValidDeviceId(d.id)) {
+        warnings->push_back("skipped device with invalid id");
+        continue;
+      }
+      d.type = Column(stmt.get(), 1);
+      auto it = type_limits.find(d.type);
+      d.max_payload = it != type_limits.end() ? it->second : unknown_limit;
+      if (sqlite3_column_type(stmt.get(), 2) != SQLITE_NULL) {
+        Result<PasswordHash> hash = ParsePasswordHash(Column(stmt.get(), 2));
+        if (hash.ok()) {
+          d.has_password = true;
+          d.password = *hash;
+        } else {
+          warnings->push_back("device '" + d.id +
+                              "': unusable password_hash (" +
+                              hash.status().message() + "); it cannot log in");
+        }
+      }
+      if (sqlite3_column_type(stmt.get(), 3) != SQLITE_NULL) {
+        std::string token = Column(stmt.get(), 3);
+        if (!IsValidTopic(token)) {
+          warnings->push_back("device '" + d.id +
+                              "': invalid device_token ignored");
+        } else {
+          d.token = std::move(token);
+        }
+      }
+      d.enabled = sqlite3_column_int(stmt.get(), 4) == 1;
+      devices.push_back(std::move(d));
+    }
+    if (rc != SQLITE_DONE) return SqliteError(db, "cannot read devices");
+  }
+  // Default tokens are stored empty so that lookups need no allocation.
+  for (Device& d : devices) {
+    if (d.token.empty()) continue;
+    std::string t = std::move(d.token);
+    d.token.clear();
+    if (!d.IsToken(t)) d.token = std::move(t);
+  }
+  std::sort(devices.begin(), devices.end(),
+            [](const Device& a, const Device& b) { return a.id < b.id; });
+
+  std::vector<AclRule> global;
+  {
+    Statement stmt(db,
+                   "SELECT device_id, topic_filter, access FROM acl_rules "
+                   "ORDER BY device_id, id");
+    if (!stmt.ok()) return SqliteError(db, "cannot read acl_rules");
+    int rc;
+    Device* current = nullptr;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      AclRule rule;
+      rule.filter = Column(stmt.get(), 1);
+      rule.access = ParseAccess(Column(stmt.get(), 2));
+      if (rule.access == 0 || !IsValidFilter(rule.filter)) {
+        warnings->push_back("skipped invalid acl rule '" + rule.filter + "'");
+        continue;
+      }
+      if (sqlite3_column_type(stmt.get(), 0) == SQLITE_NULL) {
+        global.push_back(std::move(rule));
+        continue;
+      }
+      std::string id = Column(stmt.get(), 0);
+      if (current == nullptr || current->id != id) {
+        auto it = std::lower_bound(
+            devices.begin(), devices.end(), id,
+            [](const Device& d, const std::string& key) { return d.id < key; });
+        current = (it != devices.end() && it->id == id) ? &*it : nullptr;
+      }
+      if (current != nullptr) current->rules.push_back(std::move(rule));
+    }
+    if (rc != SQLITE_DONE) return SqliteError(db, "cannot read acl_rules");
+  }
+  return Snapshot::Build(std::move(devices), std::move(global), *generation,
+                         unknown_limit);
+}
+
+std::vector<std::string> RevokedDevices(const Snapshot& prev,
+                                        const Snapshot& next) {
+  std::vector<std::string> revoked;
+  for (const Device& old : prev.devices()) {
+    if (!old.enabled) continue;  // its sessions were ended already
+    const Device* now = next.Find(old.id);
+    if (now == nullptr || !now->enabled ||
+        now->has_password != old.has_password ||
+        now->password.hash != old.password.hash ||
+        now->password.salt != old.password.salt) {
+      revoked.push_back(old.id);
+    }
+  }
+  return revoked;
+}
+
+}  // namespace homepot

@@ -1,0 +1,102 @@
+// The device registry as an immutable in-memory snapshot, built from the
+// SQLite file off the broker thread and swapped in whole. Lookups never
+// allocate.
+#ifndef HOMEPOT_PLUGIN_REGISTRY_H_
+#define HOMEPOT_PLUGIN_REGISTRY_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "credentials.h"
+#include "status.h"
+
+struct sqlite3;
+
+namespace homepot {
+
+// The schema version this build reads (PRAGMA user_version).
+inline constexpr int kSchemaVersion = 1;
+
+enum AccessBits : uint8_t { kAccessRead = 1, kAccessWrite = 2, kAccessDeny = 4 };
+
+struct AclRule {
+  std::string filter;  // may hold %u / %c
+  uint8_t access = 0;  // AccessBits
+};
+
+struct Device {
+  std::string id;
+  std::string token;          // empty = default devices/<id>/notifications
+  std::string type;
+  uint32_t max_payload = 0;   // from device_types
+  bool enabled = false;
+  bool has_password = false;  // false: can never log in with a password
+  PasswordHash password;
+  std::vector<AclRule> rules;  // this device's own rules
+
+  // True when `topic` is this device's notification topic.
+  bool IsToken(std::string_view topic) const;
+};
+
+class Snapshot {
+ public:
+  Snapshot() = default;
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+
+  // nullptr when there is no such device.
+  const Device* Find(std::string_view id) const;
+  // The device whose token is `topic`, or nullptr.
+  const Device* FindByToken(std::string_view topic) const;
+
+  const std::vector<AclRule>& global_rules() const { return global_rules_; }
+  const std::vector<Device>& devices() const { return devices_; }
+  size_t rule_count() const { return rule_count_; }
+  int64_t generation() const { return generation_; }
+  // Limit for devices whose type row is missing (the 'unknown' type's).
+  uint32_t unknown_type_max_payload() const { return unknown_max_payload_; }
+
+  // Builds a snapshot from rows; used by LoadSnapshot and by tests.
+  static std::shared_ptr<const Snapshot> Build(std::vector<Device> devices,
+                                               std::vector<AclRule> global,
+                                               int64_t generation,
+                                               uint32_t unknown_max_payload);
+
+ private:
+  void Index();
+  std::vector<Device> devices_;
+  std::vector<uint32_t> by_id_;     // open addressing; 0 = empty, else idx+1
+  std::vector<uint32_t> by_token_;  // same, for custom tokens only
+  std::vector<AclRule> global_rules_;
+  size_t rule_count_ = 0;
+  int64_t generation_ = 0;
+  uint32_t unknown_max_payload_ = 10240;
+};
+
+// Checks that `db` holds a registry this build understands.
+Status CheckSchema(sqlite3* db);
+
+// Reads the registry generation counter (cheap; used for change polling).
+Result<int64_t> ReadGeneration(sqlite3* db);
+
+// Reads the whole registry in one read transaction. Rows that break the
+// rules the schema cannot express (bad hash, bad filter, invalid UTF-8 id)
+// are skipped and described in `warnings`.
+Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
+    sqlite3* db, std::vector<std::string>* warnings);
+
+// Usernames whose sessions must end when `next` replaces `prev`: devices
+// removed, disabled or given a different password.
+std::vector<std::string> RevokedDevices(const Snapshot& prev,
+                                        const Snapshot& next);
+
+// True when `id` is a valid device id: 1-128 bytes of valid UTF-8 without
+// '+', '#', '/', NUL or control characters.
+bool IsValidDeviceId(std::string_view id);
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_REGISTRY_H_

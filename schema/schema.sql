@@ -1,0 +1,105 @@
+-- HOMEPOT device registry, schema version 1.
+-- Applied by `homepot-admin init` (which also migrates older versions) or by
+-- `sqlite3 homepot.db < schema/schema.sql` on an empty file. Idempotent.
+PRAGMA journal_mode = WAL;
+
+BEGIN;
+
+CREATE TABLE IF NOT EXISTS device_types (
+  name              TEXT PRIMARY KEY NOT NULL
+                    CHECK (length(name) BETWEEN 1 AND 64),
+  max_payload_bytes INTEGER NOT NULL CHECK (max_payload_bytes > 0)
+);
+
+INSERT OR IGNORE INTO device_types (name, max_payload_bytes) VALUES
+  ('iot_sensor',            10240),
+  ('industrial_controller', 102400),
+  ('gateway',               102400),
+  ('pos_terminal',          102400),
+  ('backend',               262144),
+  ('unknown',               10240);
+
+-- A device id is the MQTT username: 1-128 bytes of UTF-8 without + # / NUL
+-- or control characters, so that %u can never widen an ACL filter.
+CREATE TABLE IF NOT EXISTS devices (
+  device_id     TEXT PRIMARY KEY NOT NULL
+                CONSTRAINT device_id_format CHECK (typeof(device_id) = 'text'
+                       AND length(CAST(device_id AS BLOB)) BETWEEN 1 AND 128
+                       AND device_id NOT GLOB '*[+#/]*'
+                       AND device_id NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
+                       AND instr(CAST(device_id AS BLOB), x'00') = 0),
+  device_type   TEXT NOT NULL DEFAULT 'unknown'
+                REFERENCES device_types (name) ON UPDATE CASCADE,
+  password_hash TEXT,
+  device_token  TEXT CONSTRAINT device_token_format CHECK (device_token IS NULL
+                            OR (length(device_token) BETWEEN 1 AND 65535
+                                AND device_token NOT GLOB '*[+#]*')),
+  platform      TEXT NOT NULL DEFAULT 'mqtt_push',
+  metadata      TEXT NOT NULL DEFAULT '{}' CONSTRAINT metadata_json CHECK (json_valid(metadata)),
+  enabled       INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+  created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  updated_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- device_id NULL = the rule applies to every device. topic_filter is an MQTT
+-- filter in which %u stands for the username and %c for the client id.
+CREATE TABLE IF NOT EXISTS acl_rules (
+  id           INTEGER PRIMARY KEY,
+  device_id    TEXT REFERENCES devices (device_id)
+               ON DELETE CASCADE ON UPDATE CASCADE,
+  topic_filter TEXT NOT NULL CHECK (length(topic_filter) BETWEEN 1 AND 65535),
+  access       TEXT NOT NULL
+               CONSTRAINT access_value CHECK (access IN ('read', 'write', 'readwrite', 'deny')),
+  UNIQUE (device_id, topic_filter, access)
+);
+CREATE INDEX IF NOT EXISTS acl_rules_device ON acl_rules (device_id);
+
+-- Written by the plugin in batches; survives restarts. Not part of the
+-- registry snapshot (changes here do not trigger a reload).
+CREATE TABLE IF NOT EXISTS device_stats (
+  device_id     TEXT PRIMARY KEY NOT NULL,
+  published     INTEGER NOT NULL DEFAULT 0,
+  delivered     INTEGER NOT NULL DEFAULT 0,
+  rejected      INTEGER NOT NULL DEFAULT 0,
+  last_connect  TEXT,
+  last_publish  TEXT,
+  last_delivery TEXT
+);
+
+-- One row; generation increases on every committed change to the registry
+-- tables, whoever makes it. The plugin polls it to decide when to reload.
+CREATE TABLE IF NOT EXISTS registry_meta (
+  id         INTEGER PRIMARY KEY CHECK (id = 1),
+  generation INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO registry_meta (id, generation) VALUES (1, 1);
+
+CREATE TRIGGER IF NOT EXISTS devices_touch AFTER UPDATE ON devices
+  WHEN NEW.updated_at = OLD.updated_at
+  BEGIN
+    UPDATE devices SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+      WHERE device_id = NEW.device_id;
+  END;
+
+CREATE TRIGGER IF NOT EXISTS gen_devices_ins AFTER INSERT ON devices
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS gen_devices_upd AFTER UPDATE ON devices
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS gen_devices_del AFTER DELETE ON devices
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS gen_acl_ins AFTER INSERT ON acl_rules
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS gen_acl_upd AFTER UPDATE ON acl_rules
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS gen_acl_del AFTER DELETE ON acl_rules
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS gen_types_ins AFTER INSERT ON device_types
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS gen_types_upd AFTER UPDATE ON device_types
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS gen_types_del AFTER DELETE ON device_types
+  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+
+PRAGMA user_version = 1;
+
+COMMIT;
