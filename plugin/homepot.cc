@@ -1,11 +1,18 @@
 #include "homepot.h"
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
+#include <nlohmann/json.hpp>
 
 #include "topic.h"
 
 namespace homepot {
 namespace {
+
+// How long a QoS 2 notification's stamp is remembered for retransmissions.
+constexpr int64_t kQos2StampTtlMs = 120000;
+constexpr size_t kMaxQos2Stamps = 100000;
 
 bool HasTopicWildcards(const char* s) {
   return s != nullptr && std::strpbrk(s, "+#/") != nullptr;
@@ -27,9 +34,14 @@ Homepot::Homepot(const Config& config, Broker* broker, Clock* clock)
       clock_(clock),
       worker_(std::make_unique<RegistryWorker>(config.db_path,
                                                config.reload_interval_ms)),
-      auth_(MakeAuthOptions(config)) {}
+      auth_(MakeAuthOptions(config)),
+      validator_(config.timestamp_field),
+      stats_interval_ms_(int64_t{config.stats_interval_s} * 1000),
+      started_ms_(clock->MonotonicMs()) {
+  next_stats_ms_ = started_ms_ + stats_interval_ms_;
+}
 
-Homepot::~Homepot() = default;
+Homepot::~Homepot() { Shutdown(); }
 
 Result<std::unique_ptr<Homepot>> Homepot::Create(const Config& config,
                                                  Broker* broker,
@@ -38,14 +50,21 @@ Result<std::unique_ptr<Homepot>> Homepot::Create(const Config& config,
   auto first = h->worker_->Start();
   if (!first.ok()) return first.status();
   h->snapshot_ = *first;
+  h->loaded_at_ms_ = clock->WallMs();
   h->broker_->Log(LogLevel::kInfo,
                   "registry " + config.db_path + " loaded: " +
                       std::to_string(h->snapshot_->devices().size()) +
                       " devices, " + std::to_string(h->snapshot_->rule_count()) +
                       " acl rules, generation " +
                       std::to_string(h->snapshot_->generation()));
-  h->Maintain();
+  h->MaintainSlow();
   return h;
+}
+
+void Homepot::Shutdown() {
+  if (!worker_) return;
+  PublishStats();  // hands the last device deltas to the worker
+  worker_->Shutdown();
 }
 
 void Homepot::MaintainSlow() {
@@ -57,6 +76,7 @@ void Homepot::MaintainSlow() {
   std::shared_ptr<const Snapshot> retired = snapshot_;
   if (worker_->HasUpdate() && worker_->TakeUpdate(&update, &retired)) {
     snapshot_ = std::move(update.snapshot);
+    loaded_at_ms_ = clock_->WallMs();
     for (const std::string& id : update.revoked) {
       auth_.Forget(id);
       broker_->KickUsername(id);
@@ -72,12 +92,31 @@ void Homepot::MaintainSlow() {
   }
 }
 
+Homepot::ClientState& Homepot::StateFor(const ClientInfo& client) {
+  auto [it, inserted] = clients_.try_emplace(client.handle);
+  if (inserted && client.username != nullptr &&
+      snapshot_->Find(client.username) != nullptr) {
+    it->second.device = &*device_counters_.try_emplace(client.username).first;
+  }
+  return it->second;
+}
+
+DeviceCounters* Homepot::Touch(DeviceEntry* d) {
+  if (d == nullptr) return nullptr;
+  if (!d->second.dirty) {
+    d->second.dirty = true;
+    dirty_.push_back(d);
+  }
+  return &d->second;
+}
+
 Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
                              const char* password) {
   Maintain();
   // Fail closed: no anonymous devices, and nothing that could widen %u/%c.
-  if (username == nullptr || username[0] == '\0') return Verdict::kDeny;
-  if (HasTopicWildcards(username) || HasTopicWildcards(client.client_id)) {
+  if (username == nullptr || username[0] == '\0' ||
+      HasTopicWildcards(username) || HasTopicWildcards(client.client_id)) {
+    ++counters_.auth_failure;
     return Verdict::kDeny;
   }
   int64_t now = clock_->MonotonicMs();
@@ -88,28 +127,224 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
   AuthResult r = auth_.Authenticate(*snapshot_, username,
                                     password ? password : "", now);
   switch (r) {
-    case AuthResult::kAllow:
+    case AuthResult::kAllow: {
+      ++counters_.auth_success;
+      ++counters_.connection_count;
+      ClientState& st = clients_[client.handle];
+      st.device = &*device_counters_.try_emplace(username).first;
+      if (!st.counted) {
+        st.counted = true;
+        ++counters_.connected;
+      }
+      Touch(st.device)->last_connect_ms = clock_->WallMs();
       return Verdict::kAllow;
+    }
     case AuthResult::kDefer:
       return Verdict::kDefer;
     case AuthResult::kLockedOut:
+      ++counters_.auth_locked_out;
+      return Verdict::kDeny;
     case AuthResult::kDeny:
+      ++counters_.auth_failure;
       return Verdict::kDeny;
   }
   return Verdict::kDeny;
 }
 
+bool Homepot::IsNotificationTopic(std::string_view topic) const {
+  for (const std::string& filter : config_.notification_topics) {
+    if (FilterMatches(filter, topic)) return true;
+  }
+  return false;
+}
+
+void Homepot::Refuse(const ClientInfo& client, std::string_view topic,
+                     std::string_view reason, const std::string& detail) {
+  ++counters_.total_failed;
+  ClientState& st = StateFor(client);
+  if (DeviceCounters* d = Touch(st.device)) ++d->rejected;
+  if (client.username == nullptr) return;
+  nlohmann::ordered_json notice = {{"topic", topic},
+                                   {"reason", reason},
+                                   {"detail", detail},
+                                   {"timestamp", StampString(clock_->WallMs())}};
+  broker_->Publish(std::string(kRejectionsPrefix) + client.username,
+                   notice.dump(-1, ' ', false,
+                               nlohmann::json::error_handler_t::replace),
+                   0, false);
+}
+
+const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
+                                                    std::string_view topic,
+                                                    std::string_view payload) {
+  ++counters_.total_sent;
+  counters_.last_sent_ms = clock_->WallMs();
+  uint32_t limit = config_.max_payload;
+  if (const Device* target = snapshot_->FindByToken(topic)) {
+    limit = std::min(limit, target->max_payload);
+  }
+  const NotificationCheck& check = validator_.Check(
+      payload, limit, TopicDepth(topic), config_.max_topic_depth);
+  if (check.reject != Reject::kNone) {
+    ++counters_.rejected[static_cast<size_t>(check.reject) - 1];
+    Refuse(client, topic, RejectName(check.reject), check.detail);
+  }
+  checked_payload_ = payload.data();
+  checked_len_ = static_cast<uint32_t>(payload.size());
+  checked_ok_ = check.reject == Reject::kNone;
+  return check;
+}
+
 Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
-                            int access) {
+                            int access, const void* payload,
+                            uint32_t payloadlen, int qos, bool retain) {
   Maintain();
   const char* username = client.username;
-  if (username == nullptr) return Verdict::kDeny;
-  const Device* device = snapshot_->Find(username);
-  if (device == nullptr && config_.defer_unknown) return Verdict::kDefer;
+  const Device* device = username ? snapshot_->Find(username) : nullptr;
+  if (device == nullptr && username != nullptr && config_.defer_unknown) {
+    return Verdict::kDefer;
+  }
   std::string_view client_id = client.client_id ? client.client_id : "";
-  bool allowed =
-      AclAllows(*snapshot_, device, client_id, topic, static_cast<Access>(access));
+  Access what = static_cast<Access>(access);
+  bool allowed = AclAllows(*snapshot_, device, client_id, topic, what);
+  switch (what) {
+    case Access::kRead:
+      if (!allowed) {
+        ++counters_.acl_deliver_denied;
+      } else if (IsNotificationTopic(topic)) {
+        ++counters_.deliveries;
+        if (DeviceCounters* d = Touch(StateFor(client).device)) {
+          ++d->delivered;
+          d->last_delivery_ms = clock_->WallMs();
+        }
+      }
+      break;
+    case Access::kSubscribe:
+      if (!allowed) ++counters_.acl_subscribe_denied;
+      break;
+    case Access::kWrite: {
+      checked_payload_ = nullptr;
+      bool notification = IsNotificationTopic(topic) &&
+                          !(retain && payloadlen == 0);
+      if (!allowed) {
+        ++counters_.acl_publish_denied;
+        if (notification) {
+          ++counters_.total_sent;
+          counters_.last_sent_ms = clock_->WallMs();
+          Refuse(client, topic, "not_authorized",
+                 "no write permission on this topic");
+        }
+        break;
+      }
+      if (notification) {
+        std::string_view body(static_cast<const char*>(payload),
+                              payload ? payloadlen : 0);
+        if (CheckNotification(client, topic, body).reject !=
+            Reject::kNone) {
+          return Verdict::kDeny;
+        }
+      }
+      break;
+    }
+    case Access::kUnsubscribe:
+      break;
+  }
   return allowed ? Verdict::kAllow : Verdict::kDeny;
+}
+
+int64_t Homepot::StampFor(const ClientInfo& client, const Message& m) {
+  int64_t now = clock_->WallMs();
+  if (m.qos != 2) return now;
+  std::hash<std::string_view> h;
+  uint64_t key =
+      h(client.client_id ? client.client_id : "") * 31 + h(m.topic);
+  key = key * 1099511628211ull ^
+        h(std::string_view(static_cast<const char*>(m.payload), m.payloadlen));
+  int64_t mono = clock_->MonotonicMs();
+  if (mono - last_qos2_sweep_ms_ > 10000 ||
+      qos2_stamps_.size() >= kMaxQos2Stamps) {
+    for (auto it = qos2_stamps_.begin(); it != qos2_stamps_.end();) {
+      it = mono - it->second.seen_ms > kQos2StampTtlMs ? qos2_stamps_.erase(it)
+                                                       : std::next(it);
+    }
+    if (qos2_stamps_.size() >= kMaxQos2Stamps) qos2_stamps_.clear();
+    last_qos2_sweep_ms_ = mono;
+  }
+  auto [it, inserted] = qos2_stamps_.try_emplace(key, Qos2Stamp{now, mono});
+  if (!inserted && mono - it->second.seen_ms > kQos2StampTtlMs) {
+    it->second.stamp_ms = now;
+  }
+  it->second.seen_ms = mono;
+  return it->second.stamp_ms;
+}
+
+Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
+  Maintain();
+  std::string_view topic = m->topic ? m->topic : "";
+  if (!IsNotificationTopic(topic) || (m->retain && m->payloadlen == 0)) {
+    return Verdict::kAllow;
+  }
+  std::string_view payload(static_cast<const char*>(m->payload),
+                           m->payload ? m->payloadlen : 0);
+  // The ACL check validated this very buffer just before (same pointer).
+  bool reuse = checked_payload_ == payload.data() &&
+               checked_len_ == payload.size() && checked_ok_;
+  checked_payload_ = nullptr;
+  const NotificationCheck* check = nullptr;
+  if (reuse) {
+    check = &validator_.last();
+  } else {
+    check = &CheckNotification(client, topic, payload);
+    if (check->reject != Reject::kNone) return Verdict::kDeny;
+  }
+  char stamp[kStampLen];
+  FormatStamp(StampFor(client, *m), stamp);
+  size_t size = InjectedSize(*check, payload.size(), config_.timestamp_field);
+  char* out = static_cast<char*>(broker_->Alloc(size + 1));
+  if (out == nullptr) {
+    // Out of memory: refusing is safer than routing an unstamped copy.
+    Refuse(client, topic, "too_large", "broker out of memory");
+    return Verdict::kDeny;
+  }
+  Inject(*check, payload, config_.timestamp_field, stamp, out);
+  out[size] = '\0';
+  m->payload = out;
+  m->payloadlen = static_cast<uint32_t>(size);
+
+  ++counters_.total_success;
+  ++counters_.qos[std::clamp(m->qos, 0, 2)];
+  if (check->priority != Priority::kNone) {
+    ++counters_.priority[static_cast<size_t>(check->priority) - 1];
+  }
+  if (DeviceCounters* d = Touch(StateFor(client).device)) {
+    ++d->published;
+    d->last_publish_ms = clock_->WallMs();
+  }
+  return Verdict::kAllow;
+}
+
+void Homepot::PublishStats() {
+  int64_t now = clock_->MonotonicMs();
+  next_stats_ms_ = now + stats_interval_ms_;
+  if (stats_interval_ms_ > 0) {
+    RegistryInfo info;
+    info.devices = snapshot_->devices().size();
+    info.acl_rules = snapshot_->rule_count();
+    info.generation = snapshot_->generation();
+    info.loaded_at_ms = loaded_at_ms_;
+    worker_->LastError(&info.last_error);
+    broker_->Publish(config_.stats_topic,
+                     RenderStats(counters_, info, (now - started_ms_) / 1000,
+                                 clock_->WallMs()),
+                     0, true);
+  }
+  if (dirty_.empty()) return;
+  std::vector<DeviceStatsDelta> batch;
+  batch.reserve(dirty_.size());
+  for (DeviceEntry* d : dirty_) batch.push_back({d->first, d->second});
+  if (!worker_->SubmitStats(&batch)) return;  // busy: try next time
+  for (DeviceEntry* d : dirty_) d->second = DeviceCounters{};
+  dirty_.clear();
 }
 
 void Homepot::OnTick() { Maintain(); }
@@ -119,6 +354,12 @@ void Homepot::OnReload() {
   Maintain();
 }
 
-void Homepot::OnDisconnect(const ClientInfo& client) { Maintain(); }
+void Homepot::OnDisconnect(const ClientInfo& client) {
+  Maintain();
+  auto it = clients_.find(client.handle);
+  if (it == clients_.end()) return;
+  if (it->second.counted) --counters_.connected;
+  clients_.erase(it);
+}
 
 }  // namespace homepot

@@ -7,18 +7,32 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "acl.h"
 #include "auth.h"
 #include "broker.h"
 #include "config.h"
+#include "notification.h"
 #include "registry.h"
 #include "registry_worker.h"
+#include "stats.h"
 #include "status.h"
 
 namespace homepot {
 
 enum class Verdict { kAllow, kDeny, kDefer };
+
+// A PUBLISH as the MESSAGE event sees it. OnMessage may replace `payload`
+// with memory from Broker::Alloc; the broker then frees the old one.
+struct Message {
+  const char* topic = nullptr;
+  void* payload = nullptr;
+  uint32_t payloadlen = 0;
+  int qos = 0;
+  bool retain = false;
+};
 
 class Homepot {
  public:
@@ -32,9 +46,16 @@ class Homepot {
   // CONNECT with username/password (either may be nullptr).
   Verdict OnBasicAuth(const ClientInfo& client, const char* username,
                       const char* password);
-  // Mosquitto ACL check; `access` is MOSQ_ACL_* (see Access).
+  // Mosquitto ACL check; `access` is MOSQ_ACL_* (see Access). For writes on
+  // notification topics the payload is validated here too, which also
+  // covers will messages (they get this check but no MESSAGE event).
   Verdict OnAclCheck(const ClientInfo& client, std::string_view topic,
-                     int access);
+                     int access, const void* payload = nullptr,
+                     uint32_t payloadlen = 0, int qos = 0,
+                     bool retain = false);
+  // An accepted PUBLISH about to be routed: validates notifications (when
+  // the ACL check did not) and injects the receipt timestamp.
+  Verdict OnMessage(const ClientInfo& client, Message* message);
   void OnTick();
   // SIGHUP: reload the registry now.
   void OnReload();
@@ -42,14 +63,39 @@ class Homepot {
 
   const Snapshot& snapshot() const { return *snapshot_; }
   const Config& config() const { return config_; }
+  const Counters& counters() const { return counters_; }
+  // Publishes stats and queues device deltas now (also done on schedule).
+  void PublishStats();
+  // Flushes device stats synchronously (clean shutdown).
+  void Shutdown();
 
  private:
   Homepot(const Config& config, Broker* broker, Clock* clock);
   // Applies a new snapshot and drains worker logs; cheap when idle.
   void Maintain() {
     if (worker_->HasUpdate() || worker_->HasLogs()) MaintainSlow();
+    if (stats_interval_ms_ > 0 && clock_->MonotonicMs() >= next_stats_ms_) {
+      PublishStats();
+    }
   }
   void MaintainSlow();
+
+  using DeviceEntry =
+      std::unordered_map<std::string, DeviceCounters>::value_type;
+  struct ClientState {
+    DeviceEntry* device = nullptr;  // nullptr: not a registered device
+    bool counted = false;           // included in counters_.connected
+  };
+  ClientState& StateFor(const ClientInfo& client);
+  DeviceCounters* Touch(DeviceEntry* d);  // marks dirty; nullptr-safe
+  bool IsNotificationTopic(std::string_view topic) const;
+  // Validates (once per payload) and counts a notification write.
+  const NotificationCheck& CheckNotification(const ClientInfo& client,
+                                             std::string_view topic,
+                                             std::string_view payload);
+  void Refuse(const ClientInfo& client, std::string_view topic,
+              std::string_view reason, const std::string& detail);
+  int64_t StampFor(const ClientInfo& client, const Message& m);
 
   const Config config_;
   Broker* const broker_;
@@ -57,7 +103,31 @@ class Homepot {
   std::unique_ptr<RegistryWorker> worker_;
   std::shared_ptr<const Snapshot> snapshot_;
   Authenticator auth_;
+  NotificationValidator validator_;
   int64_t last_sweep_ms_ = 0;
+  const int64_t stats_interval_ms_;
+  int64_t next_stats_ms_ = 0;
+  const int64_t started_ms_;
+  int64_t loaded_at_ms_ = 0;
+
+  Counters counters_;
+  std::unordered_map<const void*, ClientState> clients_;
+  std::unordered_map<std::string, DeviceCounters> device_counters_;
+  std::vector<DeviceEntry*> dirty_;  // entries with unflushed changes
+
+  // The last validated write, so OnMessage need not parse it again.
+  const void* checked_payload_ = nullptr;
+  uint32_t checked_len_ = 0;
+  bool checked_ok_ = false;
+
+  // Receipt stamps of recent QoS 2 notifications by (client, topic, payload)
+  // so a retransmitted PUBLISH gets the same bytes and stays deduplicated.
+  struct Qos2Stamp {
+    int64_t stamp_ms;
+    int64_t seen_ms;
+  };
+  std::unordered_map<uint64_t, Qos2Stamp> qos2_stamps_;
+  int64_t last_qos2_sweep_ms_ = 0;
 };
 
 }  // namespace homepot

@@ -69,7 +69,8 @@ int OnAclCheck(int, void* event_data, void* userdata) noexcept {
     auto* ev = static_cast<mosquitto_evt_acl_check*>(event_data);
     if (ev->topic == nullptr) return MOSQ_ERR_ACL_DENIED;
     switch (state->core->OnAclCheck(Describe(ev->client), ev->topic,
-                                    ev->access)) {
+                                    ev->access, ev->payload, ev->payloadlen,
+                                    ev->qos, ev->retain)) {
       case Verdict::kAllow:
         return MOSQ_ERR_SUCCESS;
       case Verdict::kDefer:
@@ -79,6 +80,29 @@ int OnAclCheck(int, void* event_data, void* userdata) noexcept {
     }
   } catch (...) {
     LogException("acl check");
+  }
+  return MOSQ_ERR_ACL_DENIED;
+}
+
+// Only MOSQ_ERR_ACL_DENIED refuses a single message; any other error would
+// disconnect the publisher, so nothing else is ever returned.
+int OnMessage(int, void* event_data, void* userdata) noexcept {
+  try {
+    auto* state = static_cast<PluginState*>(userdata);
+    auto* ev = static_cast<mosquitto_evt_message*>(event_data);
+    homepot::Message m;
+    m.topic = ev->topic;
+    m.payload = ev->payload;
+    m.payloadlen = ev->payloadlen;
+    m.qos = ev->qos;
+    m.retain = ev->retain;
+    Verdict v = state->core->OnMessage(Describe(ev->client), &m);
+    if (v == Verdict::kDeny) return MOSQ_ERR_ACL_DENIED;
+    ev->payload = m.payload;  // the broker frees the old payload
+    ev->payloadlen = m.payloadlen;
+    return MOSQ_ERR_SUCCESS;
+  } catch (...) {
+    LogException("message");
   }
   return MOSQ_ERR_ACL_DENIED;
 }
@@ -118,7 +142,8 @@ struct Registration {
 };
 constexpr Registration kCallbacks[] = {
     {MOSQ_EVT_BASIC_AUTH, OnBasicAuth}, {MOSQ_EVT_ACL_CHECK, OnAclCheck},
-    {MOSQ_EVT_TICK, OnTick},           {MOSQ_EVT_RELOAD, OnReload},
+    {MOSQ_EVT_MESSAGE, OnMessage},     {MOSQ_EVT_TICK, OnTick},
+    {MOSQ_EVT_RELOAD, OnReload},
     {MOSQ_EVT_DISCONNECT, OnDisconnect},
 };
 

@@ -20,14 +20,131 @@ int64_t NowMs() {
 RegistryWorker::RegistryWorker(std::string path, int interval_ms)
     : path_(std::move(path)), interval_ms_(interval_ms) {}
 
-RegistryWorker::~RegistryWorker() {
+RegistryWorker::~RegistryWorker() { Shutdown(); }
+
+void RegistryWorker::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (db_ == nullptr) {
+    struct stat st;
+    if (stat(path_.c_str(), &st) == 0 && Open().ok()) {
+      inode_ = st.st_ino;
+    }
+  }
+  FlushStats(5000);
   Close();
+}
+
+namespace {
+
+void MergeCounters(DeviceCounters* into, const DeviceCounters& from) {
+  into->published += from.published;
+  into->delivered += from.delivered;
+  into->rejected += from.rejected;
+  into->last_connect_ms = std::max(into->last_connect_ms, from.last_connect_ms);
+  into->last_publish_ms = std::max(into->last_publish_ms, from.last_publish_ms);
+  into->last_delivery_ms =
+      std::max(into->last_delivery_ms, from.last_delivery_ms);
+}
+
+void BindStamp(sqlite3_stmt* stmt, int index, int64_t ms) {
+  if (ms == 0) {
+    sqlite3_bind_null(stmt, index);
+  } else {
+    std::string stamp = StampString(ms);
+    sqlite3_bind_text(stmt, index, stamp.data(), static_cast<int>(stamp.size()),
+                      SQLITE_TRANSIENT);
+  }
+}
+
+}  // namespace
+
+bool RegistryWorker::SubmitStats(std::vector<DeviceStatsDelta>* batch) {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  for (DeviceStatsDelta& d : *batch) {
+    MergeCounters(&stats_pending_[d.device_id], d.counters);
+  }
+  batch->clear();
+  stats_submitted_ = true;
+  lock.unlock();
+  cv_.notify_all();
+  return true;
+}
+
+void RegistryWorker::FlushStats(int busy_timeout_ms) {
+  std::unordered_map<std::string, DeviceCounters> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch.swap(stats_pending_);
+  }
+  if (batch.empty()) return;
+  int64_t start = NowMs();
+  std::string error;
+  if (db_ == nullptr) {
+    error = "registry file " + path_ + " is not open";
+  } else {
+    sqlite3_busy_timeout(db_, busy_timeout_ms);
+    sqlite3_stmt* stmt = nullptr;
+    bool ok =
+        sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) ==
+            SQLITE_OK &&
+        sqlite3_prepare_v2(
+            db_,
+            "INSERT INTO device_stats (device_id, published, delivered, "
+            "rejected, last_connect, last_publish, last_delivery) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+            "ON CONFLICT (device_id) DO UPDATE SET "
+            "published = published + excluded.published, "
+            "delivered = delivered + excluded.delivered, "
+            "rejected = rejected + excluded.rejected, "
+            "last_connect = coalesce(excluded.last_connect, last_connect), "
+            "last_publish = coalesce(excluded.last_publish, last_publish), "
+            "last_delivery = coalesce(excluded.last_delivery, last_delivery)",
+            -1, &stmt, nullptr) == SQLITE_OK;
+    for (auto it = batch.begin(); ok && it != batch.end(); ++it) {
+      const DeviceCounters& c = it->second;
+      sqlite3_bind_text(stmt, 1, it->first.data(),
+                        static_cast<int>(it->first.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(stmt, 2, static_cast<int64_t>(c.published));
+      sqlite3_bind_int64(stmt, 3, static_cast<int64_t>(c.delivered));
+      sqlite3_bind_int64(stmt, 4, static_cast<int64_t>(c.rejected));
+      BindStamp(stmt, 5, c.last_connect_ms);
+      BindStamp(stmt, 6, c.last_publish_ms);
+      BindStamp(stmt, 7, c.last_delivery_ms);
+      ok = sqlite3_step(stmt) == SQLITE_DONE;
+      sqlite3_reset(stmt);
+    }
+    if (ok) ok = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) ==
+                 SQLITE_OK;
+    if (!ok) error = std::string("cannot write device_stats: ") +
+                     sqlite3_errmsg(db_);
+    sqlite3_finalize(stmt);
+    if (!ok) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_busy_timeout(db_, 2000);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error.empty()) {
+    // Keep the counts for the next attempt.
+    for (auto& [id, c] : batch) MergeCounters(&stats_pending_[id], c);
+    if (error != stats_error_) {
+      logs_.push_back("device_stats flush delayed: " + error);
+      has_logs_.store(true, std::memory_order_release);
+    }
+    stats_error_ = error;
+    return;
+  }
+  if (!stats_error_.empty()) {
+    logs_.push_back("device_stats flush succeeded again");
+    has_logs_.store(true, std::memory_order_release);
+  }
+  stats_error_.clear();
+  last_flush_ms_.store(NowMs() - start);
+  last_flush_rows_.store(static_cast<int64_t>(batch.size()));
 }
 
 Status RegistryWorker::Open() {
@@ -79,13 +196,16 @@ Result<std::shared_ptr<const Snapshot>> RegistryWorker::Start() {
 void RegistryWorker::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_),
-                 [this] { return stop_ || reload_requested_; });
+    cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] {
+      return stop_ || reload_requested_ || stats_submitted_;
+    });
     if (stop_) break;
     bool forced = reload_requested_;
     reload_requested_ = false;
+    stats_submitted_ = false;
     lock.unlock();
     Poll(forced);
+    FlushStats(200);
     lock.lock();
   }
 }

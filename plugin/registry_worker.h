@@ -13,9 +13,11 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "registry.h"
+#include "stats.h"
 #include "status.h"
 
 struct sqlite3;
@@ -54,6 +56,20 @@ class RegistryWorker {
   bool TakeLogs(std::vector<std::string>* out);
   bool HasLogs() const { return has_logs_.load(std::memory_order_acquire); }
 
+  // Broker thread, never blocks: hands per-device deltas to the worker, which
+  // adds them to device_stats in one transaction on its next pass. A busy or
+  // locked file delays the write; nothing is lost. Returns false, leaving
+  // `batch` as it was, when the worker holds the lock right now.
+  bool SubmitStats(std::vector<DeviceStatsDelta>* batch);
+
+  // Stops polling and writes pending device stats on the calling thread
+  // (clean shutdown). Idempotent.
+  void Shutdown();
+
+  // Duration of the last device_stats flush and its row count.
+  int64_t last_flush_ms() const { return last_flush_ms_.load(); }
+  int64_t last_flush_rows() const { return last_flush_rows_.load(); }
+
   // Last load error, empty when the last attempt succeeded. Never blocks;
   // returns false if it could not read it now.
   bool LastError(std::string* out);
@@ -65,6 +81,7 @@ class RegistryWorker {
   void Close();
   void Fail(const std::string& error);
   void Log(std::string message);
+  void FlushStats(int busy_timeout_ms);
 
   const std::string path_;
   const int interval_ms_;
@@ -77,10 +94,15 @@ class RegistryWorker {
   std::condition_variable cv_;
   bool stop_ = false;
   bool reload_requested_ = false;
+  bool stats_submitted_ = false;
   bool have_update_ = false;
   RegistryUpdate pending_;
   std::vector<std::string> logs_;
   std::vector<std::shared_ptr<const Snapshot>> graveyard_;
+  std::unordered_map<std::string, DeviceCounters> stats_pending_;
+  std::string stats_error_;
+  std::atomic<int64_t> last_flush_ms_{0};
+  std::atomic<int64_t> last_flush_rows_{0};
   std::string last_error_;
   std::atomic<bool> has_update_{false};
   std::atomic<bool> has_logs_{false};
