@@ -151,11 +151,20 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
   return Verdict::kDeny;
 }
 
-bool Homepot::IsNotificationTopic(std::string_view topic) const {
+bool Homepot::IsNotificationTopic(std::string_view topic) {
+  if (topic == last_topic_) return last_topic_is_notification_;
+  bool match = false;
   for (const std::string& filter : config_.notification_topics) {
-    if (FilterMatches(filter, topic)) return true;
+    if (FilterMatches(filter, topic)) {
+      match = true;
+      break;
+    }
   }
-  return false;
+  if (topic.size() <= 256) {  // keeps the memo allocation-free once warm
+    last_topic_.assign(topic);
+    last_topic_is_notification_ = match;
+  }
+  return match;
 }
 
 void Homepot::Refuse(const ClientInfo& client, std::string_view topic,

@@ -88,7 +88,8 @@ class Homepot {
   };
   ClientState& StateFor(const ClientInfo& client);
   DeviceCounters* Touch(DeviceEntry* d);  // marks dirty; nullptr-safe
-  bool IsNotificationTopic(std::string_view topic) const;
+  // Memoised on the last topic: deliveries of one message ask in a burst.
+  bool IsNotificationTopic(std::string_view topic);
   // Validates (once per payload) and counts a notification write.
   const NotificationCheck& CheckNotification(const ClientInfo& client,
                                              std::string_view topic,
@@ -109,6 +110,9 @@ class Homepot {
   int64_t next_stats_ms_ = 0;
   const int64_t started_ms_;
   int64_t loaded_at_ms_ = 0;
+
+  std::string last_topic_;
+  bool last_topic_is_notification_ = false;
 
   Counters counters_;
   std::unordered_map<const void*, ClientState> clients_;
