@@ -63,7 +63,8 @@ Result<std::unique_ptr<Homepot>> Homepot::Create(const Config& config,
 
 void Homepot::Shutdown() {
   if (!worker_) return;
-  PublishStats();  // hands the last device deltas to the worker
+  // No snapshot: Create failed (bad registry file); nothing to publish.
+  if (snapshot_) PublishStats();  // hands the last device deltas to the worker
   worker_->Shutdown();
 }
 

@@ -146,7 +146,8 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::vector<Device> devices,
 }
 
 bool IsValidDeviceId(std::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
+  // A leading '$' would let "%u/#" reach $SYS/... and other $-topics.
+  if (id.empty() || id.size() > 128 || id[0] == '$') return false;
   for (unsigned char c : id) {
     if (c < 0x20 || c == 0x7f || c == '+' || c == '#' || c == '/') return false;
   }

@@ -94,7 +94,7 @@ std::vector<std::string> RevokedDevices(const Snapshot& prev,
                                         const Snapshot& next);
 
 // True when `id` is a valid device id: 1-128 bytes of valid UTF-8 without
-// '+', '#', '/', NUL or control characters.
+// '+', '#', '/', NUL or control characters, not starting with '$'.
 bool IsValidDeviceId(std::string_view id);
 
 }  // namespace homepot

@@ -241,6 +241,7 @@ void RegistryWorker::Poll(bool forced) {
     Fail("registry file " + path_ + " is missing");
     return;
   }
+  bool fresh = false;
   if (db_ == nullptr || st.st_ino != inode_ || st.st_dev != device_) {
     Status s = Open();
     if (!s.ok()) {
@@ -248,8 +249,20 @@ void RegistryWorker::Poll(bool forced) {
       return;
     }
     forced = true;
+    fresh = true;
   }
   Result<int64_t> generation = ReadGeneration(db_);
+  if (!generation.ok() && !fresh) {
+    // The connection may be stale (file rewritten in place): judge the file
+    // through a fresh one, so that one fault gives one message.
+    Status s = Open();
+    if (!s.ok()) {
+      Fail(s.message());
+      return;
+    }
+    forced = true;
+    generation = ReadGeneration(db_);
+  }
   if (!generation.ok()) {
     Fail("registry file " + path_ + ": " + generation.status().message());
     Close();  // reopen next time: the file may have been rewritten in place

@@ -20,12 +20,14 @@ INSERT OR IGNORE INTO device_types (name, max_payload_bytes) VALUES
   ('unknown',               10240);
 
 -- A device id is the MQTT username: 1-128 bytes of UTF-8 without + # / NUL
--- or control characters, so that %u can never widen an ACL filter.
+-- or control characters and not starting with $, so that %u can never widen
+-- an ACL filter or reach $-topics.
 CREATE TABLE IF NOT EXISTS devices (
   device_id     TEXT PRIMARY KEY NOT NULL
                 CONSTRAINT device_id_format CHECK (typeof(device_id) = 'text'
                        AND length(CAST(device_id AS BLOB)) BETWEEN 1 AND 128
                        AND device_id NOT GLOB '*[+#/]*'
+                       AND device_id NOT GLOB '$*'
                        AND device_id NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
                        AND instr(CAST(device_id AS BLOB), x'00') = 0),
   device_type   TEXT NOT NULL DEFAULT 'unknown'

@@ -1,0 +1,58 @@
+// homepot-admin: administration of the HOMEPOT device registry (SPEC §8).
+//
+//   homepot-admin [--db PATH] COMMAND ...      (default PATH: $HOMEPOT_DB)
+//
+// RunAdmin is the whole tool minus the process: main.cc hands it argv, the
+// standard streams and the environment; tests hand it string streams and a
+// temporary file. Contract:
+// - Success: exit code 0, a short confirmation or the listing on `out`.
+// - Failure: exit code 1 (refused: bad value, unknown device, database
+//   error) or 2 (the command line does not parse), exactly one line
+//   "homepot-admin: <reason>" on `err`, and the registry unchanged: every
+//   change runs in one transaction.
+// - Warnings (e.g. skipped lines of an imported file) go to `err` as
+//   "homepot-admin: warning: ..." and do not change the exit code.
+// - Passwords come from `in` (first line, trailing CR/LF removed), never from
+//   the command line; hashes are never printed.
+#ifndef HOMEPOT_PLUGIN_ADMIN_ADMIN_H_
+#define HOMEPOT_PLUGIN_ADMIN_ADMIN_H_
+
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "admin/registry_schema.h"
+
+namespace homepot::admin {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// What the tool takes from its surroundings.
+struct AdminEnv {
+  // The text of schema/schema.sql; the binary embeds it at build time.
+  std::string_view schema_sql;
+  // Steps from older schema versions (BuiltinMigrations() in the binary).
+  std::vector<Migration> migrations = BuiltinMigrations();
+  // $HOMEPOT_DB, used when --db is not given.
+  std::optional<std::string> default_db;
+  // Set when `in` is a terminal: RunAdmin then prompts on `err`, calls
+  // set_echo(false) while a password is typed (set_echo(true) after) and asks
+  // for it twice.
+  std::function<void(bool)> set_echo;
+};
+
+// `args` excludes the program name.
+int RunAdmin(const std::vector<std::string>& args, std::istream& in,
+             std::ostream& out, std::ostream& err, const AdminEnv& env);
+
+// The usage text printed by --help.
+std::string_view UsageText();
+
+}  // namespace homepot::admin
+
+#endif  // HOMEPOT_PLUGIN_ADMIN_ADMIN_H_

@@ -1,0 +1,176 @@
+#include "admin/registry_schema.h"
+
+#include <cctype>
+
+#include "admin/validate.h"
+
+namespace homepot::admin {
+namespace {
+
+Status NewerThanTool(const std::string& path, int found, int known) {
+  return Status::Error("registry " + Quote(path) + " has schema version " +
+                       std::to_string(found) +
+                       ", newer than this homepot-admin supports (" +
+                       std::to_string(known) + "); use a newer homepot-admin");
+}
+
+Result<int64_t> CountTables(Database* db) {
+  Result<Statement> stmt = db->Prepare(
+      "SELECT count(*) FROM sqlite_schema "
+      "WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
+  if (!stmt.ok()) return stmt.status();
+  Result<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  return stmt->Int(0);
+}
+
+}  // namespace
+
+const std::vector<Migration>& BuiltinMigrations() {
+  static const std::vector<Migration> kMigrations = {
+      // {1, "ALTER TABLE devices ADD COLUMN ...;"},  // 1 -> 2, when it exists
+  };
+  return kMigrations;
+}
+
+Result<int> SchemaVersionOf(std::string_view schema_sql) {
+  constexpr std::string_view kPragma = "PRAGMA user_version";
+  const size_t at = schema_sql.rfind(kPragma);
+  if (at == std::string_view::npos) {
+    return Status::Error("embedded schema has no PRAGMA user_version");
+  }
+  size_t pos = at + kPragma.size();
+  const auto skip_blanks = [&] {
+    while (pos < schema_sql.size() &&
+           std::isspace(static_cast<unsigned char>(schema_sql[pos]))) {
+      ++pos;
+    }
+  };
+  skip_blanks();
+  if (pos >= schema_sql.size() || schema_sql[pos] != '=') {
+    return Status::Error("embedded schema has a malformed PRAGMA user_version");
+  }
+  ++pos;
+  skip_blanks();
+  int version = 0;
+  size_t digits = 0;
+  while (pos < schema_sql.size() && digits < 9 &&
+         std::isdigit(static_cast<unsigned char>(schema_sql[pos]))) {
+    version = version * 10 + (schema_sql[pos] - '0');
+    ++pos;
+    ++digits;
+  }
+  if (digits == 0 || version < 1) {
+    return Status::Error("embedded schema has a malformed PRAGMA user_version");
+  }
+  return version;
+}
+
+Result<int> ReadUserVersion(Database* db) {
+  Result<Statement> stmt = db->Prepare("PRAGMA user_version");
+  if (!stmt.ok()) return stmt.status();
+  Result<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  return static_cast<int>(stmt->Int(0));
+}
+
+Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
+                                 std::string_view schema_sql,
+                                 const std::vector<Migration>& migrations) {
+  // Every message names the file.
+  const auto fail = [&](std::string_view doing, const Status& s) {
+    return Status::Error(std::string(doing) + " " + Quote(path) + ": " +
+                         s.message());
+  };
+  Result<int> latest = SchemaVersionOf(schema_sql);
+  if (!latest.ok()) return latest.status();
+  Result<int> found = ReadUserVersion(db);
+  if (!found.ok()) return fail("cannot read registry", found.status());
+
+  InitOutcome outcome;
+  outcome.from_version = *found;
+  outcome.to_version = *latest;
+  if (*found > *latest) return NewerThanTool(path, *found, *latest);
+  if (*found == *latest) return outcome;
+
+  if (*found == 0) {
+    Result<int64_t> tables = CountTables(db);
+    if (!tables.ok()) return fail("cannot read registry", tables.status());
+    if (*tables > 0) {
+      return Status::Error(Quote(path) +
+                           " is not a HOMEPOT registry: it has tables but no "
+                           "schema version; refusing to change it");
+    }
+    // schema.sql switches to WAL, then runs its own BEGIN ... COMMIT.
+    Status s = db->Exec(schema_sql);
+    if (!s.ok()) {
+      if (db->InTransaction()) db->Exec("ROLLBACK");
+      return fail("cannot apply the schema to", s);
+    }
+    Result<int> now = ReadUserVersion(db);
+    if (!now.ok()) return fail("cannot read registry", now.status());
+    if (*now != *latest) {
+      return Status::Error("applying the schema to " + Quote(path) +
+                           " left it at version " + std::to_string(*now));
+    }
+    return outcome;
+  }
+
+  // An older registry: every step, then the new version, in one transaction.
+  Result<Transaction> txn = Transaction::Begin(db);
+  if (!txn.ok()) return fail("cannot migrate registry", txn.status());
+  // Another process may have migrated it since the check above.
+  Result<int> current = ReadUserVersion(db);
+  if (!current.ok()) return fail("cannot read registry", current.status());
+  outcome.from_version = *current;
+  if (*current > *latest) return NewerThanTool(path, *current, *latest);
+  for (int version = *current; version < *latest; ++version) {
+    const Migration* step = nullptr;
+    for (const Migration& m : migrations) {
+      if (m.from_version == version) step = &m;
+    }
+    if (step == nullptr) {
+      return Status::Error("cannot migrate registry " + Quote(path) +
+                           ": no migration from schema version " +
+                           std::to_string(version));
+    }
+    if (Status s = db->Exec(step->sql); !s.ok()) {
+      return Status::Error("migrating registry " + Quote(path) +
+                           " from schema version " + std::to_string(version) +
+                           " failed: " + s.message());
+    }
+  }
+  if (Status s = db->Exec("PRAGMA user_version = " + std::to_string(*latest));
+      !s.ok()) {
+    return fail("cannot migrate registry", s);
+  }
+  if (Status s = txn->Commit(); !s.ok()) {
+    return fail("cannot migrate registry", s);
+  }
+  // Older files may predate WAL; the broker relies on it.
+  if (Status s = db->Exec("PRAGMA journal_mode = WAL"); !s.ok()) {
+    return fail("cannot switch to WAL mode in", s);
+  }
+  return outcome;
+}
+
+Status CheckRegistryVersion(Database* db, const std::string& path,
+                            int version) {
+  Result<int> found = ReadUserVersion(db);
+  if (!found.ok()) {
+    return Status::Error("cannot read registry " + Quote(path) + ": " +
+                         found.status().message());
+  }
+  if (*found == version) return Status::Ok();
+  if (*found > version) return NewerThanTool(path, *found, version);
+  if (*found == 0) {
+    return Status::Error("registry " + Quote(path) +
+                         " is not initialised; run 'homepot-admin init'");
+  }
+  return Status::Error("registry " + Quote(path) + " has schema version " +
+                       std::to_string(*found) +
+                       "; run 'homepot-admin init' to migrate it to version " +
+                       std::to_string(version));
+}
+
+}  // namespace homepot::admin

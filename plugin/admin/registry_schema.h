@@ -1,0 +1,58 @@
+// Creating and migrating the registry file. schema/schema.sql is the single
+// source of truth for a fresh registry and for the current version number
+// (its "PRAGMA user_version = N"); a file at an older version is brought
+// forward by the Migration steps below, all in one transaction.
+#ifndef HOMEPOT_PLUGIN_ADMIN_REGISTRY_SCHEMA_H_
+#define HOMEPOT_PLUGIN_ADMIN_REGISTRY_SCHEMA_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "admin/sqlite_db.h"
+#include "status.h"
+
+namespace homepot::admin {
+
+// One step that upgrades a registry from `from_version` to from_version + 1.
+// `sql` runs inside the caller's transaction, so it must not contain BEGIN,
+// COMMIT or PRAGMA user_version; the caller sets the version.
+struct Migration {
+  int from_version;
+  std::string_view sql;
+};
+
+// The steps this build knows. Empty while version 1 is the only version: when
+// schema.sql moves to version N+1, append {N, "ALTER TABLE ..."} here.
+const std::vector<Migration>& BuiltinMigrations();
+
+// The version that `schema_sql` sets with "PRAGMA user_version = N".
+Result<int> SchemaVersionOf(std::string_view schema_sql);
+
+// What InitRegistry did.
+struct InitOutcome {
+  int from_version = 0;  // 0 = the file had no registry yet
+  int to_version = 0;
+};
+
+// Brings the registry open in `db` to the version of `schema_sql`:
+// - version 0 and no tables: applies `schema_sql` (itself one transaction);
+// - version 0 with tables: refuses (not a HOMEPOT registry);
+// - an older version: runs `migrations` from it upward in one transaction;
+// - the current version: nothing;
+// - a newer version: refuses, naming both versions.
+// `path` only serves the messages.
+Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
+                                 std::string_view schema_sql,
+                                 const std::vector<Migration>& migrations);
+
+// OK when the registry in `db` is exactly at `version`; otherwise says what
+// to run (init) or that the tool is too old.
+Status CheckRegistryVersion(Database* db, const std::string& path, int version);
+
+// PRAGMA user_version of `db`.
+Result<int> ReadUserVersion(Database* db);
+
+}  // namespace homepot::admin
+
+#endif  // HOMEPOT_PLUGIN_ADMIN_REGISTRY_SCHEMA_H_

@@ -1,0 +1,1266 @@
+// homepot-admin end to end, in process: RunAdmin on a temporary registry
+// file, with string streams for stdin/stdout/stderr. Every failure case
+// checks the exit code, the exact single stderr line, and that the registry
+// is byte-for-byte the same table content as before.
+#include "admin/admin.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "admin/validate.h"
+#include "credentials.h"
+
+namespace homepot::admin {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void WriteText(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+const std::string& SchemaSql() {
+  static const std::string* text =
+      new std::string(ReadText(HOMEPOT_SCHEMA_SQL));
+  return *text;
+}
+
+// The repository root, found from the schema's path (<root>/schema/...).
+fs::path SourceRoot() {
+  return fs::path(HOMEPOT_SCHEMA_SQL).parent_path().parent_path();
+}
+
+struct Outcome {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+// A throwaway SQLite connection for looking at (or tampering with) the file
+// behind the tool's back.
+class Peek {
+ public:
+  explicit Peek(const fs::path& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
+  }
+  ~Peek() { sqlite3_close(db_); }
+  Peek(const Peek&) = delete;
+  Peek& operator=(const Peek&) = delete;
+
+  void Exec(const std::string& sql) {
+    char* message = nullptr;
+    ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message),
+              SQLITE_OK)
+        << (message ? message : "") << "\n"
+        << sql;
+  }
+  // Rows as "a|b|c" lines; NULL shows as "NULL".
+  std::vector<std::string> Rows(const std::string& sql) {
+    std::vector<std::string> rows;
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db_) << "\n"
+        << sql;
+    if (stmt == nullptr) return rows;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      std::string row;
+      for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
+        if (i > 0) row += "|";
+        const auto* text =
+            reinterpret_cast<const char*>(sqlite3_column_text(stmt, i));
+        row += text ? std::string(text, sqlite3_column_bytes(stmt, i)) : "NULL";
+      }
+      rows.push_back(row);
+    }
+    sqlite3_finalize(stmt);
+    return rows;
+  }
+  std::string One(const std::string& sql) {
+    std::vector<std::string> rows = Rows(sql);
+    return rows.empty() ? "<no row>" : rows[0];
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class AdminTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/homepot-admin-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    db_ = dir_ / "homepot.db";
+    env_.schema_sql = SchemaSql();
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // homepot-admin --db <db_> args..., with `input` on stdin.
+  Outcome Admin(std::vector<std::string> args, const std::string& input = "") {
+    args.insert(args.begin(), {"--db", db_.string()});
+    return Raw(args, input);
+  }
+  Outcome Raw(const std::vector<std::string>& args,
+              const std::string& input = "") {
+    std::istringstream in(input);
+    std::ostringstream out;
+    std::ostringstream err;
+    const int code = RunAdmin(args, in, out, err, env_);
+    return {code, out.str(), err.str()};
+  }
+
+  void Init() {
+    Outcome r = Admin({"init"});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  void AddDevice(const std::string& id, const std::string& type = "iot_sensor",
+                 const std::string& password = "pw") {
+    Outcome r = Admin({"device", "add", id, "--type", type}, password + "\n");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+
+  // Every row of every table plus user_version: equal before and after a
+  // refused command means it changed nothing.
+  std::string Snapshot() {
+    if (!fs::exists(db_)) return "<no file>";
+    Peek peek(db_);
+    std::string all = peek.One("PRAGMA user_version") + "\n";
+    for (const std::string& table :
+         peek.Rows("SELECT name FROM sqlite_schema WHERE type = 'table' "
+                   "ORDER BY name")) {
+      all += "[" + table + "]\n";
+      std::vector<std::string> rows =
+          peek.Rows("SELECT * FROM \"" + table + "\"");
+      std::sort(rows.begin(), rows.end());
+      for (const std::string& row : rows) all += row + "\n";
+    }
+    return all;
+  }
+
+  std::string Path() const { return "'" + db_.string() + "'"; }
+
+  void ExpectRefused(const std::vector<std::string>& args,
+                     const std::string& input, int code,
+                     const std::string& message) {
+    const std::string before = Snapshot();
+    const Outcome r = Admin(args, input);
+    EXPECT_EQ(r.code, code);
+    EXPECT_EQ(r.err, "homepot-admin: " + message + "\n");
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(Snapshot(), before);
+  }
+
+  fs::path dir_;
+  fs::path db_;
+  AdminEnv env_;
+};
+
+// Runs `args` expecting failure with `code` and exactly
+// "homepot-admin: <message>\n" on stderr, nothing on stdout, and no change.
+#define EXPECT_REFUSED(args, input, code, message) \
+  do {                                             \
+    SCOPED_TRACE("EXPECT_REFUSED");                \
+    ExpectRefused(args, input, code, message);     \
+  } while (0)
+
+using Args = std::vector<std::string>;
+
+// ---------------------------------------------------------------- init ----
+
+TEST_F(AdminTest, InitCreatesTheRegistryInWalModeWithSeededTypes) {
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "created registry " + Path() + " (schema version 1)\n");
+  EXPECT_EQ(r.err, "");
+  Peek peek(db_);
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "1");
+  EXPECT_EQ(peek.One("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(
+      peek.Rows("SELECT name, max_payload_bytes FROM device_types "
+                "ORDER BY name"),
+      (std::vector<std::string>{
+          "backend|262144", "gateway|102400", "industrial_controller|102400",
+          "iot_sensor|10240", "pos_terminal|102400", "unknown|10240"}));
+}
+
+TEST_F(AdminTest, InitTwiceSaysUpToDateAndChangesNothing) {
+  Init();
+  const std::string before = Snapshot();
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out,
+            "registry " + Path() + " is up to date (schema version 1)\n");
+  EXPECT_EQ(Snapshot(), before);
+}
+
+TEST_F(AdminTest, TheEmbeddedSchemaIsVersionOne) {
+  Result<int> version = SchemaVersionOf(SchemaSql());
+  ASSERT_TRUE(version.ok()) << version.status().message();
+  EXPECT_EQ(*version, 1);
+  EXPECT_TRUE(BuiltinMigrations().empty());
+}
+
+// A pretend version 2 shows how a future migration step is applied.
+TEST_F(AdminTest, InitMigratesAnOlderRegistryInPlace) {
+  Init();
+  AddDevice("sensor-001");
+  std::string v2 = SchemaSql();
+  const size_t at = v2.rfind("PRAGMA user_version = 1");
+  ASSERT_NE(at, std::string::npos);
+  v2.replace(at, 23, "PRAGMA user_version = 2");
+  env_.schema_sql = v2;
+  env_.migrations = {{1, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
+
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "migrated registry " + Path() + " from schema version 1 to 2\n");
+  Peek peek(db_);
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
+  EXPECT_EQ(peek.One("SELECT device_id, location FROM devices"),
+            "sensor-001|NULL");
+}
+
+TEST_F(AdminTest, InitWithoutAMigrationStepChangesNothing) {
+  Init();
+  std::string v3 = SchemaSql();
+  v3.replace(v3.rfind("PRAGMA user_version = 1"), 23,
+             "PRAGMA user_version = 3");
+  env_.schema_sql = v3;
+  env_.migrations = {{1, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
+  EXPECT_REFUSED(Args{"init"}, "", 1,
+                 "cannot migrate registry " + Path() +
+                     ": no migration from schema version 2");
+}
+
+TEST_F(AdminTest, CommandsOnAnOlderRegistryAskForInit) {
+  Init();
+  std::string v2 = SchemaSql();
+  v2.replace(v2.rfind("PRAGMA user_version = 1"), 23,
+             "PRAGMA user_version = 2");
+  env_.schema_sql = v2;
+  EXPECT_REFUSED((Args{"device", "list"}), "", 1,
+                 "registry " + Path() +
+                     " has schema version 1; run 'homepot-admin init' to "
+                     "migrate it to version 2");
+}
+
+TEST_F(AdminTest, InitRefusesANewerRegistry) {
+  Init();
+  Peek(db_).Exec("PRAGMA user_version = 7");
+  const std::string message =
+      "registry " + Path() +
+      " has schema version 7, newer than this homepot-admin supports (1); "
+      "use a newer homepot-admin";
+  EXPECT_REFUSED(Args{"init"}, "", 1, message);
+  EXPECT_REFUSED((Args{"device", "list"}), "", 1, message);
+}
+
+TEST_F(AdminTest, InitRefusesAForeignDatabase) {
+  Peek(db_).Exec("CREATE TABLE orders (id INTEGER)");
+  EXPECT_REFUSED(Args{"init"}, "", 1,
+                 Path() +
+                     " is not a HOMEPOT registry: it has tables but no schema "
+                     "version; refusing to change it");
+}
+
+TEST_F(AdminTest, InitRefusesAFileThatIsNotSqlite) {
+  WriteText(db_, std::string(4096, 'x'));
+  const Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "homepot-admin: cannot read registry " + Path() +
+                       ": file is not a database\n");
+  EXPECT_EQ(ReadText(db_), std::string(4096, 'x'));
+}
+
+TEST_F(AdminTest, CommandsOnAMissingRegistryDoNotCreateIt) {
+  EXPECT_REFUSED(
+      (Args{"device", "list"}), "", 1,
+      "registry " + Path() + " does not exist; run 'homepot-admin init' first");
+  EXPECT_FALSE(fs::exists(db_));
+}
+
+TEST_F(AdminTest, CommandsOnAnEmptyFileAskForInit) {
+  WriteText(db_, "");
+  EXPECT_REFUSED(
+      (Args{"acl", "list"}), "", 1,
+      "registry " + Path() + " is not initialised; run 'homepot-admin init'");
+}
+
+// ------------------------------------------------------ command line ----
+
+TEST_F(AdminTest, MissingDbIsAUsageError) {
+  const Outcome r = Raw({"device", "list"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err,
+            "homepot-admin: no registry given: use --db PATH or set "
+            "HOMEPOT_DB\n");
+  EXPECT_EQ(r.out, "");
+}
+
+TEST_F(AdminTest, HomepotDbIsTheDefaultRegistry) {
+  env_.default_db = db_.string();
+  const Outcome r = Raw({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(db_));
+  // --db wins over $HOMEPOT_DB.
+  const fs::path other = dir_ / "other.db";
+  EXPECT_EQ(Raw({"--db=" + other.string(), "init"}).code, 0);
+  EXPECT_TRUE(fs::exists(other));
+}
+
+TEST_F(AdminTest, HelpPrintsUsage) {
+  for (const Args& args : {Args{"--help"}, Args{"-h"}, Args{"help"},
+                           Args{"device", "add", "--help"}}) {
+    const Outcome r = Raw(args);
+    EXPECT_EQ(r.code, 0);
+    EXPECT_EQ(r.out, std::string(UsageText()));
+    EXPECT_EQ(r.err, "");
+  }
+  EXPECT_NE(UsageText().find("acl grant ID|--all"), std::string::npos);
+}
+
+TEST_F(AdminTest, MalformedCommandLinesExitWithTwo) {
+  Init();
+  const struct {
+    Args args;
+    std::string message;
+  } cases[] = {
+      {{}, "missing command (try --help)"},
+      {{"frobnicate"}, "unknown command 'frobnicate' (try --help)"},
+      {{"device"},
+       "device: missing subcommand (add, passwd, enable, disable, remove or "
+       "list)"},
+      {{"device", "rename", "x"},
+       "device: unknown subcommand 'rename' (add, passwd, enable, disable, "
+       "remove or list)"},
+      {{"device", "add", "x"}, "device add: --type TYPE is required"},
+      {{"device", "add", "--type", "backend"}, "device add: missing ID"},
+      {{"device", "add", "x", "--type"}, "device add: --type needs a value"},
+      {{"device", "add", "x", "--type", "a", "--type", "b"},
+       "device add: --type given twice"},
+      {{"device", "add", "x", "--type", "backend", "--password", "p"},
+       "device add: unknown option '--password' (try --help)"},
+      {{"device", "enable"}, "device enable: missing ID"},
+      {{"device", "remove", "a", "b"},
+       "device remove: unexpected argument 'b'"},
+      {{"device", "list", "--yaml"},
+       "device list: unknown option '--yaml' (try --help)"},
+      {{"acl"}, "acl: missing subcommand (grant, revoke or list)"},
+      {{"acl", "grant", "x", "read"}, "acl grant: missing FILTER"},
+      {{"acl", "grant"}, "acl grant: missing ID or --all"},
+      {{"acl", "grant", "x", "--all", "read", "a/b"},
+       "acl grant: give either ID or --all, not both"},
+      {{"acl", "revoke", "--all"}, "acl revoke: missing FILTER"},
+      {{"acl", "list", "a", "b"}, "acl list: unexpected argument 'b'"},
+      {{"import-passwd"}, "import-passwd: missing FILE"},
+      {{"import-acl", "a", "b"}, "import-acl: unexpected argument 'b'"},
+      {{"stats", "a", "b"}, "stats: unexpected argument 'b'"},
+      {{"init", "now"}, "init: unexpected argument 'now'"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(testing::PrintToString(c.args));
+    EXPECT_REFUSED(c.args, "", 2, c.message);
+  }
+  const Outcome r = Raw({"--verbose", "init"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "homepot-admin: unknown option '--verbose' (try --help)\n");
+}
+
+// ---------------------------------------------------------- device add ----
+
+TEST_F(AdminTest, DeviceAddStoresAHashOfThePasswordFromStdin) {
+  Init();
+  const Outcome r =
+      Admin({"device", "add", "sensor-001", "--type", "iot_sensor"},
+            "s3cret\r\nignored second line\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "added device 'sensor-001' (type iot_sensor)\n");
+  EXPECT_EQ(r.err, "");
+
+  Peek peek(db_);
+  EXPECT_EQ(peek.One("SELECT device_type, device_token, platform, metadata, "
+                     "enabled FROM devices WHERE device_id = 'sensor-001'"),
+            "iot_sensor|devices/sensor-001/notifications|mqtt_push|{}|1");
+  const std::string stored = peek.One("SELECT password_hash FROM devices");
+  EXPECT_EQ(stored.rfind("$7$", 0), 0u);
+  Result<PasswordHash> hash = ParsePasswordHash(stored);
+  ASSERT_TRUE(hash.ok()) << hash.status().message();
+  EXPECT_EQ(hash->iterations, kDefaultIterations);
+  EXPECT_TRUE(VerifyPassword(*hash, "s3cret"));
+  EXPECT_FALSE(VerifyPassword(*hash, "s3cret\r"));
+  // The hash is never printed.
+  EXPECT_EQ(r.out.find(stored.substr(3, 20)), std::string::npos);
+}
+
+TEST_F(AdminTest, DeviceAddTakesTokenMetadataAndIterations) {
+  Init();
+  const Outcome r = Admin(
+      {"device", "add", "plc-7", "--type", "industrial_controller", "--token",
+       "factory/line-1/plc-7", "--metadata",
+       R"({ "site": "Berlin", "ports": [1, 2], "a": null })", "--iterations=5"},
+      "pw\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  Peek peek(db_);
+  EXPECT_EQ(
+      peek.One("SELECT device_type, device_token, metadata FROM devices"),
+      R"(industrial_controller|factory/line-1/plc-7|{"site":"Berlin","ports":[1,2],"a":null})");
+  Result<PasswordHash> hash =
+      ParsePasswordHash(peek.One("SELECT password_hash FROM devices"));
+  ASSERT_TRUE(hash.ok());
+  EXPECT_EQ(hash->iterations, 5);
+  EXPECT_TRUE(VerifyPassword(*hash, "pw"));
+}
+
+TEST_F(AdminTest, DeviceAddAcceptsUtf8IdsAndAnIdAfterDoubleDash) {
+  Init();
+  EXPECT_EQ(
+      Admin({"device", "add", "capteur-é-東京", "--type", "gateway"}, "pw\n")
+          .code,
+      0);
+  const Outcome r =
+      Admin({"device", "add", "--type", "backend", "--", "-dash"}, "pw\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Peek(db_).Rows("SELECT device_id FROM devices ORDER BY 1"),
+            (std::vector<std::string>{"-dash", "capteur-é-東京"}));
+}
+
+TEST_F(AdminTest, DeviceAddGeneratePasswordPrintsItOnce) {
+  Init();
+  const Outcome r = Admin(
+      {"device", "add", "homepot", "--type", "backend", "--generate-password"},
+      "not read\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  // stdout is the password alone, so that $(...) captures it.
+  ASSERT_FALSE(r.out.empty());
+  ASSERT_EQ(r.out.back(), '\n');
+  const std::string secret = r.out.substr(0, r.out.size() - 1);
+  EXPECT_GE(secret.size(), 20u);
+  EXPECT_EQ(secret.find_first_of(" \t\n'\"$"), std::string::npos);
+  EXPECT_EQ(Peek(db_).One("SELECT device_type FROM devices"), "backend");
+  Result<PasswordHash> hash =
+      ParsePasswordHash(Peek(db_).One("SELECT password_hash FROM devices"));
+  ASSERT_TRUE(hash.ok());
+  EXPECT_TRUE(VerifyPassword(*hash, secret));
+  EXPECT_FALSE(VerifyPassword(*hash, "not read"));
+}
+
+TEST_F(AdminTest, DeviceAddRefusesBadInputAndChangesNothing) {
+  Init();
+  AddDevice("sensor-001");
+  const std::string long_id(129, 'a');
+  const struct {
+    Args args;
+    std::string input;
+    std::string message;
+  } cases[] = {
+      {{"device", "add", "x", "--type", "toaster"},
+       "pw\n",
+       "unknown device type 'toaster' (known: backend, gateway, "
+       "industrial_controller, iot_sensor, pos_terminal, unknown)"},
+      {{"device", "add", "a/b", "--type", "backend"},
+       "pw\n",
+       "invalid device id 'a/b': contains '/'"},
+      {{"device", "add", "a+b", "--type", "backend"},
+       "pw\n",
+       "invalid device id 'a+b': contains '+'"},
+      {{"device", "add", "a#", "--type", "backend"},
+       "pw\n",
+       "invalid device id 'a#': contains '#'"},
+      {{"device", "add", "$SYS", "--type", "backend"},
+       "pw\n",
+       "invalid device id '$SYS': begins with '$'"},
+      {{"device", "add", "", "--type", "backend"},
+       "pw\n",
+       "invalid device id '': empty"},
+      {{"device", "add", long_id, "--type", "backend"},
+       "pw\n",
+       "invalid device id '" + std::string(80, 'a') +
+           "...': longer than 128 bytes"},
+      {{"device", "add", "bad\xff", "--type", "backend"},
+       "pw\n",
+       "invalid device id 'bad\\xff': not valid UTF-8"},
+      {{"device", "add", "\xc0\xaf", "--type", "backend"},
+       "pw\n",
+       "invalid device id '\\xc0\\xaf': not valid UTF-8"},
+      {{"device", "add", "two\nlines", "--type", "backend"},
+       "pw\n",
+       "invalid device id 'two\\nlines': contains a control character"},
+      {{"device", "add", "tab\there", "--type", "backend"},
+       "pw\n",
+       "invalid device id 'tab\\there': contains a control character"},
+      {{"device", "add", std::string("nul\0x", 5), "--type", "backend"},
+       "pw\n",
+       "invalid device id 'nul\\x00x': contains a control character"},
+      {{"device", "add", "x", "--type", "backend", "--metadata", "{\"a\":"},
+       "pw\n",
+       "invalid --metadata '{\"a\":': not valid JSON"},
+      {{"device", "add", "x", "--type", "backend", "--metadata", "[1]"},
+       "pw\n",
+       "invalid --metadata '[1]': not a JSON object"},
+      {{"device", "add", "x", "--type", "backend", "--iterations", "0"},
+       "pw\n",
+       "invalid iteration count '0': expected an integer from 1 to 10000000"},
+      {{"device", "add", "x", "--type", "backend", "--iterations", "-5"},
+       "pw\n",
+       "invalid iteration count '-5': expected an integer from 1 to 10000000"},
+      {{"device", "add", "x", "--type", "backend", "--iterations", "10000001"},
+       "pw\n",
+       "invalid iteration count '10000001': expected an integer from 1 to "
+       "10000000"},
+      {{"device", "add", "x", "--type", "backend", "--iterations", "1e3"},
+       "pw\n",
+       "invalid iteration count '1e3': expected an integer from 1 to "
+       "10000000"},
+      {{"device", "add", "x", "--type", "backend", "--token", "devices/+/x"},
+       "pw\n",
+       "invalid device token 'devices/+/x': a topic name cannot contain '+' "
+       "or '#'"},
+      {{"device", "add", "x", "--type", "backend", "--token",
+        "$SYS/homepot/stats"},
+       "pw\n",
+       "invalid device token '$SYS/homepot/stats': topics beginning with '$' "
+       "are reserved"},
+      {{"device", "add", "x", "--type", "backend", "--token", ""},
+       "pw\n",
+       "invalid device token '': empty"},
+      {{"device", "add", "x", "--type", "backend"},
+       "\n",
+       "empty password on standard input (use --generate-password for a "
+       "random one)"},
+      {{"device", "add", "x", "--type", "backend"},
+       "\r\n",
+       "empty password on standard input (use --generate-password for a "
+       "random one)"},
+      {{"device", "add", "x", "--type", "backend"},
+       "",
+       "no password on standard input (pipe it in, or use "
+       "--generate-password)"},
+      {{"device", "add", "sensor-001", "--type", "backend"},
+       "pw\n",
+       "device 'sensor-001' already exists"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.message);
+    EXPECT_REFUSED(c.args, c.input, 1, c.message);
+  }
+}
+
+TEST_F(AdminTest, AQuoteInAValueIsEscaped) {
+  Init();
+  EXPECT_REFUSED((Args{"device", "add", "x", "--type", "it's"}), "pw\n", 1,
+                 "unknown device type 'it\\'s' (known: backend, gateway, "
+                 "industrial_controller, iot_sensor, pos_terminal, unknown)");
+}
+
+TEST_F(AdminTest, PasswordPromptOnATerminalTurnsEchoOffAndAsksTwice) {
+  Init();
+  std::vector<bool> echo_calls;
+  env_.set_echo = [&](bool on) { echo_calls.push_back(on); };
+  Outcome r = Admin({"device", "add", "x", "--type", "backend"}, "pw\npw\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "Password: \nRepeat password: \n");
+  EXPECT_EQ(echo_calls, (std::vector<bool>{false, true, false, true}));
+
+  const std::string before = Snapshot();
+  r = Admin({"device", "add", "y", "--type", "backend"}, "pw\nother\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err,
+            "Password: \nRepeat password: \n"
+            "homepot-admin: passwords do not match\n");
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(echo_calls.size(), 8u);
+  EXPECT_TRUE(echo_calls.back());  // echo is back on
+}
+
+// ------------------------------------------------------- device passwd ----
+
+TEST_F(AdminTest, DevicePasswdReplacesTheHash) {
+  Init();
+  AddDevice("sensor-001", "iot_sensor", "old");
+  Outcome r =
+      Admin({"device", "passwd", "sensor-001", "--iterations", "7"}, "new\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "changed the password of device 'sensor-001'\n");
+  Result<PasswordHash> hash =
+      ParsePasswordHash(Peek(db_).One("SELECT password_hash FROM devices"));
+  ASSERT_TRUE(hash.ok());
+  EXPECT_EQ(hash->iterations, 7);
+  EXPECT_TRUE(VerifyPassword(*hash, "new"));
+  EXPECT_FALSE(VerifyPassword(*hash, "old"));
+
+  r = Admin({"device", "passwd", "sensor-001", "--generate-password"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  ASSERT_GE(r.out.size(), 2u);
+  const std::string secret = r.out.substr(0, r.out.size() - 1);
+  EXPECT_EQ(r.out.find('\n'), r.out.size() - 1);
+  hash = ParsePasswordHash(Peek(db_).One("SELECT password_hash FROM devices"));
+  ASSERT_TRUE(hash.ok());
+  EXPECT_TRUE(VerifyPassword(*hash, secret));
+}
+
+TEST_F(AdminTest, DevicePasswdRefusesBadInput) {
+  Init();
+  AddDevice("sensor-001");
+  EXPECT_REFUSED((Args{"device", "passwd", "ghost"}), "pw\n", 1,
+                 "unknown device 'ghost'");
+  EXPECT_REFUSED((Args{"device", "passwd", "sensor-001"}), "\n", 1,
+                 "empty password on standard input (use --generate-password "
+                 "for a random one)");
+  EXPECT_REFUSED((Args{"device", "passwd", "a/b"}), "pw\n", 1,
+                 "invalid device id 'a/b': contains '/'");
+  EXPECT_REFUSED((Args{"device", "passwd", "sensor-001", "--iterations", "x"}),
+                 "pw\n", 1,
+                 "invalid iteration count 'x': expected an integer from 1 to "
+                 "10000000");
+}
+
+// ------------------------------------------- enable / disable / remove ----
+
+TEST_F(AdminTest, DeviceDisableAndEnable) {
+  Init();
+  AddDevice("sensor-001");
+  Outcome r = Admin({"device", "disable", "sensor-001"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "disabled device 'sensor-001'\n");
+  EXPECT_EQ(Peek(db_).One("SELECT enabled FROM devices"), "0");
+
+  const std::string before = Snapshot();
+  r = Admin({"device", "disable", "sensor-001"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "device 'sensor-001' is already disabled\n");
+  EXPECT_EQ(Snapshot(), before);  // not even the generation moves
+
+  r = Admin({"device", "enable", "sensor-001"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "enabled device 'sensor-001'\n");
+  EXPECT_EQ(Peek(db_).One("SELECT enabled FROM devices"), "1");
+  r = Admin({"device", "enable", "sensor-001"});
+  EXPECT_EQ(r.out, "device 'sensor-001' is already enabled\n");
+
+  EXPECT_REFUSED((Args{"device", "disable", "ghost"}), "", 1,
+                 "unknown device 'ghost'");
+  EXPECT_REFUSED((Args{"device", "enable", "a#"}), "", 1,
+                 "invalid device id 'a#': contains '#'");
+}
+
+TEST_F(AdminTest, DeviceRemoveTakesItsRulesAndStatistics) {
+  Init();
+  AddDevice("sensor-001");
+  AddDevice("sensor-002");
+  ASSERT_EQ(Admin({"acl", "grant", "sensor-001", "read", "a/#"}).code, 0);
+  ASSERT_EQ(Admin({"acl", "grant", "sensor-001", "write", "b"}).code, 0);
+  ASSERT_EQ(Admin({"acl", "grant", "sensor-002", "write", "b"}).code, 0);
+  ASSERT_EQ(Admin({"acl", "grant", "--all", "read", "c"}).code, 0);
+  Peek(db_).Exec(
+      "INSERT INTO device_stats (device_id, published) VALUES "
+      "('sensor-001', 3), ('sensor-002', 4)");
+
+  Outcome r = Admin({"device", "remove", "sensor-001"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "removed device 'sensor-001' and its 2 ACL rules\n");
+  Peek peek(db_);
+  EXPECT_EQ(peek.Rows("SELECT device_id FROM devices"),
+            (std::vector<std::string>{"sensor-002"}));
+  EXPECT_EQ(peek.Rows("SELECT device_id, topic_filter FROM acl_rules "
+                      "ORDER BY 1, 2"),
+            (std::vector<std::string>{"NULL|c", "sensor-002|b"}));
+  EXPECT_EQ(peek.Rows("SELECT device_id FROM device_stats"),
+            (std::vector<std::string>{"sensor-002"}));
+
+  EXPECT_REFUSED((Args{"device", "remove", "sensor-001"}), "", 1,
+                 "unknown device 'sensor-001'");
+}
+
+// --------------------------------------------------------- device list ----
+
+TEST_F(AdminTest, DeviceListShowsATableWithoutHashes) {
+  Init();
+  Outcome r = Admin({"device", "list"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "DEVICE  TYPE  ENABLED  PASSWORD  TOKEN  CREATED\n");
+
+  AddDevice("sensor-001");
+  ASSERT_EQ(Admin({"device", "add", "homepot", "--type", "backend", "--token",
+                   "backend/inbox"},
+                  "pw\n")
+                .code,
+            0);
+  ASSERT_EQ(Admin({"device", "disable", "homepot"}).code, 0);
+  Peek peek(db_);
+  peek.Exec("UPDATE devices SET created_at = '2026-01-02T03:04:05.006Z'");
+  peek.Exec(
+      "INSERT INTO devices (device_id, device_type) VALUES ('nopw', "
+      "'unknown')");
+  peek.Exec("UPDATE devices SET created_at = '2026-01-02T03:04:05.006Z'");
+
+  r = Admin({"device", "list"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(
+      r.out,
+      "DEVICE      TYPE        ENABLED  PASSWORD  TOKEN"
+      "                             CREATED\n"
+      "homepot     backend     no       set       backend/inbox"
+      "                     2026-01-02T03:04:05.006Z\n"
+      "nopw        unknown     yes      none      devices/nopw/notifications"
+      "        2026-01-02T03:04:05.006Z\n"
+      "sensor-001  iot_sensor  yes      set       "
+      "devices/sensor-001/notifications  2026-01-02T03:04:05.006Z\n");
+  EXPECT_EQ(r.out.find("$7$"), std::string::npos);
+}
+
+TEST_F(AdminTest, DeviceListJson) {
+  Init();
+  ASSERT_EQ(Admin({"device", "add", "sensor-001", "--type", "iot_sensor",
+                   "--metadata", R"({"floor":2})"},
+                  "pw\n")
+                .code,
+            0);
+  const Outcome r = Admin({"device", "list", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("$7$"), std::string::npos);
+  const nlohmann::json list = nlohmann::json::parse(r.out);
+  ASSERT_EQ(list.size(), 1u);
+  const nlohmann::json& d = list[0];
+  EXPECT_EQ(d["device_id"], "sensor-001");
+  EXPECT_EQ(d["device_type"], "iot_sensor");
+  EXPECT_EQ(d["enabled"], true);
+  EXPECT_EQ(d["has_password"], true);
+  EXPECT_EQ(d["device_token"], "devices/sensor-001/notifications");
+  EXPECT_EQ(d["platform"], "mqtt_push");
+  EXPECT_EQ(d["metadata"], nlohmann::json({{"floor", 2}}));
+  EXPECT_TRUE(d["created_at"].is_string());
+  EXPECT_TRUE(d["updated_at"].is_string());
+  EXPECT_FALSE(d.contains("password_hash"));
+
+  EXPECT_EQ(Admin({"device", "list", "--json"}).out.back(), '\n');
+  Init();  // idempotent; list still works
+  EXPECT_EQ(nlohmann::json::parse(Admin({"device", "list", "--json"}).out),
+            list);
+}
+
+// ---------------------------------------------------------------- acl -----
+
+TEST_F(AdminTest, AclGrantAddsRulesOnceEach) {
+  Init();
+  AddDevice("homepot", "backend");
+  AddDevice("sensor-001");
+  Outcome r =
+      Admin({"acl", "grant", "homepot", "write", "devices/+/notifications"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "granted write on 'devices/+/notifications' to device 'homepot'\n");
+  r = Admin({"acl", "grant", "sensor-001", "read",
+             "devices/sensor-001/notifications"});
+  EXPECT_EQ(r.code, 0);
+  r = Admin({"acl", "grant", "--all", "readwrite", "devices/%u/#"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "granted readwrite on 'devices/%u/#' to all devices\n");
+  r = Admin({"acl", "grant", "sensor-001", "deny", "devices/sensor-001/admin"});
+  EXPECT_EQ(r.code, 0);
+
+  // Again: no duplicate, including the global (NULL device) rule.
+  const std::string before = Snapshot();
+  r = Admin({"acl", "grant", "--all", "readwrite", "devices/%u/#"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "all devices already have readwrite on 'devices/%u/#'\n");
+  r = Admin({"acl", "grant", "homepot", "write", "devices/+/notifications"});
+  EXPECT_EQ(
+      r.out,
+      "device 'homepot' already has write on 'devices/+/notifications'\n");
+  EXPECT_EQ(Snapshot(), before);
+
+  EXPECT_EQ(Peek(db_).Rows("SELECT device_id, topic_filter, access FROM "
+                           "acl_rules ORDER BY id"),
+            (std::vector<std::string>{
+                "homepot|devices/+/notifications|write",
+                "sensor-001|devices/sensor-001/notifications|read",
+                "NULL|devices/%u/#|readwrite",
+                "sensor-001|devices/sensor-001/admin|deny"}));
+}
+
+TEST_F(AdminTest, AclGrantRefusesBadInput) {
+  Init();
+  AddDevice("sensor-001");
+  const struct {
+    Args args;
+    std::string message;
+  } cases[] = {
+      {{"acl", "grant", "sensor-001", "admin", "a/b"},
+       "invalid access 'admin': expected read, write, readwrite or deny"},
+      {{"acl", "grant", "sensor-001", "READ", "a/b"},
+       "invalid access 'READ': expected read, write, readwrite or deny"},
+      {{"acl", "grant", "sensor-001", "read", "a/#/b"},
+       "invalid topic filter 'a/#/b': '+' and '#' must fill a whole level and "
+       "'#' must be last"},
+      {{"acl", "grant", "sensor-001", "read", "sport+"},
+       "invalid topic filter 'sport+': '+' and '#' must fill a whole level and "
+       "'#' must be last"},
+      {{"acl", "grant", "sensor-001", "read", ""},
+       "invalid topic filter '': empty"},
+      {{"acl", "grant", "sensor-001", "read", "a\x01"},
+       "invalid topic filter 'a\\x01': contains a control character"},
+      {{"acl", "grant", "sensor-001", "read", "\xe2\x82"},
+       "invalid topic filter '\\xe2\\x82': not valid UTF-8"},
+      {{"acl", "grant", "ghost", "read", "a/b"}, "unknown device 'ghost'"},
+      {{"acl", "grant", "a/b", "read", "a/b"},
+       "invalid device id 'a/b': contains '/'"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.message);
+    EXPECT_REFUSED(c.args, "", 1, c.message);
+  }
+}
+
+TEST_F(AdminTest, AclRevokeRemovesEveryAccessOnTheFilter) {
+  Init();
+  AddDevice("sensor-001");
+  ASSERT_EQ(Admin({"acl", "grant", "sensor-001", "read", "a/#"}).code, 0);
+  ASSERT_EQ(Admin({"acl", "grant", "sensor-001", "deny", "a/#"}).code, 0);
+  ASSERT_EQ(Admin({"acl", "grant", "sensor-001", "read", "b"}).code, 0);
+  ASSERT_EQ(Admin({"acl", "grant", "--all", "read", "a/#"}).code, 0);
+
+  Outcome r = Admin({"acl", "revoke", "sensor-001", "a/#"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "revoked 2 rules on 'a/#' from device 'sensor-001'\n");
+  r = Admin({"acl", "revoke", "--all", "a/#"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "revoked 1 rule on 'a/#' from all devices\n");
+  EXPECT_EQ(Peek(db_).Rows("SELECT device_id, topic_filter FROM acl_rules"),
+            (std::vector<std::string>{"sensor-001|b"}));
+
+  EXPECT_REFUSED((Args{"acl", "revoke", "sensor-001", "a/#"}), "", 1,
+                 "no rule on 'a/#' for device 'sensor-001'");
+  EXPECT_REFUSED((Args{"acl", "revoke", "--all", "b"}), "", 1,
+                 "no rule on 'b' for all devices");
+  EXPECT_REFUSED((Args{"acl", "revoke", "ghost", "b"}), "", 1,
+                 "unknown device 'ghost'");
+  EXPECT_REFUSED((Args{"acl", "revoke", "sensor-001", "b/#/c"}), "", 1,
+                 "invalid topic filter 'b/#/c': '+' and '#' must fill a whole "
+                 "level and '#' must be last");
+}
+
+TEST_F(AdminTest, AclListShowsAllRulesOrThoseOfOneDevice) {
+  Init();
+  AddDevice("homepot", "backend");
+  AddDevice("sensor-001");
+  ASSERT_EQ(
+      Admin({"acl", "grant", "homepot", "write", "devices/+/notifications"})
+          .code,
+      0);
+  ASSERT_EQ(Admin({"acl", "grant", "sensor-001", "read",
+                   "devices/sensor-001/notifications"})
+                .code,
+            0);
+  ASSERT_EQ(Admin({"acl", "grant", "--all", "read", "$SYS/homepot/x"}).code, 0);
+
+  Outcome r = Admin({"acl", "list"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE      ACCESS  FILTER\n"
+            "(all)       read    $SYS/homepot/x\n"
+            "homepot     write   devices/+/notifications\n"
+            "sensor-001  read    devices/sensor-001/notifications\n");
+
+  r = Admin({"acl", "list", "sensor-001"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE      ACCESS  FILTER\n"
+            "(all)       read    $SYS/homepot/x\n"
+            "sensor-001  read    devices/sensor-001/notifications\n");
+
+  r = Admin({"acl", "list", "homepot", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
+              {"device_id": null, "access": "read",
+               "topic_filter": "$SYS/homepot/x"},
+              {"device_id": "homepot", "access": "write",
+               "topic_filter": "devices/+/notifications"}])"));
+
+  EXPECT_REFUSED((Args{"acl", "list", "ghost"}), "", 1,
+                 "unknown device 'ghost'");
+}
+
+// ------------------------------------------------------- import-passwd ----
+
+struct FixtureUser {
+  std::string name;
+  std::string password;
+};
+const FixtureUser kFixtureUsers[] = {
+    // fixtures/mosquitto_passwd.README documents these.
+    {"sensor-001", "s3cret-one"},
+    {"homepot", "backend-pass"},
+    {"legacy", "old-password"},
+    {"gateway-01", "gw-pass-2000"},
+};
+
+TEST_F(AdminTest, ImportPasswdAddsUnknownUsersAndUpdatesKnownOnes) {
+  const fs::path fixture = fs::path(HOMEPOT_FIXTURES) / "mosquitto_passwd.txt";
+  if (!fs::exists(fixture)) GTEST_SKIP() << "no " << fixture;
+  Init();
+  AddDevice("homepot", "backend", "to-be-replaced");
+
+  const Outcome r = Admin({"import-passwd", fixture.string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "imported 4 users from '" + fixture.string() +
+                       "': 3 added (type unknown), 1 updated\n");
+  EXPECT_EQ(r.err, "");
+
+  Peek peek(db_);
+  EXPECT_EQ(peek.Rows("SELECT device_id, device_type, device_token, enabled "
+                      "FROM devices ORDER BY 1"),
+            (std::vector<std::string>{
+                "gateway-01|unknown|devices/gateway-01/notifications|1",
+                "homepot|backend|devices/homepot/notifications|1",
+                "legacy|unknown|devices/legacy/notifications|1",
+                "sensor-001|unknown|devices/sensor-001/notifications|1"}));
+  for (const FixtureUser& user : kFixtureUsers) {
+    SCOPED_TRACE(user.name);
+    Result<PasswordHash> hash = ParsePasswordHash(
+        peek.One("SELECT password_hash FROM devices WHERE device_id = '" +
+                 user.name + "'"));
+    ASSERT_TRUE(hash.ok()) << hash.status().message();
+    EXPECT_TRUE(VerifyPassword(*hash, user.password));
+    EXPECT_FALSE(VerifyPassword(*hash, "to-be-replaced"));
+  }
+  // The stored text is the file's hash, unchanged.
+  const std::string file = ReadText(fixture);
+  EXPECT_NE(file.find("legacy:" + peek.One("SELECT password_hash FROM devices "
+                                           "WHERE device_id = 'legacy'")),
+            std::string::npos);
+}
+
+TEST_F(AdminTest, ImportPasswdReadsWhatTheRealMosquittoPasswdWrites) {
+  if (std::system("command -v mosquitto_passwd >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "mosquitto_passwd is not installed";
+  }
+  const fs::path file = dir_ / "passwd";
+  const std::string quoted = "'" + file.string() + "'";
+  ASSERT_EQ(std::system(("mosquitto_passwd -c -b " + quoted +
+                         " alpha 'first pass' >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  ASSERT_EQ(std::system(("mosquitto_passwd -I 50 -b " + quoted +
+                         " beta second >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  ASSERT_EQ(std::system(("mosquitto_passwd -H sha512 -b " + quoted +
+                         " gamma third >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  Init();
+  const Outcome r = Admin({"import-passwd", file.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  Peek peek(db_);
+  const std::map<std::string, std::string> passwords = {
+      {"alpha", "first pass"}, {"beta", "second"}, {"gamma", "third"}};
+  for (const auto& [user, password] : passwords) {
+    SCOPED_TRACE(user);
+    Result<PasswordHash> hash = ParsePasswordHash(peek.One(
+        "SELECT password_hash FROM devices WHERE device_id = '" + user + "'"));
+    ASSERT_TRUE(hash.ok()) << hash.status().message();
+    EXPECT_TRUE(VerifyPassword(*hash, password));
+    EXPECT_FALSE(VerifyPassword(*hash, password + "!"));
+  }
+}
+
+TEST_F(AdminTest, ImportPasswdSkipsCommentsAndWarnsAboutLinesWithoutColon) {
+  Init();
+  Result<PasswordHash> hash = HashPassword("pw", 3);
+  ASSERT_TRUE(hash.ok());
+  const std::string encoded = EncodePasswordHash(*hash);
+  const fs::path file = dir_ / "passwd";
+  WriteText(file,
+            "# a comment\n\n  \nstray line\r\n dev one : " + encoded + " \r\n");
+  const Outcome r = Admin({"import-passwd", file.string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "homepot-admin: warning: " + file.string() +
+                       ":4: skipped a line without ':' (Mosquitto ignores it "
+                       "too)\n");
+  EXPECT_EQ(r.out, "imported 1 user from '" + file.string() +
+                       "': 1 added (type unknown), 0 updated\n");
+  EXPECT_EQ(Peek(db_).One("SELECT device_id, password_hash FROM devices"),
+            "dev one|" + encoded);
+}
+
+TEST_F(AdminTest, ImportPasswdIsAllOrNothing) {
+  Init();
+  AddDevice("sensor-001", "iot_sensor", "keep");
+  Result<PasswordHash> hash = HashPassword("pw", 3);
+  ASSERT_TRUE(hash.ok());
+  const std::string good = EncodePasswordHash(*hash);
+  const fs::path file = dir_ / "passwd";
+  const std::string f = file.string();
+
+  WriteText(file, "sensor-001:" + good + "\nnew-one:" + good +
+                      "\nbroken:$7$101$c2FsdHNhbHRzYWx0$bm90LWEtaGFzaA==\n");
+  {
+    const std::string before = Snapshot();
+    const Outcome r = Admin({"import-passwd", f});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err.rfind("homepot-admin: " + f +
+                              ":3: bad password hash for user 'broken': ",
+                          0),
+              0u)
+        << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+    // No hash in messages.
+    EXPECT_EQ(r.err.find("bm90LWEtaGFzaA"), std::string::npos);
+    EXPECT_EQ(Snapshot(), before);
+  }
+  WriteText(file, "a/b:" + good + "\n");
+  EXPECT_REFUSED((Args{"import-passwd", f}), "", 1,
+                 f + ":1: invalid device id 'a/b': contains '/'");
+  WriteText(file, "x:" + good + "\nx:" + good + "\n");
+  EXPECT_REFUSED((Args{"import-passwd", f}), "", 1,
+                 f + ":2: user 'x' is listed twice (first on line 1)");
+  WriteText(file, "x:\n");
+  EXPECT_REFUSED((Args{"import-passwd", f}), "", 1,
+                 f + ":1: user 'x' has no password hash");
+  EXPECT_REFUSED((Args{"import-passwd", (dir_ / "missing").string()}), "", 1,
+                 "cannot read '" + (dir_ / "missing").string() +
+                     "': No such file or directory");
+}
+
+// ---------------------------------------------------------- import-acl ----
+
+TEST_F(AdminTest, ImportAclTurnsUsersTopicsAndPatternsIntoRules) {
+  Init();
+  AddDevice("homepot", "backend");
+  AddDevice("sensor-001");
+  const fs::path file = dir_ / "acl";
+  WriteText(file,
+            "# Mosquitto acl_file\n"
+            "topic read public/#\n"
+            "\n"
+            "user homepot\n"
+            "topic write devices/+/notifications\n"
+            "topic   factory/#\n"
+            "  # indented comment\n"
+            "pattern read devices/%u/notifications\n"
+            "user sensor-001\r\n"
+            "topic deny devices/sensor-001/secret\n"
+            "topic read rooms/living room/temp  \n"
+            "pattern write $SYS/homepot/rejections/%c\n");
+  Outcome r = Admin({"import-acl", file.string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err,
+            "homepot-admin: warning: " + file.string() +
+                ":2: skipped a 'topic' line before any 'user' line (it would "
+                "apply to anonymous clients, which HOMEPOT does not allow)\n");
+  EXPECT_EQ(r.out, "imported 6 rules from '" + file.string() +
+                       "': 6 added, 0 already present, 1 anonymous skipped\n");
+  const std::vector<std::string> rules = {
+      "homepot|devices/+/notifications|write",
+      "homepot|factory/#|readwrite",
+      "NULL|devices/%u/notifications|read",
+      "sensor-001|devices/sensor-001/secret|deny",
+      "sensor-001|rooms/living room/temp|read",
+      "NULL|$SYS/homepot/rejections/%c|write",
+  };
+  EXPECT_EQ(Peek(db_).Rows("SELECT device_id, topic_filter, access FROM "
+                           "acl_rules ORDER BY id"),
+            rules);
+
+  // Importing again adds nothing (global rules included).
+  r = Admin({"import-acl", file.string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "imported 6 rules from '" + file.string() +
+                       "': 0 added, 6 already present, 1 anonymous skipped\n");
+  EXPECT_EQ(Peek(db_).Rows("SELECT device_id, topic_filter, access FROM "
+                           "acl_rules ORDER BY id"),
+            rules);
+}
+
+TEST_F(AdminTest, ImportAclIsAllOrNothing) {
+  Init();
+  AddDevice("homepot", "backend");
+  const fs::path file = dir_ / "acl";
+  const std::string f = file.string();
+  const struct {
+    std::string text;
+    std::string message;
+  } cases[] = {
+      {"user homepot\ntopic write a\nuser ghost\ntopic read b\n",
+       f + ":3: unknown device 'ghost' (add it with 'homepot-admin device "
+           "add' or import-passwd first)"},
+      {"user homepot\ntopic write a\ntopic sometimes b\n",
+       f + ":3: invalid access 'sometimes': expected read, write, readwrite "
+           "or deny"},
+      {"user homepot\ntopic write a\ntopic read a/#/b\n",
+       f + ":3: invalid topic filter 'a/#/b': '+' and '#' must fill a whole "
+           "level and '#' must be last"},
+      {"user homepot\ntopic write a\nallow all\n",
+       f + ":3: unknown keyword 'allow' (expected user, topic or pattern)"},
+      {"user homepot\ntopic\n", f + ":2: missing topic filter"},
+      {"user \n", f + ":1: missing user name"},
+      {"user a/b\n", f + ":1: invalid device id 'a/b': contains '/'"},
+      {"pattern read devices/\xff\n",
+       f + ":1: invalid topic filter 'devices/\\xff': not valid UTF-8"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.message);
+    WriteText(file, c.text);
+    EXPECT_REFUSED((Args{"import-acl", f}), "", 1, c.message);
+  }
+}
+
+// --------------------------------------------------------------- stats ----
+
+TEST_F(AdminTest, StatsListsDeviceStatistics) {
+  Init();
+  AddDevice("sensor-001");
+  AddDevice("sensor-002");
+  Outcome r = Admin({"stats"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE  PUBLISHED  DELIVERED  REJECTED  LAST_CONNECT  "
+            "LAST_PUBLISH  LAST_DELIVERY\n");
+
+  Peek(db_).Exec(
+      "INSERT INTO device_stats VALUES ('sensor-001', 12, 30, 2, "
+      "'2026-01-01T00:00:00.000Z', '2026-01-01T00:01:00.000Z', NULL)");
+  r = Admin({"stats"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE      PUBLISHED  DELIVERED  REJECTED  LAST_CONNECT          "
+            "    LAST_PUBLISH              LAST_DELIVERY\n"
+            "sensor-001  12         30         2         "
+            "2026-01-01T00:00:00.000Z  2026-01-01T00:01:00.000Z  -\n");
+
+  r = Admin({"stats", "sensor-001", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
+    {"device_id": "sensor-001", "published": 12, "delivered": 30,
+     "rejected": 2, "last_connect": "2026-01-01T00:00:00.000Z",
+     "last_publish": "2026-01-01T00:01:00.000Z", "last_delivery": null}])"));
+
+  // A known device without a row yet: zeros.
+  r = Admin({"stats", "sensor-002", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
+    {"device_id": "sensor-002", "published": 0, "delivered": 0,
+     "rejected": 0, "last_connect": null, "last_publish": null,
+     "last_delivery": null}])"));
+
+  EXPECT_REFUSED((Args{"stats", "ghost"}), "", 1, "unknown device 'ghost'");
+  EXPECT_REFUSED((Args{"stats", "a/b"}), "", 1,
+                 "invalid device id 'a/b': contains '/'");
+}
+
+// ---------------------------------------------------- acl/*.sql scripts ----
+
+int Sqlite3Shell(const fs::path& db, const fs::path& script) {
+  const std::string command =
+      "sqlite3 -batch '" + db.string() + "' < '" + script.string() + "' 2>&1";
+  return std::system(command.c_str());
+}
+
+TEST_F(AdminTest, GuideExampleScriptAppliesTwiceWithTheSameResult) {
+  if (std::system("command -v sqlite3 >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "sqlite3 shell is not installed";
+  }
+  Init();
+  const fs::path script = SourceRoot() / "acl" / "homepot-guide-example.sql";
+  ASSERT_TRUE(fs::exists(script)) << script;
+  ASSERT_EQ(Sqlite3Shell(db_, script), 0);
+  const std::string once = Snapshot();
+  ASSERT_EQ(Sqlite3Shell(db_, script), 0);
+  EXPECT_EQ(Snapshot(), once);
+
+  Peek peek(db_);
+  EXPECT_EQ(peek.Rows("SELECT device_id, device_type, password_hash FROM "
+                      "devices ORDER BY 1"),
+            (std::vector<std::string>{"homepot|backend|NULL",
+                                      "sensor-001|iot_sensor|NULL"}));
+  EXPECT_EQ(peek.Rows("SELECT device_id, topic_filter, access FROM acl_rules "
+                      "ORDER BY 1"),
+            (std::vector<std::string>{
+                "homepot|devices/+/notifications|write",
+                "sensor-001|devices/sensor-001/notifications|read"}));
+  // The tool sees them and can give them passwords.
+  const Outcome r = Admin({"device", "passwd", "sensor-001"}, "pw\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST_F(AdminTest, GuideExampleScriptKeepsExistingDevices) {
+  if (std::system("command -v sqlite3 >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "sqlite3 shell is not installed";
+  }
+  Init();
+  AddDevice("sensor-001", "gateway", "pw");
+  ASSERT_EQ(
+      Sqlite3Shell(db_, SourceRoot() / "acl" / "homepot-guide-example.sql"), 0);
+  Peek peek(db_);
+  EXPECT_EQ(peek.One("SELECT device_type, password_hash IS NOT NULL FROM "
+                     "devices WHERE device_id = 'sensor-001'"),
+            "gateway|1");
+}
+
+TEST_F(AdminTest, EveryAclScriptAppliesIdempotently) {
+  if (std::system("command -v sqlite3 >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "sqlite3 shell is not installed";
+  }
+  const std::map<std::string, std::vector<std::string>> expected = {
+      {"homepot-guide-example.sql",
+       {"homepot|devices/+/notifications|write",
+        "sensor-001|devices/sensor-001/notifications|read"}},
+      {"monitoring.sql", {"monitor|$SYS/homepot/stats|read"}},
+      {"devices-own-subtree.sql", {"NULL|devices/%u/#|readwrite"}},
+      {"backend-broadcast.sql",
+       {"backend|devices/+/notifications|write", "backend|emergency/#|write",
+        "backend|factory/#|write", "backend|home/#|write"}},
+  };
+  size_t scripts = 0;
+  for (const auto& entry : fs::directory_iterator(SourceRoot() / "acl")) {
+    if (entry.path().extension() == ".sql") ++scripts;
+  }
+  EXPECT_EQ(scripts, expected.size());
+  for (const auto& [name, rules] : expected) {
+    SCOPED_TRACE(name);
+    db_ = dir_ / (name + ".db");
+    Init();
+    const fs::path script = SourceRoot() / "acl" / name;
+    ASSERT_EQ(Sqlite3Shell(db_, script), 0);
+    const std::string once = Snapshot();
+    ASSERT_EQ(Sqlite3Shell(db_, script), 0);
+    EXPECT_EQ(Snapshot(), once);
+    EXPECT_EQ(Peek(db_).Rows("SELECT device_id, topic_filter, access FROM "
+                             "acl_rules ORDER BY 1, 2"),
+              rules);
+    // Every rule passes the tool's own checks.
+    for (const std::string& filter :
+         Peek(db_).Rows("SELECT topic_filter FROM acl_rules")) {
+      EXPECT_TRUE(ValidateFilter(filter).ok()) << filter;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace homepot::admin

@@ -1,0 +1,362 @@
+#include "auth.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "credentials.h"
+#include "registry.h"
+
+namespace homepot {
+namespace {
+
+constexpr int kIterations = 10;  // keeps the tests fast
+constexpr int64_t kLockoutMs = 60000;
+
+PasswordHash Hash(const std::string& password) {
+  Result<PasswordHash> h = HashPassword(password, kIterations);
+  EXPECT_TRUE(h.ok());
+  return *h;
+}
+
+Device MakeDevice(const std::string& id, const PasswordHash* hash,
+                  bool enabled = true) {
+  Device d;
+  d.id = id;
+  d.enabled = enabled;
+  if (hash != nullptr) {
+    d.has_password = true;
+    d.password = *hash;
+  }
+  return d;
+}
+
+class AuthTest : public ::testing::Test {
+ protected:
+  AuthTest() {
+    options_.max_failures = 3;
+    options_.lockout_ms = kLockoutMs;
+    options_.dummy_iterations = kIterations;
+  }
+  void SetUp() override {
+    sensor_hash_ = Hash("right");
+    other_hash_ = Hash("other-pass");
+    snapshot_ = SnapshotWith(sensor_hash_, /*sensor_enabled=*/true);
+  }
+
+  std::shared_ptr<const Snapshot> SnapshotWith(const PasswordHash& sensor,
+                                               bool sensor_enabled) {
+    std::vector<Device> devices;
+    devices.push_back(MakeDevice("sensor-001", &sensor, sensor_enabled));
+    devices.push_back(MakeDevice("sensor-002", &other_hash_));
+    PasswordHash off = Hash("off-pass");
+    devices.push_back(MakeDevice("disabled-1", &off, /*enabled=*/false));
+    devices.push_back(MakeDevice("no-password", nullptr));
+    return Snapshot::Build(std::move(devices), {}, 1, 10240);
+  }
+
+  std::unique_ptr<Authenticator> Make() {
+    return std::make_unique<Authenticator>(options_);
+  }
+
+  AuthOptions options_;
+  PasswordHash sensor_hash_;
+  PasswordHash other_hash_;
+  std::shared_ptr<const Snapshot> snapshot_;
+};
+
+TEST_F(AuthTest, RightPasswordIsAllowed) {
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-002", "other-pass", 0),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, WrongPasswordIsDenied) {
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right ", 0),
+            AuthResult::kDeny);
+  // Another device's password does not work.
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-002", "right", 0),
+            AuthResult::kDeny);
+}
+
+TEST_F(AuthTest, UnknownUsernameIsDenied) {
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "right", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "", "", 0), AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "SENSOR-001", "right", 0),
+            AuthResult::kDeny);
+}
+
+TEST_F(AuthTest, UnknownUsernameIsDeferredWhenConfigured) {
+  options_.defer_unknown = true;
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "anything", 0),
+            AuthResult::kDefer);
+  // Registered devices are still judged here.
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "disabled-1", "off-pass", 0),
+            AuthResult::kDeny);
+  // Deferring is not a failure.
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "x", 0),
+              AuthResult::kDefer);
+  }
+  EXPECT_EQ(auth->tracked_failures(), 1u);  // sensor-001's one wrong attempt
+}
+
+TEST_F(AuthTest, DisabledDeviceIsDeniedEvenWithTheRightPassword) {
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "disabled-1", "off-pass", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->cached_secrets(), 0u);
+}
+
+TEST_F(AuthTest, DeviceDisabledAfterACachedLoginIsDenied) {
+  auto auth = Make();
+  ASSERT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);
+  ASSERT_EQ(auth->cached_secrets(), 1u);
+  auto disabled = SnapshotWith(sensor_hash_, /*sensor_enabled=*/false);
+  EXPECT_EQ(auth->Authenticate(*disabled, "sensor-001", "right", 1),
+            AuthResult::kDeny);
+  // And it comes back when re-enabled.
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 2),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, DeviceWithoutPasswordIsDenied) {
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "no-password", "", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "no-password", "anything", 0),
+            AuthResult::kDeny);
+}
+
+TEST_F(AuthTest, LockoutAfterMaxFailuresRefusesEvenTheRightPassword) {
+  auto auth = Make();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 1000 + i),
+              AuthResult::kDeny)
+        << i;
+  }
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 1003),
+            AuthResult::kLockedOut);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 1004),
+            AuthResult::kLockedOut);
+  // Other usernames are not affected.
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-002", "other-pass", 1005),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, LockoutExpires) {
+  auto auth = Make();
+  const int64_t t0 = 5000;
+  for (int i = 0; i < 3; ++i) {
+    auth->Authenticate(*snapshot_, "sensor-001", "wrong", t0);
+  }
+  // Locked until t0 + lockout.
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", t0 + 1),
+            AuthResult::kLockedOut);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right",
+                               t0 + kLockoutMs - 1),
+            AuthResult::kLockedOut);
+  EXPECT_EQ(
+      auth->Authenticate(*snapshot_, "sensor-001", "right", t0 + kLockoutMs),
+      AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, AttemptsDuringTheLockoutDoNotExtendIt) {
+  auto auth = Make();
+  for (int i = 0; i < 3; ++i) {
+    auth->Authenticate(*snapshot_, "sensor-001", "wrong", 0);
+  }
+  for (int64_t t = 1000; t < kLockoutMs; t += 10000) {
+    EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", t),
+              AuthResult::kLockedOut);
+  }
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", kLockoutMs),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, AfterTheLockoutTheCountStartsAgain) {
+  auto auth = Make();
+  for (int i = 0; i < 3; ++i) {
+    auth->Authenticate(*snapshot_, "sensor-001", "wrong", 0);
+  }
+  const int64_t t = kLockoutMs + 1;
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", t),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", t + 1),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, FailuresOutsideTheWindowDoNotLockOut) {
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 30000),
+            AuthResult::kDeny);
+  // The window started at 0 and has passed: this failure starts a new one.
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 61000),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 61001),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, SuccessResetsTheFailureCount) {
+  auto auth = Make();
+  auth->Authenticate(*snapshot_, "sensor-001", "wrong", 0);
+  auth->Authenticate(*snapshot_, "sensor-001", "wrong", 1);
+  EXPECT_EQ(auth->tracked_failures(), 1u);
+  ASSERT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 2),
+            AuthResult::kAllow);
+  EXPECT_EQ(auth->tracked_failures(), 0u);
+  auth->Authenticate(*snapshot_, "sensor-001", "wrong", 3);
+  auth->Authenticate(*snapshot_, "sensor-001", "wrong", 4);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 5),
+            AuthResult::kAllow);
+  // A success from the cache resets it too.
+  auth->Authenticate(*snapshot_, "sensor-001", "wrong", 6);
+  auth->Authenticate(*snapshot_, "sensor-001", "wrong", 7);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 8),
+            AuthResult::kAllow);
+  auth->Authenticate(*snapshot_, "sensor-001", "wrong", 9);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 10),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, UnknownUsernamesAreLockedOutToo) {
+  auto auth = Make();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "x", 0),
+              AuthResult::kDeny);
+  }
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "x", 1),
+            AuthResult::kLockedOut);
+}
+
+TEST_F(AuthTest, ZeroMaxFailuresDisablesTheLockout) {
+  options_.max_failures = 0;
+  auto auth = Make();
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", i),
+              AuthResult::kDeny);
+  }
+  EXPECT_EQ(auth->tracked_failures(), 0u);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 21),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, SecondLoginWithTheSamePasswordIsServedFromTheCache) {
+  auto auth = Make();
+  EXPECT_EQ(auth->cached_secrets(), 0u);
+  ASSERT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);
+  EXPECT_EQ(auth->cached_secrets(), 1u);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 1),
+            AuthResult::kAllow);
+  EXPECT_EQ(auth->cached_secrets(), 1u);
+  // A wrong password is not let through by the cache.
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 2),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 3),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, CacheHitDoesNotRecomputeTheHash) {
+  auto auth = Make();
+  ASSERT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);
+  // Same stored hash bytes, but a salt under which "right" would not verify:
+  // only the cache can accept it, which shows the cache is consulted.
+  PasswordHash altered = sensor_hash_;
+  altered.salt[0] ^= 0xff;
+  ASSERT_FALSE(VerifyPassword(altered, "right"));
+  auto s = SnapshotWith(altered, true);
+  EXPECT_EQ(auth->Authenticate(*s, "sensor-001", "right", 1),
+            AuthResult::kAllow);
+  // A fresh authenticator, without the cache, refuses it.
+  EXPECT_EQ(Make()->Authenticate(*s, "sensor-001", "right", 1),
+            AuthResult::kDeny);
+}
+
+TEST_F(AuthTest, OldPasswordIsRefusedAfterTheHashChanges) {
+  auto auth = Make();
+  ASSERT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);
+  auto changed = SnapshotWith(Hash("new-pass"), true);
+  EXPECT_EQ(auth->Authenticate(*changed, "sensor-001", "right", 1),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*changed, "sensor-001", "new-pass", 2),
+            AuthResult::kAllow);
+  EXPECT_EQ(auth->Authenticate(*changed, "sensor-001", "right", 3),
+            AuthResult::kDeny);
+}
+
+TEST_F(AuthTest, RemovedDeviceIsRefusedDespiteTheCache) {
+  auto auth = Make();
+  ASSERT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);
+  auto empty = Snapshot::Build({}, {}, 2, 10240);
+  EXPECT_EQ(auth->Authenticate(*empty, "sensor-001", "right", 1),
+            AuthResult::kDeny);
+}
+
+TEST_F(AuthTest, ForgetDropsTheCachedSecret) {
+  auto auth = Make();
+  ASSERT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);
+  ASSERT_EQ(auth->Authenticate(*snapshot_, "sensor-002", "other-pass", 0),
+            AuthResult::kAllow);
+  EXPECT_EQ(auth->cached_secrets(), 2u);
+  auth->Forget("sensor-001");
+  EXPECT_EQ(auth->cached_secrets(), 1u);
+  auth->Forget("never-seen");
+  EXPECT_EQ(auth->cached_secrets(), 1u);
+
+  // Without the cache, the altered-salt snapshot is judged by the full hash.
+  PasswordHash altered = sensor_hash_;
+  altered.salt[0] ^= 0xff;
+  auto s = SnapshotWith(altered, true);
+  EXPECT_EQ(auth->Authenticate(*s, "sensor-001", "right", 1),
+            AuthResult::kDeny);
+  // And a normal login still works and is cached again.
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 2),
+            AuthResult::kAllow);
+  EXPECT_EQ(auth->cached_secrets(), 2u);
+}
+
+TEST_F(AuthTest, SweepDropsExpiredFailureEntries) {
+  auto auth = Make();
+  auth->Authenticate(*snapshot_, "a", "x", 0);  // one failure, window at 0
+  for (int i = 0; i < 3; ++i) {
+    auth->Authenticate(*snapshot_, "b", "x", 10000);  // locked until 70000
+  }
+  EXPECT_EQ(auth->tracked_failures(), 2u);
+  auth->Sweep(kLockoutMs);  // a's window is exactly lockout old: kept
+  EXPECT_EQ(auth->tracked_failures(), 2u);
+  auth->Sweep(kLockoutMs + 1);  // a's window has passed
+  EXPECT_EQ(auth->tracked_failures(), 1u);
+  auth->Sweep(10000 + kLockoutMs - 1);  // b still locked
+  EXPECT_EQ(auth->tracked_failures(), 1u);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "b", "x", 10000 + kLockoutMs - 1),
+            AuthResult::kLockedOut);
+  auth->Sweep(10000 + kLockoutMs);
+  EXPECT_EQ(auth->tracked_failures(), 0u);
+}
+
+}  // namespace
+}  // namespace homepot

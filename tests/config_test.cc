@@ -1,0 +1,277 @@
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace homepot {
+namespace {
+
+// Options with the required db_path first, then `extra`.
+OptionList With(OptionList extra) {
+  OptionList options = {{"db_path", "/tmp/homepot.db"}};
+  options.insert(options.end(), extra.begin(), extra.end());
+  return options;
+}
+
+// The error message ParseConfig gives for `options`, or "" when it succeeds.
+std::string ErrorOf(const OptionList& options) {
+  Result<Config> r = ParseConfig(options);
+  return r.ok() ? std::string() : r.status().message();
+}
+
+TEST(ConfigTest, DefaultsMatchTheSpec) {
+  Result<Config> r =
+      ParseConfig({{"db_path", "/var/lib/mosquitto/homepot.db"}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const Config& c = *r;
+  EXPECT_EQ(c.db_path, "/var/lib/mosquitto/homepot.db");
+  EXPECT_EQ(c.stats_topic, "$SYS/homepot/stats");
+  EXPECT_EQ(c.stats_interval_s, 10);
+  EXPECT_EQ(c.reload_interval_ms, 1000);
+  EXPECT_EQ(c.notification_topics,
+            (std::vector<std::string>{"devices/+/notifications",
+                                      "devices/+/+/notifications", "factory/#",
+                                      "home/#", "emergency/#"}));
+  EXPECT_EQ(c.max_payload, 262144u);
+  EXPECT_EQ(c.max_topic_depth, 7);
+  EXPECT_EQ(c.timestamp_field, "received_at");
+  EXPECT_EQ(c.auth_max_failures, 5);
+  EXPECT_EQ(c.auth_lockout_seconds, 60);
+  EXPECT_FALSE(c.defer_unknown);
+}
+
+TEST(ConfigTest, EveryOptionIsParsed) {
+  Result<Config> r = ParseConfig({
+      {"db_path", "/data/registry.db"},
+      {"stats_topic", "$SYS/homepot/metrics"},
+      {"stats_interval", "0"},
+      {"reload_interval_ms", "250"},
+      {"notification_topics", "alerts/# devices/+/inbox"},
+      {"max_payload", "4096"},
+      {"max_topic_depth", "12"},
+      {"timestamp_field", "broker_time"},
+      {"auth_max_failures", "0"},
+      {"auth_lockout_seconds", "3600"},
+      {"defer_unknown", "true"},
+  });
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const Config& c = *r;
+  EXPECT_EQ(c.db_path, "/data/registry.db");
+  EXPECT_EQ(c.stats_topic, "$SYS/homepot/metrics");
+  EXPECT_EQ(c.stats_interval_s, 0);
+  EXPECT_EQ(c.reload_interval_ms, 250);
+  EXPECT_EQ(c.notification_topics,
+            (std::vector<std::string>{"alerts/#", "devices/+/inbox"}));
+  EXPECT_EQ(c.max_payload, 4096u);
+  EXPECT_EQ(c.max_topic_depth, 12);
+  EXPECT_EQ(c.timestamp_field, "broker_time");
+  EXPECT_EQ(c.auth_max_failures, 0);
+  EXPECT_EQ(c.auth_lockout_seconds, 3600);
+  EXPECT_TRUE(c.defer_unknown);
+}
+
+TEST(ConfigTest, RangeBoundsAreAccepted) {
+  struct Case {
+    std::string name, value;
+  };
+  const std::vector<Case> cases = {
+      {"stats_interval", "0"},       {"stats_interval", "86400"},
+      {"reload_interval_ms", "50"},  {"reload_interval_ms", "3600000"},
+      {"max_payload", "2"},          {"max_payload", "268435455"},
+      {"max_topic_depth", "1"},      {"max_topic_depth", "1024"},
+      {"auth_max_failures", "0"},    {"auth_max_failures", "1000000"},
+      {"auth_lockout_seconds", "1"}, {"auth_lockout_seconds", "604800"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(ErrorOf(With({{c.name, c.value}})), "")
+        << c.name << " = " << c.value;
+  }
+}
+
+TEST(ConfigTest, BadValuesGiveExactMessages) {
+  struct Case {
+    std::string name, value, message;
+  };
+  const std::vector<Case> cases = {
+      // Not numbers.
+      {"stats_interval", "5abc",
+       "option plugin_opt_stats_interval: '5abc' is not a whole number"},
+      {"stats_interval", "",
+       "option plugin_opt_stats_interval: '' is not a whole number"},
+      {"stats_interval", " 5",
+       "option plugin_opt_stats_interval: ' 5' is not a whole number"},
+      {"stats_interval", "5 ",
+       "option plugin_opt_stats_interval: '5 ' is not a whole number"},
+      {"stats_interval", "+5",
+       "option plugin_opt_stats_interval: '+5' is not a whole number"},
+      {"stats_interval", "1.5",
+       "option plugin_opt_stats_interval: '1.5' is not a whole number"},
+      {"stats_interval", "0x10",
+       "option plugin_opt_stats_interval: '0x10' is not a whole number"},
+      {"reload_interval_ms", "fast",
+       "option plugin_opt_reload_interval_ms: 'fast' is not a whole number"},
+      {"max_payload", "256k",
+       "option plugin_opt_max_payload: '256k' is not a whole number"},
+      {"max_payload", "-1",
+       "option plugin_opt_max_payload: '-1' is not a whole number"},
+      {"max_topic_depth", "seven",
+       "option plugin_opt_max_topic_depth: 'seven' is not a whole number"},
+      {"auth_max_failures", "5x",
+       "option plugin_opt_auth_max_failures: '5x' is not a whole number"},
+      {"auth_lockout_seconds", "1m",
+       "option plugin_opt_auth_lockout_seconds: '1m' is not a whole number"},
+      // Out of range.
+      {"stats_interval", "-1",
+       "option plugin_opt_stats_interval: '-1' is out of range (0 to 86400)"},
+      {"stats_interval", "86401",
+       "option plugin_opt_stats_interval: '86401' is out of range (0 to "
+       "86400)"},
+      {"stats_interval", "99999999999999999999",
+       "option plugin_opt_stats_interval: '99999999999999999999' is out of "
+       "range (0 to 86400)"},
+      {"reload_interval_ms", "49",
+       "option plugin_opt_reload_interval_ms: '49' is out of range (50 to "
+       "3600000)"},
+      {"reload_interval_ms", "3600001",
+       "option plugin_opt_reload_interval_ms: '3600001' is out of range (50 "
+       "to 3600000)"},
+      {"max_payload", "1",
+       "option plugin_opt_max_payload: '1' is out of range (2 to 268435455)"},
+      {"max_payload", "268435456",
+       "option plugin_opt_max_payload: '268435456' is out of range (2 to "
+       "268435455)"},
+      {"max_payload", "4294967296",
+       "option plugin_opt_max_payload: '4294967296' is out of range (2 to "
+       "268435455)"},
+      {"max_topic_depth", "0",
+       "option plugin_opt_max_topic_depth: '0' is out of range (1 to 1024)"},
+      {"auth_max_failures", "-1",
+       "option plugin_opt_auth_max_failures: '-1' is out of range (0 to "
+       "1000000)"},
+      {"auth_lockout_seconds", "0",
+       "option plugin_opt_auth_lockout_seconds: '0' is out of range (1 to "
+       "604800)"},
+      // Booleans are exactly "true" or "false".
+      {"defer_unknown", "yes",
+       "option plugin_opt_defer_unknown: 'yes' is not true or false"},
+      {"defer_unknown", "TRUE",
+       "option plugin_opt_defer_unknown: 'TRUE' is not true or false"},
+      {"defer_unknown", "1",
+       "option plugin_opt_defer_unknown: '1' is not true or false"},
+      {"defer_unknown", "",
+       "option plugin_opt_defer_unknown: '' is not true or false"},
+      // Notification filters.
+      {"notification_topics", "devices/+/notifications a/#/b",
+       "option plugin_opt_notification_topics: 'a/#/b' is not a valid topic "
+       "filter"},
+      {"notification_topics", "home#",
+       "option plugin_opt_notification_topics: 'home#' is not a valid topic "
+       "filter"},
+      {"notification_topics", "a/b+",
+       "option plugin_opt_notification_topics: 'a/b+' is not a valid topic "
+       "filter"},
+      {"notification_topics", "",
+       "option plugin_opt_notification_topics: needs at least one topic "
+       "filter"},
+      {"notification_topics", " \t ",
+       "option plugin_opt_notification_topics: needs at least one topic "
+       "filter"},
+      // Stats topic.
+      {"stats_topic", "homepot/stats",
+       "option plugin_opt_stats_topic: 'homepot/stats' must be a topic name "
+       "under $SYS/homepot/ (outside rejections/)"},
+      {"stats_topic", "$SYS/broker/stats",
+       "option plugin_opt_stats_topic: '$SYS/broker/stats' must be a topic "
+       "name under $SYS/homepot/ (outside rejections/)"},
+      {"stats_topic", "$SYS/homepot/+",
+       "option plugin_opt_stats_topic: '$SYS/homepot/+' must be a topic name "
+       "under $SYS/homepot/ (outside rejections/)"},
+      {"stats_topic", "$SYS/homepot/#",
+       "option plugin_opt_stats_topic: '$SYS/homepot/#' must be a topic name "
+       "under $SYS/homepot/ (outside rejections/)"},
+      {"stats_topic", "$SYS/homepot/rejections/x",
+       "option plugin_opt_stats_topic: '$SYS/homepot/rejections/x' must be a "
+       "topic name under $SYS/homepot/ (outside rejections/)"},
+      {"stats_topic", "",
+       "option plugin_opt_stats_topic: '' must be a topic name under "
+       "$SYS/homepot/ (outside rejections/)"},
+      // Timestamp field.
+      {"timestamp_field", "",
+       "option plugin_opt_timestamp_field: '' must be 1-64 characters "
+       "without \" or \\"},
+      {"timestamp_field", std::string(65, 'x'),
+       "option plugin_opt_timestamp_field: '" + std::string(65, 'x') +
+           "' must be 1-64 characters without \" or \\"},
+      {"timestamp_field", "a\"b",
+       "option plugin_opt_timestamp_field: 'a\"b' must be 1-64 characters "
+       "without \" or \\"},
+      {"timestamp_field", "a\\b",
+       "option plugin_opt_timestamp_field: 'a\\b' must be 1-64 characters "
+       "without \" or \\"},
+      {"timestamp_field", "a\tb",
+       "option plugin_opt_timestamp_field: must not hold control characters"},
+      // db_path given but empty.
+      {"db_path", "", "option plugin_opt_db_path: must not be empty"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(ErrorOf(With({{c.name, c.value}})), c.message)
+        << c.name << " = '" << c.value << "'";
+  }
+}
+
+TEST(ConfigTest, UnknownOptionIsAnError) {
+  EXPECT_EQ(ErrorOf(With({{"stats_intervall", "10"}})),
+            "unknown option plugin_opt_stats_intervall");
+  EXPECT_EQ(ErrorOf(With({{"DB_PATH", "/x"}})),
+            "unknown option plugin_opt_DB_PATH");
+  // Reported even when db_path is missing too.
+  EXPECT_EQ(ErrorOf({{"bogus", "1"}}), "unknown option plugin_opt_bogus");
+}
+
+TEST(ConfigTest, MissingDbPathIsAnError) {
+  EXPECT_EQ(ErrorOf({}), "option plugin_opt_db_path is required");
+  EXPECT_EQ(ErrorOf({{"stats_interval", "5"}}),
+            "option plugin_opt_db_path is required");
+}
+
+TEST(ConfigTest, FirstBadOptionIsReported) {
+  EXPECT_EQ(ErrorOf(With({{"max_topic_depth", "x"}, {"stats_interval", "y"}})),
+            "option plugin_opt_max_topic_depth: 'x' is not a whole number");
+}
+
+TEST(ConfigTest, NotificationTopicsSplitOnSpacesAndTabs) {
+  Result<Config> r =
+      ParseConfig(With({{"notification_topics", "  a/b   c/+\td/#\t\t e  "}}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->notification_topics,
+            (std::vector<std::string>{"a/b", "c/+", "d/#", "e"}));
+}
+
+TEST(ConfigTest, BoolParsing) {
+  Result<Config> t = ParseConfig(With({{"defer_unknown", "true"}}));
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(t->defer_unknown);
+  Result<Config> f = ParseConfig(With({{"defer_unknown", "false"}}));
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE(f->defer_unknown);
+}
+
+TEST(ConfigTest, LaterValueOfARepeatedOptionWins) {
+  Result<Config> r = ParseConfig(
+      {{"db_path", "/a.db"}, {"stats_interval", "3"}, {"db_path", "/b.db"}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->db_path, "/b.db");
+  EXPECT_EQ(r->stats_interval_s, 3);
+}
+
+TEST(ConfigTest, TimestampFieldAcceptsSixtyFourCharacters) {
+  Result<Config> r =
+      ParseConfig(With({{"timestamp_field", std::string(64, 'x')}}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->timestamp_field, std::string(64, 'x'));
+}
+
+}  // namespace
+}  // namespace homepot

@@ -1,0 +1,470 @@
+#include "homepot.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "credentials.h"
+
+namespace homepot {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+constexpr auto kPatience = milliseconds(5000);
+
+// Mosquitto's MOSQ_ACL_* values.
+constexpr int kRead = 1;
+constexpr int kWrite = 2;
+constexpr int kSubscribe = 4;
+constexpr int kUnsubscribe = 8;
+
+constexpr char kValidNotification[] = R"({"title":"Hi","body":"There"})";
+
+// Records what the core asks of the broker.
+class FakeBroker : public Broker {
+ public:
+  struct Published {
+    std::string topic;
+    std::string payload;
+    int qos;
+    bool retain;
+  };
+  void Log(LogLevel level, const std::string& message) override {
+    logs.emplace_back(level, message);
+  }
+  void KickUsername(const std::string& username) override {
+    kicks.push_back(username);
+  }
+  void Publish(const std::string& topic, std::string_view payload, int qos,
+               bool retain) override {
+    publishes.push_back({topic, std::string(payload), qos, retain});
+  }
+  void* Alloc(size_t size) override { return std::malloc(size); }
+  void Free(void* ptr) override { std::free(ptr); }
+
+  int LogsContaining(const std::string& text,
+                     std::optional<LogLevel> level = std::nullopt) const {
+    return static_cast<int>(
+        std::count_if(logs.begin(), logs.end(), [&](const auto& entry) {
+          return (!level || entry.first == *level) &&
+                 entry.second.find(text) != std::string::npos;
+        }));
+  }
+  bool Kicked(const std::string& username) const {
+    return std::find(kicks.begin(), kicks.end(), username) != kicks.end();
+  }
+
+  std::vector<std::pair<LogLevel, std::string>> logs;
+  std::vector<std::string> kicks;
+  std::vector<Published> publishes;
+};
+
+// A clock that moves only when told.
+class FakeClock : public Clock {
+ public:
+  int64_t MonotonicMs() override { return mono; }
+  int64_t WallMs() override { return wall; }
+  void Advance(int64_t ms) {
+    mono += ms;
+    wall += ms;
+  }
+  int64_t mono = 1000000;
+  int64_t wall = 1795000000000;  // 2026-11-18
+};
+
+std::string SchemaText() {
+  std::ifstream in(HOMEPOT_SCHEMA_SQL);
+  EXPECT_TRUE(in.is_open()) << HOMEPOT_SCHEMA_SQL;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string EncodedHash(const std::string& password) {
+  Result<PasswordHash> h = HashPassword(password, 10);
+  EXPECT_TRUE(h.ok());
+  return EncodePasswordHash(*h);
+}
+
+// A client session for the events.
+struct Client {
+  Client(const char* user, const char* id) : username(user), client_id(id) {}
+  ClientInfo info() const {
+    ClientInfo c;
+    c.handle = this;
+    c.username = username;
+    c.client_id = client_id;
+    c.protocol_version = 5;
+    return c;
+  }
+  const char* username;
+  const char* client_id;
+};
+
+class HomepotTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/homepot-core-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/registry.db";
+    Exec(SchemaText());
+    Exec(
+        "INSERT INTO devices (device_id, device_type, password_hash) VALUES "
+        "('sensor-001', 'iot_sensor', '" +
+        EncodedHash("s3cret") +
+        "'), "
+        "('homepot', 'backend', '" +
+        EncodedHash("backend-pw") + "')");
+    Exec(
+        "INSERT INTO devices (device_id, password_hash, enabled) VALUES "
+        "('off-1', '" +
+        EncodedHash("off-pw") + "', 0)");
+    Exec(
+        "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+        "('homepot', 'devices/+/notifications', 'write'), "
+        "('homepot', 'backend/status', 'readwrite')");
+
+    config_.db_path = path_;
+    config_.reload_interval_ms = 50;
+    config_.stats_interval_s = 0;  // no stats publications in these tests
+    config_.auth_max_failures = 3;
+    config_.auth_lockout_seconds = 60;
+  }
+  void TearDown() override {
+    core_.reset();
+    std::string cmd = "rm -rf '" + dir_ + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+
+  // Changes the registry through its own connection, as an admin would.
+  void Exec(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+
+  void Create() {
+    auto r = Homepot::Create(config_, &broker_, &clock_);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    core_ = std::move(*r);
+  }
+
+  // Calls `poke` (which should drive the core) until `done` holds.
+  bool Eventually(const std::function<void()>& poke,
+                  const std::function<bool()>& done) {
+    auto deadline = steady_clock::now() + kPatience;
+    while (steady_clock::now() < deadline) {
+      poke();
+      if (done()) return true;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return false;
+  }
+
+  Verdict Auth(const Client& c, const char* username, const char* password) {
+    return core_->OnBasicAuth(c.info(), username, password);
+  }
+  Verdict Acl(const Client& c, const std::string& topic, int access) {
+    return core_->OnAclCheck(c.info(), topic, access);
+  }
+  Verdict Publish(const Client& c, const std::string& topic,
+                  const std::string& payload, int qos = 1) {
+    return core_->OnAclCheck(c.info(), topic, kWrite, payload.data(),
+                             static_cast<uint32_t>(payload.size()), qos, false);
+  }
+
+  std::string dir_;
+  std::string path_;
+  Config config_;
+  FakeBroker broker_;
+  FakeClock clock_;
+  std::unique_ptr<Homepot> core_;
+};
+
+TEST_F(HomepotTest, CreateFailsNamingTheMissingFile) {
+  config_.db_path = dir_ + "/nope.db";
+  auto r = Homepot::Create(config_, &broker_, &clock_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "registry file " + dir_ + "/nope.db does not exist");
+}
+
+TEST_F(HomepotTest, CreateFailsOnAFileWithoutTheSchema) {
+  config_.db_path = dir_ + "/empty.db";
+  { std::ofstream out(config_.db_path); }
+  auto r = Homepot::Create(config_, &broker_, &clock_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(config_.db_path), std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(HomepotTest, CreateLoadsAndLogsTheRegistry) {
+  Create();
+  EXPECT_EQ(core_->snapshot().devices().size(), 3u);
+  EXPECT_EQ(core_->snapshot().rule_count(), 2u);
+  EXPECT_EQ(broker_.LogsContaining("registry " + path_ +
+                                   " loaded: 3 devices, 2 acl rules"),
+            1);
+  EXPECT_TRUE(broker_.kicks.empty());
+}
+
+TEST_F(HomepotTest, BasicAuthVerdicts) {
+  Create();
+  Client c("ignored", "client-1");
+  EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kAllow);
+  EXPECT_EQ(Auth(c, "homepot", "backend-pw"), Verdict::kAllow);
+  EXPECT_EQ(Auth(c, "sensor-001", "wrong"), Verdict::kDeny);
+  EXPECT_EQ(Auth(c, "sensor-001", nullptr), Verdict::kDeny);
+  EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kAllow);
+  EXPECT_EQ(Auth(c, "sensor-001", "backend-pw"), Verdict::kDeny);
+  EXPECT_EQ(Auth(c, "ghost", "s3cret"), Verdict::kDeny);
+  EXPECT_EQ(Auth(c, "off-1", "off-pw"), Verdict::kDeny);
+  // No anonymous devices.
+  EXPECT_EQ(Auth(c, nullptr, nullptr), Verdict::kDeny);
+  EXPECT_EQ(Auth(c, nullptr, "s3cret"), Verdict::kDeny);
+  EXPECT_EQ(Auth(c, "", "s3cret"), Verdict::kDeny);
+  EXPECT_EQ(Auth(c, "", nullptr), Verdict::kDeny);
+}
+
+TEST_F(HomepotTest, BasicAuthRefusesWildcardsInUsernameOrClientId) {
+  Create();
+  Client good("x", "client-1");
+  for (const char* user :
+       {"sensor+1", "sensor#1", "devices/sensor-001", "+", "#", "/"}) {
+    EXPECT_EQ(Auth(good, user, "s3cret"), Verdict::kDeny) << user;
+  }
+  for (const char* id : {"c+1", "c#1", "c/1", "+", "#", "/"}) {
+    Client c("x", id);
+    EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kDeny) << id;
+  }
+  // A missing client id is no reason to refuse.
+  Client no_id("x", nullptr);
+  EXPECT_EQ(Auth(no_id, "sensor-001", "s3cret"), Verdict::kAllow);
+  EXPECT_EQ(Auth(good, "sensor-001", "s3cret"), Verdict::kAllow);
+}
+
+TEST_F(HomepotTest, UnknownUsernamesAreDeferredWhenConfigured) {
+  config_.defer_unknown = true;
+  Create();
+  Client ghost("ghost", "g-1");
+  EXPECT_EQ(Auth(ghost, "ghost", "whatever"), Verdict::kDefer);
+  EXPECT_EQ(Acl(ghost, "anything", kRead), Verdict::kDefer);
+  EXPECT_EQ(Acl(ghost, "anything", kWrite), Verdict::kDefer);
+  // Registered devices are judged here, not deferred.
+  Client sensor("sensor-001", "s-1");
+  EXPECT_EQ(Auth(sensor, "sensor-001", "wrong"), Verdict::kDeny);
+  EXPECT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  EXPECT_EQ(Acl(sensor, "anything", kRead), Verdict::kDeny);
+  Client off("off-1", "o-1");
+  EXPECT_EQ(Auth(off, "off-1", "off-pw"), Verdict::kDeny);
+  EXPECT_EQ(Acl(off, "devices/off-1/notifications", kRead), Verdict::kDeny);
+  // Wildcards are refused before any deferral.
+  EXPECT_EQ(Auth(ghost, "gh+ost", "x"), Verdict::kDeny);
+}
+
+TEST_F(HomepotTest, LockoutFollowsTheClock) {
+  Create();
+  Client c("sensor-001", "client-1");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Auth(c, "sensor-001", "wrong"), Verdict::kDeny);
+  }
+  EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kDeny);
+  clock_.Advance(59999);
+  EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kDeny);
+  clock_.Advance(1);
+  EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kAllow);
+}
+
+TEST_F(HomepotTest, AclCheckVerdicts) {
+  Create();
+  Client sensor("sensor-001", "s-1");
+  EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kRead),
+            Verdict::kAllow);
+  EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kSubscribe),
+            Verdict::kAllow);
+  EXPECT_EQ(Acl(sensor, "$SYS/homepot/rejections/sensor-001", kSubscribe),
+            Verdict::kAllow);
+  EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kUnsubscribe),
+            Verdict::kAllow);
+  EXPECT_EQ(
+      Publish(sensor, "devices/sensor-001/notifications", kValidNotification),
+      Verdict::kDeny);
+  EXPECT_EQ(Acl(sensor, "devices/sensor-002/notifications", kRead),
+            Verdict::kDeny);
+  EXPECT_EQ(Acl(sensor, "devices/#", kSubscribe), Verdict::kDeny);
+  EXPECT_EQ(Acl(sensor, "$SYS/homepot/stats", kRead), Verdict::kDeny);
+
+  Client backend("homepot", "b-1");
+  EXPECT_EQ(
+      Publish(backend, "devices/sensor-001/notifications", kValidNotification),
+      Verdict::kAllow);
+  EXPECT_EQ(Publish(backend, "backend/status", "online"), Verdict::kAllow);
+  EXPECT_EQ(Acl(backend, "backend/status", kRead), Verdict::kAllow);
+  EXPECT_EQ(Acl(backend, "devices/sensor-001/notifications", kRead),
+            Verdict::kDeny);
+  EXPECT_EQ(Publish(backend, "$SYS/homepot/stats", "{}"), Verdict::kDeny);
+  EXPECT_EQ(Publish(backend, "$SYS/homepot/rejections/sensor-001", "{}"),
+            Verdict::kDeny);
+
+  // No username, unknown and disabled devices: denied everything.
+  Client anonymous(nullptr, "a-1");
+  Client ghost("ghost", "g-1");
+  Client off("off-1", "o-1");
+  for (const Client* c : {&anonymous, &ghost, &off}) {
+    for (int access : {kRead, kSubscribe, kUnsubscribe}) {
+      EXPECT_EQ(Acl(*c, "backend/status", access), Verdict::kDeny)
+          << (c->username ? c->username : "(null)") << " " << access;
+    }
+    EXPECT_EQ(Publish(*c, "backend/status", "x"), Verdict::kDeny);
+  }
+  EXPECT_EQ(Acl(off, "devices/off-1/notifications", kRead), Verdict::kDeny);
+  EXPECT_EQ(Acl(ghost, "devices/ghost/notifications", kRead), Verdict::kDeny);
+}
+
+TEST_F(HomepotTest, InvalidNotificationIsDeniedAndTheSenderIsTold) {
+  Create();
+  Client backend("homepot", "b-1");
+  EXPECT_EQ(Publish(backend, "devices/sensor-001/notifications", "not json"),
+            Verdict::kDeny);
+  auto it = std::find_if(broker_.publishes.begin(), broker_.publishes.end(),
+                         [](const FakeBroker::Published& p) {
+                           return p.topic == "$SYS/homepot/rejections/homepot";
+                         });
+  ASSERT_NE(it, broker_.publishes.end());
+  EXPECT_FALSE(it->retain);
+  EXPECT_NE(it->payload.find("devices/sensor-001/notifications"),
+            std::string::npos)
+      << it->payload;
+}
+
+TEST_F(HomepotTest, DisablingADeviceKicksItAndDeniesIt) {
+  Create();
+  Client sensor("sensor-001", "s-1");
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  ASSERT_EQ(Acl(sensor, "devices/sensor-001/notifications", kRead),
+            Verdict::kAllow);
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'");
+  ASSERT_TRUE(Eventually([&] { core_->OnTick(); },
+                         [&] { return broker_.Kicked("sensor-001"); }));
+  EXPECT_EQ(broker_.kicks, std::vector<std::string>{"sensor-001"});
+  EXPECT_EQ(broker_.LogsContaining("registry reloaded", LogLevel::kNotice), 1);
+  EXPECT_FALSE(core_->snapshot().Find("sensor-001")->enabled);
+  EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kRead),
+            Verdict::kDeny);
+  // The cached secret does not let it back in.
+  EXPECT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kDeny);
+}
+
+TEST_F(HomepotTest, NextAclCheckAppliesTheUpdate) {
+  Create();
+  Client sensor("sensor-001", "s-1");
+  ASSERT_EQ(Acl(sensor, "devices/sensor-001/+", kSubscribe), Verdict::kDeny);
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('sensor-001', 'devices/sensor-001/#', 'read')");
+  Verdict v = Verdict::kDeny;
+  ASSERT_TRUE(
+      Eventually([&] { v = Acl(sensor, "devices/sensor-001/+", kSubscribe); },
+                 [&] { return v == Verdict::kAllow; }));
+  EXPECT_EQ(core_->snapshot().rule_count(), 3u);
+  // A rule change ends no sessions.
+  EXPECT_TRUE(broker_.kicks.empty());
+  EXPECT_EQ(Acl(sensor, "devices/#", kSubscribe), Verdict::kDeny);
+}
+
+TEST_F(HomepotTest, PasswordChangeKicksAndRefusesTheOldPassword) {
+  Create();
+  Client sensor("sensor-001", "s-1");
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);  // cached
+  Exec("UPDATE devices SET password_hash = '" + EncodedHash("n3w") +
+       "' WHERE device_id = 'sensor-001'");
+  ASSERT_TRUE(Eventually([&] { core_->OnTick(); },
+                         [&] { return broker_.Kicked("sensor-001"); }));
+  EXPECT_EQ(broker_.kicks, std::vector<std::string>{"sensor-001"});
+  EXPECT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kDeny);
+  EXPECT_EQ(Auth(sensor, "sensor-001", "n3w"), Verdict::kAllow);
+}
+
+TEST_F(HomepotTest, RemovingADeviceKicksIt) {
+  Create();
+  Exec("DELETE FROM devices WHERE device_id = 'homepot'");
+  ASSERT_TRUE(Eventually([&] { core_->OnTick(); },
+                         [&] { return broker_.Kicked("homepot"); }));
+  EXPECT_EQ(broker_.kicks, std::vector<std::string>{"homepot"});
+  EXPECT_EQ(core_->snapshot().Find("homepot"), nullptr);
+  Client backend("homepot", "b-1");
+  EXPECT_EQ(Auth(backend, "homepot", "backend-pw"), Verdict::kDeny);
+  EXPECT_EQ(Publish(backend, "backend/status", "x"), Verdict::kDeny);
+}
+
+TEST_F(HomepotTest, OnReloadReloadsWithoutWaitingForTheInterval) {
+  config_.reload_interval_ms = 3600000;
+  Create();
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'homepot'");
+  std::this_thread::sleep_for(milliseconds(200));
+  core_->OnTick();
+  EXPECT_TRUE(broker_.kicks.empty()) << "no reload before the interval";
+  core_->OnReload();
+  ASSERT_TRUE(Eventually([&] { core_->OnTick(); },
+                         [&] { return broker_.Kicked("homepot"); }));
+  EXPECT_EQ(broker_.LogsContaining("registry reloaded", LogLevel::kNotice), 1);
+}
+
+TEST_F(HomepotTest, RegistryErrorsAreLoggedAndTheLastGoodRegistryStays) {
+  Create();
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::remove((path_ + suffix).c_str());
+  }
+  ASSERT_TRUE(Eventually([&] { core_->OnTick(); },
+                         [&] {
+                           return broker_.LogsContaining(
+                                      "missing", LogLevel::kWarning) > 0;
+                         }));
+  // Many more polls: still one line.
+  auto until = steady_clock::now() + milliseconds(500);
+  while (steady_clock::now() < until) {
+    core_->OnTick();
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(broker_.LogsContaining("missing"), 1);
+  EXPECT_TRUE(broker_.kicks.empty());
+  EXPECT_EQ(core_->snapshot().devices().size(), 3u);
+  Client sensor("sensor-001", "s-1");
+  EXPECT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kRead),
+            Verdict::kAllow);
+}
+
+TEST_F(HomepotTest, LoadWarningsAreForwardedToTheBrokerLog) {
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('sensor-001', 'a/#/b', 'read')");
+  Create();
+  EXPECT_EQ(broker_.LogsContaining("skipped invalid acl rule 'a/#/b'",
+                                   LogLevel::kWarning),
+            1);
+}
+
+}  // namespace
+}  // namespace homepot

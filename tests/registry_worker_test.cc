@@ -1,0 +1,445 @@
+#include "registry_worker.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace homepot {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+constexpr int kFastInterval = 50;               // ms
+constexpr auto kPatience = milliseconds(5000);  // upper bound for any wait
+
+std::string SchemaText() {
+  std::ifstream in(HOMEPOT_SCHEMA_SQL);
+  EXPECT_TRUE(in.is_open()) << HOMEPOT_SCHEMA_SQL;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs `sql` on `path` through its own connection, as homepot-admin or the
+// sqlite3 shell would.
+void ExecOn(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK) << path;
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+class RegistryWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/homepot-worker-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/registry.db";
+  }
+  void TearDown() override {
+    worker_.reset();
+    std::string cmd = "rm -rf '" + dir_ + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+
+  // A registry at `path` with one enabled device, sensor-001.
+  void CreateRegistry(const std::string& path) {
+    ExecOn(path, SchemaText());
+    ExecOn(path,
+           "INSERT INTO devices (device_id, device_type) VALUES "
+           "('sensor-001', 'iot_sensor')");
+  }
+
+  std::shared_ptr<const Snapshot> StartWorker(int interval_ms) {
+    worker_ = std::make_unique<RegistryWorker>(path_, interval_ms);
+    auto r = worker_->Start();
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    current_ = r.ok() ? *r : nullptr;
+    return current_;
+  }
+
+  // Polls TakeUpdate until one arrives or `patience` passes.
+  bool WaitForUpdate(RegistryUpdate* update,
+                     milliseconds patience = kPatience) {
+    auto deadline = steady_clock::now() + patience;
+    while (steady_clock::now() < deadline) {
+      std::shared_ptr<const Snapshot> retired = current_;
+      if (worker_->TakeUpdate(update, &retired)) {
+        EXPECT_EQ(retired, nullptr)
+            << "the retired snapshot goes to the worker";
+        current_ = update->snapshot;
+        return true;
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    return false;
+  }
+
+  // Collects worker logs for `how_long`.
+  std::vector<std::string> CollectLogs(milliseconds how_long) {
+    std::vector<std::string> all;
+    auto deadline = steady_clock::now() + how_long;
+    do {
+      std::vector<std::string> some;
+      if (worker_->TakeLogs(&some)) {
+        all.insert(all.end(), some.begin(), some.end());
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    } while (steady_clock::now() < deadline);
+    return all;
+  }
+
+  // Waits until a log line containing `text` arrives; returns every line
+  // seen until then (and for `settle` after, to catch repeats).
+  std::vector<std::string> WaitForLog(const std::string& text,
+                                      milliseconds settle) {
+    std::vector<std::string> all;
+    auto deadline = steady_clock::now() + kPatience;
+    while (steady_clock::now() < deadline) {
+      std::vector<std::string> some;
+      if (worker_->TakeLogs(&some)) {
+        all.insert(all.end(), some.begin(), some.end());
+        if (Count(all, text) > 0) break;
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    std::vector<std::string> more = CollectLogs(settle);
+    all.insert(all.end(), more.begin(), more.end());
+    return all;
+  }
+
+  static int Count(const std::vector<std::string>& lines,
+                   const std::string& text) {
+    return static_cast<int>(
+        std::count_if(lines.begin(), lines.end(), [&](const std::string& l) {
+          return l.find(text) != std::string::npos;
+        }));
+  }
+
+  std::string LastError() {
+    std::string error;
+    auto deadline = steady_clock::now() + kPatience;
+    while (!worker_->LastError(&error) && steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    return error;
+  }
+
+  // Replaces the registry file the way a restored backup does: a complete
+  // new file renamed over the old one.
+  void ReplaceWithNewRegistry(const std::string& extra_sql) {
+    std::string tmp = dir_ + "/restore.db";
+    CreateRegistry(tmp);
+    if (!extra_sql.empty()) ExecOn(tmp, extra_sql);
+    ASSERT_EQ(std::rename(tmp.c_str(), path_.c_str()), 0);
+  }
+
+  void RemoveRegistryFiles() {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::remove((path_ + suffix).c_str());
+    }
+  }
+
+  std::string dir_;
+  std::string path_;
+  std::unique_ptr<RegistryWorker> worker_;
+  std::shared_ptr<const Snapshot> current_;
+};
+
+TEST_F(RegistryWorkerTest, StartLoadsTheRegistry) {
+  CreateRegistry(path_);
+  auto s = StartWorker(kFastInterval);
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(s->devices().size(), 1u);
+  EXPECT_NE(s->Find("sensor-001"), nullptr);
+  EXPECT_EQ(s->Find("sensor-001")->max_payload, 10240u);
+  EXPECT_FALSE(worker_->HasUpdate());
+  EXPECT_EQ(LastError(), "");
+}
+
+TEST_F(RegistryWorkerTest, StartLogsLoadWarnings) {
+  CreateRegistry(path_);
+  ExecOn(path_,
+         "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+         "('sensor-001', 'a/#/b', 'read')");
+  StartWorker(3600000);
+  ASSERT_TRUE(worker_->HasLogs());
+  std::vector<std::string> logs;
+  ASSERT_TRUE(worker_->TakeLogs(&logs));
+  ASSERT_EQ(logs.size(), 1u);
+  EXPECT_EQ(logs[0], "registry: skipped invalid acl rule 'a/#/b'");
+  EXPECT_FALSE(worker_->HasLogs());
+}
+
+TEST_F(RegistryWorkerTest, ChangeFromAnotherConnectionShowsUp) {
+  CreateRegistry(path_);
+  auto first = StartWorker(kFastInterval);
+  ASSERT_NE(first, nullptr);
+  auto start = steady_clock::now();
+  ExecOn(path_,
+         "INSERT INTO devices (device_id, device_type) VALUES ('sensor-002', "
+         "'gateway')");
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  auto took =
+      std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
+  EXPECT_LT(took.count(), 2000) << "at a 50 ms interval it should take ~50 ms";
+  ASSERT_NE(update.snapshot, nullptr);
+  EXPECT_GT(update.snapshot->generation(), first->generation());
+  EXPECT_EQ(update.snapshot->devices().size(), 2u);
+  ASSERT_NE(update.snapshot->Find("sensor-002"), nullptr);
+  EXPECT_EQ(update.snapshot->Find("sensor-002")->max_payload, 102400u);
+  EXPECT_TRUE(update.revoked.empty());
+  EXPECT_GE(update.load_ms, 0);
+  EXPECT_FALSE(worker_->HasUpdate());
+
+  // Nothing more without another change.
+  std::this_thread::sleep_for(milliseconds(5 * kFastInterval));
+  EXPECT_FALSE(worker_->HasUpdate());
+}
+
+TEST_F(RegistryWorkerTest, DisablingADeviceRevokesIt) {
+  CreateRegistry(path_);
+  ExecOn(path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')");
+  StartWorker(kFastInterval);
+  ExecOn(path_,
+         "UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'");
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-001"});
+  EXPECT_FALSE(update.snapshot->Find("sensor-001")->enabled);
+
+  ExecOn(path_, "DELETE FROM devices WHERE device_id = 'sensor-002'");
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-002"});
+}
+
+TEST_F(RegistryWorkerTest, RevocationsMergeWhileAnUpdateWaits) {
+  CreateRegistry(path_);
+  ExecOn(path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')");
+  StartWorker(kFastInterval);
+  ExecOn(path_,
+         "UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'");
+  // Wait until the worker has built that update, but do not take it.
+  auto deadline = steady_clock::now() + kPatience;
+  while (!worker_->HasUpdate() && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_TRUE(worker_->HasUpdate());
+  ExecOn(path_, "DELETE FROM devices WHERE device_id = 'sensor-002'");
+  // Give the worker many intervals to build the second update on top.
+  std::this_thread::sleep_for(milliseconds(20 * kFastInterval));
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  if (update.snapshot->Find("sensor-002") != nullptr) {
+    // Only on a badly overloaded machine: the second build had not happened.
+    EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-001"});
+    ASSERT_TRUE(WaitForUpdate(&update));
+    EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-002"});
+    return;
+  }
+  // Nothing the broker has not seen is lost: both revocations, once each.
+  EXPECT_EQ(update.revoked,
+            (std::vector<std::string>{"sensor-001", "sensor-002"}));
+}
+
+TEST_F(RegistryWorkerTest, RequestReloadReloadsAtOnce) {
+  CreateRegistry(path_);
+  auto first = StartWorker(3600000);  // effectively never on its own
+  ExecOn(path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')");
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_FALSE(worker_->HasUpdate());
+  worker_->RequestReload();
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_NE(update.snapshot->Find("sensor-002"), nullptr);
+
+  // A forced reload happens even when nothing changed.
+  worker_->RequestReload();
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_EQ(update.snapshot->devices().size(), 2u);
+  EXPECT_TRUE(update.revoked.empty());
+}
+
+TEST_F(RegistryWorkerTest, MissingFileKeepsTheRegistryAndLogsOnce) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  RemoveRegistryFiles();
+  // Many polls happen while we watch: the error is still logged once.
+  std::vector<std::string> logs =
+      WaitForLog("missing", milliseconds(20 * kFastInterval));
+  EXPECT_EQ(Count(logs, "missing"), 1) << ::testing::PrintToString(logs);
+  EXPECT_EQ(Count(logs, path_), Count(logs, "registry"))
+      << "every line names the file";
+  EXPECT_FALSE(worker_->HasUpdate());
+  RegistryUpdate update;
+  std::shared_ptr<const Snapshot> retired = current_;
+  EXPECT_FALSE(worker_->TakeUpdate(&update, &retired));
+  EXPECT_EQ(retired, current_) << "nothing handed over without an update";
+  std::string error = LastError();
+  EXPECT_NE(error, "");
+  EXPECT_NE(error.find("missing"), std::string::npos) << error;
+  EXPECT_NE(error.find(path_), std::string::npos) << error;
+}
+
+TEST_F(RegistryWorkerTest, GarbageRenamedOverTheFileIsLoggedOnce) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  std::string tmp = dir_ + "/garbage";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    for (int i = 0; i < 512; ++i) out << "this is not an SQLite database. ";
+  }
+  ASSERT_EQ(std::rename(tmp.c_str(), path_.c_str()), 0);
+  std::vector<std::string> logs =
+      WaitForLog("not a database", milliseconds(20 * kFastInterval));
+  EXPECT_EQ(Count(logs, "not a database"), 1) << ::testing::PrintToString(logs);
+  EXPECT_FALSE(worker_->HasUpdate());
+  EXPECT_NE(LastError(), "");
+}
+
+// KNOWN BUG (fails against plugin/registry_worker.cc as of this writing):
+// the open connection first fails with "database disk image is malformed",
+// RegistryWorker::Poll closes it, and the next poll's fresh Open() fails with
+// "file is not a database"; Fail() dedupes on the exact text, so one fault
+// logs two lines (SPEC §3: "the error is logged once"). Fix: in Poll, when
+// ReadGeneration fails on a connection that was not just opened, reopen once
+// and judge the file through the fresh connection before calling Fail().
+TEST_F(RegistryWorkerTest, GarbageWrittenOverTheFileInPlaceIsLoggedOnce) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  {
+    // Same inode, new contents.
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    for (int i = 0; i < 512; ++i) out << "this is not an SQLite database. ";
+  }
+  std::vector<std::string> logs =
+      WaitForLog("registry", milliseconds(20 * kFastInterval));
+  EXPECT_EQ(Count(logs, "registry"), 1) << ::testing::PrintToString(logs);
+  EXPECT_FALSE(worker_->HasUpdate());
+  EXPECT_NE(LastError(), "");
+}
+
+TEST_F(RegistryWorkerTest, RestoredFileIsPickedUp) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  RemoveRegistryFiles();
+  WaitForLog("missing", milliseconds(0));
+  ASSERT_NE(LastError(), "");
+
+  ReplaceWithNewRegistry(
+      "INSERT INTO devices (device_id) VALUES ('restored-1')");
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_NE(update.snapshot->Find("restored-1"), nullptr);
+  EXPECT_NE(update.snapshot->Find("sensor-001"), nullptr);
+  EXPECT_EQ(LastError(), "");
+  std::vector<std::string> logs = WaitForLog("readable again", milliseconds(0));
+  EXPECT_EQ(Count(logs, "readable again"), 1) << ::testing::PrintToString(logs);
+}
+
+TEST_F(RegistryWorkerTest, RecoversFromGarbageWhenARegistryIsRenamedBack) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  std::string tmp = dir_ + "/garbage";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    for (int i = 0; i < 512; ++i) out << "garbage garbage garbage garbage ";
+  }
+  ASSERT_EQ(std::rename(tmp.c_str(), path_.c_str()), 0);
+  WaitForLog("not a database", milliseconds(0));
+  ASSERT_NE(LastError(), "");
+
+  ReplaceWithNewRegistry("DELETE FROM devices");
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_TRUE(update.snapshot->devices().empty());
+  EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-001"});
+  EXPECT_EQ(LastError(), "");
+}
+
+TEST_F(RegistryWorkerTest, ReplacedFileIsReloadedEvenAtTheSameGeneration) {
+  CreateRegistry(path_);
+  auto first = StartWorker(kFastInterval);
+  // Same generation (1 insert after the schema), different contents.
+  std::string tmp = dir_ + "/other.db";
+  ExecOn(tmp, SchemaText());
+  ExecOn(tmp, "INSERT INTO devices (device_id) VALUES ('other-001')");
+  ASSERT_EQ(std::rename(tmp.c_str(), path_.c_str()), 0);
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_EQ(update.snapshot->generation(), first->generation());
+  EXPECT_NE(update.snapshot->Find("other-001"), nullptr);
+  EXPECT_EQ(update.snapshot->Find("sensor-001"), nullptr);
+  EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-001"});
+}
+
+TEST_F(RegistryWorkerTest, StartFailsOnANonexistentFile) {
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  auto r = worker_->Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "registry file " + path_ + " does not exist");
+  // Start must not have created the file.
+  EXPECT_NE(access(path_.c_str(), F_OK), 0);
+}
+
+TEST_F(RegistryWorkerTest, StartFailsOnAFileWithoutTheSchema) {
+  ExecOn(path_, "CREATE TABLE unrelated (x INTEGER)");
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  auto r = worker_->Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "registry file " + path_ +
+                ": no HOMEPOT schema (user_version 0); run homepot-admin init");
+}
+
+TEST_F(RegistryWorkerTest, StartFailsOnAnEmptyFile) {
+  { std::ofstream out(path_); }
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  auto r = worker_->Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(path_), std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(RegistryWorkerTest, StartFailsOnAGarbageFile) {
+  {
+    std::ofstream out(path_, std::ios::binary);
+    for (int i = 0; i < 512; ++i) out << "not sqlite at all, not at all. ";
+  }
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  auto r = worker_->Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(path_), std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(RegistryWorkerTest, StopsPromptlyWithALongInterval) {
+  CreateRegistry(path_);
+  StartWorker(3600000);
+  auto start = steady_clock::now();
+  worker_.reset();
+  EXPECT_LT(
+      std::chrono::duration_cast<milliseconds>(steady_clock::now() - start)
+          .count(),
+      1000);
+}
+
+}  // namespace
+}  // namespace homepot
