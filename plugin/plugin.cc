@@ -116,13 +116,15 @@ int OnTick(int, void*, void* userdata) noexcept {
   return MOSQ_ERR_SUCCESS;
 }
 
+// Returns "defer": in Mosquitto 2.0 the first reload callback that returns
+// anything else ends the reload for every plugin loaded after this one.
 int OnReload(int, void*, void* userdata) noexcept {
   try {
     static_cast<PluginState*>(userdata)->core->OnReload();
   } catch (...) {
     LogException("reload");
   }
-  return MOSQ_ERR_SUCCESS;
+  return MOSQ_ERR_PLUGIN_DEFER;
 }
 
 int OnDisconnect(int, void* event_data, void* userdata) noexcept {

@@ -164,6 +164,8 @@ Status RegistryWorker::Open() {
   sqlite3_busy_timeout(db_, 2000);
   inode_ = st.st_ino;
   device_ = st.st_dev;
+  size_ = st.st_size;
+  mtime_ns_ = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
   Status schema = CheckSchema(db_);
   if (!schema.ok()) {
     Close();
@@ -242,7 +244,13 @@ void RegistryWorker::Poll(bool forced) {
     return;
   }
   bool fresh = false;
-  if (db_ == nullptr || st.st_ino != inode_ || st.st_dev != device_) {
+  // Rewritten in place (cp over it, corrupted): in WAL mode SQLite's page
+  // cache keeps serving the old pages without an error, so reopen.
+  bool rewritten = st.st_size != size_ ||
+                   st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec !=
+                       mtime_ns_;
+  if (db_ == nullptr || st.st_ino != inode_ || st.st_dev != device_ ||
+      rewritten) {
     Status s = Open();
     if (!s.ok()) {
       Fail(s.message());

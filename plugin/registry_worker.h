@@ -88,6 +88,9 @@ class RegistryWorker {
   sqlite3* db_ = nullptr;  // worker thread only (after Start)
   unsigned long inode_ = 0;
   unsigned long device_ = 0;
+  // Size and mtime (ns) at Open(): a change means the file was rewritten.
+  long long size_ = 0;
+  long long mtime_ns_ = 0;
   std::shared_ptr<const Snapshot> current_;  // worker thread only
 
   std::mutex mu_;

@@ -1,0 +1,847 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "credentials.h"
+
+namespace homepot {
+namespace integration {
+namespace {
+
+constexpr const char* kMosquittoBinary = "/usr/sbin/mosquitto";
+constexpr const char* kSqliteShell = "/usr/bin/sqlite3";
+
+std::string SchemaSql() {
+  return ReadFile(std::string(HOMEPOT_SOURCE_DIR) + "/schema/schema.sql");
+}
+
+// A port nobody listened on a moment ago (bind to 0, read it, close).
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  int port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+bool PortAccepts(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status))
+    return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+  return "wait status " + std::to_string(status);
+}
+
+// Binds `params` (nullopt = NULL) and steps `sql` once.
+testing::AssertionResult ExecBound(
+    const std::string& path, const std::string& sql,
+    const std::vector<std::optional<std::string>>& params) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) !=
+      SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return testing::AssertionFailure() << "open " << path << ": " << msg;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* stmt = nullptr;
+  testing::AssertionResult result = testing::AssertionSuccess();
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    result = testing::AssertionFailure()
+             << "prepare '" << sql << "': " << sqlite3_errmsg(db);
+  } else {
+    for (size_t i = 0; i < params.size(); ++i) {
+      int idx = static_cast<int>(i) + 1;
+      if (params[i]) {
+        sqlite3_bind_text(stmt, idx, params[i]->data(),
+                          static_cast<int>(params[i]->size()),
+                          SQLITE_TRANSIENT);
+      } else {
+        sqlite3_bind_null(stmt, idx);
+      }
+    }
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+      result = testing::AssertionFailure()
+               << "'" << sql << "': " << sqlite3_errmsg(db);
+    }
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return result;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- utilities
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+bool WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  return static_cast<bool>(out);
+}
+
+int CountOccurrences(const std::string& haystack, const std::string& needle) {
+  if (needle.empty()) return 0;
+  int n = 0;
+  for (size_t pos = haystack.find(needle); pos != std::string::npos;
+       pos = haystack.find(needle, pos + needle.size())) {
+    ++n;
+  }
+  return n;
+}
+
+std::vector<std::string> LinesContaining(const std::string& text,
+                                         const std::string& needle) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(needle) != std::string::npos) lines.push_back(line);
+  }
+  return lines;
+}
+
+std::string Tail(const std::string& text, int n) {
+  size_t pos = text.size();
+  if (pos > 0 && text[pos - 1] == '\n') --pos;  // ignore the final newline
+  for (int i = 0; i < n; ++i) {
+    size_t nl = pos == 0 ? std::string::npos : text.rfind('\n', pos - 1);
+    if (nl == std::string::npos) return text;
+    pos = nl;
+  }
+  return text.substr(pos + 1);
+}
+
+int RunCommand(const std::vector<std::string>& argv, const std::string& input,
+               std::string* output) {
+  int in_pipe[2];
+  int out_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0) return -1;
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    return -1;
+  }
+  std::vector<char*> args;
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in_pipe[0], 0);
+    dup2(out_pipe[1], 1);
+    dup2(out_pipe[1], 2);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  if (pid < 0) {
+    close(in_pipe[1]);
+    close(out_pipe[0]);
+    return -1;
+  }
+  // Inputs are small (SQL snippets), so writing all before reading is safe.
+  signal(SIGPIPE, SIG_IGN);
+  size_t off = 0;
+  while (off < input.size()) {
+    ssize_t n = write(in_pipe[1], input.data() + off, input.size() - off);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  close(in_pipe[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out_pipe[0], buf, sizeof(buf))) > 0) out.append(buf, n);
+  close(out_pipe[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool Eventually(const std::function<bool()>& condition, int timeout_ms,
+                int step_ms) {
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    SleepMs(step_ms);
+  }
+}
+
+void SleepMs(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+const std::map<std::string, std::string>& FixtureHashes() {
+  static const auto* hashes = [] {
+    auto* m = new std::map<std::string, std::string>;
+    std::istringstream in(
+        ReadFile(std::string(HOMEPOT_FIXTURES) + "/mosquitto_passwd.txt"));
+    std::string line;
+    while (std::getline(in, line)) {
+      size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        (*m)[line.substr(0, colon)] = line.substr(colon + 1);
+      }
+    }
+    return m;
+  }();
+  return *hashes;
+}
+
+const std::map<std::string, std::string>& FixturePasswords() {
+  // From tests/fixtures/mosquitto_passwd.README.
+  static const auto* passwords = new std::map<std::string, std::string>{
+      {"sensor-001", "s3cret-one"},
+      {"homepot", "backend-pass"},
+      {"legacy", "old-password"},
+      {"gateway-01", "gw-pass-2000"},
+  };
+  return *passwords;
+}
+
+std::string DefaultPluginPath() {
+  const char* env = getenv("HOMEPOT_TEST_PLUGIN");
+  return env != nullptr && env[0] != '\0' ? env : HOMEPOT_PLUGIN_PATH;
+}
+
+// -------------------------------------------------------------- TempRegistry
+
+TempRegistry::TempRegistry() {
+  char tmpl[] = "/tmp/homepot-it-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+    return;
+  }
+  dir_ = tmpl;
+  db_path_ = dir_ + "/homepot.db";
+  testing::AssertionResult created = CreateDatabase(db_path_);
+  if (!created) {
+    ADD_FAILURE() << created.message();
+    return;
+  }
+  ok_ = true;
+}
+
+TempRegistry::~TempRegistry() {
+  if (dir_.empty()) return;
+  if (getenv("HOMEPOT_KEEP_TEST_DIRS") != nullptr) {
+    std::fprintf(stderr, "kept %s\n", dir_.c_str());
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+testing::AssertionResult TempRegistry::CreateDatabase(const std::string& path,
+                                                      const std::string& sql) {
+  std::string schema = SchemaSql();
+  if (schema.empty()) {
+    return testing::AssertionFailure()
+           << "cannot read " << HOMEPOT_SOURCE_DIR << "/schema/schema.sql";
+  }
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                      nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return testing::AssertionFailure() << "cannot create " << path;
+  }
+  char* err = nullptr;
+  std::string all = schema + "\n" + sql;
+  int rc = sqlite3_exec(db, all.c_str(), nullptr, nullptr, &err);
+  std::string msg = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) {
+    return testing::AssertionFailure()
+           << "applying the schema to " << path << ": " << msg;
+  }
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult TempRegistry::ExecOn(const std::string& path,
+                                              const std::string& sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    return testing::AssertionFailure() << "cannot open " << path;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string msg = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) {
+    return testing::AssertionFailure() << "'" << sql << "': " << msg;
+  }
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult TempRegistry::Exec(const std::string& sql) {
+  return ExecOn(db_path_, sql);
+}
+
+testing::AssertionResult TempRegistry::ExecCli(const std::string& sql) {
+  std::string output;
+  int rc = RunCommand({kSqliteShell, "-bail", db_path_},
+                      ".timeout 5000\n" + sql + "\n", &output);
+  if (rc != 0) {
+    return testing::AssertionFailure()
+           << "sqlite3 exited " << rc << " on '" << sql << "': " << output;
+  }
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult TempRegistry::AddDevice(const std::string& id,
+                                                 const std::string& type,
+                                                 const std::string& password,
+                                                 const std::string& token,
+                                                 int iterations) {
+  Result<PasswordHash> hash = HashPassword(password, iterations);
+  if (!hash.ok()) {
+    return testing::AssertionFailure()
+           << "HashPassword: " << hash.status().message();
+  }
+  std::optional<std::string> tok;
+  if (!token.empty()) tok = token;
+  return ExecBound(db_path_,
+                   "INSERT INTO devices (device_id, device_type, "
+                   "password_hash, device_token) VALUES (?, ?, ?, ?)",
+                   {id, type, EncodePasswordHash(*hash), tok});
+}
+
+testing::AssertionResult TempRegistry::AddDeviceWithHash(
+    const std::string& id, const std::string& type, const std::string& hash) {
+  return ExecBound(db_path_,
+                   "INSERT INTO devices (device_id, device_type, "
+                   "password_hash) VALUES (?, ?, ?)",
+                   {id, type, hash});
+}
+
+testing::AssertionResult TempRegistry::Grant(const char* device_id,
+                                             const std::string& filter,
+                                             const std::string& access) {
+  std::optional<std::string> id;
+  if (device_id != nullptr) id = device_id;
+  return ExecBound(db_path_,
+                   "INSERT INTO acl_rules (device_id, topic_filter, access) "
+                   "VALUES (?, ?, ?)",
+                   {id, filter, access});
+}
+
+// ------------------------------------------------------------------- Broker
+
+Broker::Broker(std::string dir) : dir_(std::move(dir)) {}
+
+Broker::~Broker() { Stop(); }
+
+std::string Broker::RenderConfig(const BrokerConfig& config, int port) const {
+  std::ostringstream c;
+  c << "# Written by the HOMEPOT integration tests.\n"
+    << "user root\n"
+    << "log_dest file " << log_path() << "\n"
+    << "log_type all\n"
+    << "persistence false\n";
+  if (config.per_listener_settings) c << "per_listener_settings true\n";
+  c << "listener " << port << " 127.0.0.1\n"
+    << "allow_anonymous false\n"
+    << "plugin " << config.plugin_path << "\n";
+  if (!config.db_path.empty()) {
+    c << "plugin_opt_db_path " << config.db_path << "\n";
+  }
+  for (const std::string& opt : config.plugin_options) {
+    c << "plugin_opt_" << opt << "\n";
+  }
+  for (const std::string& line : config.extra_lines) c << line << "\n";
+  return c.str();
+}
+
+bool Broker::Spawn(std::string* error) {
+  std::string out_path = dir_ + "/mosquitto.out";
+  int out =
+      open(out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) {
+    *error = "open " + out_path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::string conf = config_path();
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    // Dies with the test process, whatever happens to it.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(126);
+    dup2(out, 1);
+    dup2(out, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    execl(kMosquittoBinary, kMosquittoBinary, "-c", conf.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out);
+  if (pid < 0) {
+    *error = std::string("fork: ") + std::strerror(errno);
+    return false;
+  }
+  pid_ = pid;
+  return true;
+}
+
+bool Broker::Exited(int* status) {
+  if (pid_ <= 0) return true;
+  int st = 0;
+  pid_t r = waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    pid_ = -1;
+    if (status) *status = st;
+    return true;
+  }
+  return false;
+}
+
+testing::AssertionResult Broker::Start(const BrokerConfig& config) {
+  if (running()) return testing::AssertionFailure() << "already running";
+  std::string last_error;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    port_ = FreePort();
+    if (port_ == 0) return testing::AssertionFailure() << "no free port";
+    // A fresh log per start, so that counts refer to this run.
+    WriteFile(log_path(), "");
+    WriteFile(dir_ + "/mosquitto.out", "");
+    if (!WriteFile(config_path(), RenderConfig(config, port_))) {
+      return testing::AssertionFailure() << "cannot write " << config_path();
+    }
+    if (!Spawn(&last_error)) return testing::AssertionFailure() << last_error;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    bool retry = false;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (Exited(&status)) {
+        std::string log = Log();
+        if (log.find("Address already in use") != std::string::npos) {
+          retry = true;  // someone took the port between probe and bind
+          break;
+        }
+        return testing::AssertionFailure()
+               << "mosquitto exited (" << DescribeWaitStatus(status)
+               << ") during start-up; log tail:\n"
+               << Tail(log);
+      }
+      // " running" is logged once the listeners are up, after plugin init;
+      // the connect makes sure it is our process that listens.
+      if (ReadFile(log_path()).find(" running") != std::string::npos &&
+          PortAccepts(port_)) {
+        return testing::AssertionSuccess();
+      }
+      SleepMs(10);
+    }
+    if (!retry) {
+      Stop();
+      return testing::AssertionFailure()
+             << "mosquitto did not start listening within 10 s; log tail:\n"
+             << Tail(Log());
+    }
+  }
+  return testing::AssertionFailure()
+         << "could not find a free port in 5 attempts";
+}
+
+testing::AssertionResult Broker::StartExpectingExit(const BrokerConfig& config,
+                                                    int* status,
+                                                    int timeout_ms) {
+  if (running()) return testing::AssertionFailure() << "already running";
+  port_ = FreePort();
+  WriteFile(log_path(), "");
+  WriteFile(dir_ + "/mosquitto.out", "");
+  if (!WriteFile(config_path(), RenderConfig(config, port_))) {
+    return testing::AssertionFailure() << "cannot write " << config_path();
+  }
+  std::string error;
+  if (!Spawn(&error)) return testing::AssertionFailure() << error;
+  bool exited = Eventually([&] { return Exited(status); }, timeout_ms, 10);
+  if (!exited) {
+    Stop();
+    return testing::AssertionFailure() << "mosquitto kept running; log tail:\n"
+                                       << Tail(Log());
+  }
+  return testing::AssertionSuccess();
+}
+
+int Broker::Stop() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  if (!Eventually([&] { return Exited(&status); }, 5000, 10)) {
+    kill(pid_, SIGKILL);
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
+  return status;
+}
+
+void Broker::Reload() {
+  if (pid_ > 0) kill(pid_, SIGHUP);
+}
+
+std::string Broker::Log() const {
+  return ReadFile(log_path()) + ReadFile(dir_ + "/mosquitto.out");
+}
+
+bool Broker::WaitForLog(const std::string& needle, int timeout_ms, int count) {
+  return Eventually([&] { return CountOccurrences(Log(), needle) >= count; },
+                    timeout_ms);
+}
+
+// ------------------------------------------------------------------- Client
+
+namespace {
+
+void LibInit() {
+  static std::once_flag once;
+  std::call_once(once, [] { mosquitto_lib_init(); });
+}
+
+std::string NextClientId() {
+  static std::atomic<int> counter{0};
+  return "it-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
+}
+
+}  // namespace
+
+Client::Client(int port, int protocol, std::string client_id)
+    : port_(port),
+      protocol_(protocol),
+      client_id_(client_id.empty() ? NextClientId() : std::move(client_id)) {
+  LibInit();
+  mosq_ = mosquitto_new(client_id_.c_str(), true, this);
+  if (mosq_ == nullptr) {
+    ADD_FAILURE() << "mosquitto_new failed for client id '" << client_id_
+                  << "'";
+    return;
+  }
+  mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, protocol_);
+  mosquitto_threaded_set(mosq_, true);
+  mosquitto_connect_v5_callback_set(mosq_, &Client::OnConnect);
+  mosquitto_disconnect_v5_callback_set(mosq_, &Client::OnDisconnect);
+  mosquitto_publish_v5_callback_set(mosq_, &Client::OnPublish);
+  mosquitto_subscribe_v5_callback_set(mosq_, &Client::OnSubscribe);
+  mosquitto_message_v5_callback_set(mosq_, &Client::OnMessage);
+}
+
+Client::~Client() {
+  if (mosq_ == nullptr) return;
+  Disconnect();
+  mosquitto_destroy(mosq_);
+}
+
+void Client::OnConnect(struct mosquitto*, void* obj, int rc, int,
+                       const mosquitto_property*) {
+  auto* self = static_cast<Client*>(obj);
+  std::lock_guard<std::mutex> lock(self->mu_);
+  self->connack_ = rc;
+  self->connected_ = rc == 0;
+  self->cv_.notify_all();
+}
+
+void Client::OnDisconnect(struct mosquitto*, void* obj, int,
+                          const mosquitto_property*) {
+  auto* self = static_cast<Client*>(obj);
+  std::lock_guard<std::mutex> lock(self->mu_);
+  self->connected_ = false;
+  self->down_ = true;
+  self->cv_.notify_all();
+}
+
+void Client::OnPublish(struct mosquitto*, void* obj, int mid, int rc,
+                       const mosquitto_property*) {
+  auto* self = static_cast<Client*>(obj);
+  std::lock_guard<std::mutex> lock(self->mu_);
+  self->acks_[mid] = rc;
+  self->cv_.notify_all();
+}
+
+void Client::OnSubscribe(struct mosquitto*, void* obj, int mid, int count,
+                         const int* granted, const mosquitto_property*) {
+  auto* self = static_cast<Client*>(obj);
+  std::lock_guard<std::mutex> lock(self->mu_);
+  self->acks_[mid] = count > 0 ? granted[0] : -1;
+  self->cv_.notify_all();
+}
+
+void Client::OnMessage(struct mosquitto*, void* obj,
+                       const struct mosquitto_message* msg,
+                       const mosquitto_property*) {
+  auto* self = static_cast<Client*>(obj);
+  Message m;
+  m.topic = msg->topic ? msg->topic : "";
+  if (msg->payload != nullptr && msg->payloadlen > 0) {
+    m.payload.assign(static_cast<const char*>(msg->payload),
+                     static_cast<size_t>(msg->payloadlen));
+  }
+  m.qos = msg->qos;
+  m.retain = msg->retain;
+  std::lock_guard<std::mutex> lock(self->mu_);
+  self->messages_.push_back(std::move(m));
+  self->cv_.notify_all();
+}
+
+void Client::Loop() {
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+    }
+    int rc = mosquitto_loop(mosq_, 20, 1);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      // Refused, dropped or closed: stay down, never reconnect.
+      std::lock_guard<std::mutex> lock(mu_);
+      connected_ = false;
+      down_ = true;
+      cv_.notify_all();
+      return;
+    }
+  }
+}
+
+void Client::StopThread() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  stop_ = false;
+}
+
+int Client::Connect(const char* user, const char* pass, int timeout_ms) {
+  if (mosq_ == nullptr) return -1;
+  StopThread();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    connack_.reset();
+    connected_ = false;
+    down_ = false;
+  }
+  mosquitto_username_pw_set(mosq_, user, pass);
+  int rc = mosquitto_connect(mosq_, "127.0.0.1", port_, 60);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    std::lock_guard<std::mutex> lock(mu_);
+    down_ = true;
+    return -1;
+  }
+  thread_ = std::thread([this] { Loop(); });
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+               [this] { return connack_.has_value() || down_; });
+  return connack_.value_or(-1);
+}
+
+int Client::Subscribe(const std::string& filter, int qos, int timeout_ms) {
+  if (!IsConnected()) return -1;
+  int mid = 0;
+  int rc =
+      protocol_ == kMqtt5
+          ? mosquitto_subscribe_v5(mosq_, &mid, filter.c_str(), qos, 0, nullptr)
+          : mosquitto_subscribe(mosq_, &mid, filter.c_str(), qos);
+  if (rc != MOSQ_ERR_SUCCESS) return -1;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                    [&] { return acks_.count(mid) > 0 || down_; }) ||
+      acks_.count(mid) == 0) {
+    return -1;
+  }
+  int granted = acks_[mid];
+  acks_.erase(mid);
+  return granted;
+}
+
+int Client::Publish(const std::string& topic, const std::string& payload,
+                    int qos, bool retain, int timeout_ms) {
+  if (!IsConnected()) return -1;
+  int mid = 0;
+  int rc = mosquitto_publish(mosq_, &mid, topic.c_str(),
+                             static_cast<int>(payload.size()), payload.data(),
+                             qos, retain);
+  if (rc != MOSQ_ERR_SUCCESS) return -1;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                    [&] { return acks_.count(mid) > 0 || down_; }) ||
+      acks_.count(mid) == 0) {
+    return -1;
+  }
+  int reason = acks_[mid];
+  acks_.erase(mid);
+  last_publish_reason_ = reason;
+  // 0x10 "no matching subscribers" and the like are successes too.
+  return reason < 0x80 ? 0 : reason;
+}
+
+void Client::SetWill(const std::string& topic, const std::string& payload,
+                     int qos, bool retain) {
+  int rc =
+      mosquitto_will_set(mosq_, topic.c_str(), static_cast<int>(payload.size()),
+                         payload.data(), qos, retain);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    ADD_FAILURE() << "mosquitto_will_set: " << mosquitto_strerror(rc);
+  }
+}
+
+void Client::DropConnection() {
+  int fd = mosquitto_socket(mosq_);
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);
+  WaitForDisconnect(2000);
+  StopThread();
+}
+
+std::optional<Message> Client::WaitForMessage(int timeout_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                    [this] { return !messages_.empty(); })) {
+    return std::nullopt;
+  }
+  Message m = std::move(messages_.front());
+  messages_.pop_front();
+  return m;
+}
+
+bool Client::NoMessageFor(int ms) {
+  std::optional<Message> m = WaitForMessage(ms);
+  if (m) {
+    ADD_FAILURE() << "unexpected message on '" << m->topic
+                  << "': " << m->payload;
+  }
+  return !m.has_value();
+}
+
+size_t Client::pending_messages() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return messages_.size();
+}
+
+bool Client::IsConnected() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return connected_ && !down_;
+}
+
+bool Client::WaitForDisconnect(int timeout_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                      [this] { return down_; });
+}
+
+void Client::Disconnect() {
+  if (mosq_ == nullptr) return;
+  if (IsConnected()) {
+    mosquitto_disconnect(mosq_);
+    WaitForDisconnect(1000);
+  }
+  StopThread();
+  std::lock_guard<std::mutex> lock(mu_);
+  connected_ = false;
+  down_ = true;
+}
+
+// ------------------------------------------------------------ test fixture
+
+testing::AssertionResult BrokerTest::StartBroker(
+    std::vector<std::string> plugin_options,
+    std::vector<std::string> extra_lines, bool per_listener_settings) {
+  if (!registry_.ok()) return testing::AssertionFailure() << "no registry";
+  BrokerConfig config;
+  config.db_path = registry_.db_path();
+  config.plugin_options = std::move(plugin_options);
+  config.extra_lines = std::move(extra_lines);
+  config.per_listener_settings = per_listener_settings;
+  return broker_.Start(config);
+}
+
+std::unique_ptr<Client> BrokerTest::ConnectAs(const std::string& user,
+                                              const std::string& password,
+                                              int protocol,
+                                              const std::string& client_id) {
+  auto client = std::make_unique<Client>(broker_.port(), protocol, client_id);
+  int rc = client->Connect(user, password);
+  if (rc != 0) {
+    ADD_FAILURE() << "'" << user << "' could not connect: CONNACK " << rc
+                  << "; log tail:\n"
+                  << Tail(broker_.Log(), 10);
+    return nullptr;
+  }
+  return client;
+}
+
+testing::AssertionResult BrokerTest::AddFixtureDevices() {
+  const std::pair<const char*, const char*> kTypes[] = {
+      {"sensor-001", "iot_sensor"},
+      {"homepot", "backend"},
+      {"legacy", "unknown"},
+      {"gateway-01", "gateway"},
+  };
+  for (const auto& [id, type] : kTypes) {
+    auto it = FixtureHashes().find(id);
+    if (it == FixtureHashes().end()) {
+      return testing::AssertionFailure() << "fixture file lacks " << id;
+    }
+    testing::AssertionResult r =
+        registry_.AddDeviceWithHash(id, type, it->second);
+    if (!r) return r;
+  }
+  return testing::AssertionSuccess();
+}
+
+}  // namespace integration
+}  // namespace homepot
