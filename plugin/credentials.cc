@@ -50,14 +50,23 @@ std::string EncodeWith(const char* alphabet, const uint8_t* data, size_t len,
 }
 
 // Value of a standard-alphabet character, or -1.
-int StdValue(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
+// Value of a standard Base64 character, -1 for anything else. A table: the
+// registry load decodes two fields per device.
+constexpr std::array<int8_t, 256> MakeStdTable() {
+  std::array<int8_t, 256> t{};
+  for (auto& v : t) v = -1;
+  for (int i = 0; i < 26; ++i) {
+    t['A' + i] = static_cast<int8_t>(i);
+    t['a' + i] = static_cast<int8_t>(26 + i);
+  }
+  for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<int8_t>(52 + i);
+  t['+'] = 62;
+  t['/'] = 63;
+  return t;
 }
+constexpr std::array<int8_t, 256> kStdTable = MakeStdTable();
+
+int StdValue(char c) { return kStdTable[static_cast<unsigned char>(c)]; }
 
 // Parses a decimal iteration count: digits only, no sign, no leading zero,
 // 1..kMaxIterations.

@@ -119,6 +119,16 @@ const Device* Snapshot::FindByToken(std::string_view topic) const {
                 [](const Device& d) -> std::string_view { return d.token; });
 }
 
+void Snapshot::AttachRules(
+    std::vector<std::pair<std::string, AclRule>> rules) {
+  for (auto& [id, rule] : rules) {
+    if (const Device* d = Find(id)) {
+      devices_[d - devices_.data()].rules.push_back(std::move(rule));
+      ++rule_count_;
+    }
+  }
+}
+
 void Snapshot::Index() {
   by_id_.assign(TableSize(devices_.size()), 0);
   size_t custom = 0;
@@ -279,17 +289,15 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
     d.token.clear();
     if (!d.IsToken(t)) d.token = std::move(t);
   }
-  std::sort(devices.begin(), devices.end(),
-            [](const Device& a, const Device& b) { return a.id < b.id; });
 
   std::vector<AclRule> global;
+  std::vector<std::pair<std::string, AclRule>> device_rules;
   {
     Statement stmt(db,
                    "SELECT device_id, topic_filter, access FROM acl_rules "
-                   "ORDER BY device_id, id");
+                   "ORDER BY id");
     if (!stmt.ok()) return SqliteError(db, "cannot read acl_rules");
     int rc;
-    Device* current = nullptr;
     while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
       AclRule rule;
       rule.filter = Column(stmt.get(), 1);
@@ -300,21 +308,17 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
       }
       if (sqlite3_column_type(stmt.get(), 0) == SQLITE_NULL) {
         global.push_back(std::move(rule));
-        continue;
+      } else {
+        device_rules.emplace_back(Column(stmt.get(), 0), std::move(rule));
       }
-      std::string id = Column(stmt.get(), 0);
-      if (current == nullptr || current->id != id) {
-        auto it = std::lower_bound(
-            devices.begin(), devices.end(), id,
-            [](const Device& d, const std::string& key) { return d.id < key; });
-        current = (it != devices.end() && it->id == id) ? &*it : nullptr;
-      }
-      if (current != nullptr) current->rules.push_back(std::move(rule));
     }
     if (rc != SQLITE_DONE) return SqliteError(db, "cannot read acl_rules");
   }
-  return Snapshot::Build(std::move(devices), std::move(global), *generation,
-                         unknown_limit);
+  // Rules are attached through the snapshot's own index (no sort needed).
+  auto snapshot = std::const_pointer_cast<Snapshot>(Snapshot::Build(
+      std::move(devices), std::move(global), *generation, unknown_limit));
+  snapshot->AttachRules(std::move(device_rules));
+  return std::shared_ptr<const Snapshot>(std::move(snapshot));
 }
 
 std::vector<std::string> RevokedDevices(const Snapshot& prev,

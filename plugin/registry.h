@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "credentials.h"
@@ -66,7 +67,11 @@ class Snapshot {
                                                uint32_t unknown_max_payload);
 
  private:
+  friend Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
+      sqlite3* db, std::vector<std::string>* warnings);
   void Index();
+  // Adds per-device rules after Index(); rules of unknown ids are dropped.
+  void AttachRules(std::vector<std::pair<std::string, AclRule>> rules);
   std::vector<Device> devices_;
   std::vector<uint32_t> by_id_;     // open addressing; 0 = empty, else idx+1
   std::vector<uint32_t> by_token_;  // same, for custom tokens only
