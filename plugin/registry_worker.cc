@@ -1,7 +1,10 @@
 #include "registry_worker.h"
 
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -196,6 +199,9 @@ Result<std::shared_ptr<const Snapshot>> RegistryWorker::Start() {
 }
 
 void RegistryWorker::Run() {
+  // Registry loads must not compete with the broker thread for a core: run
+  // this thread at a lower priority (Linux nice is per thread).
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] {

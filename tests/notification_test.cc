@@ -55,7 +55,9 @@ std::vector<ValidationCase> ValidationCases() {
   const Reject bad_time = Reject::kBadTimestamp;
   const Reject missing = Reject::kMissingField;
   const Reject object = Reject::kNotObject;
-  auto ts = [](const std::string& t) { return Note(R"("timestamp":")" + t + "\""); };
+  auto ts = [](const std::string& t) {
+    return Note(R"("timestamp":")" + t + "\"");
+  };
   return {
       // Accepted documents.
       {"HomepotSample", kSample, ok},
@@ -103,8 +105,9 @@ std::vector<ValidationCase> ValidationCases() {
       {"EscapedKeys", R"({"ti\u0074le":"t","\u0062ody":"b"})", ok},
       {"EscapedContent",
        Note(R"("x":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\u0000")"), ok},
-      {"RawUtf8", "{\"title\":\"Temp\xC3\xA9rature \xE2\x9C\x93\",\"body\":"
-                  "\"\xF0\x9F\x9A\x80\",\"\xC3\xA9\":1}",
+      {"RawUtf8",
+       "{\"title\":\"Temp\xC3\xA9rature \xE2\x9C\x93\",\"body\":"
+       "\"\xF0\x9F\x9A\x80\",\"\xC3\xA9\":1}",
        ok},
       {"RawDelCharacter", Note("\"x\":\"\x7f\""), ok},
       {"TinyFloatUnderflows", Note(R"("x":1e-400)"), ok},
@@ -168,7 +171,8 @@ std::vector<ValidationCase> ValidationCases() {
       {"TimestampMinute60", ts("2026-11-25T10:60:00"), bad_time},
       {"TimestampSecond61", ts("2026-11-25T10:30:61"), bad_time},
       {"TimestampEmptyFraction", ts("2026-11-25T10:30:00.Z"), bad_time},
-      {"TimestampTenDigitFraction", ts("2026-11-25T10:30:00.1234567890"), bad_time},
+      {"TimestampTenDigitFraction", ts("2026-11-25T10:30:00.1234567890"),
+       bad_time},
       {"TimestampZoneHour24", ts("2026-11-25T10:30:00+24:00"), bad_time},
       {"TimestampZoneMinute60", ts("2026-11-25T10:30:00+01:60"), bad_time},
       {"TimestampZoneOneDigit", ts("2026-11-25T10:30:00+5"), bad_time},
@@ -255,10 +259,11 @@ std::vector<ValidationCase> ValidationCases() {
       // Duplicate top-level names would let the validator and a consumer
       // disagree, so they are refused (nested ones are the consumer's).
       {"DuplicateTitle", R"({"title":"a","title":"b","body":"b"})", json},
-      {"DuplicateStampField",
-       Note(R"("received_at":"x","received_at":"y")"), json},
+      {"DuplicateStampField", Note(R"("received_at":"x","received_at":"y")"),
+       json},
       {"DuplicateTimestamp",
-       Note(R"("timestamp":"2026-11-25T10:30:00","timestamp":"2026-11-25T10:30:01")"),
+       Note(
+           R"("timestamp":"2026-11-25T10:30:00","timestamp":"2026-11-25T10:30:01")"),
        json},
       {"DuplicateUnknownField", Note(R"("x":1,"x":1)"), json},
       {"DuplicateThroughEscape", R"({"title":"a","ti\u0074le":"b","body":"b"})",
@@ -307,7 +312,8 @@ void ExpectInputPlusStamps(std::string_view in, std::string_view out,
 TEST_P(NotificationValidationTest, Check) {
   const ValidationCase& c = GetParam();
   NotificationValidator v("received_at");
-  const NotificationCheck& check = v.Check(c.payload, kLimit, kDepth, kMaxDepth);
+  const NotificationCheck& check =
+      v.Check(c.payload, kLimit, kDepth, kMaxDepth);
   EXPECT_EQ(RejectName(check.reject), RejectName(c.want)) << check.detail;
   EXPECT_EQ(check.detail.empty(), c.want == Reject::kNone) << check.detail;
   if (c.want == Reject::kNone) {
@@ -320,8 +326,7 @@ TEST_P(NotificationValidationTest, SameVerdictFromAReusedValidator) {
   // buffer) must decide exactly as a fresh one does.
   const ValidationCase& c = GetParam();
   NotificationValidator v("received_at");
-  std::string big = Note(R"("data":{"pad":")" + std::string(4096, 'x') +
-                         "\"}");
+  std::string big = Note(R"("data":{"pad":")" + std::string(4096, 'x') + "\"}");
   ASSERT_EQ(v.Check(big, kLimit, kDepth, kMaxDepth).reject, Reject::kNone);
   EXPECT_EQ(v.Check(c.payload, kLimit, kDepth, kMaxDepth).reject, c.want);
 }
@@ -363,8 +368,10 @@ TEST(NotificationTest, SampleFields) {
 TEST(NotificationTest, PriorityOfEachWord) {
   NotificationValidator v("received_at");
   const std::pair<const char*, Priority> words[] = {
-      {"low", Priority::kLow},       {"normal", Priority::kNormal},
-      {"high", Priority::kHigh},     {"urgent", Priority::kUrgent},
+      {"low", Priority::kLow},
+      {"normal", Priority::kNormal},
+      {"high", Priority::kHigh},
+      {"urgent", Priority::kUrgent},
       {"critical", Priority::kCritical}};
   for (const auto& [word, priority] : words) {
     std::string doc = Note(std::string(R"("priority":")") + word + "\"");
@@ -413,12 +420,12 @@ TEST(NotificationTest, SizeLimit) {
 
   // At the plugin's default limit exactly, and one byte over.
   std::string prefix = Note(R"("data":{"pad":")");
-  std::string exact = prefix + std::string(kLimit - prefix.size() - 3, 'x') +
-                      "\"}}";
+  std::string exact =
+      prefix + std::string(kLimit - prefix.size() - 3, 'x') + "\"}}";
   ASSERT_EQ(exact.size(), kLimit);
   EXPECT_EQ(v.Check(exact, kLimit, kDepth, kMaxDepth).reject, Reject::kNone);
-  std::string over = prefix + std::string(kLimit - prefix.size() - 2, 'x') +
-                     "\"}}";
+  std::string over =
+      prefix + std::string(kLimit - prefix.size() - 2, 'x') + "\"}}";
   ASSERT_EQ(over.size(), kLimit + 1);
   EXPECT_EQ(v.Check(over, kLimit, kDepth, kMaxDepth).reject, Reject::kTooLarge);
 }
@@ -603,8 +610,10 @@ std::vector<InjectionCase> InjectionCases() {
        R"({"title":"\"received_at\":1","body":"b"})",
        R"({"title":"\"received_at\":1","body":"b","received_at":"S","timestamp":"S"})"},
       {"Utf8Preserved", "received_at",
-       "{\"title\":\"85\xC2\xB0" "C \xF0\x9F\x94\xA5\",\"body\":\"b\"}",
-       "{\"title\":\"85\xC2\xB0" "C \xF0\x9F\x94\xA5\",\"body\":\"b\","
+       "{\"title\":\"85\xC2\xB0"
+       "C \xF0\x9F\x94\xA5\",\"body\":\"b\"}",
+       "{\"title\":\"85\xC2\xB0"
+       "C \xF0\x9F\x94\xA5\",\"body\":\"b\","
        "\"received_at\":\"S\",\"timestamp\":\"S\"}"},
       {"CustomFieldAdded", "ts",
        R"({"title":"a","body":"b","received_at":"x"})",
@@ -685,8 +694,8 @@ TEST(InjectTest, DeeplyNestedValueReplaced) {
 TEST(InjectTest, LargePayloadReplacedInPlace) {
   NotificationValidator v("received_at");
   std::string pad(100000, 'y');
-  std::string doc = R"({"title":"a","received_at":")" + pad +
-                    R"(","body":")" + pad + "\"}";
+  std::string doc =
+      R"({"title":"a","received_at":")" + pad + R"(","body":")" + pad + "\"}";
   ASSERT_EQ(v.Check(doc, kLimit, kDepth, kMaxDepth).reject, Reject::kNone);
   std::string out = InjectInto(v, doc);
   EXPECT_EQ(out, WithStamp(R"({"title":"a","received_at":"S","body":")" + pad +

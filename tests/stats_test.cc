@@ -73,16 +73,15 @@ TEST(StatsTest, KeysAndOrderFollowTheSpec) {
   EXPECT_EQ(KeysOf(j["auth"]), (Keys{"success", "failure", "locked_out"}));
   EXPECT_EQ(KeysOf(j["acl"]),
             (Keys{"publish_denied", "subscribe_denied", "deliver_denied"}));
-  EXPECT_EQ(KeysOf(j["rejected"]),
-            (Keys{"invalid_json", "not_object", "missing_field", "wrong_type",
-                  "bad_priority", "bad_timestamp", "too_large",
-                  "topic_too_deep"}));
+  EXPECT_EQ(
+      KeysOf(j["rejected"]),
+      (Keys{"invalid_json", "not_object", "missing_field", "wrong_type",
+            "bad_priority", "bad_timestamp", "too_large", "topic_too_deep"}));
   EXPECT_EQ(KeysOf(j["qos"]), (Keys{"0", "1", "2"}));
   EXPECT_EQ(KeysOf(j["priority"]),
             (Keys{"low", "normal", "high", "urgent", "critical"}));
-  EXPECT_EQ(KeysOf(j["registry"]),
-            (Keys{"devices", "acl_rules", "generation", "loaded_at",
-                  "last_error"}));
+  EXPECT_EQ(KeysOf(j["registry"]), (Keys{"devices", "acl_rules", "generation",
+                                         "loaded_at", "last_error"}));
 }
 
 TEST(StatsTest, ZeroCounters) {
@@ -119,7 +118,8 @@ TEST(StatsTest, ExactTextForFilledCounters) {
                 R"("generation":42,"loaded_at":"2026-11-25T11:31:40.042Z",)"
                 R"("last_error":"database is locked"},)"
                 R"("uptime_s":3600,"version":")") +
-                HOMEPOT_VERSION + R"(","timestamp":"2026-11-25T11:32:34.123Z"})");
+                HOMEPOT_VERSION +
+                R"(","timestamp":"2026-11-25T11:32:34.123Z"})");
 }
 
 TEST(StatsTest, RejectedIndexedByReason) {
@@ -180,8 +180,7 @@ TEST(StatsTest, TimesAndVersion) {
   std::string version = j["version"];
   EXPECT_EQ(version, HOMEPOT_VERSION);
   int major = -1, minor = -1, patch = -1;
-  EXPECT_EQ(std::sscanf(version.c_str(), "%d.%d.%d", &major, &minor, &patch),
-            3)
+  EXPECT_EQ(std::sscanf(version.c_str(), "%d.%d.%d", &major, &minor, &patch), 3)
       << version;
 }
 
