@@ -4,6 +4,8 @@
 #include <functional>
 #include <map>
 
+#include <simdjson.h>
+
 #include "topic.h"
 
 namespace homepot {
@@ -118,6 +120,9 @@ Result<Config> ParseConfig(const OptionList& options) {
          }
          for (unsigned char ch : v) {
            if (ch < 0x20) return OptionError(n, "must not hold control characters");
+         }
+         if (!simdjson::validate_utf8(v.data(), v.size())) {
+           return OptionError(n, "must be valid UTF-8");
          }
          c.timestamp_field = v;
          return Status::Ok();

@@ -1,6 +1,7 @@
 #include "homepot.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -76,12 +77,16 @@ void Homepot::MaintainSlow() {
   RegistryUpdate update;
   std::shared_ptr<const Snapshot> retired = snapshot_;
   if (worker_->HasUpdate() && worker_->TakeUpdate(&update, &retired)) {
+    auto start = std::chrono::steady_clock::now();
     snapshot_ = std::move(update.snapshot);
     loaded_at_ms_ = clock_->WallMs();
     for (const std::string& id : update.revoked) {
       auth_.Forget(id);
       broker_->KickUsername(id);
     }
+    auto applied_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
     broker_->Log(LogLevel::kNotice,
                  "registry reloaded: generation " +
                      std::to_string(snapshot_->generation()) + ", " +
@@ -89,7 +94,8 @@ void Homepot::MaintainSlow() {
                      " devices, " + std::to_string(snapshot_->rule_count()) +
                      " acl rules, " + std::to_string(update.revoked.size()) +
                      " revoked, built in " + std::to_string(update.load_ms) +
-                     " ms");
+                     " ms off the broker thread, applied in " +
+                     std::to_string(applied_us) + " us");
   }
 }
 
@@ -313,6 +319,7 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   char* out = static_cast<char*>(broker_->Alloc(size + 1));
   if (out == nullptr) {
     // Out of memory: refusing is safer than routing an unstamped copy.
+    ++counters_.rejected[static_cast<size_t>(Reject::kTooLarge) - 1];
     Refuse(client, topic, "too_large", "broker out of memory");
     return Verdict::kDeny;
   }

@@ -292,6 +292,17 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
 }
 
 void NotificationValidator::FindSpans(std::string_view s, size_t stamp_index) {
+  if (stamp_index == SIZE_MAX) {
+    // Usual case: only the root's closing brace is needed, the last
+    // non-space byte of a validated object.
+    size_t end = s.size();
+    while (s[end - 1] == ' ' || s[end - 1] == '\t' || s[end - 1] == '\n' ||
+           s[end - 1] == '\r') {
+      --end;
+    }
+    check_.close_brace = end - 1;
+    return;
+  }
   size_t i = SkipSpace(s, 0);
   ++i;  // '{'
   size_t index = 0;
@@ -315,15 +326,28 @@ void NotificationValidator::FindSpans(std::string_view s, size_t stamp_index) {
 }
 
 void FormatStamp(int64_t unix_ms, char out[kStampLen]) {
-  time_t seconds = static_cast<time_t>(unix_ms / 1000);
-  int ms = static_cast<int>(unix_ms % 1000);
-  struct tm tm;
-  gmtime_r(&seconds, &tm);
-  char buf[64];
-  snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, ms);
-  std::memcpy(out, buf, kStampLen);
+  // gmtime_r + snprintf cost more than parsing a notification; the
+  // "YYYY-MM-DDTHH:MM:SS." prefix changes once a second, so it is cached.
+  thread_local int64_t cached_second = INT64_MIN;
+  thread_local char prefix[21];
+  int64_t second = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
+  int ms = static_cast<int>(unix_ms - second * 1000);
+  if (second != cached_second) {
+    time_t t = static_cast<time_t>(second);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.",
+             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
+    std::memcpy(prefix, buf, 20);
+    cached_second = second;
+  }
+  std::memcpy(out, prefix, 20);
+  out[20] = static_cast<char>('0' + ms / 100);
+  out[21] = static_cast<char>('0' + ms / 10 % 10);
+  out[22] = static_cast<char>('0' + ms % 10);
+  out[23] = 'Z';
 }
 
 namespace {

@@ -95,6 +95,7 @@ class NotificationValidator {
 };
 
 // RFC 3339 UTC with milliseconds: "2026-11-25T11:32:34.123Z" (24 chars).
+// For times from 1970 to 9999 (years wrap modulo 10000 beyond).
 inline constexpr size_t kStampLen = 24;
 void FormatStamp(int64_t unix_ms, char out[kStampLen]);
 
