@@ -1,5 +1,7 @@
 #include "acl.h"
 
+#include <cstring>
+
 #include "topic.h"
 
 namespace homepot {
@@ -53,6 +55,9 @@ bool SubscriptionAllowed(const Snapshot& snapshot, const Device& d,
   if (AnyRule(snapshot, d, kAccessDeny, inside)) return false;
   // Own token / rejection topic: exact subscriptions only.
   if (d.IsToken(filter) || IsOwnRejectionTopic(d, filter)) return true;
+  // Filters aimed at other devices' rejection notices are refused outright
+  // (wider ones such as $SYS/# are filtered per delivery).
+  if (FilterInside(filter, "$SYS/homepot/rejections/#")) return false;
   return AnyRule(snapshot, d, kAccessRead, inside);
 }
 
@@ -66,7 +71,12 @@ bool AclAllows(const Snapshot& snapshot, const Device* device,
   if (StartsWith(topic, "$CONTROL/")) return false;
   switch (access) {
     case Access::kWrite:
-      if (StartsWith(topic, "$SYS/") || !IsValidTopic(topic)) return false;
+      // Mosquitto checks topic names too; memchr keeps this one cheap.
+      if (StartsWith(topic, "$SYS/") || topic.empty() ||
+          std::memchr(topic.data(), '+', topic.size()) != nullptr ||
+          std::memchr(topic.data(), '#', topic.size()) != nullptr) {
+        return false;
+      }
       return TopicAllowed(snapshot, *device, client_id, topic, kAccessWrite);
     case Access::kRead:
       if (StartsWith(topic, kRejectionsPrefix) &&

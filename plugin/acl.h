@@ -21,7 +21,9 @@ inline constexpr std::string_view kRejectionsPrefix = "$SYS/homepot/rejections/"
 // substitutes %c. Rules: deny beats allow; a device may read its own token
 // and its own rejection topic; everything else needs a rule; nothing under
 // $SYS/ or $CONTROL/ is writable; rejection topics are readable by their
-// device alone; an unknown or disabled device is denied everything.
+// device alone (subscriptions inside $SYS/homepot/rejections/# other than
+// the own topic are refused); an unknown or disabled device is denied
+// everything.
 bool AclAllows(const Snapshot& snapshot, const Device* device,
                std::string_view client_id, std::string_view topic,
                Access access);

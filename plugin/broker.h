@@ -33,6 +33,8 @@ class Clock {
   virtual ~Clock() = default;
   virtual int64_t MonotonicMs() = 0;  // for intervals and lockouts
   virtual int64_t WallMs() = 0;       // Unix epoch milliseconds
+  // Wall clock to within a few milliseconds, cheaper (per-delivery times).
+  virtual int64_t CoarseWallMs() { return WallMs(); }
 };
 
 // The real clocks.
@@ -40,6 +42,7 @@ class SystemClock : public Clock {
  public:
   int64_t MonotonicMs() override;
   int64_t WallMs() override;
+  int64_t CoarseWallMs() override;
 };
 
 // What the core needs to know about the client behind an event.

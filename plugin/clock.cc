@@ -19,4 +19,6 @@ int64_t SystemClock::MonotonicMs() { return Millis(CLOCK_MONOTONIC_COARSE); }
 
 int64_t SystemClock::WallMs() { return Millis(CLOCK_REALTIME); }
 
+int64_t SystemClock::CoarseWallMs() { return Millis(CLOCK_REALTIME_COARSE); }
+
 }  // namespace homepot

@@ -79,6 +79,7 @@ void Homepot::MaintainSlow() {
   if (worker_->HasUpdate() && worker_->TakeUpdate(&update, &retired)) {
     auto start = std::chrono::steady_clock::now();
     snapshot_ = std::move(update.snapshot);
+    ++swaps_;
     loaded_at_ms_ = clock_->WallMs();
     for (const std::string& id : update.revoked) {
       auth_.Forget(id);
@@ -100,12 +101,20 @@ void Homepot::MaintainSlow() {
 }
 
 Homepot::ClientState& Homepot::StateFor(const ClientInfo& client) {
-  auto [it, inserted] = clients_.try_emplace(client.handle);
-  if (inserted && client.username != nullptr &&
-      snapshot_->Find(client.username) != nullptr) {
-    it->second.device = &*device_counters_.try_emplace(client.username).first;
+  ClientState& st = clients_[client.handle];
+  if (st.generation == swaps_ && st.record != nullptr &&
+      client.username != nullptr && st.record->id == client.username) {
+    return st;  // fast path: resolved against this snapshot, same user
   }
-  return it->second;
+  st.generation = swaps_;
+  st.record = client.username ? snapshot_->Find(client.username) : nullptr;
+  if (st.record != nullptr && (st.device == nullptr ||
+                               st.device->first != st.record->id)) {
+    st.device = &*device_counters_.try_emplace(st.record->id).first;
+  } else if (st.record == nullptr) {
+    st.device = nullptr;
+  }
+  return st;
 }
 
 DeviceCounters* Homepot::Touch(DeviceEntry* d) {
@@ -137,8 +146,9 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
     case AuthResult::kAllow: {
       ++counters_.auth_success;
       ++counters_.connection_count;
-      ClientState& st = clients_[client.handle];
-      st.device = &*device_counters_.try_emplace(username).first;
+      ClientInfo who = client;
+      who.username = username;  // the broker sets it after this event
+      ClientState& st = StateFor(who);
       if (!st.counted) {
         st.counted = true;
         ++counters_.connected;
@@ -194,10 +204,14 @@ const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
                                                     std::string_view topic,
                                                     std::string_view payload) {
   ++counters_.total_sent;
-  counters_.last_sent_ms = clock_->WallMs();
+  receipt_ms_ = clock_->WallMs();
+  counters_.last_sent_ms = receipt_ms_;
   uint32_t limit = config_.max_payload;
-  if (const Device* target = snapshot_->FindByToken(topic)) {
-    limit = std::min(limit, target->max_payload);
+  // Only a payload above the smallest type limit can exceed its target's.
+  if (payload.size() > snapshot_->min_type_max_payload()) {
+    if (const Device* target = snapshot_->FindByToken(topic)) {
+      limit = std::min(limit, target->max_payload);
+    }
   }
   const NotificationCheck& check = validator_.Check(
       payload, limit, TopicDepth(topic), config_.max_topic_depth);
@@ -215,9 +229,9 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
                             int access, const void* payload,
                             uint32_t payloadlen, int qos, bool retain) {
   Maintain();
-  const char* username = client.username;
-  const Device* device = username ? snapshot_->Find(username) : nullptr;
-  if (device == nullptr && username != nullptr && config_.defer_unknown) {
+  ClientState* st = client.username ? &StateFor(client) : nullptr;
+  const Device* device = st ? st->record : nullptr;
+  if (st != nullptr && device == nullptr && config_.defer_unknown) {
     return Verdict::kDefer;
   }
   std::string_view client_id = client.client_id ? client.client_id : "";
@@ -229,9 +243,9 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         ++counters_.acl_deliver_denied;
       } else if (IsNotificationTopic(topic)) {
         ++counters_.deliveries;
-        if (DeviceCounters* d = Touch(StateFor(client).device)) {
+        if (DeviceCounters* d = Touch(st ? st->device : nullptr)) {
           ++d->delivered;
-          d->last_delivery_ms = clock_->WallMs();
+          d->last_delivery_ms = clock_->CoarseWallMs();
         }
       }
       break;
@@ -246,7 +260,8 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         ++counters_.acl_publish_denied;
         if (notification) {
           ++counters_.total_sent;
-          counters_.last_sent_ms = clock_->WallMs();
+          receipt_ms_ = clock_->WallMs();
+          counters_.last_sent_ms = receipt_ms_;
           Refuse(client, topic, "not_authorized",
                  "no write permission on this topic");
         }
@@ -269,7 +284,7 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
 }
 
 int64_t Homepot::StampFor(const ClientInfo& client, const Message& m) {
-  int64_t now = clock_->WallMs();
+  int64_t now = receipt_ms_;
   if (m.qos != 2) return now;
   std::hash<std::string_view> h;
   uint64_t key =
@@ -335,7 +350,7 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   }
   if (DeviceCounters* d = Touch(StateFor(client).device)) {
     ++d->published;
-    d->last_publish_ms = clock_->WallMs();
+    d->last_publish_ms = receipt_ms_;
   }
   return Verdict::kAllow;
 }

@@ -82,10 +82,15 @@ class Homepot {
 
   using DeviceEntry =
       std::unordered_map<std::string, DeviceCounters>::value_type;
+  // Per session, keyed by the broker's client handle: saves the registry
+  // lookup on every ACL check of the session.
   struct ClientState {
-    DeviceEntry* device = nullptr;  // nullptr: not a registered device
-    bool counted = false;           // included in counters_.connected
+    DeviceEntry* device = nullptr;    // counters; nullptr: not registered
+    const Device* record = nullptr;   // in the snapshot of `generation`
+    uint64_t generation = 0;          // swaps_ when `record` was resolved
+    bool counted = false;             // included in counters_.connected
   };
+  // The session's state with `record` resolved against the current snapshot.
   ClientState& StateFor(const ClientInfo& client);
   DeviceCounters* Touch(DeviceEntry* d);  // marks dirty; nullptr-safe
   // Memoised on the last topic: deliveries of one message ask in a burst.
@@ -110,6 +115,10 @@ class Homepot {
   int64_t next_stats_ms_ = 0;
   const int64_t started_ms_;
   int64_t loaded_at_ms_ = 0;
+  uint64_t swaps_ = 1;  // bumped on every snapshot swap (0 = unresolved)
+  // Receipt time of the notification being processed: read once per message
+  // (ACL check), used for its stamp and the per-device times.
+  int64_t receipt_ms_ = 0;
 
   std::string last_topic_;
   bool last_topic_is_notification_ = false;

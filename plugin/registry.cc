@@ -135,7 +135,9 @@ void Snapshot::Index() {
   for (const Device& d : devices_) custom += !d.token.empty();
   by_token_.assign(custom ? TableSize(custom) : 0, 0);
   rule_count_ = global_rules_.size();
+  min_max_payload_ = UINT32_MAX;
   for (uint32_t i = 0; i < devices_.size(); ++i) {
+    min_max_payload_ = std::min(min_max_payload_, devices_[i].max_payload);
     Insert(&by_id_, devices_[i].id, i);
     if (!devices_[i].token.empty()) Insert(&by_token_, devices_[i].token, i);
     rule_count_ += devices_[i].rules.size();

@@ -59,6 +59,9 @@ class Snapshot {
   int64_t generation() const { return generation_; }
   // Limit for devices whose type row is missing (the 'unknown' type's).
   uint32_t unknown_type_max_payload() const { return unknown_max_payload_; }
+  // The smallest max_payload of any device (0 when there are none... then
+  // no lookup is ever needed, so it is UINT32_MAX).
+  uint32_t min_type_max_payload() const { return min_max_payload_; }
 
   // Builds a snapshot from rows; used by LoadSnapshot and by tests.
   static std::shared_ptr<const Snapshot> Build(std::vector<Device> devices,
@@ -79,6 +82,7 @@ class Snapshot {
   size_t rule_count_ = 0;
   int64_t generation_ = 0;
   uint32_t unknown_max_payload_ = 10240;
+  uint32_t min_max_payload_ = UINT32_MAX;
 };
 
 // Checks that `db` holds a registry this build understands.

@@ -70,19 +70,36 @@ bool IsValidFilter(std::string_view filter) {
 
 bool FilterMatches(std::string_view filter, std::string_view topic,
                    std::string_view username, std::string_view client_id) {
+  // One pass over both strings (this runs for every message and delivery).
   if (filter.empty() || topic.empty()) return false;
   if (topic[0] == '$' && (filter[0] == '+' || filter[0] == '#')) return false;
-  bool filter_more = true;
-  bool topic_more = true;
-  while (filter_more) {
-    std::string_view f = NextLevel(&filter, &filter_more);
-    if (f == "#") return !filter_more;  // '#' also matches the parent level
-    if (!topic_more) return false;      // filter longer than topic
-    std::string_view t = NextLevel(&topic, &topic_more);
-    if (f == "+") continue;
-    if (!LevelEquals(f, t, username, client_id)) return false;
+  const size_t fn = filter.size();
+  const size_t tn = topic.size();
+  size_t f = 0;  // start of the current filter level
+  size_t t = 0;  // start of the current topic level; tn + 1 = no more levels
+  while (true) {
+    char c = filter[f];
+    bool whole = f + 1 == fn || filter[f + 1] == '/';
+    if (c == '#' && whole) return f + 1 == fn;  // also matches the parent
+    if (t > tn) return false;  // the filter has more levels than the topic
+    size_t te = t;
+    while (te < tn && topic[te] != '/') ++te;
+    size_t fe = f + 1;
+    if (!(c == '+' && whole)) {
+      bool pattern = c == '%';
+      fe = f;
+      while (fe < fn && filter[fe] != '/') pattern |= filter[fe++] == '%';
+      std::string_view fl = filter.substr(f, fe - f);
+      std::string_view tl = topic.substr(t, te - t);
+      if (pattern ? !LevelEquals(fl, tl, username, client_id) : fl != tl) {
+        return false;
+      }
+    }
+    if (fe >= fn) return te == tn;  // last filter level: topic must end too
+    f = fe + 1;
+    t = te == tn ? tn + 1 : te + 1;
+    if (f == fn) return t == tn;  // empty last filter level
   }
-  return !topic_more;
 }
 
 bool FilterInside(std::string_view inner, std::string_view outer,
@@ -121,7 +138,12 @@ std::string_view StripSharePrefix(std::string_view filter) {
 
 int TopicDepth(std::string_view topic) {
   int depth = 1;
-  for (char c : topic) depth += (c == '/');
+  const char* p = topic.data();
+  const char* end = p + topic.size();
+  while ((p = static_cast<const char*>(std::memchr(p, '/', end - p)))) {
+    ++depth;
+    ++p;
+  }
   return depth;
 }
 
