@@ -5,6 +5,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
+#include <chrono>
 #include <stdexcept>
 
 namespace homepot {
@@ -64,6 +66,29 @@ void Authenticator::RecordFailure(std::string_view username, int64_t now_ms) {
   }
 }
 
+bool Authenticator::BudgetAllows(int64_t now_ms) {
+  const int64_t rate = options_.hash_budget_us_per_s;
+  if (rate <= 0) return true;
+  if (budget_refilled_ms_ == INT64_MIN) {
+    budget_us_ = rate;
+  } else if (now_ms > budget_refilled_ms_) {
+    budget_us_ = std::min(rate, budget_us_ + (now_ms - budget_refilled_ms_) *
+                                                 rate / 1000);
+  }
+  budget_refilled_ms_ = std::max(budget_refilled_ms_, now_ms);
+  return budget_us_ > 0;
+}
+
+bool Authenticator::Verify(const PasswordHash& hash,
+                           std::string_view password) {
+  auto start = std::chrono::steady_clock::now();
+  bool ok = VerifyPassword(hash, password);
+  budget_us_ -= std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - start)
+                    .count();
+  return ok;
+}
+
 AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
                                        std::string_view username,
                                        std::string_view password,
@@ -85,7 +110,8 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
         }
       }
     }
-    bool ok = VerifyPassword(d->password, password);
+    if (!BudgetAllows(now_ms)) return AuthResult::kThrottled;
+    bool ok = Verify(d->password, password);
     if (ok && d->enabled) {
       if (verified_.size() < kMaxVerified) {
         verified_[scratch_] = Verified{Mac(password), d->password.hash};
@@ -94,7 +120,8 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
       return AuthResult::kAllow;
     }
   } else {
-    VerifyPassword(dummy_, password);  // same cost as a known username
+    if (!BudgetAllows(now_ms)) return AuthResult::kThrottled;
+    Verify(dummy_, password);  // same cost as a known username
   }
   RecordFailure(username, now_ms);
   return AuthResult::kDeny;

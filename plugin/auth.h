@@ -20,6 +20,7 @@ enum class AuthResult {
   kDeny,       // unknown (without defer), disabled, no/wrong password
   kLockedOut,  // too many recent failures for this username
   kDefer,      // unknown username and defer_unknown is on
+  kThrottled,  // refused unchecked: the hashing budget is spent (a flood)
 };
 
 struct AuthOptions {
@@ -27,6 +28,11 @@ struct AuthOptions {
   int64_t lockout_ms = 60000;
   bool defer_unknown = false;
   int dummy_iterations = kDefaultIterations;  // cost paid for unknown users
+  // Full password hashes may use at most this much broker-thread time per
+  // second (a token bucket holding one second's worth); beyond it, logins
+  // that need a full hash are refused without one. Cached secrets are
+  // always checked. 0 = unlimited.
+  int64_t hash_budget_us_per_s = 250000;
 };
 
 class Authenticator {
@@ -62,6 +68,10 @@ class Authenticator {
   };
   std::array<uint8_t, 32> Mac(std::string_view password) const;
   bool IsLockedOut(const std::string& username, int64_t now_ms);
+  // Takes one full verification from the budget; false when it is spent.
+  bool BudgetAllows(int64_t now_ms);
+  // Full verification, its cost charged to the budget.
+  bool Verify(const PasswordHash& hash, std::string_view password);
   void RecordFailure(std::string_view username, int64_t now_ms);
 
   AuthOptions options_;
@@ -70,6 +80,8 @@ class Authenticator {
   std::unordered_map<std::string, Failures> failures_;
   std::unordered_map<std::string, Verified> verified_;
   std::string scratch_;  // reused username buffer
+  int64_t budget_us_ = 0;
+  int64_t budget_refilled_ms_ = INT64_MIN;
 };
 
 }  // namespace homepot

@@ -100,19 +100,23 @@ void Homepot::MaintainSlow() {
   }
 }
 
-Homepot::ClientState& Homepot::StateFor(const ClientInfo& client) {
-  ClientState& st = clients_[client.handle];
-  if (st.generation == swaps_ && st.record != nullptr &&
-      client.username != nullptr && st.record->id == client.username) {
+Homepot::ClientState* Homepot::StateFor(const ClientInfo& client,
+                                        ClientState* scratch) {
+  // Sessions get an entry when they log in (OnBasicAuth); others (TLS
+  // identities, and will checks that run after the DISCONNECT event) are
+  // resolved into `scratch` so that no entry outlives its session.
+  auto it = clients_.find(client.handle);
+  ClientState* st = it != clients_.end() ? &it->second : scratch;
+  if (st->generation == swaps_ && st->record != nullptr &&
+      client.username != nullptr && st->record->id == client.username) {
     return st;  // fast path: resolved against this snapshot, same user
   }
-  st.generation = swaps_;
-  st.record = client.username ? snapshot_->Find(client.username) : nullptr;
-  if (st.record != nullptr && (st.device == nullptr ||
-                               st.device->first != st.record->id)) {
-    st.device = &*device_counters_.try_emplace(st.record->id).first;
-  } else if (st.record == nullptr) {
-    st.device = nullptr;
+  st->generation = swaps_;
+  st->record = client.username ? snapshot_->Find(client.username) : nullptr;
+  if (st->record == nullptr) {
+    st->device = nullptr;
+  } else if (st->device == nullptr || st->device->first != st->record->id) {
+    st->device = &*device_counters_.try_emplace(st->record->id).first;
   }
   return st;
 }
@@ -139,6 +143,7 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
   if (now - last_sweep_ms_ > 60000) {
     auth_.Sweep(now);
     last_sweep_ms_ = now;
+    throttle_logged_ = false;
   }
   AuthResult r = auth_.Authenticate(*snapshot_, username,
                                     password ? password : "", now);
@@ -148,18 +153,30 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       ++counters_.connection_count;
       ClientInfo who = client;
       who.username = username;  // the broker sets it after this event
-      ClientState& st = StateFor(who);
+      ClientState& st = *StateFor(who, &clients_[client.handle]);
       if (!st.counted) {
         st.counted = true;
         ++counters_.connected;
       }
-      Touch(st.device)->last_connect_ms = clock_->WallMs();
+      if (DeviceCounters* d = Touch(st.device)) {
+        d->last_connect_ms = clock_->WallMs();
+      }
       return Verdict::kAllow;
     }
     case AuthResult::kDefer:
       return Verdict::kDefer;
     case AuthResult::kLockedOut:
       ++counters_.auth_locked_out;
+      return Verdict::kDeny;
+    case AuthResult::kThrottled:
+      ++counters_.auth_failure;
+      if (!throttle_logged_) {
+        broker_->Log(LogLevel::kWarning,
+                     "login flood: password hashing budget spent, refusing "
+                     "logins that need a full hash (known secrets still "
+                     "accepted)");
+        throttle_logged_ = true;
+      }
       return Verdict::kDeny;
     case AuthResult::kDeny:
       ++counters_.auth_failure;
@@ -187,8 +204,10 @@ bool Homepot::IsNotificationTopic(std::string_view topic) {
 void Homepot::Refuse(const ClientInfo& client, std::string_view topic,
                      std::string_view reason, const std::string& detail) {
   ++counters_.total_failed;
-  ClientState& st = StateFor(client);
-  if (DeviceCounters* d = Touch(st.device)) ++d->rejected;
+  ClientState scratch;
+  if (DeviceCounters* d = Touch(StateFor(client, &scratch)->device)) {
+    ++d->rejected;
+  }
   if (client.username == nullptr) return;
   nlohmann::ordered_json notice = {{"topic", topic},
                                    {"reason", reason},
@@ -202,10 +221,9 @@ void Homepot::Refuse(const ClientInfo& client, std::string_view topic,
 
 const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
                                                     std::string_view topic,
-                                                    std::string_view payload) {
-  ++counters_.total_sent;
+                                                    std::string_view payload,
+                                                    int qos) {
   receipt_ms_ = clock_->WallMs();
-  counters_.last_sent_ms = receipt_ms_;
   uint32_t limit = config_.max_payload;
   // Only a payload above the smallest type limit can exceed its target's.
   if (payload.size() > snapshot_->min_type_max_payload()) {
@@ -215,21 +233,71 @@ const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
   }
   const NotificationCheck& check = validator_.Check(
       payload, limit, TopicDepth(topic), config_.max_topic_depth);
-  if (check.reject != Reject::kNone) {
-    ++counters_.rejected[static_cast<size_t>(check.reject) - 1];
-    Refuse(client, topic, RejectName(check.reject), check.detail);
-  }
   checked_payload_ = payload.data();
   checked_len_ = static_cast<uint32_t>(payload.size());
   checked_ok_ = check.reject == Reject::kNone;
+  if (check.reject != Reject::kNone) {
+    ++counters_.total_sent;
+    counters_.last_sent_ms = receipt_ms_;
+    ++counters_.rejected[static_cast<size_t>(check.reject) - 1];
+    Refuse(client, topic, RejectName(check.reject), check.detail);
+    return check;
+  }
+  // A QoS 2 retransmission (DUP before PUBREL) gets the stamp the first copy
+  // got, so Mosquitto sees identical bytes and routes it once; it is not
+  // counted again either.
+  if (qos == 2 && IsQos2Retransmission(client, topic, payload)) return check;
+  // Counted here rather than in OnMessage: wills get this check but no
+  // MESSAGE event, and are routed all the same.
+  ++counters_.total_sent;
+  counters_.last_sent_ms = receipt_ms_;
+  ++counters_.total_success;
+  ++counters_.qos[std::clamp(qos, 0, 2)];
+  if (check.priority != Priority::kNone) {
+    ++counters_.priority[static_cast<size_t>(check.priority) - 1];
+  }
+  ClientState scratch;
+  if (DeviceCounters* d = Touch(StateFor(client, &scratch)->device)) {
+    ++d->published;
+    d->last_publish_ms = receipt_ms_;
+  }
   return check;
+}
+
+bool Homepot::IsQos2Retransmission(const ClientInfo& client,
+                                   std::string_view topic,
+                                   std::string_view payload) {
+  std::hash<std::string_view> h;
+  uint64_t key = h(client.client_id ? client.client_id : "") * 31 + h(topic);
+  key = key * 1099511628211ull ^ h(payload);
+  int64_t mono = clock_->MonotonicMs();
+  if (mono - last_qos2_sweep_ms_ > 10000 ||
+      qos2_stamps_.size() >= kMaxQos2Stamps) {
+    for (auto it = qos2_stamps_.begin(); it != qos2_stamps_.end();) {
+      it = mono - it->second.seen_ms > kQos2StampTtlMs ? qos2_stamps_.erase(it)
+                                                       : std::next(it);
+    }
+    if (qos2_stamps_.size() >= kMaxQos2Stamps) qos2_stamps_.clear();
+    last_qos2_sweep_ms_ = mono;
+  }
+  auto [it, inserted] =
+      qos2_stamps_.try_emplace(key, Qos2Stamp{receipt_ms_, mono});
+  bool repeat = !inserted && mono - it->second.seen_ms <= kQos2StampTtlMs;
+  if (repeat) {
+    receipt_ms_ = it->second.stamp_ms;
+  } else {
+    it->second.stamp_ms = receipt_ms_;
+  }
+  it->second.seen_ms = mono;
+  return repeat;
 }
 
 Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
                             int access, const void* payload,
                             uint32_t payloadlen, int qos, bool retain) {
   Maintain();
-  ClientState* st = client.username ? &StateFor(client) : nullptr;
+  ClientState scratch;
+  ClientState* st = client.username ? StateFor(client, &scratch) : nullptr;
   const Device* device = st ? st->record : nullptr;
   if (st != nullptr && device == nullptr && config_.defer_unknown) {
     return Verdict::kDefer;
@@ -241,7 +309,8 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
     case Access::kRead:
       if (!allowed) {
         ++counters_.acl_deliver_denied;
-      } else if (IsNotificationTopic(topic)) {
+      } else if (payloadlen > 0 && IsNotificationTopic(topic)) {
+        // (an empty payload is a retained clear, not a notification)
         ++counters_.deliveries;
         if (DeviceCounters* d = Touch(st ? st->device : nullptr)) {
           ++d->delivered;
@@ -270,7 +339,7 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
       if (notification) {
         std::string_view body(static_cast<const char*>(payload),
                               payload ? payloadlen : 0);
-        if (CheckNotification(client, topic, body).reject !=
+        if (CheckNotification(client, topic, body, qos).reject !=
             Reject::kNone) {
           return Verdict::kDeny;
         }
@@ -281,32 +350,6 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
       break;
   }
   return allowed ? Verdict::kAllow : Verdict::kDeny;
-}
-
-int64_t Homepot::StampFor(const ClientInfo& client, const Message& m) {
-  int64_t now = receipt_ms_;
-  if (m.qos != 2) return now;
-  std::hash<std::string_view> h;
-  uint64_t key =
-      h(client.client_id ? client.client_id : "") * 31 + h(m.topic);
-  key = key * 1099511628211ull ^
-        h(std::string_view(static_cast<const char*>(m.payload), m.payloadlen));
-  int64_t mono = clock_->MonotonicMs();
-  if (mono - last_qos2_sweep_ms_ > 10000 ||
-      qos2_stamps_.size() >= kMaxQos2Stamps) {
-    for (auto it = qos2_stamps_.begin(); it != qos2_stamps_.end();) {
-      it = mono - it->second.seen_ms > kQos2StampTtlMs ? qos2_stamps_.erase(it)
-                                                       : std::next(it);
-    }
-    if (qos2_stamps_.size() >= kMaxQos2Stamps) qos2_stamps_.clear();
-    last_qos2_sweep_ms_ = mono;
-  }
-  auto [it, inserted] = qos2_stamps_.try_emplace(key, Qos2Stamp{now, mono});
-  if (!inserted && mono - it->second.seen_ms > kQos2StampTtlMs) {
-    it->second.stamp_ms = now;
-  }
-  it->second.seen_ms = mono;
-  return it->second.stamp_ms;
 }
 
 Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
@@ -325,15 +368,16 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   if (reuse) {
     check = &validator_.last();
   } else {
-    check = &CheckNotification(client, topic, payload);
+    check = &CheckNotification(client, topic, payload, m->qos);
     if (check->reject != Reject::kNone) return Verdict::kDeny;
   }
   char stamp[kStampLen];
-  FormatStamp(StampFor(client, *m), stamp);
+  FormatStamp(receipt_ms_, stamp);
   size_t size = InjectedSize(*check, payload.size(), config_.timestamp_field);
   char* out = static_cast<char*>(broker_->Alloc(size + 1));
   if (out == nullptr) {
     // Out of memory: refusing is safer than routing an unstamped copy.
+    if (counters_.total_success > 0) --counters_.total_success;
     ++counters_.rejected[static_cast<size_t>(Reject::kTooLarge) - 1];
     Refuse(client, topic, "too_large", "broker out of memory");
     return Verdict::kDeny;
@@ -342,16 +386,6 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   out[size] = '\0';
   m->payload = out;
   m->payloadlen = static_cast<uint32_t>(size);
-
-  ++counters_.total_success;
-  ++counters_.qos[std::clamp(m->qos, 0, 2)];
-  if (check->priority != Priority::kNone) {
-    ++counters_.priority[static_cast<size_t>(check->priority) - 1];
-  }
-  if (DeviceCounters* d = Touch(StateFor(client).device)) {
-    ++d->published;
-    d->last_publish_ms = receipt_ms_;
-  }
   return Verdict::kAllow;
 }
 

@@ -90,18 +90,24 @@ class Homepot {
     uint64_t generation = 0;          // swaps_ when `record` was resolved
     bool counted = false;             // included in counters_.connected
   };
-  // The session's state with `record` resolved against the current snapshot.
-  ClientState& StateFor(const ClientInfo& client);
+  // The session's state with `record` resolved against the current
+  // snapshot: its entry when it logged in through us, else `scratch`.
+  ClientState* StateFor(const ClientInfo& client, ClientState* scratch);
   DeviceCounters* Touch(DeviceEntry* d);  // marks dirty; nullptr-safe
   // Memoised on the last topic: deliveries of one message ask in a burst.
   bool IsNotificationTopic(std::string_view topic);
-  // Validates (once per payload) and counts a notification write.
+  // Validates a notification write, sets receipt_ms_, counts it and sends
+  // the notice when refused.
   const NotificationCheck& CheckNotification(const ClientInfo& client,
                                              std::string_view topic,
-                                             std::string_view payload);
+                                             std::string_view payload,
+                                             int qos);
+  // True for a repeat of a recent QoS 2 notification (same client, topic,
+  // payload): receipt_ms_ is then set to the first copy's stamp.
+  bool IsQos2Retransmission(const ClientInfo& client, std::string_view topic,
+                            std::string_view payload);
   void Refuse(const ClientInfo& client, std::string_view topic,
               std::string_view reason, const std::string& detail);
-  int64_t StampFor(const ClientInfo& client, const Message& m);
 
   const Config config_;
   Broker* const broker_;
@@ -111,6 +117,7 @@ class Homepot {
   Authenticator auth_;
   NotificationValidator validator_;
   int64_t last_sweep_ms_ = 0;
+  bool throttle_logged_ = false;  // once per minute (reset by the sweep)
   const int64_t stats_interval_ms_;
   int64_t next_stats_ms_ = 0;
   const int64_t started_ms_;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -12,7 +13,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <ctime>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -220,6 +223,35 @@ void SleepMs(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t ParseStampMs(const std::string& stamp) {
+  // YYYY-MM-DDTHH:MM:SS.mmmZ
+  static const char kShape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+  if (stamp.size() != sizeof(kShape) - 1) return -1;
+  for (size_t i = 0; i < stamp.size(); ++i) {
+    if (kShape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(stamp[i]))
+                         : stamp[i] != kShape[i]) {
+      return -1;
+    }
+  }
+  auto num = [&](size_t pos, size_t len) {
+    return std::stoi(stamp.substr(pos, len));
+  };
+  std::tm tm{};
+  tm.tm_year = num(0, 4) - 1900;
+  tm.tm_mon = num(5, 2) - 1;
+  tm.tm_mday = num(8, 2);
+  tm.tm_hour = num(11, 2);
+  tm.tm_min = num(14, 2);
+  tm.tm_sec = num(17, 2);
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + num(20, 3);
+}
+
 const std::map<std::string, std::string>& FixtureHashes() {
   static const auto* hashes = [] {
     auto* m = new std::map<std::string, std::string>;
@@ -341,6 +373,55 @@ testing::AssertionResult TempRegistry::ExecCli(const std::string& sql) {
            << "sqlite3 exited " << rc << " on '" << sql << "': " << output;
   }
   return testing::AssertionSuccess();
+}
+
+testing::AssertionResult TempRegistry::Query(const std::string& sql,
+                                             std::vector<Row>* rows) {
+  rows->clear();
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    return testing::AssertionFailure() << "cannot open " << db_path_;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* stmt = nullptr;
+  testing::AssertionResult result = testing::AssertionSuccess();
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    result = testing::AssertionFailure()
+             << "prepare '" << sql << "': " << sqlite3_errmsg(db);
+  } else {
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      Row row;
+      for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
+        if (sqlite3_column_type(stmt, i) == SQLITE_NULL) {
+          row.emplace_back();
+        } else {
+          const unsigned char* text = sqlite3_column_text(stmt, i);
+          row.emplace_back(std::string(
+              reinterpret_cast<const char*>(text),
+              static_cast<size_t>(sqlite3_column_bytes(stmt, i))));
+        }
+      }
+      rows->push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) {
+      result = testing::AssertionFailure()
+               << "'" << sql << "': " << sqlite3_errmsg(db);
+    }
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return result;
+}
+
+int64_t TempRegistry::QueryInt(const std::string& sql, int64_t fallback) {
+  std::vector<Row> rows;
+  if (!Query(sql, &rows) || rows.empty() || rows[0].empty() || !rows[0][0]) {
+    return fallback;
+  }
+  return std::stoll(*rows[0][0]);
 }
 
 testing::AssertionResult TempRegistry::AddDevice(const std::string& id,
@@ -532,6 +613,16 @@ int Broker::Stop() {
   return status;
 }
 
+int Broker::Kill() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+  return status;
+}
+
 void Broker::Reload() {
   if (pid_ > 0) kill(pid_, SIGHUP);
 }
@@ -677,7 +768,7 @@ int Client::Connect(const char* user, const char* pass, int timeout_ms) {
     down_ = false;
   }
   mosquitto_username_pw_set(mosq_, user, pass);
-  int rc = mosquitto_connect(mosq_, "127.0.0.1", port_, 60);
+  int rc = mosquitto_connect(mosq_, "127.0.0.1", port_, keepalive_);
   if (rc != MOSQ_ERR_SUCCESS) {
     std::lock_guard<std::mutex> lock(mu_);
     down_ = true;
@@ -793,6 +884,192 @@ void Client::Disconnect() {
   std::lock_guard<std::mutex> lock(mu_);
   connected_ = false;
   down_ = true;
+}
+
+// ---------------------------------------------------------------- RawClient
+
+namespace {
+
+void PutU16(std::string* out, size_t v) {
+  out->push_back(static_cast<char>((v >> 8) & 0xff));
+  out->push_back(static_cast<char>(v & 0xff));
+}
+
+void PutString(std::string* out, const std::string& s) {
+  PutU16(out, s.size());
+  out->append(s);
+}
+
+// Fixed header: first byte and the variable-length remaining length.
+std::string Frame(uint8_t first, const std::string& body) {
+  std::string out(1, static_cast<char>(first));
+  size_t len = body.size();
+  do {
+    uint8_t byte = len % 128;
+    len /= 128;
+    if (len > 0) byte |= 0x80;
+    out.push_back(static_cast<char>(byte));
+  } while (len > 0);
+  return out + body;
+}
+
+}  // namespace
+
+RawClient::~RawClient() { Close(); }
+
+bool RawClient::Open(int port) {
+  Close();
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    Close();
+    return false;
+  }
+  return true;
+}
+
+void RawClient::Close() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  buffer_.clear();
+}
+
+bool RawClient::Send(const std::string& bytes) {
+  if (fd_ < 0) return false;
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+std::optional<RawPacket> RawClient::Read(int timeout_ms) {
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (fd_ >= 0) {
+    // A complete packet in the buffer?
+    if (buffer_.size() >= 2) {
+      size_t len = 0;
+      size_t mult = 1;
+      size_t pos = 1;
+      bool complete_length = false;
+      while (pos < buffer_.size() && pos <= 4) {
+        uint8_t b = static_cast<uint8_t>(buffer_[pos++]);
+        len += (b & 0x7f) * mult;
+        mult *= 128;
+        if ((b & 0x80) == 0) {
+          complete_length = true;
+          break;
+        }
+      }
+      if (complete_length && buffer_.size() >= pos + len) {
+        RawPacket p;
+        p.header = static_cast<uint8_t>(buffer_[0]);
+        p.body = buffer_.substr(pos, len);
+        buffer_.erase(0, pos + len);
+        return p;
+      }
+    }
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now())
+            .count());
+    if (left <= 0) return std::nullopt;
+    pollfd pfd{fd_, POLLIN, 0};
+    int r = poll(&pfd, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return std::nullopt;
+    char buf[4096];
+    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::nullopt;  // EOF or reset
+    buffer_.append(buf, static_cast<size_t>(n));
+  }
+  return std::nullopt;
+}
+
+bool RawClient::WaitForClose(int timeout_ms) {
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (fd_ >= 0) {
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now())
+            .count());
+    if (left <= 0) return false;
+    pollfd pfd{fd_, POLLIN, 0};
+    int r = poll(&pfd, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) return false;
+    if (r < 0) return true;
+    char buf[4096];
+    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return true;
+  }
+  return true;
+}
+
+int RawClient::Connect(int version, const std::string& client_id,
+                       const std::string& user, const std::string& pass,
+                       int keepalive_s) {
+  if (!Send(ConnectPacket(version, client_id, user, pass, keepalive_s))) {
+    return -1;
+  }
+  std::optional<RawPacket> p = Read(5000);
+  if (!p || p->type() != 2 || p->body.size() < 2) return -1;
+  return static_cast<uint8_t>(p->body[1]);
+}
+
+std::string RawClient::ConnectPacket(int version, const std::string& client_id,
+                                     const std::string& user,
+                                     const std::string& pass,
+                                     int keepalive_s) {
+  std::string body;
+  PutString(&body, "MQTT");
+  body.push_back(static_cast<char>(version));
+  uint8_t flags = 0x02;  // clean session / clean start
+  if (!user.empty()) flags |= 0x80;
+  if (!pass.empty()) flags |= 0x40;
+  body.push_back(static_cast<char>(flags));
+  PutU16(&body, static_cast<size_t>(keepalive_s));
+  if (version == kMqtt5) body.push_back('\0');  // no properties
+  PutString(&body, client_id);
+  if (!user.empty()) PutString(&body, user);
+  if (!pass.empty()) PutString(&body, pass);
+  return Frame(0x10, body);
+}
+
+std::string RawClient::PublishPacket(int version, const std::string& topic,
+                                     const std::string& payload, int qos,
+                                     uint16_t mid, bool dup, bool retain) {
+  std::string body;
+  PutString(&body, topic);
+  if (qos > 0) PutU16(&body, mid);
+  if (version == kMqtt5) body.push_back('\0');  // no properties
+  body += payload;
+  uint8_t first = static_cast<uint8_t>(0x30 | (qos << 1));
+  if (dup) first |= 0x08;
+  if (retain) first |= 0x01;
+  return Frame(first, body);
+}
+
+std::string RawClient::PubrelPacket(uint16_t mid) {
+  std::string body;
+  PutU16(&body, mid);
+  return Frame(0x62, body);
+}
+
+std::string RawClient::DisconnectPacket(int version) {
+  (void)version;  // v5: remaining length 0 means reason "normal"
+  return Frame(0xe0, "");
 }
 
 // ------------------------------------------------------------ test fixture

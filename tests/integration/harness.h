@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
@@ -63,6 +64,12 @@ bool Eventually(const std::function<bool()>& condition, int timeout_ms,
 
 void SleepMs(int ms);
 
+// Wall-clock time, milliseconds since the Unix epoch.
+int64_t WallMs();
+// "2026-11-25T11:32:34.123Z" (RFC 3339 UTC with milliseconds, the plugin's
+// stamp format) as Unix milliseconds; -1 when `stamp` has another shape.
+int64_t ParseStampMs(const std::string& stamp);
+
 // user -> encoded hash, from tests/fixtures/mosquitto_passwd.txt.
 const std::map<std::string, std::string>& FixtureHashes();
 // user -> plaintext password of the fixture file.
@@ -108,6 +115,15 @@ class TempRegistry {
   testing::AssertionResult Exec(const std::string& sql);
   // Runs SQL through the sqlite3 command-line shell, as an operator would.
   testing::AssertionResult ExecCli(const std::string& sql);
+
+  // One result row; nullopt = SQL NULL.
+  using Row = std::vector<std::optional<std::string>>;
+  // Runs a query on a short-lived connection and returns every row.
+  testing::AssertionResult Query(const std::string& sql,
+                                 std::vector<Row>* rows);
+  // The single integer a query yields (e.g. a count); `fallback` when it
+  // yields no row, NULL or an error.
+  int64_t QueryInt(const std::string& sql, int64_t fallback = -1);
 
   // Creates a registry file at `path` with the schema applied (and runs
   // `sql` on it). Used to build replacement files.
@@ -166,6 +182,9 @@ class Broker {
   // SIGTERM and wait (SIGKILL after 5 s). Returns the wait status, or -1
   // when nothing was running.
   int Stop();
+  // SIGKILL and reap (no clean shutdown). Returns the wait status, or -1
+  // when nothing was running.
+  int Kill();
   // SIGHUP: Mosquitto reloads its config and the plugin its registry.
   void Reload();
   bool running() const { return pid_ > 0; }
@@ -221,6 +240,10 @@ class Client {
     return Connect(user.c_str(), pass.c_str(), timeout_ms);
   }
 
+  // Keepalive (seconds) for the next Connect; 60 unless set. libmosquitto
+  // refuses values from 1 to 4 (Connect then returns -1): use RawClient.
+  void SetKeepalive(int seconds) { keepalive_ = seconds; }
+
   // Sets the will for the next Connect (call before it).
   void SetWill(const std::string& topic, const std::string& payload,
                int qos = 1, bool retain = false);
@@ -272,6 +295,7 @@ class Client {
 
   int port_;
   int protocol_;
+  int keepalive_ = 60;
   std::string client_id_;
   struct mosquitto* mosq_ = nullptr;
   std::thread thread_;
@@ -285,6 +309,56 @@ class Client {
   int last_publish_reason_ = -1;
   std::map<int, int> acks_;  // mid -> reason code / granted qos
   std::deque<Message> messages_;
+};
+
+// ---------------------------------------------------------------- RawClient
+
+// MQTT spoken byte by byte over a plain TCP socket, for what libmosquitto
+// will not do on request (retransmit a PUBLISH with DUP, stay silent past
+// the keepalive, ...). Blocking, single-threaded; every read has a timeout.
+struct RawPacket {
+  uint8_t header = 0;  // first byte: type << 4 | flags
+  std::string body;    // everything after the remaining length
+  int type() const { return header >> 4; }
+};
+
+class RawClient {
+ public:
+  RawClient() = default;
+  ~RawClient();
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  // Opens the TCP connection to 127.0.0.1:port.
+  bool Open(int port);
+  void Close();
+  bool Send(const std::string& bytes);
+  // The next complete packet, or nothing after `timeout_ms` (or on EOF).
+  std::optional<RawPacket> Read(int timeout_ms = 3000);
+  // True once the broker closed the connection (EOF or reset) within
+  // `timeout_ms`; packets arriving meanwhile are discarded.
+  bool WaitForClose(int timeout_ms);
+
+  // Sends CONNECT and reads CONNACK; returns its return/reason code, -1 when
+  // none came. `version` is kMqtt311 or kMqtt5.
+  int Connect(int version, const std::string& client_id,
+              const std::string& user, const std::string& pass,
+              int keepalive_s = 60);
+
+  // Packet builders. `version` decides the v5 property fields.
+  static std::string ConnectPacket(int version, const std::string& client_id,
+                                   const std::string& user,
+                                   const std::string& pass, int keepalive_s);
+  static std::string PublishPacket(int version, const std::string& topic,
+                                   const std::string& payload, int qos,
+                                   uint16_t mid, bool dup = false,
+                                   bool retain = false);
+  static std::string PubrelPacket(uint16_t mid);
+  static std::string DisconnectPacket(int version);
+
+ private:
+  int fd_ = -1;
+  std::string buffer_;  // bytes read but not yet returned
 };
 
 // ------------------------------------------------------------ test fixture

@@ -1,0 +1,663 @@
+// Statistics (SPEC §7): the retained stats object with exact figures after
+// a known scenario, the live `connected` gauge, who may read or write the
+// stats topic, stats_interval 0, per_listener_settings true, and the
+// per-device figures in device_stats across restarts, a locked registry
+// file and kill -9.
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <optional>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+
+namespace homepot {
+namespace integration {
+namespace {
+
+using nlohmann::json;
+
+const std::string kStatsTopic = "$SYS/homepot/stats";
+const std::string kSensorToken = "devices/sensor-001/notifications";
+
+std::string Valid(int i, const char* priority = nullptr) {
+  std::string s = R"({"title":"n)" + std::to_string(i) + R"(","body":"b")";
+  if (priority != nullptr) s += R"(,"priority":")" + std::string(priority) + "\"";
+  return s + "}";
+}
+
+class StatsTest : public BrokerTest {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(registry_.AddDevice("homepot", "backend", "backend-pass"));
+    ASSERT_TRUE(registry_.AddDevice("sensor-001", "iot_sensor", "sensor-pass"));
+    ASSERT_TRUE(registry_.AddDevice("monitor", "unknown", "monitor-pass"));
+    ASSERT_TRUE(registry_.Grant("homepot", "devices/+/notifications", "write"));
+    ASSERT_TRUE(registry_.Grant("homepot", "factory/#", "write"));
+    ASSERT_TRUE(registry_.Grant("monitor", kStatsTopic, "read"));
+  }
+
+  std::unique_ptr<Client> Monitor() {
+    auto c = ConnectAs("monitor", "monitor-pass");
+    if (c && c->Subscribe(kStatsTopic, 0) != 0) {
+      ADD_FAILURE() << "monitor cannot subscribe to the stats topic";
+      return nullptr;
+    }
+    return c;
+  }
+
+  // Reads stats messages from `monitor` until one satisfies `pred`;
+  // returns it, or null JSON (the last one seen is in `last`).
+  static json WaitForStats(Client* monitor,
+                           const std::function<bool(const json&)>& pred,
+                           int timeout_ms, json* last = nullptr,
+                           std::string* raw = nullptr) {
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto m = monitor->WaitForMessage(100);
+      if (!m || m->topic != kStatsTopic) continue;
+      json j = json::parse(m->payload, nullptr, false);
+      if (!j.is_object()) {
+        ADD_FAILURE() << "stats are not a JSON object: " << m->payload;
+        continue;
+      }
+      if (last) *last = j;
+      if (pred(j)) {
+        if (raw) *raw = m->payload;
+        return j;
+      }
+    }
+    return json();
+  }
+
+  // The first stats published after now.
+  static json NextStats(Client* monitor, int timeout_ms = 2500,
+                        std::string* raw = nullptr) {
+    int64_t now = WallMs();
+    return WaitForStats(
+        monitor,
+        [&](const json& j) {
+          return ParseStampMs(j.value("timestamp", "")) > now;
+        },
+        timeout_ms, nullptr, raw);
+  }
+
+  struct DeviceRow {
+    int64_t published = -1, delivered = -1, rejected = -1;
+    std::optional<std::string> last_connect, last_publish, last_delivery;
+    bool found = false;
+  };
+  DeviceRow DeviceStats(const std::string& id) {
+    std::vector<TempRegistry::Row> rows;
+    DeviceRow r;
+    EXPECT_TRUE(registry_.Query(
+        "SELECT published, delivered, rejected, last_connect, last_publish, "
+        "last_delivery FROM device_stats WHERE device_id = '" + id + "'",
+        &rows));
+    if (rows.size() != 1) return r;
+    r.found = true;
+    r.published = std::stoll(rows[0][0].value_or("-1"));
+    r.delivered = std::stoll(rows[0][1].value_or("-1"));
+    r.rejected = std::stoll(rows[0][2].value_or("-1"));
+    r.last_connect = rows[0][3];
+    r.last_publish = rows[0][4];
+    r.last_delivery = rows[0][5];
+    return r;
+  }
+
+  // Waits until all of `want` (device -> {published, delivered, rejected})
+  // are in device_stats.
+  bool WaitForDeviceStats(
+      const std::map<std::string, std::array<int64_t, 3>>& want,
+      int timeout_ms) {
+    return Eventually(
+        [&] {
+          for (const auto& [id, w] : want) {
+            DeviceRow r = DeviceStats(id);
+            if (r.published != w[0] || r.delivered != w[1] ||
+                r.rejected != w[2]) {
+              return false;
+            }
+          }
+          return true;
+        },
+        timeout_ms, 100);
+  }
+
+  std::string DescribeDeviceStats() {
+    std::vector<TempRegistry::Row> rows;
+    registry_.Query("SELECT * FROM device_stats ORDER BY device_id", &rows);
+    std::string out;
+    for (const auto& row : rows) {
+      for (const auto& cell : row) out += cell.value_or("NULL") + " | ";
+      out += "\n";
+    }
+    return out.empty() ? "(no rows)\n" : out;
+  }
+};
+
+// SPEC §7 scenario: 3 subscribers, 37 valid notifications (mixed QoS and
+// priorities) and 5 invalid ones.
+TEST_F(StatsTest, ScenarioGivesExactFigures) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  std::vector<std::unique_ptr<Client>> sensors;
+  for (const char* id : {"sensor-a", "sensor-b", "sensor-c"}) {
+    sensors.push_back(ConnectAs("sensor-001", "sensor-pass", kMqtt5, id));
+    ASSERT_TRUE(sensors.back());
+    ASSERT_EQ(sensors.back()->Subscribe(kSensorToken, 2), 2);
+  }
+  auto backend = ConnectAs("homepot", "backend-pass");
+  auto monitor = Monitor();
+  ASSERT_TRUE(backend && monitor);
+
+  // 37 valid: QoS 0/1/2 = 12/13/12; priorities none 10, low 5, normal 8,
+  // high 7, urgent 4, critical 3.
+  std::vector<const char*> priorities;
+  for (auto [p, n] : std::vector<std::pair<const char*, int>>{
+           {nullptr, 10}, {"low", 5}, {"normal", 8}, {"high", 7},
+           {"urgent", 4}, {"critical", 3}}) {
+    for (int i = 0; i < n; ++i) priorities.push_back(p);
+  }
+  ASSERT_EQ(priorities.size(), 37u);
+  int qos_count[3] = {0, 0, 0};
+  for (int i = 0; i < 37; ++i) {
+    int qos = i < 12 ? 0 : i < 25 ? 1 : 2;
+    ++qos_count[qos];
+    ASSERT_EQ(backend->Publish(kSensorToken, Valid(i, priorities[i]), qos), 0)
+        << i;
+  }
+  ASSERT_EQ(qos_count[1], 13);
+  // 5 invalid, one each of five reasons.
+  const std::pair<std::string, std::string> invalid[] = {
+      {kSensorToken, "{nope"},                                    // invalid_json
+      {kSensorToken, "42"},                                       // not_object
+      {kSensorToken, R"({"body":"b"})"},                          // missing_field
+      {kSensorToken, R"({"title":"t","body":"b","priority":"x"})"},  // bad_priority
+      {"factory/a/b/c/d/e/f/g", R"({"title":"t","body":"b"})"},   // topic_too_deep
+  };
+  for (const auto& [topic, payload] : invalid) {
+    EXPECT_EQ(backend->Publish(topic, payload, 1), kReasonNotAuthorized)
+        << payload;
+  }
+  for (auto& s : sensors) {
+    for (int i = 0; i < 37; ++i) {
+      ASSERT_TRUE(s->WaitForMessage().has_value())
+          << s->client_id() << " got only " << i;
+    }
+    EXPECT_TRUE(s->NoMessageFor(50));
+  }
+
+  std::string raw;
+  json j = NextStats(monitor.get(), 2500, &raw);
+  ASSERT_TRUE(j.is_object()) << "no stats after the traffic";
+  auto ordered = nlohmann::ordered_json::parse(raw);
+  SCOPED_TRACE(j.dump());
+  EXPECT_EQ(j.value("total_sent", -1), 42);
+  EXPECT_EQ(j.value("total_success", -1), 37);
+  EXPECT_EQ(j.value("total_failed", -1), 5);
+  EXPECT_EQ(j.value("deliveries", -1), 111);
+  EXPECT_GT(ParseStampMs(j.value("last_sent", "")), 0);
+  EXPECT_EQ(j.value("connection_count", -1), 5);
+  EXPECT_EQ(j.value("connected", -1), 5);
+  EXPECT_EQ(j["auth"], json::parse(R"({"success":5,"failure":0,"locked_out":0})"));
+  EXPECT_EQ(j["acl"], json::parse(
+      R"({"publish_denied":0,"subscribe_denied":0,"deliver_denied":0})"));
+  EXPECT_EQ(j["rejected"], json::parse(R"({"invalid_json":1,"not_object":1,
+      "missing_field":1,"wrong_type":0,"bad_priority":1,"bad_timestamp":0,
+      "too_large":0,"topic_too_deep":1})"));
+  EXPECT_EQ(j["qos"], json::parse(R"({"0":12,"1":13,"2":12})"));
+  EXPECT_EQ(j["priority"], json::parse(
+      R"({"low":5,"normal":8,"high":7,"urgent":4,"critical":3})"));
+  ASSERT_TRUE(j["registry"].is_object());
+  EXPECT_EQ(j["registry"].value("devices", -1), 3);
+  EXPECT_EQ(j["registry"].value("acl_rules", -1), 3);
+  EXPECT_EQ(j["registry"].value("generation", -1),
+            registry_.QueryInt("SELECT generation FROM registry_meta"));
+  EXPECT_GT(ParseStampMs(j["registry"].value("loaded_at", "")), 0);
+  EXPECT_TRUE(j["registry"].contains("last_error") &&
+              j["registry"]["last_error"].is_null());
+  EXPECT_TRUE(j["uptime_s"].is_number_integer());
+  EXPECT_TRUE(std::regex_match(j.value("version", ""),
+                               std::regex(R"(\d+\.\d+\.\d+)")));
+  EXPECT_LT(std::llabs(ParseStampMs(j.value("timestamp", "")) - WallMs()),
+            3000);
+  // The keys of SPEC §7, in its order.
+  std::vector<std::string> keys;
+  for (auto it = ordered.begin(); it != ordered.end(); ++it) {
+    keys.push_back(it.key());
+  }
+  std::vector<std::string> want = {
+      "total_sent", "total_success", "total_failed", "last_sent",
+      "connection_count", "connected", "deliveries", "auth", "acl",
+      "rejected", "qos", "priority", "registry", "uptime_s", "version",
+      "timestamp"};
+  EXPECT_EQ(keys, want);
+}
+
+// A QoS 2 PUBLISH retransmitted with DUP before PUBREL is one notification:
+// Mosquitto runs the ACL check and the message event again for it, but
+// routes it once.
+TEST_F(StatsTest, Qos2RetransmissionIsCountedOnce) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  auto monitor = Monitor();
+  ASSERT_TRUE(sensor && monitor);
+  ASSERT_EQ(sensor->Subscribe(kSensorToken, 2), 2);
+  RawClient raw;
+  ASSERT_TRUE(raw.Open(broker_.port()));
+  ASSERT_EQ(raw.Connect(kMqtt311, "raw-dup", "homepot", "backend-pass"), 0);
+  std::string payload = Valid(1, "urgent");
+  ASSERT_TRUE(raw.Send(
+      RawClient::PublishPacket(kMqtt311, kSensorToken, payload, 2, 7)));
+  auto p = raw.Read();
+  ASSERT_TRUE(p && p->type() == 5);
+  ASSERT_TRUE(raw.Send(RawClient::PublishPacket(kMqtt311, kSensorToken,
+                                                payload, 2, 7, /*dup=*/true)));
+  p = raw.Read();
+  ASSERT_TRUE(p && p->type() == 5);
+  ASSERT_TRUE(raw.Send(RawClient::PubrelPacket(7)));
+  p = raw.Read();
+  ASSERT_TRUE(p && p->type() == 7);
+  ASSERT_TRUE(sensor->WaitForMessage().has_value());
+  EXPECT_TRUE(sensor->NoMessageFor(300));
+
+  json j = NextStats(monitor.get());
+  ASSERT_TRUE(j.is_object());
+  SCOPED_TRACE(j.dump());
+  EXPECT_EQ(j.value("deliveries", -1), 1);
+  EXPECT_EQ(j.value("total_sent", -1), 1);
+  EXPECT_EQ(j.value("total_success", -1), 1);
+  EXPECT_EQ(j["qos"].value("2", -1), 1);
+  EXPECT_EQ(j["priority"].value("urgent", -1), 1);
+  raw.Close();
+  monitor.reset();
+  sensor.reset();
+  broker_.Stop();
+  DeviceRow backend_row = DeviceStats("homepot");
+  EXPECT_EQ(backend_row.published, 1) << DescribeDeviceStats();
+}
+
+// total_sent = total_success + total_failed, and deliveries count
+// notification copies only: a will on a notification topic is a
+// notification (validated like one, SPEC §5) and, when valid, routed; a
+// zero-length retained clear is not a notification at all.
+TEST_F(StatsTest, WillsAndRetainedClearsKeepTheCountersConsistent) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  auto backend = ConnectAs("homepot", "backend-pass");
+  auto monitor = Monitor();
+  ASSERT_TRUE(sensor && backend && monitor);
+  ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+
+  // One retained notification, then its clearing.
+  ASSERT_EQ(backend->Publish(kSensorToken, Valid(1, "low"), 1, true), 0);
+  ASSERT_TRUE(sensor->WaitForMessage().has_value());
+  ASSERT_EQ(backend->Publish(kSensorToken, "", 1, true), 0);
+  ASSERT_TRUE(sensor->WaitForMessage().has_value());
+  // A valid will, delivered.
+  {
+    Client will(broker_.port());
+    will.SetWill(kSensorToken, Valid(2, "urgent"), 1);
+    ASSERT_EQ(will.Connect("homepot", "backend-pass"), 0);
+    will.DropConnection();
+  }
+  ASSERT_TRUE(sensor->WaitForMessage().has_value());
+  // An invalid will, refused.
+  {
+    Client will(broker_.port());
+    will.SetWill(kSensorToken, "{bad", 1);
+    ASSERT_EQ(will.Connect("homepot", "backend-pass"), 0);
+    will.DropConnection();
+  }
+  EXPECT_TRUE(sensor->NoMessageFor(200));
+
+  json j = NextStats(monitor.get());
+  ASSERT_TRUE(j.is_object());
+  SCOPED_TRACE(j.dump());
+  EXPECT_EQ(j.value("total_sent", -1),
+            j.value("total_success", -1) + j.value("total_failed", -1));
+  EXPECT_EQ(j.value("total_sent", -1), 3);
+  EXPECT_EQ(j.value("total_success", -1), 2);
+  EXPECT_EQ(j.value("total_failed", -1), 1);
+  EXPECT_EQ(j.value("deliveries", -1), 2);
+  EXPECT_EQ(j["rejected"].value("invalid_json", -1), 1);
+}
+
+TEST_F(StatsTest, ConnectedFollowsConnectsDisconnectsKicksAndTimeouts) {
+  ASSERT_TRUE(registry_.AddDevice("leaver", "iot_sensor", "pw"));
+  ASSERT_TRUE(registry_.AddDevice("kicked", "iot_sensor", "pw"));
+  ASSERT_TRUE(registry_.AddDevice("sleeper", "iot_sensor", "pw"));
+  ASSERT_TRUE(StartBroker({"stats_interval 1", "reload_interval_ms 100"}));
+  auto monitor = Monitor();
+  auto leaver = ConnectAs("leaver", "pw");
+  auto kicked = ConnectAs("kicked", "pw", kMqtt311);
+  // Silent from the start with keepalive 1 (raw MQTT: libmosquitto refuses
+  // keepalives below 5 s). Mosquitto 2.0.11 checks keepalives only every
+  // 6 s (keepalive.c), so it goes at the first check after start.
+  RawClient sleeper;
+  ASSERT_TRUE(sleeper.Open(broker_.port()));
+  ASSERT_EQ(sleeper.Connect(kMqtt311, "sleeper-1", "sleeper", "pw", 1), 0);
+  ASSERT_TRUE(monitor && leaver && kicked);
+  // A refused login is not a connection.
+  Client refused(broker_.port());
+  EXPECT_NE(refused.Connect("kicked", "wrong"), 0);
+
+  json last;
+  json j = WaitForStats(
+      monitor.get(), [](const json& s) { return s.value("connected", -1) == 4; },
+      2500, &last);
+  ASSERT_TRUE(j.is_object()) << "last: " << last.dump();
+  EXPECT_EQ(j.value("connection_count", -1), 4);
+
+  // Three ways to go: DISCONNECT, kicked by the registry, keepalive timeout.
+  leaver->Disconnect();
+  ASSERT_TRUE(registry_.Exec(
+      "UPDATE devices SET enabled = 0 WHERE device_id = 'kicked'"));
+  EXPECT_TRUE(kicked->WaitForDisconnect(3000)) << "not kicked";
+
+  j = WaitForStats(
+      monitor.get(), [](const json& s) { return s.value("connected", -1) == 2; },
+      2500, &last);
+  EXPECT_TRUE(j.is_object()) << "last: " << last.dump();
+  int64_t lowest = 99;
+  j = WaitForStats(
+      monitor.get(),
+      [&](const json& s) {
+        lowest = std::min<int64_t>(lowest, s.value("connected", -1));
+        return s.value("connected", -1) == 1;
+      },
+      7000, &last);
+  ASSERT_TRUE(j.is_object()) << "last: " << last.dump() << "\n"
+                             << Tail(broker_.Log(), 15);
+  EXPECT_GE(lowest, 1);
+  EXPECT_EQ(j.value("connection_count", -1), 4);
+  EXPECT_EQ(j["auth"].value("failure", -1), 1);
+  EXPECT_TRUE(sleeper.WaitForClose(100)) << "the silent client is still on";
+  EXPECT_TRUE(broker_.WaitForLog("exceeded timeout", 100))
+      << Tail(broker_.Log(), 15);
+}
+
+// A second CONNECT with a client id in use takes the session over; the old
+// connection is closed by the broker. Still one connection for that id.
+TEST_F(StatsTest, SessionTakeoverCountsOneConnection) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto monitor = Monitor();
+  ASSERT_TRUE(monitor);
+  auto first = ConnectAs("sensor-001", "sensor-pass", kMqtt311, "same-id");
+  ASSERT_TRUE(first);
+  auto second = ConnectAs("sensor-001", "sensor-pass", kMqtt5, "same-id");
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(first->WaitForDisconnect(2000));
+  json j = NextStats(monitor.get());
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j.value("connected", -1), 2) << j.dump();
+  EXPECT_EQ(j.value("connection_count", -1), 3) << j.dump();
+  second->Disconnect();
+  json last;
+  j = WaitForStats(
+      monitor.get(), [](const json& s) { return s.value("connected", -1) == 1; },
+      2500, &last);
+  EXPECT_TRUE(j.is_object()) << last.dump();
+}
+
+TEST_F(StatsTest, OnlyReadersWithARuleSeeStatsAndNobodyWritesThem) {
+  ASSERT_TRUE(registry_.AddDevice("nosy", "gateway", "pw"));
+  ASSERT_TRUE(registry_.AddDevice("plain", "iot_sensor", "pw"));
+  ASSERT_TRUE(registry_.Grant("nosy", "#", "readwrite"));
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto nosy = ConnectAs("nosy", "pw");
+  auto plain = ConnectAs("plain", "pw", kMqtt311);
+  auto backend = ConnectAs("homepot", "backend-pass");
+  ASSERT_TRUE(nosy && plain && backend);
+  EXPECT_EQ(nosy->Subscribe("#", 0), 0);
+  nosy->Subscribe("$SYS/#", 0);  // refused or not, stats must not arrive
+  nosy->Subscribe(kStatsTopic, 0);
+  plain->Subscribe("#", 0);
+  plain->Subscribe("$SYS/#", 0);
+  plain->Subscribe(kStatsTopic, 0);
+
+  // Nobody publishes there but the plugin, whatever the rules.
+  const std::string fake = R"({"total_sent":999})";
+  EXPECT_EQ(nosy->Publish(kStatsTopic, fake, 1, /*retain=*/true),
+            kReasonNotAuthorized);
+  EXPECT_EQ(nosy->Publish(kStatsTopic, fake, 0, /*retain=*/true), 0);
+  EXPECT_EQ(backend->Publish(kStatsTopic, fake, 1, /*retain=*/true),
+            kReasonNotAuthorized);
+  EXPECT_EQ(nosy->Publish("$SYS/homepot/other", fake, 1), kReasonNotAuthorized);
+
+  auto monitor = Monitor();
+  ASSERT_TRUE(monitor);
+  int seen = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(2200);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto m = monitor->WaitForMessage(100)) {
+      ASSERT_EQ(m->topic, kStatsTopic);
+      EXPECT_EQ(m->payload.find("999"), std::string::npos) << m->payload;
+      EXPECT_NE(m->payload.find("\"total_sent\":0"), std::string::npos)
+          << m->payload;
+      ++seen;
+    }
+  }
+  EXPECT_GE(seen, 2) << "the reader with the rule got too few stats";
+  for (Client* c : {nosy.get(), plain.get()}) {
+    while (auto m = c->WaitForMessage(10)) {
+      EXPECT_NE(m->topic.rfind("$SYS/homepot/", 0), 0u)
+          << c->client_id() << " got " << m->topic << ": " << m->payload;
+    }
+  }
+}
+
+TEST_F(StatsTest, IntervalZeroPublishesNoStats) {
+  ASSERT_TRUE(StartBroker({"stats_interval 0"}));
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  auto backend = ConnectAs("homepot", "backend-pass");
+  ASSERT_TRUE(sensor && backend);
+  ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+  ASSERT_EQ(backend->Publish(kSensorToken, Valid(1), 1), 0);
+  ASSERT_TRUE(sensor->WaitForMessage().has_value());
+  SleepMs(2000);
+  auto monitor = Monitor();
+  ASSERT_TRUE(monitor);
+  EXPECT_TRUE(monitor->NoMessageFor(500)) << "stats retained with interval 0";
+}
+
+TEST_F(StatsTest, PerListenerSettingsStillPublishStats) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}, {}, /*per_listener=*/true));
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  auto backend = ConnectAs("homepot", "backend-pass");
+  auto monitor = Monitor();
+  ASSERT_TRUE(sensor && backend && monitor);
+  ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+  // No TICK with per_listener_settings true: traffic drives the schedule.
+  int sent = 0;
+  std::vector<json> stats;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(3500);
+  while (std::chrono::steady_clock::now() < deadline && stats.size() < 2) {
+    ASSERT_EQ(backend->Publish(kSensorToken, Valid(sent), 1), 0);
+    ++sent;
+    ASSERT_TRUE(sensor->WaitForMessage().has_value());
+    while (auto m = monitor->WaitForMessage(150)) {
+      json j = json::parse(m->payload, nullptr, false);
+      ASSERT_TRUE(j.is_object()) << m->payload;
+      stats.push_back(j);
+    }
+  }
+  ASSERT_GE(stats.size(), 2u) << "stats not published with "
+                                 "per_listener_settings true";
+  EXPECT_GE(stats.back().value("total_success", -1), 1) << stats.back().dump();
+  EXPECT_EQ(stats.back().value("connected", -1), 3) << stats.back().dump();
+}
+
+TEST_F(StatsTest, DeviceStatsAddUpAcrossRestarts) {
+  // Long interval: only the clean shutdown writes device_stats.
+  ASSERT_TRUE(StartBroker({"stats_interval 60"}));
+  int64_t start = WallMs();
+  {
+    auto sensor = ConnectAs("sensor-001", "sensor-pass");
+    auto backend = ConnectAs("homepot", "backend-pass");
+    ASSERT_TRUE(sensor && backend);
+    ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_EQ(backend->Publish(kSensorToken, Valid(i), 1), 0);
+    }
+    EXPECT_EQ(backend->Publish(kSensorToken, "nope", 1), kReasonNotAuthorized);
+    EXPECT_EQ(backend->Publish(kSensorToken, "{}", 1), kReasonNotAuthorized);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(sensor->WaitForMessage());
+  }
+  int status = broker_.Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+
+  DeviceRow b = DeviceStats("homepot");
+  DeviceRow s = DeviceStats("sensor-001");
+  ASSERT_TRUE(b.found && s.found) << DescribeDeviceStats()
+                                  << Tail(broker_.Log(), 10);
+  EXPECT_EQ(b.published, 5);
+  EXPECT_EQ(b.delivered, 0);
+  EXPECT_EQ(b.rejected, 2);
+  EXPECT_EQ(s.published, 0);
+  EXPECT_EQ(s.delivered, 5);
+  EXPECT_EQ(s.rejected, 0);
+  ASSERT_TRUE(b.last_connect && b.last_publish);
+  EXPECT_FALSE(b.last_delivery.has_value());
+  ASSERT_TRUE(s.last_connect && s.last_delivery);
+  EXPECT_FALSE(s.last_publish.has_value());
+  EXPECT_GE(ParseStampMs(*b.last_publish), start - 1000) << *b.last_publish;
+  EXPECT_GE(ParseStampMs(*s.last_delivery), start - 1000) << *s.last_delivery;
+  EXPECT_FALSE(registry_.QueryInt(
+                   "SELECT count(*) FROM device_stats WHERE device_id = "
+                   "'monitor'") > 0)
+      << "a device that never connected has a row";
+
+  SleepMs(20);  // so that the second run's stamps are later
+  ASSERT_TRUE(StartBroker({"stats_interval 60"}));
+  {
+    auto sensor = ConnectAs("sensor-001", "sensor-pass");
+    auto backend = ConnectAs("homepot", "backend-pass");
+    ASSERT_TRUE(sensor && backend);
+    ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_EQ(backend->Publish(kSensorToken, Valid(i), 2), 0);
+    }
+    EXPECT_EQ(backend->Publish(kSensorToken, "[]", 1), kReasonNotAuthorized);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(sensor->WaitForMessage());
+  }
+  broker_.Stop();
+  DeviceRow b2 = DeviceStats("homepot");
+  DeviceRow s2 = DeviceStats("sensor-001");
+  EXPECT_EQ(b2.published, 8) << DescribeDeviceStats();
+  EXPECT_EQ(b2.rejected, 3);
+  EXPECT_EQ(s2.delivered, 8);
+  ASSERT_TRUE(b2.last_connect && s2.last_delivery);
+  EXPECT_GT(*b2.last_connect, *b.last_connect);
+  EXPECT_GT(*s2.last_delivery, *s.last_delivery);
+
+  // homepot-admin shows them.
+  std::string out;
+  ASSERT_EQ(RunCommand({HOMEPOT_ADMIN_PATH, "--db", registry_.db_path(),
+                        "stats", "--json"},
+                       "", &out),
+            0)
+      << out;
+  json list = json::parse(out, nullptr, false);
+  ASSERT_TRUE(list.is_array()) << out;
+  std::map<std::string, json> by_id;
+  for (const json& row : list) by_id[row.value("device_id", "")] = row;
+  ASSERT_TRUE(by_id.count("homepot") && by_id.count("sensor-001")) << out;
+  EXPECT_EQ(by_id["homepot"].value("published", -1), 8);
+  EXPECT_EQ(by_id["homepot"].value("rejected", -1), 3);
+  EXPECT_EQ(by_id["sensor-001"].value("delivered", -1), 8);
+  EXPECT_EQ(by_id["sensor-001"].value("last_delivery", ""), *s2.last_delivery);
+  ASSERT_EQ(RunCommand({HOMEPOT_ADMIN_PATH, "--db", registry_.db_path(),
+                        "stats", "sensor-001"},
+                       "", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("sensor-001"), std::string::npos) << out;
+  EXPECT_NE(out.find(*s2.last_delivery), std::string::npos) << out;
+}
+
+TEST_F(StatsTest, FlushWaitsOutALockedRegistryWithoutStallingMessages) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  auto backend = ConnectAs("homepot", "backend-pass");
+  ASSERT_TRUE(sensor && backend);
+  ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+
+  // Another process-like connection holds the write lock for ~3 s.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(registry_.db_path().c_str(), &db,
+                            SQLITE_OPEN_READWRITE, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  auto locked_at = std::chrono::steady_clock::now();
+  int sent = 0;
+  int64_t worst_ms = 0;
+  while (std::chrono::steady_clock::now() - locked_at <
+         std::chrono::milliseconds(3000)) {
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(backend->Publish(kSensorToken, Valid(sent), 1), 0);
+    ASSERT_TRUE(sensor->WaitForMessage(1000).has_value()) << sent;
+    worst_ms = std::max<int64_t>(
+        worst_ms, std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count());
+    ++sent;
+    SleepMs(50);
+  }
+  // Nothing could be written meanwhile.
+  int64_t during = registry_.QueryInt(
+      "SELECT coalesce(sum(published), 0) FROM device_stats");
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_EQ(during, 0);
+  EXPECT_LT(worst_ms, 150) << "message flow stalled while the file was locked";
+  EXPECT_GE(sent, 20);
+
+  EXPECT_TRUE(WaitForDeviceStats(
+      {{"homepot", {sent, 0, 0}}, {"sensor-001", {0, sent, 0}}}, 3000))
+      << "sent " << sent << "; device_stats:\n"
+      << DescribeDeviceStats() << Tail(broker_.Log(), 10);
+  EXPECT_TRUE(broker_.WaitForLog("device_stats flush delayed", 100))
+      << "the lock was never hit?\n"
+      << Tail(broker_.Log(), 10);
+}
+
+TEST_F(StatsTest, KillNineLosesAtMostOneInterval) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  {
+    auto sensor = ConnectAs("sensor-001", "sensor-pass");
+    auto backend = ConnectAs("homepot", "backend-pass");
+    ASSERT_TRUE(sensor && backend);
+    ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_EQ(backend->Publish(kSensorToken, Valid(i), 1), 0);
+    }
+    EXPECT_EQ(backend->Publish(kSensorToken, "{", 1), kReasonNotAuthorized);
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(sensor->WaitForMessage());
+    SleepMs(2500);
+    broker_.Kill();
+  }
+  DeviceRow b = DeviceStats("homepot");
+  DeviceRow s = DeviceStats("sensor-001");
+  EXPECT_EQ(b.published, 10) << DescribeDeviceStats();
+  EXPECT_EQ(b.rejected, 1);
+  EXPECT_EQ(s.delivered, 10);
+  EXPECT_TRUE(b.last_publish && s.last_delivery && b.last_connect);
+}
+
+}  // namespace
+}  // namespace integration
+}  // namespace homepot
