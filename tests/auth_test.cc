@@ -360,3 +360,40 @@ TEST_F(AuthTest, SweepDropsExpiredFailureEntries) {
 
 }  // namespace
 }  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// A login flood cannot spend more broker time on hashing than the budget:
+// once it is spent, logins that need a full hash are refused unchecked,
+// while a device whose secret is cached still gets in; the budget refills
+// with time.
+TEST_F(AuthTest, HashingBudgetThrottlesUncachedLoginsOnly) {
+  options_.max_failures = 0;
+  options_.hash_budget_us_per_s = 1;  // one full hash, then empty for 1 s
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);  // full hash; now cached
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "x", 0),
+            AuthResult::kThrottled);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-002", "other-pass", 0),
+            AuthResult::kThrottled);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kAllow);  // cached: no hash needed
+  // Later the bucket has refilled (1 us per second, capped at 1 us).
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-002", "other-pass", 600000),
+            AuthResult::kAllow);
+}
+
+TEST_F(AuthTest, ZeroBudgetMeansUnlimited) {
+  options_.max_failures = 0;
+  options_.hash_budget_us_per_s = 0;
+  auto auth = Make();
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "x", 0),
+              AuthResult::kDeny);
+  }
+}
+
+}  // namespace
+}  // namespace homepot
