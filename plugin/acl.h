@@ -14,7 +14,8 @@ enum class Access { kRead = 1, kWrite = 2, kSubscribe = 4, kUnsubscribe = 8 };
 
 // Topics only the plugin publishes on, and the per-device rejection notices.
 inline constexpr std::string_view kReservedPrefix = "$SYS/homepot/";
-inline constexpr std::string_view kRejectionsPrefix = "$SYS/homepot/rejections/";
+inline constexpr std::string_view kRejectionsPrefix =
+    "$SYS/homepot/rejections/";
 
 // True when `device` (nullptr = unknown or not registered) may do `access` on
 // `topic` (for kSubscribe, a filter, possibly $share/...). `client_id`

@@ -72,8 +72,8 @@ bool Authenticator::BudgetAllows(int64_t now_ms) {
   if (budget_refilled_ms_ == INT64_MIN) {
     budget_us_ = rate;
   } else if (now_ms > budget_refilled_ms_) {
-    budget_us_ = std::min(rate, budget_us_ + (now_ms - budget_refilled_ms_) *
-                                                 rate / 1000);
+    budget_us_ = std::min(
+        rate, budget_us_ + (now_ms - budget_refilled_ms_) * rate / 1000);
   }
   budget_refilled_ms_ = std::max(budget_refilled_ms_, now_ms);
   return budget_us_ > 0;

@@ -24,7 +24,7 @@ enum class AuthResult {
 };
 
 struct AuthOptions {
-  int max_failures = 5;       // 0 = no lockout
+  int max_failures = 5;  // 0 = no lockout
   int64_t lockout_ms = 60000;
   bool defer_unknown = false;
   int dummy_iterations = kDefaultIterations;  // cost paid for unknown users
@@ -63,8 +63,8 @@ class Authenticator {
     int64_t locked_until_ms = 0;
   };
   struct Verified {
-    std::array<uint8_t, 32> mac;             // HMAC(key_, password)
-    std::array<uint8_t, kHashLen> hash;      // the registry hash it matched
+    std::array<uint8_t, 32> mac;         // HMAC(key_, password)
+    std::array<uint8_t, kHashLen> hash;  // the registry hash it matched
   };
   std::array<uint8_t, 32> Mac(std::string_view password) const;
   bool IsLockedOut(const std::string& username, int64_t now_ms);

@@ -47,10 +47,10 @@ class SystemClock : public Clock {
 
 // What the core needs to know about the client behind an event.
 struct ClientInfo {
-  const void* handle = nullptr;   // identity of the session, never deref'd
+  const void* handle = nullptr;    // identity of the session, never deref'd
   const char* username = nullptr;  // may be nullptr
   const char* client_id = nullptr;
-  int protocol_version = 0;        // 3, 4 or 5
+  int protocol_version = 0;  // 3, 4 or 5
 };
 
 }  // namespace homepot

@@ -1,8 +1,8 @@
 // The one adapter from the core's Broker interface to Mosquitto's plugin API.
+#include "broker_adapter.h"
+
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
-
-#include "broker_adapter.h"
 
 namespace homepot {
 

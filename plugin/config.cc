@@ -1,10 +1,10 @@
 #include "config.h"
 
+#include <simdjson.h>
+
 #include <charconv>
 #include <functional>
 #include <map>
-
-#include <simdjson.h>
 
 #include "topic.h"
 
@@ -16,8 +16,8 @@ Status OptionError(const std::string& name, const std::string& what) {
 }
 
 template <typename T>
-Status ParseInt(const std::string& name, const std::string& value, T min,
-                T max, T* out) {
+Status ParseInt(const std::string& name, const std::string& value, T min, T max,
+                T* out) {
   T parsed{};
   const char* end = value.data() + value.size();
   auto [ptr, ec] = std::from_chars(value.data(), end, parsed);
@@ -33,8 +33,7 @@ Status ParseInt(const std::string& name, const std::string& value, T min,
   return Status::Ok();
 }
 
-Status ParseBool(const std::string& name, const std::string& value,
-                 bool* out) {
+Status ParseBool(const std::string& name, const std::string& value, bool* out) {
   if (value == "true") {
     *out = true;
   } else if (value == "false") {
@@ -55,7 +54,8 @@ Status ParseTopics(const std::string& name, const std::string& value,
     if (j > i) {
       std::string filter = value.substr(i, j - i);
       if (!IsValidFilter(filter)) {
-        return OptionError(name, "'" + filter + "' is not a valid topic filter");
+        return OptionError(name,
+                           "'" + filter + "' is not a valid topic filter");
       }
       topics.push_back(std::move(filter));
     }
@@ -119,7 +119,8 @@ Result<Config> ParseConfig(const OptionList& options) {
                n, "'" + v + "' must be 1-64 characters without \" or \\");
          }
          for (unsigned char ch : v) {
-           if (ch < 0x20) return OptionError(n, "must not hold control characters");
+           if (ch < 0x20)
+             return OptionError(n, "must not hold control characters");
          }
          if (!simdjson::validate_utf8(v.data(), v.size())) {
            return OptionError(n, "must be valid UTF-8");

@@ -45,19 +45,19 @@ Homepot::Homepot(const Config& config, Broker* broker, Clock* clock)
 Homepot::~Homepot() { Shutdown(); }
 
 Result<std::unique_ptr<Homepot>> Homepot::Create(const Config& config,
-                                                 Broker* broker,
-                                                 Clock* clock) {
+                                                 Broker* broker, Clock* clock) {
   std::unique_ptr<Homepot> h(new Homepot(config, broker, clock));
   auto first = h->worker_->Start();
   if (!first.ok()) return first.status();
   h->snapshot_ = *first;
   h->loaded_at_ms_ = clock->WallMs();
-  h->broker_->Log(LogLevel::kInfo,
-                  "registry " + config.db_path + " loaded: " +
-                      std::to_string(h->snapshot_->devices().size()) +
-                      " devices, " + std::to_string(h->snapshot_->rule_count()) +
-                      " acl rules, generation " +
-                      std::to_string(h->snapshot_->generation()));
+  h->broker_->Log(
+      LogLevel::kInfo,
+      "registry " + config.db_path +
+          " loaded: " + std::to_string(h->snapshot_->devices().size()) +
+          " devices, " + std::to_string(h->snapshot_->rule_count()) +
+          " acl rules, generation " +
+          std::to_string(h->snapshot_->generation()));
   h->MaintainSlow();
   return h;
 }
@@ -145,8 +145,8 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
     last_sweep_ms_ = now;
     throttle_logged_ = false;
   }
-  AuthResult r = auth_.Authenticate(*snapshot_, username,
-                                    password ? password : "", now);
+  AuthResult r =
+      auth_.Authenticate(*snapshot_, username, password ? password : "", now);
   switch (r) {
     case AuthResult::kAllow: {
       ++counters_.auth_success;
@@ -209,14 +209,15 @@ void Homepot::Refuse(const ClientInfo& client, std::string_view topic,
     ++d->rejected;
   }
   if (client.username == nullptr) return;
-  nlohmann::ordered_json notice = {{"topic", topic},
-                                   {"reason", reason},
-                                   {"detail", detail},
-                                   {"timestamp", StampString(clock_->WallMs())}};
-  broker_->Publish(std::string(kRejectionsPrefix) + client.username,
-                   notice.dump(-1, ' ', false,
-                               nlohmann::json::error_handler_t::replace),
-                   0, false);
+  nlohmann::ordered_json notice = {
+      {"topic", topic},
+      {"reason", reason},
+      {"detail", detail},
+      {"timestamp", StampString(clock_->WallMs())}};
+  broker_->Publish(
+      std::string(kRejectionsPrefix) + client.username,
+      notice.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 0,
+      false);
 }
 
 const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
@@ -323,8 +324,8 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
       break;
     case Access::kWrite: {
       checked_payload_ = nullptr;
-      bool notification = IsNotificationTopic(topic) &&
-                          !(retain && payloadlen == 0);
+      bool notification =
+          IsNotificationTopic(topic) && !(retain && payloadlen == 0);
       if (!allowed) {
         ++counters_.acl_publish_denied;
         if (notification) {

@@ -51,8 +51,7 @@ class Homepot {
   // covers will messages (they get this check but no MESSAGE event).
   Verdict OnAclCheck(const ClientInfo& client, std::string_view topic,
                      int access, const void* payload = nullptr,
-                     uint32_t payloadlen = 0, int qos = 0,
-                     bool retain = false);
+                     uint32_t payloadlen = 0, int qos = 0, bool retain = false);
   // An accepted PUBLISH about to be routed: validates notifications (when
   // the ACL check did not) and injects the receipt timestamp.
   Verdict OnMessage(const ClientInfo& client, Message* message);
@@ -85,10 +84,10 @@ class Homepot {
   // Per session, keyed by the broker's client handle: saves the registry
   // lookup on every ACL check of the session.
   struct ClientState {
-    DeviceEntry* device = nullptr;    // counters; nullptr: not registered
-    const Device* record = nullptr;   // in the snapshot of `generation`
-    uint64_t generation = 0;          // swaps_ when `record` was resolved
-    bool counted = false;             // included in counters_.connected
+    DeviceEntry* device = nullptr;   // counters; nullptr: not registered
+    const Device* record = nullptr;  // in the snapshot of `generation`
+    uint64_t generation = 0;         // swaps_ when `record` was resolved
+    bool counted = false;            // included in counters_.connected
   };
   // The session's state with `record` resolved against the current
   // snapshot: its entry when it logged in through us, else `scratch`.
@@ -100,8 +99,7 @@ class Homepot {
   // the notice when refused.
   const NotificationCheck& CheckNotification(const ClientInfo& client,
                                              std::string_view topic,
-                                             std::string_view payload,
-                                             int qos);
+                                             std::string_view payload, int qos);
   // True for a repeat of a recent QoS 2 notification (same client, topic,
   // payload): receipt_ms_ is then set to the first copy's stamp.
   bool IsQos2Retransmission(const ClientInfo& client, std::string_view topic,

@@ -119,8 +119,8 @@ bool IsIsoTimestamp(std::string_view t) {
   // YYYY-MM-DDTHH:MM:SS
   if (t.size() < 19 || !Digits(t, 0, 4) || t[4] != '-' || !Digits(t, 5, 2) ||
       t[7] != '-' || !Digits(t, 8, 2) || (t[10] != 'T' && t[10] != 't') ||
-      !Digits(t, 11, 2) || t[13] != ':' || !Digits(t, 14, 2) ||
-      t[16] != ':' || !Digits(t, 17, 2)) {
+      !Digits(t, 11, 2) || t[13] != ':' || !Digits(t, 14, 2) || t[16] != ':' ||
+      !Digits(t, 17, 2)) {
     return false;
   }
   int year = Number(t, 0, 4), month = Number(t, 5, 2), day = Number(t, 8, 2);
@@ -185,8 +185,8 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
   }
   if (payload.size() > max_payload) {
     Reject(homepot::Reject::kTooLarge,
-           "payload is " + std::to_string(payload.size()) +
-               " bytes, limit " + std::to_string(max_payload));
+           "payload is " + std::to_string(payload.size()) + " bytes, limit " +
+               std::to_string(max_payload));
     return check_;
   }
   if (buffer_.size() < payload.size() + simdjson::SIMDJSON_PADDING) {
@@ -201,9 +201,9 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
   }
   simdjson::dom::object object;
   if (root.get_object().get(object)) {
-    Reject(homepot::Reject::kNotObject,
-           std::string("payload is a JSON ") + TypeName(root.type()) +
-               ", not an object");
+    Reject(homepot::Reject::kNotObject, std::string("payload is a JSON ") +
+                                            TypeName(root.type()) +
+                                            ", not an object");
     return check_;
   }
 
@@ -218,9 +218,9 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
     keys_.push_back(key);
     auto expect = [&](bool ok, const char* wanted) {
       if (!ok && check_.reject == homepot::Reject::kNone) {
-        Reject(homepot::Reject::kWrongType,
-               "field '" + std::string(key) + "' must be " + wanted +
-                   ", got " + TypeName(type));
+        Reject(homepot::Reject::kWrongType, "field '" + std::string(key) +
+                                                "' must be " + wanted +
+                                                ", got " + TypeName(type));
       }
     };
     if (key == field_) {
@@ -238,11 +238,11 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
       expect(type == element_type::STRING, "a string");
       if (type == element_type::STRING) {
         std::string_view p = value.get_string().value_unsafe();
-        auto it = std::find(std::begin(kPriorityWords),
-                            std::end(kPriorityWords), p);
+        auto it =
+            std::find(std::begin(kPriorityWords), std::end(kPriorityWords), p);
         if (it != std::end(kPriorityWords)) {
-          check_.priority = static_cast<Priority>(
-              1 + (it - std::begin(kPriorityWords)));
+          check_.priority =
+              static_cast<Priority>(1 + (it - std::begin(kPriorityWords)));
         } else if (check_.reject == homepot::Reject::kNone) {
           Reject(homepot::Reject::kBadPriority,
                  "priority must be one of low normal high urgent critical");
@@ -279,11 +279,11 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
   uint64_t seen = 0;
   for (size_t i = 0; i < keys_.size(); ++i) {
     std::string_view k = keys_[i];
-    unsigned bit = k.empty() ? 0
-                             : (k.size() * 7 + static_cast<unsigned char>(k[0]) *
-                                                   3 +
-                                static_cast<unsigned char>(k.back())) &
-                                   63;
+    unsigned bit = k.empty()
+                       ? 0
+                       : (k.size() * 7 + static_cast<unsigned char>(k[0]) * 3 +
+                          static_cast<unsigned char>(k.back())) &
+                             63;
     if (seen & (uint64_t{1} << bit)) {
       for (size_t j = 0; j < i; ++j) {
         if (keys_[j] == k) {
@@ -296,9 +296,9 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
     seen |= uint64_t{1} << bit;
   }
   if (!has_title || !has_body) {
-    Reject(homepot::Reject::kMissingField,
-           std::string("field '") + (has_title ? "body" : "title") +
-               "' is required");
+    Reject(homepot::Reject::kMissingField, std::string("field '") +
+                                               (has_title ? "body" : "title") +
+                                               "' is required");
     return check_;
   }
   FindSpans(payload, stamp_index);
@@ -323,8 +323,8 @@ void NotificationValidator::FindSpans(std::string_view s, size_t stamp_index) {
   while (true) {
     i = SkipSpace(s, i);
     if (s[i] == '}') break;
-    i = SkipString(s, i);         // key
-    i = SkipSpace(s, i) + 1;      // ':'
+    i = SkipString(s, i);     // key
+    i = SkipSpace(s, i) + 1;  // ':'
     i = SkipSpace(s, i);
     size_t end = SkipValue(s, i);
     if (index == stamp_index) {
@@ -352,8 +352,8 @@ void FormatStamp(int64_t unix_ms, char out[kStampLen]) {
     gmtime_r(&t, &tm);
     char buf[64];
     snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.",
-             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec);
+             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
     std::memcpy(prefix, buf, 20);
     cached_second = second;
   }

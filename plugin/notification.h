@@ -19,14 +19,14 @@ namespace homepot {
 
 // Stable machine words, published in notices and stats. Keep the order:
 // counters are indexed by it.
-#define HOMEPOT_REJECT_REASONS(X) \
-  X(kInvalidJson, "invalid_json")  \
-  X(kNotObject, "not_object")      \
+#define HOMEPOT_REJECT_REASONS(X)   \
+  X(kInvalidJson, "invalid_json")   \
+  X(kNotObject, "not_object")       \
   X(kMissingField, "missing_field") \
-  X(kWrongType, "wrong_type")      \
-  X(kBadPriority, "bad_priority")  \
+  X(kWrongType, "wrong_type")       \
+  X(kBadPriority, "bad_priority")   \
   X(kBadTimestamp, "bad_timestamp") \
-  X(kTooLarge, "too_large")        \
+  X(kTooLarge, "too_large")         \
   X(kTopicTooDeep, "topic_too_deep")
 
 enum class Reject : uint8_t {
@@ -38,9 +38,10 @@ enum class Reject : uint8_t {
 inline constexpr size_t kRejectReasonCount = 8;
 std::string_view RejectName(Reject reason);  // "" for kNone
 
-#define HOMEPOT_PRIORITIES(X) \
-  X(kLow, "low") X(kNormal, "normal") X(kHigh, "high") X(kUrgent, "urgent") \
-  X(kCritical, "critical")
+#define HOMEPOT_PRIORITIES(X)                                \
+  X(kLow, "low")                                             \
+  X(kNormal, "normal") X(kHigh, "high") X(kUrgent, "urgent") \
+      X(kCritical, "critical")
 
 enum class Priority : uint8_t {
   kNone,  // absent
@@ -55,11 +56,11 @@ struct NotificationCheck {
   Reject reject = Reject::kNone;
   std::string detail;  // human-readable, set only when rejected
   Priority priority = Priority::kNone;
-  bool has_timestamp = false;   // publisher sent "timestamp"
+  bool has_timestamp = false;    // publisher sent "timestamp"
   bool has_stamp_field = false;  // publisher sent the timestamp_field
-  size_t stamp_begin = 0;       // its value's byte span in the payload
+  size_t stamp_begin = 0;        // its value's byte span in the payload
   size_t stamp_end = 0;
-  size_t close_brace = 0;       // offset of the root object's '}'
+  size_t close_brace = 0;  // offset of the root object's '}'
 };
 
 // True when `timestamp` is ISO-8601 as HOMEPOT sends it:
@@ -75,9 +76,8 @@ class NotificationValidator {
   // Checks a notification published on a topic of `topic_depth` levels.
   // `max_payload` is the effective size limit (the smaller of the plugin's
   // and the target device type's). The result lives until the next call.
-  const NotificationCheck& Check(std::string_view payload,
-                                 uint32_t max_payload, int topic_depth,
-                                 int max_topic_depth);
+  const NotificationCheck& Check(std::string_view payload, uint32_t max_payload,
+                                 int topic_depth, int max_topic_depth);
 
   // The result of the last Check.
   const NotificationCheck& last() const { return check_; }

@@ -8,9 +8,9 @@
 #include <exception>
 #include <memory>
 
+#include "broker_adapter.h"
 #include "config.h"
 #include "homepot.h"
-#include "broker_adapter.h"
 
 namespace {
 
@@ -68,9 +68,9 @@ int OnAclCheck(int, void* event_data, void* userdata) noexcept {
     auto* state = static_cast<PluginState*>(userdata);
     auto* ev = static_cast<mosquitto_evt_acl_check*>(event_data);
     if (ev->topic == nullptr) return MOSQ_ERR_ACL_DENIED;
-    switch (state->core->OnAclCheck(Describe(ev->client), ev->topic,
-                                    ev->access, ev->payload, ev->payloadlen,
-                                    ev->qos, ev->retain)) {
+    switch (state->core->OnAclCheck(Describe(ev->client), ev->topic, ev->access,
+                                    ev->payload, ev->payloadlen, ev->qos,
+                                    ev->retain)) {
       case Verdict::kAllow:
         return MOSQ_ERR_SUCCESS;
       case Verdict::kDefer:
@@ -144,9 +144,8 @@ struct Registration {
 };
 constexpr Registration kCallbacks[] = {
     {MOSQ_EVT_BASIC_AUTH, OnBasicAuth}, {MOSQ_EVT_ACL_CHECK, OnAclCheck},
-    {MOSQ_EVT_MESSAGE, OnMessage},     {MOSQ_EVT_TICK, OnTick},
-    {MOSQ_EVT_RELOAD, OnReload},
-    {MOSQ_EVT_DISCONNECT, OnDisconnect},
+    {MOSQ_EVT_MESSAGE, OnMessage},      {MOSQ_EVT_TICK, OnTick},
+    {MOSQ_EVT_RELOAD, OnReload},        {MOSQ_EVT_DISCONNECT, OnDisconnect},
 };
 
 }  // namespace

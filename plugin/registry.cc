@@ -1,9 +1,9 @@
 #include "registry.h"
 
+#include <simdjson.h>
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <simdjson.h>
 #include <unordered_map>
 
 #include "topic.h"
@@ -93,7 +93,8 @@ uint8_t ParseAccess(const std::string& access) {
 
 bool Device::IsToken(std::string_view topic) const {
   if (!token.empty()) return topic == token;
-  return topic.size() == kTokenPrefix.size() + id.size() + kTokenSuffix.size() &&
+  return topic.size() ==
+             kTokenPrefix.size() + id.size() + kTokenSuffix.size() &&
          topic.substr(0, kTokenPrefix.size()) == kTokenPrefix &&
          topic.substr(kTokenPrefix.size(), id.size()) == id &&
          topic.substr(kTokenPrefix.size() + id.size()) == kTokenSuffix;
@@ -109,9 +110,9 @@ const Device* Snapshot::FindByToken(std::string_view topic) const {
   if (topic.size() > kTokenPrefix.size() + kTokenSuffix.size() &&
       topic.substr(0, kTokenPrefix.size()) == kTokenPrefix &&
       topic.substr(topic.size() - kTokenSuffix.size()) == kTokenSuffix) {
-    std::string_view id = topic.substr(
-        kTokenPrefix.size(),
-        topic.size() - kTokenPrefix.size() - kTokenSuffix.size());
+    std::string_view id =
+        topic.substr(kTokenPrefix.size(),
+                     topic.size() - kTokenPrefix.size() - kTokenSuffix.size());
     const Device* d = Find(id);
     if (d != nullptr && d->token.empty()) return d;
   }
@@ -119,8 +120,7 @@ const Device* Snapshot::FindByToken(std::string_view topic) const {
                 [](const Device& d) -> std::string_view { return d.token; });
 }
 
-void Snapshot::AttachRules(
-    std::vector<std::pair<std::string, AclRule>> rules) {
+void Snapshot::AttachRules(std::vector<std::pair<std::string, AclRule>> rules) {
   for (auto& [id, rule] : rules) {
     if (const Device* d = Find(id)) {
       devices_[d - devices_.data()].rules.push_back(std::move(rule));
@@ -185,9 +185,8 @@ Status CheckSchema(sqlite3* db) {
     return Status::Error("schema version " + std::to_string(v) +
                          " is old; run homepot-admin init to migrate");
   }
-  for (const char* table :
-       {"device_types", "devices", "acl_rules", "device_stats",
-        "registry_meta"}) {
+  for (const char* table : {"device_types", "devices", "acl_rules",
+                            "device_stats", "registry_meta"}) {
     std::string sql = std::string("SELECT 1 FROM ") + table + " LIMIT 0";
     Statement probe(db, sql.c_str());
     if (!probe.ok()) {
@@ -202,7 +201,8 @@ Result<int64_t> ReadGeneration(sqlite3* db) {
   Statement stmt(db, "SELECT generation FROM registry_meta WHERE id = 1");
   if (!stmt.ok()) return SqliteError(db, "cannot read registry generation");
   int rc = sqlite3_step(stmt.get());
-  if (rc != SQLITE_ROW) return SqliteError(db, "cannot read registry generation");
+  if (rc != SQLITE_ROW)
+    return SqliteError(db, "cannot read registry generation");
   return static_cast<int64_t>(sqlite3_column_int64(stmt.get(), 0));
 }
 
@@ -228,8 +228,8 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
     int rc;
     while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
       int64_t limit = sqlite3_column_int64(stmt.get(), 1);
-      type_limits[Column(stmt.get(), 0)] = static_cast<uint32_t>(
-          std::clamp<int64_t>(limit, 0, UINT32_MAX));
+      type_limits[Column(stmt.get(), 0)] =
+          static_cast<uint32_t>(std::clamp<int64_t>(limit, 0, UINT32_MAX));
     }
     if (rc != SQLITE_DONE) return SqliteError(db, "cannot read device_types");
   }

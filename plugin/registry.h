@@ -21,7 +21,11 @@ namespace homepot {
 // The schema version this build reads (PRAGMA user_version).
 inline constexpr int kSchemaVersion = 1;
 
-enum AccessBits : uint8_t { kAccessRead = 1, kAccessWrite = 2, kAccessDeny = 4 };
+enum AccessBits : uint8_t {
+  kAccessRead = 1,
+  kAccessWrite = 2,
+  kAccessDeny = 4
+};
 
 struct AclRule {
   std::string filter;  // may hold %u / %c
@@ -30,9 +34,9 @@ struct AclRule {
 
 struct Device {
   std::string id;
-  std::string token;          // empty = default devices/<id>/notifications
+  std::string token;  // empty = default devices/<id>/notifications
   std::string type;
-  uint32_t max_payload = 0;   // from device_types
+  uint32_t max_payload = 0;  // from device_types
   bool enabled = false;
   bool has_password = false;  // false: can never log in with a password
   PasswordHash password;

@@ -122,10 +122,10 @@ void RegistryWorker::FlushStats(int busy_timeout_ms) {
       ok = sqlite3_step(stmt) == SQLITE_DONE;
       sqlite3_reset(stmt);
     }
-    if (ok) ok = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) ==
-                 SQLITE_OK;
-    if (!ok) error = std::string("cannot write device_stats: ") +
-                     sqlite3_errmsg(db_);
+    if (ok)
+      ok = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK;
+    if (!ok)
+      error = std::string("cannot write device_stats: ") + sqlite3_errmsg(db_);
     sqlite3_finalize(stmt);
     if (!ok) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     sqlite3_busy_timeout(db_, 2000);
@@ -156,9 +156,9 @@ Status RegistryWorker::Open() {
   if (stat(path_.c_str(), &st) != 0) {
     return Status::Error("registry file " + path_ + " does not exist");
   }
-  int rc = sqlite3_open_v2(path_.c_str(), &db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path_.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     Close();
@@ -252,9 +252,9 @@ void RegistryWorker::Poll(bool forced) {
   bool fresh = false;
   // Rewritten in place (cp over it, corrupted): in WAL mode SQLite's page
   // cache keeps serving the old pages without an error, so reopen.
-  bool rewritten = st.st_size != size_ ||
-                   st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec !=
-                       mtime_ns_;
+  bool rewritten =
+      st.st_size != size_ ||
+      st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec != mtime_ns_;
   if (db_ == nullptr || st.st_ino != inode_ || st.st_dev != device_ ||
       rewritten) {
     Status s = Open();

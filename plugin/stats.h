@@ -12,17 +12,17 @@
 namespace homepot {
 
 // name in code, JSON group ("" = top level), JSON key
-#define HOMEPOT_COUNTERS(X)                              \
-  X(total_sent, "", "total_sent")                        \
-  X(total_success, "", "total_success")                  \
-  X(total_failed, "", "total_failed")                    \
-  X(connection_count, "", "connection_count")            \
-  X(deliveries, "", "deliveries")                        \
-  X(auth_success, "auth", "success")                     \
-  X(auth_failure, "auth", "failure")                     \
-  X(auth_locked_out, "auth", "locked_out")               \
-  X(acl_publish_denied, "acl", "publish_denied")         \
-  X(acl_subscribe_denied, "acl", "subscribe_denied")     \
+#define HOMEPOT_COUNTERS(X)                          \
+  X(total_sent, "", "total_sent")                    \
+  X(total_success, "", "total_success")              \
+  X(total_failed, "", "total_failed")                \
+  X(connection_count, "", "connection_count")        \
+  X(deliveries, "", "deliveries")                    \
+  X(auth_success, "auth", "success")                 \
+  X(auth_failure, "auth", "failure")                 \
+  X(auth_locked_out, "auth", "locked_out")           \
+  X(acl_publish_denied, "acl", "publish_denied")     \
+  X(acl_subscribe_denied, "acl", "subscribe_denied") \
   X(acl_deliver_denied, "acl", "deliver_denied")
 
 struct Counters {

@@ -91,7 +91,7 @@ struct Options {
   double duration_s = 0;     // seconds of publishing; 0 = until --count
   double drain_s = 3;        // wait for stragglers after the last publish
   int payload_size = 250;
-  int broker_pid = 0;        // read its CPU time from /proc around the run
+  int broker_pid = 0;  // read its CPU time from /proc around the run
   int timeline_ms = 500;
   bool tcp_nodelay = true;
   // connect
@@ -187,43 +187,74 @@ Options Parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--help" || a == "-h") Usage(0);
-    else if (a == "--host") o.host = val();
-    else if (a == "--port") o.port = int(ToLong("--port", val()));
-    else if (a == "--threads") o.threads = int(ToLong("--threads", val()));
-    else if (a == "--protocol") o.protocol = int(ToLong("--protocol", val()));
-    else if (a == "--qos") o.qos = int(ToLong("--qos", val()));
-    else if (a == "--keepalive") o.keepalive = int(ToLong("--keepalive", val()));
-    else if (a == "--connect-timeout") o.connect_timeout_s = ToDouble(a.c_str(), val());
-    else if (a == "--concurrency") o.concurrency = int(ToLong(a.c_str(), val()));
-    else if (a == "--password") o.password = val();
-    else if (a == "--no-auth") o.no_auth = true;
-    else if (a == "--pattern") o.pattern = val();
-    else if (a == "--start") o.start = ToLong(a.c_str(), val());
-    else if (a == "--stride") o.stride = ToLong(a.c_str(), val());
-    else if (a == "--topic-pattern") o.topic_pattern = val();
-    else if (a == "--subscribers") o.subscribers = ToLong(a.c_str(), val());
-    else if (a == "--publishers") o.publishers = ToLong(a.c_str(), val());
-    else if (a == "--pub-user") o.pub_user = val();
-    else if (a == "--pub-password") o.pub_password = val();
-    else if (a == "--rate") o.rate = ToDouble(a.c_str(), val());
-    else if (a == "--window") o.window = ToLong(a.c_str(), val());
+    if (a == "--help" || a == "-h")
+      Usage(0);
+    else if (a == "--host")
+      o.host = val();
+    else if (a == "--port")
+      o.port = int(ToLong("--port", val()));
+    else if (a == "--threads")
+      o.threads = int(ToLong("--threads", val()));
+    else if (a == "--protocol")
+      o.protocol = int(ToLong("--protocol", val()));
+    else if (a == "--qos")
+      o.qos = int(ToLong("--qos", val()));
+    else if (a == "--keepalive")
+      o.keepalive = int(ToLong("--keepalive", val()));
+    else if (a == "--connect-timeout")
+      o.connect_timeout_s = ToDouble(a.c_str(), val());
+    else if (a == "--concurrency")
+      o.concurrency = int(ToLong(a.c_str(), val()));
+    else if (a == "--password")
+      o.password = val();
+    else if (a == "--no-auth")
+      o.no_auth = true;
+    else if (a == "--pattern")
+      o.pattern = val();
+    else if (a == "--start")
+      o.start = ToLong(a.c_str(), val());
+    else if (a == "--stride")
+      o.stride = ToLong(a.c_str(), val());
+    else if (a == "--topic-pattern")
+      o.topic_pattern = val();
+    else if (a == "--subscribers")
+      o.subscribers = ToLong(a.c_str(), val());
+    else if (a == "--publishers")
+      o.publishers = ToLong(a.c_str(), val());
+    else if (a == "--pub-user")
+      o.pub_user = val();
+    else if (a == "--pub-password")
+      o.pub_password = val();
+    else if (a == "--rate")
+      o.rate = ToDouble(a.c_str(), val());
+    else if (a == "--window")
+      o.window = ToLong(a.c_str(), val());
     else if (a == "--count") {
       // --count is the message count in throughput, the port count in free-port
       long n = ToLong(a.c_str(), val());
       o.count = n;
       o.port_count = int(n);
       count_given = true;
-    } else if (a == "--duration") o.duration_s = ToDouble(a.c_str(), val());
-    else if (a == "--drain") o.drain_s = ToDouble(a.c_str(), val());
-    else if (a == "--payload-size") o.payload_size = int(ToLong(a.c_str(), val()));
-    else if (a == "--broker-pid") o.broker_pid = int(ToLong(a.c_str(), val()));
-    else if (a == "--timeline-ms") o.timeline_ms = int(ToLong(a.c_str(), val()));
-    else if (a == "--no-nodelay") o.tcp_nodelay = false;
-    else if (a == "--clients") o.clients = ToLong(a.c_str(), val());
-    else if (a == "--rounds") o.rounds = int(ToLong(a.c_str(), val()));
-    else if (a == "--timeout") o.timeout_s = ToDouble(a.c_str(), val());
-    else if (a == "--pid") o.watch_pid = int(ToLong(a.c_str(), val()));
+    } else if (a == "--duration")
+      o.duration_s = ToDouble(a.c_str(), val());
+    else if (a == "--drain")
+      o.drain_s = ToDouble(a.c_str(), val());
+    else if (a == "--payload-size")
+      o.payload_size = int(ToLong(a.c_str(), val()));
+    else if (a == "--broker-pid")
+      o.broker_pid = int(ToLong(a.c_str(), val()));
+    else if (a == "--timeline-ms")
+      o.timeline_ms = int(ToLong(a.c_str(), val()));
+    else if (a == "--no-nodelay")
+      o.tcp_nodelay = false;
+    else if (a == "--clients")
+      o.clients = ToLong(a.c_str(), val());
+    else if (a == "--rounds")
+      o.rounds = int(ToLong(a.c_str(), val()));
+    else if (a == "--timeout")
+      o.timeout_s = ToDouble(a.c_str(), val());
+    else if (a == "--pid")
+      o.watch_pid = int(ToLong(a.c_str(), val()));
     else {
       std::fprintf(stderr, "homepot_loadgen: unknown option %s\n", a.c_str());
       Usage(2);
@@ -245,13 +276,17 @@ Options Parse(int argc, char** argv) {
     if (at != std::string::npos) o.pattern.replace(at, 2, "%ld");
   }
   if (o.mode == "throughput") {
-    if (o.subscribers < 1 || o.subscribers > 100000) bad("--subscribers must be 1..100000");
-    if (o.publishers < 1 || o.publishers > 1000) bad("--publishers must be 1..1000");
-    if (!count_given && o.duration_s <= 0) bad("throughput needs --count or --duration");
+    if (o.subscribers < 1 || o.subscribers > 100000)
+      bad("--subscribers must be 1..100000");
+    if (o.publishers < 1 || o.publishers > 1000)
+      bad("--publishers must be 1..1000");
+    if (!count_given && o.duration_s <= 0)
+      bad("throughput needs --count or --duration");
     if (o.duration_s > 3600) bad("--duration is capped at 3600 s");
     if (o.drain_s > 600) bad("--drain is capped at 600 s");
     if (o.window < 1) bad("--window must be >= 1");
-    if (o.payload_size < 0 || o.payload_size > 200000) bad("--payload-size must be 0..200000");
+    if (o.payload_size < 0 || o.payload_size > 200000)
+      bad("--payload-size must be 0..200000");
   } else if (o.mode == "connect") {
     if (o.clients < 1 || o.clients > 100000) bad("--clients must be 1..100000");
     if (o.rounds < 1 || o.rounds > 100) bad("--rounds must be 1..100");
@@ -332,29 +367,29 @@ enum Phase : int { kConnectPhase = 0, kRun, kDrain, kDisconnect, kStop };
 struct Shared {
   const Options* o = nullptr;
   std::atomic<int> phase{kConnectPhase};
-  std::atomic<int> round{0};  // connect mode: bumped to start a round
-  std::atomic<long> ready{0};          // connected (+ subscribed)
-  std::atomic<long> failed{0};         // connect/subscribe failures
-  std::atomic<long> done{0};           // connect mode: finished this round
+  std::atomic<int> round{0};    // connect mode: bumped to start a round
+  std::atomic<long> ready{0};   // connected (+ subscribed)
+  std::atomic<long> failed{0};  // connect/subscribe failures
+  std::atomic<long> done{0};    // connect mode: finished this round
   std::atomic<long> unexpected_disconnects{0};
   // throughput
-  std::vector<std::string> topics;     // subscriber topics, round-robin
+  std::vector<std::string> topics;  // subscriber topics, round-robin
   std::atomic<long> next_seq{0};
   std::atomic<long> sent{0};
   std::atomic<long> publish_errors{0};
-  std::atomic<long> acked{0};          // QoS>0 PUBACK/PUBCOMP
-  std::atomic<long> refused{0};        // v5 reason code >= 0x80
+  std::atomic<long> acked{0};    // QoS>0 PUBACK/PUBCOMP
+  std::atomic<long> refused{0};  // v5 reason code >= 0x80
   std::atomic<long> received{0};
   std::atomic<long> unique{0};
   std::atomic<long> duplicates{0};
-  std::atomic<long> stamped{0};        // payload carries "received_at"
+  std::atomic<long> stamped{0};  // payload carries "received_at"
   std::atomic<long> unparsed{0};
   std::atomic<long> pubs_finished{0};
   std::atomic<int64_t> last_recv_ns{0};
   std::atomic<int64_t> max_behind_ns{0};
-  int64_t t_run = 0;                   // first publish may happen from here
-  long seq_cap = 0;                    // seq numbers 0..seq_cap-1
-  std::vector<uint64_t> seen;          // bitmap, atomic via __atomic builtins
+  int64_t t_run = 0;           // first publish may happen from here
+  long seq_cap = 0;            // seq numbers 0..seq_cap-1
+  std::vector<uint64_t> seen;  // bitmap, atomic via __atomic builtins
   std::unique_ptr<std::atomic<long>[]> timeline;
   size_t timeline_len = 0;
 };
@@ -362,7 +397,15 @@ struct Shared {
 Shared g;
 
 enum class Role { kSub, kPub, kConn };
-enum class St { kIdle, kConnecting, kSubscribing, kReady, kClosing, kDone, kFailed };
+enum class St {
+  kIdle,
+  kConnecting,
+  kSubscribing,
+  kReady,
+  kClosing,
+  kDone,
+  kFailed
+};
 
 struct Worker;
 
@@ -393,8 +436,8 @@ struct Worker {
   long pending_connects = 0;
   long connect_limit = 1;
   size_t next_to_start = 0;
-  std::vector<int64_t> latencies;     // ns, throughput receive side
-  std::vector<int64_t> connect_lat;   // ns, connect mode, this round
+  std::vector<int64_t> latencies;    // ns, throughput receive side
+  std::vector<int64_t> connect_lat;  // ns, connect mode, this round
   std::vector<int64_t> connect_lat_all;
   int64_t first_connack_ns = 0, last_connack_ns = 0;
   long connects_ok = 0, connects_failed = 0;
@@ -409,7 +452,8 @@ void Sync(Client* c) {
     c->reg_events = 0;
     if (fd >= 0) {
       epoll_event ev{};
-      ev.events = EPOLLIN | (mosquitto_want_write(c->m) ? uint32_t(EPOLLOUT) : 0u);
+      ev.events =
+          EPOLLIN | (mosquitto_want_write(c->m) ? uint32_t(EPOLLOUT) : 0u);
       ev.data.ptr = c;
       if (epoll_ctl(c->w->ep, EPOLL_CTL_ADD, fd, &ev) == 0) {
         c->reg_fd = fd;
@@ -419,7 +463,8 @@ void Sync(Client* c) {
     return;
   }
   if (fd < 0) return;
-  uint32_t want = EPOLLIN | (mosquitto_want_write(c->m) ? uint32_t(EPOLLOUT) : 0u);
+  uint32_t want =
+      EPOLLIN | (mosquitto_want_write(c->m) ? uint32_t(EPOLLOUT) : 0u);
   if (want != c->reg_events) {
     epoll_event ev{};
     ev.events = want;
@@ -432,8 +477,7 @@ void Sync(Client* c) {
 
 // A HOMEPOT-shaped notification of about `size` bytes.
 size_t BuildPayload(char* buf, size_t cap, int size, long seq, int64_t t_ns) {
-  static const char kHead[] =
-      "{\"title\":\"Maintenance window\",\"body\":\"";
+  static const char kHead[] = "{\"title\":\"Maintenance window\",\"body\":\"";
   char tail[256];
   int tail_len = std::snprintf(
       tail, sizeof tail,
@@ -566,7 +610,8 @@ void OnDisconnect(mosquitto*, void* obj, int rc) {
 
 void OnPublish(mosquitto*, void*, int) { g.acked++; }
 
-void OnPublishV5(mosquitto*, void*, int, int reason, const mosquitto_property*) {
+void OnPublishV5(mosquitto*, void*, int, int reason,
+                 const mosquitto_property*) {
   if (reason >= 0x80) g.refused++;
 }
 
@@ -602,7 +647,8 @@ void OnMessage(mosquitto*, void* obj, const mosquitto_message* msg) {
   }
   if (g.timeline_len && now >= g.t_run) {
     size_t b = size_t((now - g.t_run) / (int64_t(g.o->timeline_ms) * kMs));
-    if (b < g.timeline_len) g.timeline[b].fetch_add(1, std::memory_order_relaxed);
+    if (b < g.timeline_len)
+      g.timeline[b].fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -697,7 +743,8 @@ int64_t Publish(Worker* w, int64_t now) {
     pbuf = big.data();
     cap = big.size();
   }
-  int64_t end_ns = o.duration_s > 0 ? g.t_run + int64_t(o.duration_s * kSec) : 0;
+  int64_t end_ns =
+      o.duration_s > 0 ? g.t_run + int64_t(o.duration_s * kSec) : 0;
   for (Client* c : w->pubs) {
     if (c->finished || c->st != St::kReady) continue;
     int burst = 0;
@@ -714,7 +761,8 @@ int64_t Publish(Worker* w, int64_t now) {
         }
         int64_t behind = t - c->next_due;
         int64_t prev = g.max_behind_ns.load(std::memory_order_relaxed);
-        if (behind > prev) g.max_behind_ns.store(behind, std::memory_order_relaxed);
+        if (behind > prev)
+          g.max_behind_ns.store(behind, std::memory_order_relaxed);
       } else {
         long outstanding = g.sent.load(std::memory_order_relaxed) -
                            g.unique.load(std::memory_order_relaxed);
@@ -732,12 +780,14 @@ int64_t Publish(Worker* w, int64_t now) {
       const std::string& topic = g.topics[size_t(seq) % g.topics.size()];
       int rc = mosquitto_publish(c->m, nullptr, topic.c_str(), int(len), pbuf,
                                  o.qos, false);
-      if (rc != MOSQ_ERR_SUCCESS) g.publish_errors++;
-      else g.sent++;
+      if (rc != MOSQ_ERR_SUCCESS)
+        g.publish_errors++;
+      else
+        g.sent++;
       c->sent_here++;
       if (o.rate > 0)
-        c->next_due = g.t_run + int64_t(double(c->sent_here) * double(o.publishers) *
-                                        1e9 / o.rate);
+        c->next_due = g.t_run + int64_t(double(c->sent_here) *
+                                        double(o.publishers) * 1e9 / o.rate);
       ++burst;
       if (mosquitto_socket(c->m) < 0) {
         c->finished = true;
@@ -932,9 +982,12 @@ void ConnectWorker(Worker* w) {
 
 void StartWatchdog(double seconds) {
   std::thread([seconds] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(int64_t(seconds * 1000)));
-    std::fprintf(stderr, "homepot_loadgen: watchdog: still running after %.0f s, giving up\n",
-                 seconds);
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(int64_t(seconds * 1000)));
+    std::fprintf(
+        stderr,
+        "homepot_loadgen: watchdog: still running after %.0f s, giving up\n",
+        seconds);
     std::printf("RESULT error=watchdog\n");
     std::fflush(stdout);
     _exit(4);
@@ -993,15 +1046,15 @@ int RunThroughput(const Options& o) {
     // Publishers go to the last workers so that worker 0 is not also the
     // busiest receiver when there are several threads.
     Worker* w = workers[workers.size() - 1 - size_t(k) % workers.size()].get();
-    Client* c = NewClient(w, Role::kPub, k, o.pub_user, o.pub_user, o.pub_password);
+    Client* c =
+        NewClient(w, Role::kPub, k, o.pub_user, o.pub_user, o.pub_password);
     w->pubs.push_back(c);
   }
   // Publishers connect first (they are few), then the subscribers.
   for (auto& w : workers)
-    std::stable_partition(w->clients.begin(), w->clients.end(),
-                          [](const std::unique_ptr<Client>& c) {
-                            return c->role == Role::kPub;
-                          });
+    std::stable_partition(
+        w->clients.begin(), w->clients.end(),
+        [](const std::unique_ptr<Client>& c) { return c->role == Role::kPub; });
 
   const long total = o.subscribers + o.publishers;
   int64_t t0 = NowNs();
@@ -1016,9 +1069,10 @@ int RunThroughput(const Options& o) {
   if (g.ready.load() < total) {
     SetPhase(kDisconnect);
     for (auto& w : workers) w->th.join();
-    std::printf("RESULT mode=throughput error=connect_failed ready=%ld "
-                "failed=%ld clients=%ld\n",
-                g.ready.load(), total - g.ready.load(), total);
+    std::printf(
+        "RESULT mode=throughput error=connect_failed ready=%ld "
+        "failed=%ld clients=%ld\n",
+        g.ready.load(), total - g.ready.load(), total);
     return 3;
   }
   // Let the last SUBACKs settle on the broker before the clock starts.
@@ -1093,7 +1147,8 @@ int RunThroughput(const Options& o) {
   // Share of one CPU the broker used while the run lasted: well below 1
   // means the broker was not the bottleneck (the load generator or other
   // processes on the machine were).
-  double broker_util = (cpu_ms >= 0 && run_span_s > 0) ? cpu_ms / 1000.0 / run_span_s : -1;
+  double broker_util =
+      (cpu_ms >= 0 && run_span_s > 0) ? cpu_ms / 1000.0 / run_span_s : -1;
   double self_us_per_msg =
       unique > 0 ? double(self1 - self0) / 1000.0 / double(unique) : -1;
 
@@ -1114,25 +1169,31 @@ int RunThroughput(const Options& o) {
     if (min_bucket_rate < 0 || r < min_bucket_rate) min_bucket_rate = r;
   }
 
-  std::printf("# throughput: %ld subscribers, %ld publisher(s), QoS %d, MQTT %s, "
-              "%s, %d-byte payloads\n",
-              o.subscribers, o.publishers, o.qos, o.protocol == 5 ? "v5" : "v3.1.1",
-              o.rate > 0 ? ("offered " + std::to_string(long(o.rate)) + " msg/s").c_str()
-                         : ("closed loop, window " + std::to_string(o.window)).c_str(),
-              o.payload_size);
-  std::printf("# sent %ld in %.2f s (%.0f msg/s); received %ld unique (%.0f msg/s), "
-              "%ld lost, %ld duplicates, %ld without received_at\n",
-              sent, pub_s, send_rate, unique, recv_rate, lost, g.duplicates.load(),
-              unique - std::min(unique, g.stamped.load()));
-  std::printf("# latency µs: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n",
-              p.p50, p.p90, p.p99, p.p999, p.max);
+  std::printf(
+      "# throughput: %ld subscribers, %ld publisher(s), QoS %d, MQTT %s, "
+      "%s, %d-byte payloads\n",
+      o.subscribers, o.publishers, o.qos, o.protocol == 5 ? "v5" : "v3.1.1",
+      o.rate > 0
+          ? ("offered " + std::to_string(long(o.rate)) + " msg/s").c_str()
+          : ("closed loop, window " + std::to_string(o.window)).c_str(),
+      o.payload_size);
+  std::printf(
+      "# sent %ld in %.2f s (%.0f msg/s); received %ld unique (%.0f msg/s), "
+      "%ld lost, %ld duplicates, %ld without received_at\n",
+      sent, pub_s, send_rate, unique, recv_rate, lost, g.duplicates.load(),
+      unique - std::min(unique, g.stamped.load()));
+  std::printf(
+      "# latency µs: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n",
+      p.p50, p.p90, p.p99, p.p999, p.max);
   if (cpu_ms >= 0)
-    std::printf("# broker CPU %.1f ms = %.2f µs per delivered message (%.0f%% of one "
-                "CPU); load generator %.2f µs per message\n",
-                cpu_ms, cpu_us_per_msg, broker_util * 100, self_us_per_msg);
+    std::printf(
+        "# broker CPU %.1f ms = %.2f µs per delivered message (%.0f%% of one "
+        "CPU); load generator %.2f µs per message\n",
+        cpu_ms, cpu_us_per_msg, broker_util * 100, self_us_per_msg);
   if (stalled) std::printf("# flow STALLED: no message arrived for 5 s\n");
   std::printf(
-      "RESULT mode=throughput subscribers=%ld publishers=%ld qos=%d protocol=%d "
+      "RESULT mode=throughput subscribers=%ld publishers=%ld qos=%d "
+      "protocol=%d "
       "rate=%.0f sent=%ld received=%ld unique=%ld lost=%ld duplicates=%ld "
       "stamped=%ld unparsed=%ld refused=%ld publish_errors=%ld "
       "disconnects=%ld send_rate=%.1f recv_rate=%.1f pub_s=%.3f "
@@ -1144,10 +1205,11 @@ int RunThroughput(const Options& o) {
       o.subscribers, o.publishers, o.qos, o.protocol, o.rate, sent,
       g.received.load(), unique, lost, g.duplicates.load(), g.stamped.load(),
       g.unparsed.load(), g.refused.load(), g.publish_errors.load(),
-      g.unexpected_disconnects.load(), send_rate, recv_rate, pub_s, p.p50, p.p90,
-      p.p99, p.p999, p.max, cpu_ms, cpu_us_per_msg, broker_util, self_us_per_msg,
-      double(g.max_behind_ns.load()) / 1e6, min_bucket_rate, stalled ? 1 : 0,
-      setup_s, o.timeline_ms, timeline.empty() ? "-" : timeline.c_str());
+      g.unexpected_disconnects.load(), send_rate, recv_rate, pub_s, p.p50,
+      p.p90, p.p99, p.p999, p.max, cpu_ms, cpu_us_per_msg, broker_util,
+      self_us_per_msg, double(g.max_behind_ns.load()) / 1e6, min_bucket_rate,
+      stalled ? 1 : 0, setup_s, o.timeline_ms,
+      timeline.empty() ? "-" : timeline.c_str());
   return 0;
 }
 
@@ -1193,15 +1255,18 @@ int RunConnect(const Options& o) {
     double span = last > t0 ? double(last - t0) / 1e9 : 0;
     double rate = span > 0 ? double(ok) / span : 0;
     Percentiles p = ComputePercentiles(&lat);
-    std::printf("# round %d: %ld/%ld connected in %.3f s = %.0f connects/s, "
-                "%ld failed; CONNACK latency µs p50 %.0f p99 %.0f\n",
-                r, ok, o.clients, span, rate, fail, p.p50, p.p99);
+    std::printf(
+        "# round %d: %ld/%ld connected in %.3f s = %.0f connects/s, "
+        "%ld failed; CONNACK latency µs p50 %.0f p99 %.0f\n",
+        r, ok, o.clients, span, rate, fail, p.p50, p.p99);
     if (!rates.empty()) rates += ',';
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.1f", rate);
     rates += buf;
-    if (r == 1) first_rate = rate;
-    else later_rates.push_back(rate);
+    if (r == 1)
+      first_rate = rate;
+    else
+      later_rates.push_back(rate);
     last_rate = rate;
     last_fail = fail;
     total_fail += fail;
@@ -1221,12 +1286,13 @@ int RunConnect(const Options& o) {
   (void)last_rate;
   std::printf("# connects/s: first round %.0f, later rounds (median) %.0f\n",
               first_rate, reconnect);
-  std::printf("RESULT mode=connect clients=%ld rounds=%d concurrency=%d "
-              "connects_per_s=%.1f first_round_per_s=%.1f failures=%ld "
-              "total_failures=%ld connack_p50_us=%.1f connack_p99_us=%.1f "
-              "rates=%s\n",
-              o.clients, o.rounds, o.concurrency, reconnect, first_rate, last_fail,
-              total_fail, last_p.p50, last_p.p99, rates.c_str());
+  std::printf(
+      "RESULT mode=connect clients=%ld rounds=%d concurrency=%d "
+      "connects_per_s=%.1f first_round_per_s=%.1f failures=%ld "
+      "total_failures=%ld connack_p50_us=%.1f connack_p99_us=%.1f "
+      "rates=%s\n",
+      o.clients, o.rounds, o.concurrency, reconnect, first_rate, last_fail,
+      total_fail, last_p.p50, last_p.p99, rates.c_str());
   return last_fail > 0 ? 3 : 0;
 }
 
@@ -1269,7 +1335,8 @@ int RunWaitPort(const Options& o) {
       return 0;
     }
     if (o.watch_pid > 0 && kill(o.watch_pid, 0) != 0) {
-      std::printf("RESULT mode=wait-port port=%d error=process_exited\n", o.port);
+      std::printf("RESULT mode=wait-port port=%d error=process_exited\n",
+                  o.port);
       return 1;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

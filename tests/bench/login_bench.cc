@@ -53,13 +53,20 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--port") port = std::atoi(next());
-    else if (a == "--user") user = next();
-    else if (a == "--password") password = next();
-    else if (a == "--count") count = std::atol(next());
-    else if (a == "--duration") duration = std::atof(next());
-    else if (a == "--random-users") random_users = true;
-    else if (a == "--quiet") quiet = true;
+    if (a == "--port")
+      port = std::atoi(next());
+    else if (a == "--user")
+      user = next();
+    else if (a == "--password")
+      password = next();
+    else if (a == "--count")
+      count = std::atol(next());
+    else if (a == "--duration")
+      duration = std::atof(next());
+    else if (a == "--random-users")
+      random_users = true;
+    else if (a == "--quiet")
+      quiet = true;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -94,16 +101,16 @@ int main(int argc, char** argv) {
   }
   std::sort(us.begin(), us.end());
   auto pct = [&](double p) {
-    return us.empty() ? 0.0 : us[std::min(us.size() - 1, size_t(p * us.size()))];
+    return us.empty() ? 0.0
+                      : us[std::min(us.size() - 1, size_t(p * us.size()))];
   };
   std::printf("RESULT attempts=%zu median_us=%.1f p99_us=%.1f", us.size(),
               pct(0.5), pct(0.99));
   for (auto& [code, n] : codes) std::printf(" connack_%d=%ld", code, n);
   std::printf("\n");
   if (!quiet) {
-    std::printf("# %zu logins as %s: median %.1f us, p99 %.1f us\n",
-                us.size(), random_users ? "<random>" : user.c_str(),
-                pct(0.5), pct(0.99));
+    std::printf("# %zu logins as %s: median %.1f us, p99 %.1f us\n", us.size(),
+                random_users ? "<random>" : user.c_str(), pct(0.5), pct(0.99));
   }
   mosquitto_lib_cleanup();
   return us.empty() ? 1 : 0;

@@ -6,14 +6,18 @@
 //   build/tests/bench/homepot_micro_bench                    # everything
 //   build/tests/bench/homepot_micro_bench --benchmark_filter=Validate
 #include <benchmark/benchmark.h>
+#include <sqlite3.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <new>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,12 +28,6 @@
 #include "registry.h"
 #include "registry_worker.h"
 #include "stats.h"
-
-#include <sqlite3.h>
-#include <unistd.h>
-
-#include <fstream>
-#include <sstream>
 
 // Counts every heap allocation in the process (the benchmarks run on one
 // thread), so a benchmark can report allocations per operation.
@@ -571,4 +569,3 @@ BENCHMARK(BM_DeviceStatsFlush)
 }  // namespace homepot
 
 BENCHMARK_MAIN();
-

@@ -15,8 +15,8 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -399,9 +399,9 @@ testing::AssertionResult TempRegistry::Query(const std::string& sql,
           row.emplace_back();
         } else {
           const unsigned char* text = sqlite3_column_text(stmt, i);
-          row.emplace_back(std::string(
-              reinterpret_cast<const char*>(text),
-              static_cast<size_t>(sqlite3_column_bytes(stmt, i))));
+          row.emplace_back(
+              std::string(reinterpret_cast<const char*>(text),
+                          static_cast<size_t>(sqlite3_column_bytes(stmt, i))));
         }
       }
       rows->push_back(std::move(row));
@@ -977,10 +977,10 @@ std::optional<RawPacket> RawClient::Read(int timeout_ms) {
         return p;
       }
     }
-    int left = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now())
-            .count());
+    int left =
+        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - std::chrono::steady_clock::now())
+                             .count());
     if (left <= 0) return std::nullopt;
     pollfd pfd{fd_, POLLIN, 0};
     int r = poll(&pfd, 1, left);
@@ -999,10 +999,10 @@ bool RawClient::WaitForClose(int timeout_ms) {
   auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (fd_ >= 0) {
-    int left = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now())
-            .count());
+    int left =
+        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - std::chrono::steady_clock::now())
+                             .count());
     if (left <= 0) return false;
     pollfd pfd{fd_, POLLIN, 0};
     int r = poll(&pfd, 1, left);
@@ -1030,8 +1030,7 @@ int RawClient::Connect(int version, const std::string& client_id,
 
 std::string RawClient::ConnectPacket(int version, const std::string& client_id,
                                      const std::string& user,
-                                     const std::string& pass,
-                                     int keepalive_s) {
+                                     const std::string& pass, int keepalive_s) {
   std::string body;
   PutString(&body, "MQTT");
   body.push_back(static_cast<char>(version));

@@ -36,10 +36,10 @@ const std::regex kStampsSuffix(
     R"re(,"received_at":"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)","timestamp":"\1"\})re");
 
 std::string Abbreviate(const std::string& s) {
-  return s.size() <= 400 ? s
-                         : s.substr(0, 200) + "...(" +
-                               std::to_string(s.size()) + " bytes)..." +
-                               s.substr(s.size() - 150);
+  return s.size() <= 400
+             ? s
+             : s.substr(0, 200) + "...(" + std::to_string(s.size()) +
+                   " bytes)..." + s.substr(s.size() - 150);
 }
 
 // `original` (without a received_at field) as the plugin must deliver it:
@@ -58,8 +58,8 @@ std::string ExpectOriginalPlusStamp(const std::string& original,
   std::string tail = delivered.substr(head.size());
   bool had_timestamp = original.find("\"timestamp\"") != std::string::npos;
   std::smatch m;
-  if (!std::regex_match(tail, m, had_timestamp ? kStampSuffix
-                                               : kStampsSuffix)) {
+  if (!std::regex_match(tail, m,
+                        had_timestamp ? kStampSuffix : kStampsSuffix)) {
     ADD_FAILURE() << "unexpected tail '" << tail << "' after the original "
                   << "bytes in " << Abbreviate(delivered);
     return "";
@@ -140,7 +140,8 @@ class NotificationE2eTest : public BrokerTest {
         << m->payload;
     EXPECT_EQ(j.value("reason", ""), reason) << m->payload;
     EXPECT_EQ(j.value("topic", ""), topic) << m->payload;
-    EXPECT_TRUE(j["detail"].is_string() && !j["detail"].get<std::string>().empty())
+    EXPECT_TRUE(j["detail"].is_string() &&
+                !j["detail"].get<std::string>().empty())
         << m->payload;
     int64_t stamp = ParseStampMs(j.value("timestamp", ""));
     EXPECT_GT(stamp, 0) << m->payload;
@@ -277,10 +278,9 @@ TEST_F(NotificationE2eTest, RejectionTopicOfAnotherDeviceCannotBeSubscribed) {
   auto snoop = ConnectAs("snoop", "snoop-pass");
   auto legacy = ConnectAs("legacy", "legacy-pass", kMqtt311);
   ASSERT_TRUE(snoop && legacy);
-  for (const std::string& filter :
-       {kRejections + "homepot", kRejections + "+",
-        std::string("$SYS/homepot/rejections/#"),
-        "$share/g/" + kRejections + "homepot"}) {
+  for (const std::string& filter : {kRejections + "homepot", kRejections + "+",
+                                    std::string("$SYS/homepot/rejections/#"),
+                                    "$share/g/" + kRejections + "homepot"}) {
     EXPECT_GE(snoop->Subscribe(filter, 1), 0x80) << filter;
     EXPECT_EQ(legacy->Subscribe(filter, 1), kSubackFailure311) << filter;
   }
@@ -307,8 +307,8 @@ TEST_F(NotificationE2eTest, NonNotificationTopicsPassByteForByte) {
     auto m = watcher->WaitForMessage();
     ASSERT_TRUE(m.has_value()) << qos;
     EXPECT_EQ(m->topic, telemetry);
-    EXPECT_TRUE(m->payload == binary) << "binary payload altered at QoS "
-                                      << qos;
+    EXPECT_TRUE(m->payload == binary)
+        << "binary payload altered at QoS " << qos;
   }
   // JSON-looking text that would be refused as a notification.
   ASSERT_EQ(sensor->Publish(telemetry, R"({"title":1})", 1), 0);
@@ -362,8 +362,8 @@ TEST_F(NotificationE2eTest, SizeLimitFollowsTheTargetDeviceType) {
                     std::string(20 * 1000, 'x') + R"(","priority":"low"})";
   ASSERT_GE(big.size(), 20000u);
   EXPECT_EQ(backend->Publish(kSensorToken, big, 1), kReasonNotAuthorized);
-  json notice = ExpectNotice(backend.get(), "homepot", kSensorToken,
-                             "too_large");
+  json notice =
+      ExpectNotice(backend.get(), "homepot", kSensorToken, "too_large");
   EXPECT_TRUE(sensor->NoMessageFor(200));
 
   ASSERT_EQ(backend->Publish(kPlcToken, big, 1), 0);

@@ -4,7 +4,6 @@
 // per-device figures in device_stats across restarts, a locked registry
 // file and kill -9.
 #include <gtest/gtest.h>
-
 #include <sqlite3.h>
 #include <sys/wait.h>
 
@@ -13,8 +12,8 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <string>
 #include <vector>
@@ -32,7 +31,8 @@ const std::string kSensorToken = "devices/sensor-001/notifications";
 
 std::string Valid(int i, const char* priority = nullptr) {
   std::string s = R"({"title":"n)" + std::to_string(i) + R"(","body":"b")";
-  if (priority != nullptr) s += R"(,"priority":")" + std::string(priority) + "\"";
+  if (priority != nullptr)
+    s += R"(,"priority":")" + std::string(priority) + "\"";
   return s + "}";
 }
 
@@ -103,7 +103,8 @@ class StatsTest : public BrokerTest {
     DeviceRow r;
     EXPECT_TRUE(registry_.Query(
         "SELECT published, delivered, rejected, last_connect, last_publish, "
-        "last_delivery FROM device_stats WHERE device_id = '" + id + "'",
+        "last_delivery FROM device_stats WHERE device_id = '" +
+            id + "'",
         &rows));
     if (rows.size() != 1) return r;
     r.found = true;
@@ -164,9 +165,13 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   // 37 valid: QoS 0/1/2 = 12/13/12; priorities none 10, low 5, normal 8,
   // high 7, urgent 4, critical 3.
   std::vector<const char*> priorities;
-  for (auto [p, n] : std::vector<std::pair<const char*, int>>{
-           {nullptr, 10}, {"low", 5}, {"normal", 8}, {"high", 7},
-           {"urgent", 4}, {"critical", 3}}) {
+  for (auto [p, n] :
+       std::vector<std::pair<const char*, int>>{{nullptr, 10},
+                                                {"low", 5},
+                                                {"normal", 8},
+                                                {"high", 7},
+                                                {"urgent", 4},
+                                                {"critical", 3}}) {
     for (int i = 0; i < n; ++i) priorities.push_back(p);
   }
   ASSERT_EQ(priorities.size(), 37u);
@@ -180,11 +185,13 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   ASSERT_EQ(qos_count[1], 13);
   // 5 invalid, one each of five reasons.
   const std::pair<std::string, std::string> invalid[] = {
-      {kSensorToken, "{nope"},                                    // invalid_json
-      {kSensorToken, "42"},                                       // not_object
-      {kSensorToken, R"({"body":"b"})"},                          // missing_field
-      {kSensorToken, R"({"title":"t","body":"b","priority":"x"})"},  // bad_priority
-      {"factory/a/b/c/d/e/f/g", R"({"title":"t","body":"b"})"},   // topic_too_deep
+      {kSensorToken, "{nope"},            // invalid_json
+      {kSensorToken, "42"},               // not_object
+      {kSensorToken, R"({"body":"b"})"},  // missing_field
+      {kSensorToken,
+       R"({"title":"t","body":"b","priority":"x"})"},  // bad_priority
+      {"factory/a/b/c/d/e/f/g",
+       R"({"title":"t","body":"b"})"},  // topic_too_deep
   };
   for (const auto& [topic, payload] : invalid) {
     EXPECT_EQ(backend->Publish(topic, payload, 1), kReasonNotAuthorized)
@@ -210,15 +217,19 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   EXPECT_GT(ParseStampMs(j.value("last_sent", "")), 0);
   EXPECT_EQ(j.value("connection_count", -1), 5);
   EXPECT_EQ(j.value("connected", -1), 5);
-  EXPECT_EQ(j["auth"], json::parse(R"({"success":5,"failure":0,"locked_out":0})"));
-  EXPECT_EQ(j["acl"], json::parse(
-      R"({"publish_denied":0,"subscribe_denied":0,"deliver_denied":0})"));
+  EXPECT_EQ(j["auth"],
+            json::parse(R"({"success":5,"failure":0,"locked_out":0})"));
+  EXPECT_EQ(
+      j["acl"],
+      json::parse(
+          R"({"publish_denied":0,"subscribe_denied":0,"deliver_denied":0})"));
   EXPECT_EQ(j["rejected"], json::parse(R"({"invalid_json":1,"not_object":1,
       "missing_field":1,"wrong_type":0,"bad_priority":1,"bad_timestamp":0,
       "too_large":0,"topic_too_deep":1})"));
   EXPECT_EQ(j["qos"], json::parse(R"({"0":12,"1":13,"2":12})"));
-  EXPECT_EQ(j["priority"], json::parse(
-      R"({"low":5,"normal":8,"high":7,"urgent":4,"critical":3})"));
+  EXPECT_EQ(
+      j["priority"],
+      json::parse(R"({"low":5,"normal":8,"high":7,"urgent":4,"critical":3})"));
   ASSERT_TRUE(j["registry"].is_object());
   EXPECT_EQ(j["registry"].value("devices", -1), 3);
   EXPECT_EQ(j["registry"].value("acl_rules", -1), 3);
@@ -228,8 +239,8 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   EXPECT_TRUE(j["registry"].contains("last_error") &&
               j["registry"]["last_error"].is_null());
   EXPECT_TRUE(j["uptime_s"].is_number_integer());
-  EXPECT_TRUE(std::regex_match(j.value("version", ""),
-                               std::regex(R"(\d+\.\d+\.\d+)")));
+  EXPECT_TRUE(
+      std::regex_match(j.value("version", ""), std::regex(R"(\d+\.\d+\.\d+)")));
   EXPECT_LT(std::llabs(ParseStampMs(j.value("timestamp", "")) - WallMs()),
             3000);
   // The keys of SPEC §7, in its order.
@@ -237,11 +248,22 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   for (auto it = ordered.begin(); it != ordered.end(); ++it) {
     keys.push_back(it.key());
   }
-  std::vector<std::string> want = {
-      "total_sent", "total_success", "total_failed", "last_sent",
-      "connection_count", "connected", "deliveries", "auth", "acl",
-      "rejected", "qos", "priority", "registry", "uptime_s", "version",
-      "timestamp"};
+  std::vector<std::string> want = {"total_sent",
+                                   "total_success",
+                                   "total_failed",
+                                   "last_sent",
+                                   "connection_count",
+                                   "connected",
+                                   "deliveries",
+                                   "auth",
+                                   "acl",
+                                   "rejected",
+                                   "qos",
+                                   "priority",
+                                   "registry",
+                                   "uptime_s",
+                                   "version",
+                                   "timestamp"};
   EXPECT_EQ(keys, want);
 }
 
@@ -262,8 +284,8 @@ TEST_F(StatsTest, Qos2RetransmissionIsCountedOnce) {
       RawClient::PublishPacket(kMqtt311, kSensorToken, payload, 2, 7)));
   auto p = raw.Read();
   ASSERT_TRUE(p && p->type() == 5);
-  ASSERT_TRUE(raw.Send(RawClient::PublishPacket(kMqtt311, kSensorToken,
-                                                payload, 2, 7, /*dup=*/true)));
+  ASSERT_TRUE(raw.Send(RawClient::PublishPacket(kMqtt311, kSensorToken, payload,
+                                                2, 7, /*dup=*/true)));
   p = raw.Read();
   ASSERT_TRUE(p && p->type() == 5);
   ASSERT_TRUE(raw.Send(RawClient::PubrelPacket(7)));
@@ -355,8 +377,8 @@ TEST_F(StatsTest, ConnectedFollowsConnectsDisconnectsKicksAndTimeouts) {
 
   json last;
   json j = WaitForStats(
-      monitor.get(), [](const json& s) { return s.value("connected", -1) == 4; },
-      2500, &last);
+      monitor.get(),
+      [](const json& s) { return s.value("connected", -1) == 4; }, 2500, &last);
   ASSERT_TRUE(j.is_object()) << "last: " << last.dump();
   EXPECT_EQ(j.value("connection_count", -1), 4);
 
@@ -367,8 +389,8 @@ TEST_F(StatsTest, ConnectedFollowsConnectsDisconnectsKicksAndTimeouts) {
   EXPECT_TRUE(kicked->WaitForDisconnect(3000)) << "not kicked";
 
   j = WaitForStats(
-      monitor.get(), [](const json& s) { return s.value("connected", -1) == 2; },
-      2500, &last);
+      monitor.get(),
+      [](const json& s) { return s.value("connected", -1) == 2; }, 2500, &last);
   EXPECT_TRUE(j.is_object()) << "last: " << last.dump();
   int64_t lowest = 99;
   j = WaitForStats(
@@ -406,8 +428,8 @@ TEST_F(StatsTest, SessionTakeoverCountsOneConnection) {
   second->Disconnect();
   json last;
   j = WaitForStats(
-      monitor.get(), [](const json& s) { return s.value("connected", -1) == 1; },
-      2500, &last);
+      monitor.get(),
+      [](const json& s) { return s.value("connected", -1) == 1; }, 2500, &last);
   EXPECT_TRUE(j.is_object()) << last.dump();
 }
 
@@ -439,7 +461,8 @@ TEST_F(StatsTest, OnlyReadersWithARuleSeeStatsAndNobodyWritesThem) {
   auto monitor = Monitor();
   ASSERT_TRUE(monitor);
   int seen = 0;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(2200);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(2200);
   while (std::chrono::steady_clock::now() < deadline) {
     if (auto m = monitor->WaitForMessage(100)) {
       ASSERT_EQ(m->topic, kStatsTopic);
@@ -482,7 +505,8 @@ TEST_F(StatsTest, PerListenerSettingsStillPublishStats) {
   // No TICK with per_listener_settings true: traffic drives the schedule.
   int sent = 0;
   std::vector<json> stats;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(3500);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(3500);
   while (std::chrono::steady_clock::now() < deadline && stats.size() < 2) {
     ASSERT_EQ(backend->Publish(kSensorToken, Valid(sent), 1), 0);
     ++sent;
@@ -520,8 +544,8 @@ TEST_F(StatsTest, DeviceStatsAddUpAcrossRestarts) {
 
   DeviceRow b = DeviceStats("homepot");
   DeviceRow s = DeviceStats("sensor-001");
-  ASSERT_TRUE(b.found && s.found) << DescribeDeviceStats()
-                                  << Tail(broker_.Log(), 10);
+  ASSERT_TRUE(b.found && s.found)
+      << DescribeDeviceStats() << Tail(broker_.Log(), 10);
   EXPECT_EQ(b.published, 5);
   EXPECT_EQ(b.delivered, 0);
   EXPECT_EQ(b.rejected, 2);
@@ -534,9 +558,9 @@ TEST_F(StatsTest, DeviceStatsAddUpAcrossRestarts) {
   EXPECT_FALSE(s.last_publish.has_value());
   EXPECT_GE(ParseStampMs(*b.last_publish), start - 1000) << *b.last_publish;
   EXPECT_GE(ParseStampMs(*s.last_delivery), start - 1000) << *s.last_delivery;
-  EXPECT_FALSE(registry_.QueryInt(
-                   "SELECT count(*) FROM device_stats WHERE device_id = "
-                   "'monitor'") > 0)
+  EXPECT_FALSE(
+      registry_.QueryInt("SELECT count(*) FROM device_stats WHERE device_id = "
+                         "'monitor'") > 0)
       << "a device that never connected has a row";
 
   SleepMs(20);  // so that the second run's stamps are later
