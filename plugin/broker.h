@@ -20,6 +20,8 @@ class Broker {
   virtual void Log(LogLevel level, const std::string& message) = 0;
   // Ends every session of `username` (without its will).
   virtual void KickUsername(const std::string& username) = 0;
+  // Ends the session with this client id (without its will).
+  virtual void KickClientId(const std::string& client_id) = 0;
   // Publishes as the broker itself (QoS 0 unless stated), copying payload.
   virtual void Publish(const std::string& topic, std::string_view payload,
                        int qos, bool retain) = 0;

@@ -32,6 +32,10 @@ void MosquittoBroker::KickUsername(const std::string& username) {
   mosquitto_kick_client_by_username(username.c_str(), false);
 }
 
+void MosquittoBroker::KickClientId(const std::string& client_id) {
+  mosquitto_kick_client_by_clientid(client_id.c_str(), false);
+}
+
 void MosquittoBroker::Publish(const std::string& topic,
                               std::string_view payload, int qos, bool retain) {
   mosquitto_broker_publish_copy(nullptr, topic.c_str(),

@@ -10,6 +10,7 @@ class MosquittoBroker : public Broker {
  public:
   void Log(LogLevel level, const std::string& message) override;
   void KickUsername(const std::string& username) override;
+  void KickClientId(const std::string& client_id) override;
   void Publish(const std::string& topic, std::string_view payload, int qos,
                bool retain) override;
   void* Alloc(size_t size) override;

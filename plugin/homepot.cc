@@ -69,6 +69,38 @@ void Homepot::Shutdown() {
   worker_->Shutdown();
 }
 
+void Homepot::KickPending(const char* current) {
+  if (pending_kicks_.empty() && pending_id_kicks_.empty()) return;
+  std::vector<std::string> keep;
+  for (std::string& id : pending_kicks_) {
+    if (current != nullptr && id == current) {
+      keep.push_back(std::move(id));
+    } else {
+      broker_->KickUsername(id);
+    }
+  }
+  pending_kicks_.swap(keep);
+  keep.clear();
+  const char* current_id = nullptr;
+  if (auto it = clients_.find(current_handle_); it != clients_.end()) {
+    current_id = it->second.client_id.c_str();
+  }
+  for (std::string& id : pending_id_kicks_) {
+    if (current_id != nullptr && id == current_id) {
+      keep.push_back(std::move(id));
+    } else {
+      broker_->KickClientId(id);
+    }
+  }
+  pending_id_kicks_.swap(keep);
+}
+
+bool Homepot::IsPendingKick(const char* username) const {
+  return username != nullptr && !pending_kicks_.empty() &&
+         std::find(pending_kicks_.begin(), pending_kicks_.end(),
+                   std::string_view(username)) != pending_kicks_.end();
+}
+
 void Homepot::MaintainSlow() {
   std::vector<std::string> logs;
   if (worker_->HasLogs() && worker_->TakeLogs(&logs)) {
@@ -83,7 +115,7 @@ void Homepot::MaintainSlow() {
     loaded_at_ms_ = clock_->WallMs();
     for (const std::string& id : update.revoked) {
       auth_.Forget(id);
-      broker_->KickUsername(id);
+      pending_kicks_.push_back(id);
     }
     auto applied_us = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::steady_clock::now() - start)
@@ -133,6 +165,8 @@ DeviceCounters* Homepot::Touch(DeviceEntry* d) {
 Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
                              const char* password) {
   Maintain();
+  current_handle_ = client.handle;
+  KickPending(username);
   // Fail closed: no anonymous devices, and nothing that could widen %u/%c.
   if (username == nullptr || username[0] == '\0' ||
       HasTopicWildcards(username) || HasTopicWildcards(client.client_id)) {
@@ -154,6 +188,20 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       ClientInfo who = client;
       who.username = username;  // the broker sets it after this event
       ClientState& st = *StateFor(who, &clients_[client.handle]);
+      st.client_id = client.client_id ? client.client_id : "";
+      // Old sessions of this device still to be ended (e.g. its password
+      // changed): end them by client id, never this new one.
+      auto pending = std::find(pending_kicks_.begin(), pending_kicks_.end(),
+                               std::string_view(username));
+      if (pending != pending_kicks_.end()) {
+        pending_kicks_.erase(pending);
+        for (const auto& [handle, other] : clients_) {
+          if (handle != client.handle && other.record != nullptr &&
+              other.record->id == username && !other.client_id.empty()) {
+            pending_id_kicks_.push_back(other.client_id);
+          }
+        }
+      }
       if (!st.counted) {
         st.counted = true;
         ++counters_.connected;
@@ -235,6 +283,7 @@ const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
   const NotificationCheck& check = validator_.Check(
       payload, limit, TopicDepth(topic), config_.max_topic_depth);
   checked_payload_ = payload.data();
+  checked_client_ = client.handle;
   checked_len_ = static_cast<uint32_t>(payload.size());
   checked_ok_ = check.reject == Reject::kNone;
   if (check.reject != Reject::kNone) {
@@ -297,14 +346,35 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
                             int access, const void* payload,
                             uint32_t payloadlen, int qos, bool retain) {
   Maintain();
+  current_handle_ = client.handle;
+  KickPending(client.username);
+  Access what = static_cast<Access>(access);
+  if (what == Access::kWrite) checked_payload_ = nullptr;
+  // A revoked session acting before it could be kicked: Mosquitto ends it
+  // itself when a write or subscribe check fails with an error.
+  if (what != Access::kRead && IsPendingKick(client.username)) {
+    return Verdict::kDisconnect;
+  }
   ClientState scratch;
   ClientState* st = client.username ? StateFor(client, &scratch) : nullptr;
   const Device* device = st ? st->record : nullptr;
   if (st != nullptr && device == nullptr && config_.defer_unknown) {
+    // Not ours to judge, except what the plugin guarantees to everyone:
+    // $SYS/homepot/ stays private and notifications are validated.
+    if (topic.substr(0, kReservedPrefix.size()) == kReservedPrefix) {
+      return Verdict::kDeny;
+    }
+    if (what == Access::kWrite && IsNotificationTopic(topic) &&
+        !(retain && payloadlen == 0)) {
+      std::string_view body(static_cast<const char*>(payload),
+                            payload ? payloadlen : 0);
+      if (CheckNotification(client, topic, body, qos).reject != Reject::kNone) {
+        return Verdict::kDeny;
+      }
+    }
     return Verdict::kDefer;
   }
   std::string_view client_id = client.client_id ? client.client_id : "";
-  Access what = static_cast<Access>(access);
   bool allowed = AclAllows(*snapshot_, device, client_id, topic, what);
   switch (what) {
     case Access::kRead:
@@ -323,7 +393,6 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
       if (!allowed) ++counters_.acl_subscribe_denied;
       break;
     case Access::kWrite: {
-      checked_payload_ = nullptr;
       bool notification =
           IsNotificationTopic(topic) && !(retain && payloadlen == 0);
       if (!allowed) {
@@ -355,6 +424,9 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
 
 Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   Maintain();
+  current_handle_ = client.handle;
+  KickPending(client.username);
+  if (IsPendingKick(client.username)) return Verdict::kDisconnect;
   std::string_view topic = m->topic ? m->topic : "";
   if (!IsNotificationTopic(topic) || (m->retain && m->payloadlen == 0)) {
     return Verdict::kAllow;
@@ -363,6 +435,7 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
                            m->payload ? m->payloadlen : 0);
   // The ACL check validated this very buffer just before (same pointer).
   bool reuse = checked_payload_ == payload.data() &&
+               checked_client_ == client.handle &&
                checked_len_ == payload.size() && checked_ok_;
   checked_payload_ = nullptr;
   const NotificationCheck* check = nullptr;
@@ -414,7 +487,11 @@ void Homepot::PublishStats() {
   dirty_.clear();
 }
 
-void Homepot::OnTick() { Maintain(); }
+void Homepot::OnTick() {
+  Maintain();
+  current_handle_ = nullptr;
+  KickPending(nullptr);
+}
 
 void Homepot::OnReload() {
   worker_->RequestReload();

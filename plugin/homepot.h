@@ -22,7 +22,9 @@
 
 namespace homepot {
 
-enum class Verdict { kAllow, kDeny, kDefer };
+// kDisconnect: refuse with an error, which makes Mosquitto end the session
+// itself (only for the client's own write, subscribe and message events).
+enum class Verdict { kAllow, kDeny, kDefer, kDisconnect };
 
 // A PUBLISH as the MESSAGE event sees it. OnMessage may replace `payload`
 // with memory from Broker::Alloc; the broker then frees the old one.
@@ -78,6 +80,12 @@ class Homepot {
     }
   }
   void MaintainSlow();
+  // Ends revoked sessions. Mosquitto must never be asked to kick the client
+  // whose event is running (its context would be freed under it), so
+  // `current` (that client's username, or nullptr on TICK) is left for a
+  // later event; nothing is kicked during a DISCONNECT event.
+  void KickPending(const char* current);
+  bool IsPendingKick(const char* username) const;
 
   using DeviceEntry =
       std::unordered_map<std::string, DeviceCounters>::value_type;
@@ -88,6 +96,7 @@ class Homepot {
     const Device* record = nullptr;  // in the snapshot of `generation`
     uint64_t generation = 0;         // swaps_ when `record` was resolved
     bool counted = false;            // included in counters_.connected
+    std::string client_id;           // set at login
   };
   // The session's state with `record` resolved against the current
   // snapshot: its entry when it logged in through us, else `scratch`.
@@ -125,6 +134,9 @@ class Homepot {
   // (ACL check), used for its stamp and the per-device times.
   int64_t receipt_ms_ = 0;
 
+  std::vector<std::string> pending_kicks_;     // usernames
+  std::vector<std::string> pending_id_kicks_;  // client ids
+  const void* current_handle_ = nullptr;       // client of the running event
   std::string last_topic_;
   bool last_topic_is_notification_ = false;
 
@@ -135,6 +147,7 @@ class Homepot {
 
   // The last validated write, so OnMessage need not parse it again.
   const void* checked_payload_ = nullptr;
+  const void* checked_client_ = nullptr;
   uint32_t checked_len_ = 0;
   bool checked_ok_ = false;
 

@@ -38,10 +38,10 @@ enum class Reject : uint8_t {
 inline constexpr size_t kRejectReasonCount = 8;
 std::string_view RejectName(Reject reason);  // "" for kNone
 
-#define HOMEPOT_PRIORITIES(X)                                \
-  X(kLow, "low")                                             \
-  X(kNormal, "normal") X(kHigh, "high") X(kUrgent, "urgent") \
-      X(kCritical, "critical")
+#define HOMEPOT_PRIORITIES(X) \
+  X(kLow, "low")              \
+  X(kNormal, "normal")        \
+  X(kHigh, "high") X(kUrgent, "urgent") X(kCritical, "critical")
 
 enum class Priority : uint8_t {
   kNone,  // absent

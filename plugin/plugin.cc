@@ -55,6 +55,7 @@ int OnBasicAuth(int, void* event_data, void* userdata) noexcept {
       case Verdict::kDefer:
         return MOSQ_ERR_PLUGIN_DEFER;
       case Verdict::kDeny:
+      case Verdict::kDisconnect:
         return MOSQ_ERR_AUTH;
     }
   } catch (...) {
@@ -77,6 +78,8 @@ int OnAclCheck(int, void* event_data, void* userdata) noexcept {
         return MOSQ_ERR_PLUGIN_DEFER;
       case Verdict::kDeny:
         return MOSQ_ERR_ACL_DENIED;
+      case Verdict::kDisconnect:
+        return MOSQ_ERR_AUTH;  // Mosquitto disconnects the client
     }
   } catch (...) {
     LogException("acl check");
@@ -98,6 +101,7 @@ int OnMessage(int, void* event_data, void* userdata) noexcept {
     m.retain = ev->retain;
     Verdict v = state->core->OnMessage(Describe(ev->client), &m);
     if (v == Verdict::kDeny) return MOSQ_ERR_ACL_DENIED;
+    if (v == Verdict::kDisconnect) return MOSQ_ERR_AUTH;  // ends the session
     ev->payload = m.payload;  // the broker frees the old payload
     ev->payloadlen = m.payloadlen;
     return MOSQ_ERR_SUCCESS;

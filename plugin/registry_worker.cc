@@ -146,6 +146,14 @@ void RegistryWorker::FlushStats(int busy_timeout_ms) {
     has_logs_.store(true, std::memory_order_release);
   }
   stats_error_.clear();
+  // Our own commit may have checkpointed the WAL into the main file: take
+  // its new size and mtime as the baseline, so it is not mistaken for a
+  // file rewritten by someone else (which forces a full reload).
+  struct stat st;
+  if (stat(path_.c_str(), &st) == 0 && st.st_ino == inode_) {
+    size_ = st.st_size;
+    mtime_ns_ = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+  }
   last_flush_ms_.store(NowMs() - start);
   last_flush_rows_.store(static_cast<int64_t>(batch.size()));
 }

@@ -49,6 +49,9 @@ class FakeBroker : public Broker {
   void KickUsername(const std::string& username) override {
     kicks.push_back(username);
   }
+  void KickClientId(const std::string& client_id) override {
+    kicked_ids.push_back(client_id);
+  }
   void Publish(const std::string& topic, std::string_view payload, int qos,
                bool retain) override {
     publishes.push_back({topic, std::string(payload), qos, retain});
@@ -70,6 +73,7 @@ class FakeBroker : public Broker {
 
   std::vector<std::pair<LogLevel, std::string>> logs;
   std::vector<std::string> kicks;
+  std::vector<std::string> kicked_ids;
   std::vector<Published> publishes;
 };
 
@@ -464,6 +468,29 @@ TEST_F(HomepotTest, LoadWarningsAreForwardedToTheBrokerLog) {
   EXPECT_EQ(broker_.LogsContaining("skipped invalid acl rule 'a/#/b'",
                                    LogLevel::kWarning),
             1);
+}
+
+// Mosquitto must not be asked to kick the client whose event is running (it
+// would free that context under the broker): a revoked device's own write or
+// subscribe gets an error (Mosquitto then ends the session itself) and the
+// kick is left for TICK or another client's event.
+TEST_F(HomepotTest, RevokedDeviceIsNeverKickedFromItsOwnEvent) {
+  Create();
+  Client sensor("sensor-001", "s-1");
+  Client other("homepot", "h-1");
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'");
+  // Wait for the new snapshot through the sensor's own events only.
+  ASSERT_TRUE(Eventually(
+      [&] { Acl(sensor, "devices/sensor-001/notifications", kRead); },
+      [&] { return !core_->snapshot().Find("sensor-001")->enabled; }));
+  EXPECT_TRUE(broker_.kicks.empty());
+  EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kSubscribe),
+            Verdict::kDisconnect);
+  EXPECT_TRUE(broker_.kicks.empty());
+  // Another client's event performs the kick.
+  Acl(other, "devices/sensor-001/notifications", kRead);
+  EXPECT_EQ(broker_.kicks, std::vector<std::string>{"sensor-001"});
 }
 
 }  // namespace
