@@ -122,15 +122,10 @@ Status AclList(Context* ctx, const std::vector<std::string>& words) {
   Result<CommandLine> line =
       ParseCommandLine(ctx, kCommand, words, {{}, {"--json"}});
   if (!line.ok()) return line.status();
-  if (line->positional.size() > 1) {
-    return UsageError(
-        ctx, "acl list: unexpected argument " + Quote(line->positional[1]));
-  }
-  std::optional<std::string> id;
-  if (!line->positional.empty()) {
-    id = line->positional[0];
-    if (Status s = ValidateDeviceId(*id); !s.ok()) return s;
-  }
+  Result<std::optional<std::string>> parsed =
+      OptionalDeviceId(ctx, kCommand, *line);
+  if (!parsed.ok()) return parsed.status();
+  const std::optional<std::string>& id = *parsed;
   Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadOnly);
   if (!db.ok()) return db.status();
   if (id) {
@@ -189,16 +184,9 @@ Status RunAcl(Context* ctx, const std::vector<std::string>& words) {
 }
 
 Status RunImportAcl(Context* ctx, const std::vector<std::string>& words) {
-  constexpr std::string_view kCommand = "import-acl";
-  Result<CommandLine> line = ParseCommandLine(ctx, kCommand, words, {});
-  if (!line.ok()) return line.status();
-  if (Status s = ExpectPositionals(ctx, kCommand, *line, {"FILE"}); !s.ok()) {
-    return s;
-  }
-  const std::string& path = line->positional[0];
-  Result<std::string> text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  Result<AclFile> file = ParseAclFile(*text, path);
+  Result<InputFile> input = ReadFileArgument(ctx, "import-acl", words);
+  if (!input.ok()) return input.status();
+  Result<AclFile> file = ParseAclFile(input->text, input->path);
   if (!file.ok()) return file.status();
 
   Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadWrite);
@@ -209,8 +197,9 @@ Status RunImportAcl(Context* ctx, const std::vector<std::string>& words) {
     Result<bool> exists = DeviceExists(&*db, user.name);
     if (!exists.ok()) return DbError("looking up the device", exists.status());
     if (!*exists) {
-      return Status::Error(Printable(path) + ":" + std::to_string(user.line) +
-                           ": unknown device " + Quote(user.name) +
+      return Status::Error(Printable(input->path) + ":" +
+                           std::to_string(user.line) + ": unknown device " +
+                           Quote(user.name) +
                            " (add it with 'homepot-admin device add' or "
                            "import-passwd first)");
     }
@@ -221,7 +210,7 @@ Status RunImportAcl(Context* ctx, const std::vector<std::string>& words) {
     Result<bool> inserted =
         InsertAclRule(&*db, rule.device, rule.filter, rule.access);
     if (!inserted.ok()) {
-      return DbError(Printable(path) + ":" + std::to_string(rule.line),
+      return DbError(Printable(input->path) + ":" + std::to_string(rule.line),
                      inserted.status());
     }
     ++(*inserted ? added : present);
@@ -230,8 +219,8 @@ Status RunImportAcl(Context* ctx, const std::vector<std::string>& words) {
   for (const std::string& warning : file->warnings) Warn(ctx, warning);
   const size_t total = file->rules.size();
   ctx->out << "imported " << total << (total == 1 ? " rule" : " rules")
-           << " from " << Quote(path) << ": " << added << " added, " << present
-           << " already present, " << file->warnings.size()
+           << " from " << Quote(input->path) << ": " << added << " added, "
+           << present << " already present, " << file->warnings.size()
            << " anonymous skipped\n";
   return Status::Ok();
 }

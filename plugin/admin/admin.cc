@@ -172,6 +172,35 @@ Status ExpectPositionals(Context* ctx, std::string_view command,
                              Quote(line.positional[names.size()]));
 }
 
+Result<std::optional<std::string>> OptionalDeviceId(Context* ctx,
+                                                    std::string_view command,
+                                                    const CommandLine& line) {
+  if (line.positional.size() > 1) {
+    return UsageError(ctx, std::string(command) + ": unexpected argument " +
+                               Quote(line.positional[1]));
+  }
+  std::optional<std::string> id;
+  if (!line.positional.empty()) {
+    id = line.positional[0];
+    if (Status s = ValidateDeviceId(*id); !s.ok()) return s;
+  }
+  return id;
+}
+
+Result<InputFile> ReadFileArgument(Context* ctx, std::string_view command,
+                                   const std::vector<std::string>& words) {
+  Result<CommandLine> line = ParseCommandLine(ctx, command, words, {});
+  if (!line.ok()) return line.status();
+  if (Status s = ExpectPositionals(ctx, command, *line, {"FILE"}); !s.ok()) {
+    return s;
+  }
+  InputFile file{line->positional[0], {}};
+  Result<std::string> text = ReadFile(file.path);
+  if (!text.ok()) return text.status();
+  file.text = std::move(*text);
+  return file;
+}
+
 Result<Database> OpenRegistry(Context* ctx, Database::Mode mode) {
   const std::string& path = ctx->db_path;
   std::error_code ec;
@@ -298,15 +327,10 @@ Status RunStats(Context* ctx, const std::vector<std::string>& words) {
   Result<CommandLine> line =
       ParseCommandLine(ctx, "stats", words, {{}, {"--json"}});
   if (!line.ok()) return line.status();
-  if (line->positional.size() > 1) {
-    return UsageError(
-        ctx, "stats: unexpected argument " + Quote(line->positional[1]));
-  }
-  std::optional<std::string> id;
-  if (!line->positional.empty()) {
-    id = line->positional[0];
-    if (Status s = ValidateDeviceId(*id); !s.ok()) return s;
-  }
+  Result<std::optional<std::string>> parsed =
+      OptionalDeviceId(ctx, "stats", *line);
+  if (!parsed.ok()) return parsed.status();
+  const std::optional<std::string>& id = *parsed;
   Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadOnly);
   if (!db.ok()) return db.status();
   if (id) {

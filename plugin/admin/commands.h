@@ -63,6 +63,20 @@ Status ExpectPositionals(Context* ctx, std::string_view command,
                          const CommandLine& line,
                          const std::vector<std::string_view>& names);
 
+// The optional "[ID]" of a listing command: at most one positional, a valid
+// device id when present.
+Result<std::optional<std::string>> OptionalDeviceId(Context* ctx,
+                                                    std::string_view command,
+                                                    const CommandLine& line);
+
+// The "FILE" argument of an import command (no options), read whole.
+struct InputFile {
+  std::string path;
+  std::string text;
+};
+Result<InputFile> ReadFileArgument(Context* ctx, std::string_view command,
+                                   const std::vector<std::string>& words);
+
 // Opens the registry (which must exist and be at the current schema
 // version). Read-only commands pass Database::Mode::kReadOnly.
 Result<Database> OpenRegistry(Context* ctx, Database::Mode mode);

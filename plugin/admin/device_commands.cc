@@ -376,16 +376,9 @@ Status RunDevice(Context* ctx, const std::vector<std::string>& words) {
 }
 
 Status RunImportPasswd(Context* ctx, const std::vector<std::string>& words) {
-  constexpr std::string_view kCommand = "import-passwd";
-  Result<CommandLine> line = ParseCommandLine(ctx, kCommand, words, {});
-  if (!line.ok()) return line.status();
-  if (Status s = ExpectPositionals(ctx, kCommand, *line, {"FILE"}); !s.ok()) {
-    return s;
-  }
-  const std::string& path = line->positional[0];
-  Result<std::string> text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  Result<PasswdFile> file = ParsePasswordFile(*text, path);
+  Result<InputFile> input = ReadFileArgument(ctx, "import-passwd", words);
+  if (!input.ok()) return input.status();
+  Result<PasswdFile> file = ParsePasswordFile(input->text, input->path);
   if (!file.ok()) return file.status();
 
   Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadWrite);
@@ -426,7 +419,7 @@ Status RunImportPasswd(Context* ctx, const std::vector<std::string>& words) {
   for (const std::string& warning : file->warnings) Warn(ctx, warning);
   const size_t total = file->entries.size();
   ctx->out << "imported " << total << (total == 1 ? " user" : " users")
-           << " from " << Quote(path) << ": " << added
+           << " from " << Quote(input->path) << ": " << added
            << " added (type unknown), " << updated << " updated\n";
   return Status::Ok();
 }
