@@ -69,8 +69,7 @@ void Homepot::Shutdown() {
   worker_->Shutdown();
 }
 
-void Homepot::KickPending(const char* current) {
-  if (pending_kicks_.empty() && pending_id_kicks_.empty()) return;
+void Homepot::KickPendingSlow(const char* current) {
   std::vector<std::string> keep;
   for (std::string& id : pending_kicks_) {
     if (current != nullptr && id == current) {

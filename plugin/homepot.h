@@ -84,7 +84,12 @@ class Homepot {
   // whose event is running (its context would be freed under it), so
   // `current` (that client's username, or nullptr on TICK) is left for a
   // later event; nothing is kicked during a DISCONNECT event.
-  void KickPending(const char* current);
+  void KickPending(const char* current) {
+    if (!pending_kicks_.empty() || !pending_id_kicks_.empty()) {
+      KickPendingSlow(current);
+    }
+  }
+  void KickPendingSlow(const char* current);
   bool IsPendingKick(const char* username) const;
 
   using DeviceEntry =

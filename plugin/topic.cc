@@ -70,35 +70,54 @@ bool IsValidFilter(std::string_view filter) {
 
 bool FilterMatches(std::string_view filter, std::string_view topic,
                    std::string_view username, std::string_view client_id) {
-  // One pass over both strings (this runs for every message and delivery).
-  if (filter.empty() || topic.empty()) return false;
-  if (topic[0] == '$' && (filter[0] == '+' || filter[0] == '#')) return false;
+  // One simultaneous walk over both strings, byte by byte: this runs for
+  // every message and every delivery, on short topics.
   const size_t fn = filter.size();
   const size_t tn = topic.size();
-  size_t f = 0;  // start of the current filter level
-  size_t t = 0;  // start of the current topic level; tn + 1 = no more levels
+  if (fn == 0 || tn == 0) return false;
+  if (topic[0] == '$' && (filter[0] == '+' || filter[0] == '#')) return false;
+  const char* fp = filter.data();
+  const char* tp = topic.data();
+  size_t f = 0;  // start of the current level in the filter
+  size_t t = 0;  // and in the topic
   while (true) {
-    char c = filter[f];
-    bool whole = f + 1 == fn || filter[f + 1] == '/';
-    if (c == '#' && whole) return f + 1 == fn;  // also matches the parent
-    if (t > tn) return false;  // the filter has more levels than the topic
-    size_t te = t;
-    while (te < tn && topic[te] != '/') ++te;
-    size_t fe = f + 1;
-    if (!(c == '+' && whole)) {
-      bool pattern = c == '%';
-      fe = f;
-      while (fe < fn && filter[fe] != '/') pattern |= filter[fe++] == '%';
-      std::string_view fl = filter.substr(f, fe - f);
-      std::string_view tl = topic.substr(t, te - t);
-      if (pattern ? !LevelEquals(fl, tl, username, client_id) : fl != tl) {
-        return false;
+    if (f == fn) return t == tn;  // an empty last filter level
+    char c = fp[f];
+    bool whole = f + 1 == fn || fp[f + 1] == '/';
+    if (c == '#' && whole) return f + 1 == fn;  // '#' is valid last only
+    if (c == '+' && whole) {
+      while (t < tn && tp[t] != '/') ++t;
+      ++f;
+    } else {
+      // A literal level, in which %u / %c stand for username / client id.
+      while (f < fn && fp[f] != '/') {
+        if (fp[f] == '%' && f + 1 < fn &&
+            (fp[f + 1] == 'u' || fp[f + 1] == 'c')) {
+          std::string_view value = fp[f + 1] == 'u' ? username : client_id;
+          // An empty value matches nothing; one with '/' never fits a level.
+          if (value.empty() || tn - t < value.size() ||
+              std::memcmp(tp + t, value.data(), value.size()) != 0 ||
+              std::memchr(value.data(), '/', value.size()) != nullptr) {
+            return false;
+          }
+          t += value.size();
+          f += 2;
+          continue;
+        }
+        if (t == tn || tp[t] != fp[f]) return false;
+        ++f;
+        ++t;
       }
+      if (t < tn && tp[t] != '/') return false;  // the topic level is longer
     }
-    if (fe >= fn) return te == tn;  // last filter level: topic must end too
-    f = fe + 1;
-    t = te == tn ? tn + 1 : te + 1;
-    if (f == fn) return t == tn;  // empty last filter level
+    // Both at the end of a level: at the end of the string or at a '/'.
+    if (f == fn) return t == tn;
+    if (t == tn) {
+      // The topic has no more levels: only a final "/#" still matches.
+      return fn - f == 2 && fp[f + 1] == '#';
+    }
+    ++f;
+    ++t;
   }
 }
 

@@ -65,6 +65,11 @@ TEST(TopicTest, FilterMatches) {
       {"a/b", "a", "", "", false},
       {"a", "a/b", "", "", false},
       {"A/b", "a/b", "", "", false},
+      {"a/b", "a/bc", "", "", false},
+      {"a/bc", "a/b", "", "", false},
+      {"a/", "a", "", "", false},
+      {"a//", "a//", "", "", true},
+      {"a//", "a/", "", "", false},
       // '+' matches exactly one level, possibly empty.
       {"a/+", "a/b", "", "", true},
       {"a/+", "a/b/c", "", "", false},
