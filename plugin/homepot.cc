@@ -136,8 +136,8 @@ Homepot::ClientState* Homepot::StateFor(const ClientInfo& client,
   // Sessions get an entry when they log in (OnBasicAuth); others (TLS
   // identities, and will checks that run after the DISCONNECT event) are
   // resolved into `scratch` so that no entry outlives its session.
-  auto it = clients_.find(client.handle);
-  ClientState* st = it != clients_.end() ? &it->second : scratch;
+  ClientState* st = FindClient(client.handle);
+  if (st == nullptr) st = scratch;
   if (st->generation == swaps_ && st->record != nullptr &&
       client.username != nullptr && st->record->id == client.username) {
     return st;  // fast path: resolved against this snapshot, same user
@@ -502,6 +502,10 @@ void Homepot::OnDisconnect(const ClientInfo& client) {
   auto it = clients_.find(client.handle);
   if (it == clients_.end()) return;
   if (it->second.counted) --counters_.connected;
+  if (Recent& r = recent_[RecentSlot(client.handle)];
+      r.handle == client.handle) {
+    r = Recent{};
+  }
   clients_.erase(it);
 }
 

@@ -4,6 +4,8 @@
 #ifndef HOMEPOT_PLUGIN_HOMEPOT_H_
 #define HOMEPOT_PLUGIN_HOMEPOT_H_
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -106,6 +108,20 @@ class Homepot {
   // The session's state with `record` resolved against the current
   // snapshot: its entry when it logged in through us, else `scratch`.
   ClientState* StateFor(const ClientInfo& client, ClientState* scratch);
+  // The session's entry in clients_, or nullptr. A direct-mapped cache in
+  // front of the map answers most ACL checks with one probe of a hot array.
+  ClientState* FindClient(const void* handle) {
+    Recent& r = recent_[RecentSlot(handle)];
+    if (r.handle == handle && handle != nullptr) return r.state;
+    auto it = clients_.find(handle);
+    if (it == clients_.end()) return nullptr;
+    r = {handle, &it->second};
+    return r.state;
+  }
+  static size_t RecentSlot(const void* handle) {
+    return (reinterpret_cast<uintptr_t>(handle) * 0x9E3779B97F4A7C15ull) >>
+           (64 - kRecentBits);
+  }
   DeviceCounters* Touch(DeviceEntry* d);  // marks dirty; nullptr-safe
   // Memoised on the last topic: deliveries of one message ask in a burst.
   bool IsNotificationTopic(std::string_view topic);
@@ -146,7 +162,13 @@ class Homepot {
   bool last_topic_is_notification_ = false;
 
   Counters counters_;
-  std::unordered_map<const void*, ClientState> clients_;
+  std::unordered_map<const void*, ClientState> clients_;  // nodes are stable
+  struct Recent {
+    const void* handle = nullptr;
+    ClientState* state = nullptr;
+  };
+  static constexpr int kRecentBits = 8;
+  std::array<Recent, size_t{1} << kRecentBits> recent_{};
   std::unordered_map<std::string, DeviceCounters> device_counters_;
   std::vector<DeviceEntry*> dirty_;  // entries with unflushed changes
 
