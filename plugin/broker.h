@@ -52,7 +52,6 @@ struct ClientInfo {
   const void* handle = nullptr;    // identity of the session, never deref'd
   const char* username = nullptr;  // may be nullptr
   const char* client_id = nullptr;
-  int protocol_version = 0;  // 3, 4 or 5
 };
 
 }  // namespace homepot

@@ -139,10 +139,11 @@ Homepot::ClientState* Homepot::StateFor(const ClientInfo& client,
   ClientState* st = FindClient(client.handle);
   if (st == nullptr) st = scratch;
   if (st->generation == swaps_ && st->record != nullptr &&
-      client.username != nullptr && st->record->id == client.username) {
+      client.username != nullptr && st->username == client.username) {
     return st;  // fast path: resolved against this snapshot, same user
   }
   st->generation = swaps_;
+  st->username = client.username;
   st->record = client.username ? snapshot_->Find(client.username) : nullptr;
   if (st->record == nullptr) {
     st->device = nullptr;
@@ -384,7 +385,9 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         ++counters_.deliveries;
         if (DeviceCounters* d = Touch(st ? st->device : nullptr)) {
           ++d->delivered;
-          d->last_delivery_ms = clock_->CoarseWallMs();
+          // Within one TICK (0.1 s) without a clock read per delivery.
+          d->last_delivery_ms = ticking_ ? std::max(tick_wall_ms_, receipt_ms_)
+                                         : clock_->CoarseWallMs();
         }
       }
       break;
@@ -487,7 +490,10 @@ void Homepot::PublishStats() {
 }
 
 void Homepot::OnTick() {
+  ticking_ = true;
+  tick_wall_ms_ = clock_->CoarseWallMs();
   Maintain();
+  PublishStatsIfDue();
   current_handle_ = nullptr;
   KickPending(nullptr);
 }

@@ -77,6 +77,12 @@ class Homepot {
   // Applies a new snapshot and drains worker logs; cheap when idle.
   void Maintain() {
     if (worker_->HasUpdate() || worker_->HasLogs()) MaintainSlow();
+    // With TICK (at least every 100 ms) the schedule is kept there, so the
+    // message path reads no clock; without it (per_listener_settings true)
+    // every event looks.
+    if (!ticking_) PublishStatsIfDue();
+  }
+  void PublishStatsIfDue() {
     if (stats_interval_ms_ > 0 && clock_->MonotonicMs() >= next_stats_ms_) {
       PublishStats();
     }
@@ -102,8 +108,12 @@ class Homepot {
     DeviceEntry* device = nullptr;   // counters; nullptr: not registered
     const Device* record = nullptr;  // in the snapshot of `generation`
     uint64_t generation = 0;         // swaps_ when `record` was resolved
-    bool counted = false;            // included in counters_.connected
-    std::string client_id;           // set at login
+    // The broker's username string `record` was resolved for. Mosquitto
+    // never changes it in place (mosquitto_set_username allocates the new
+    // one while the old is alive), so an equal pointer is the same name.
+    const char* username = nullptr;
+    bool counted = false;   // included in counters_.connected
+    std::string client_id;  // set at login
   };
   // The session's state with `record` resolved against the current
   // snapshot: its entry when it logged in through us, else `scratch`.
@@ -154,6 +164,8 @@ class Homepot {
   // Receipt time of the notification being processed: read once per message
   // (ACL check), used for its stamp and the per-device times.
   int64_t receipt_ms_ = 0;
+  bool ticking_ = false;      // TICK events arrive
+  int64_t tick_wall_ms_ = 0;  // wall clock at the last TICK
 
   std::vector<std::string> pending_kicks_;     // usernames
   std::vector<std::string> pending_id_kicks_;  // client ids

@@ -29,7 +29,6 @@ ClientInfo Describe(struct mosquitto* client) {
   info.handle = client;
   info.username = mosquitto_client_username(client);
   info.client_id = mosquitto_client_id(client);
-  info.protocol_version = mosquitto_client_protocol_version(client);
   return info;
 }
 

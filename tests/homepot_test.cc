@@ -112,7 +112,6 @@ struct Client {
     c.handle = this;
     c.username = username;
     c.client_id = client_id;
-    c.protocol_version = 5;
     return c;
   }
   const char* username;
