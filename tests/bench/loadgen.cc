@@ -397,9 +397,12 @@ struct Shared {
 Shared g;
 
 enum class Role { kSub, kPub, kConn };
+constexpr int kMaxAttempts = 3;
+
 enum class St {
   kIdle,
   kConnecting,
+  kRetry,  // lost before it was ready: connect again (up to kMaxAttempts)
   kSubscribing,
   kReady,
   kClosing,
@@ -418,6 +421,7 @@ struct Client {
   St st = St::kIdle;
   int64_t t_start = 0;
   int64_t connected_ns = 0;
+  int attempts = 0;
   int reg_fd = -1;
   uint32_t reg_events = 0;
   // publisher
@@ -589,15 +593,22 @@ void OnDisconnect(mosquitto*, void* obj, int rc) {
     c->st = St::kDone;
     return;
   }
-  if (c->st == St::kConnecting) {
-    c->w->pending_connects--;
-    c->st = St::kFailed;
-    g.failed++;
-    return;
-  }
-  if (c->st == St::kSubscribing) {
-    c->st = St::kFailed;
-    g.failed++;
+  if (c->st == St::kConnecting || c->st == St::kSubscribing) {
+    // A handshake lost to a full listen backlog, say: retry a few times
+    // (from the worker loop, not inside libmosquitto's callback).
+    if (c->st == St::kConnecting) c->w->pending_connects--;
+    std::fprintf(
+        stderr, "# %s: connection lost while %s (%s)%s\n", c->name.c_str(),
+        c->st == St::kConnecting ? "connecting" : "subscribing",
+        mosquitto_strerror(rc), c->attempts < kMaxAttempts ? ", retrying" : "");
+    c->reg_fd = -1;  // closed, so no longer in the epoll set
+    c->reg_events = 0;
+    if (c->attempts < kMaxAttempts) {
+      c->st = St::kRetry;
+    } else {
+      c->st = St::kFailed;
+      g.failed++;
+    }
     return;
   }
   if (c->st == St::kReady) {
@@ -690,6 +701,7 @@ Client* NewClient(Worker* w, Role role, long index, const std::string& name,
 
 void StartConnect(Client* c, int64_t now) {
   c->st = St::kConnecting;
+  c->attempts++;
   c->t_start = now;
   c->w->pending_connects++;
   int rc = mosquitto_connect_async(c->m, g.o->host.c_str(), g.o->port,
@@ -893,6 +905,9 @@ void ConnectStep(Worker* w, int64_t now) {
   int64_t limit = int64_t(g.o->connect_timeout_s * kSec);
   for (auto& up : w->clients) {
     Client* c = up.get();
+    if (c->st == St::kRetry && w->pending_connects < w->connect_limit) {
+      StartConnect(c, now);
+    }
     if ((c->st == St::kConnecting || c->st == St::kSubscribing) &&
         now - c->t_start > limit) {
       if (c->st == St::kConnecting) w->pending_connects--;
