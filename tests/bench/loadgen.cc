@@ -93,6 +93,8 @@ struct Options {
   int payload_size = 250;
   int broker_pid = 0;  // read its CPU time from /proc around the run
   int timeline_ms = 500;
+  std::string ready_file;    // created once every client is ready
+  double start_delay_s = 0;  // then wait this long before publishing
   bool tcp_nodelay = true;
   // connect
   long clients = 100;
@@ -140,6 +142,9 @@ throughput:
   --broker-pid PID      report the broker's CPU time (from /proc/PID/task/*/
                         schedstat) spent between the first publish and the end
   --timeline-ms MS      receive-count buckets (default 500)
+  --ready-file PATH     create PATH once every client is connected and
+                        subscribed (logins done), e.g. for a profiler
+  --start-delay S       then wait S before publishing (default 0)
 
 connect:
   --clients C           (default 100)   --rounds R  repeat R times (default 1)
@@ -239,6 +244,10 @@ Options Parse(int argc, char** argv) {
       o.duration_s = ToDouble(a.c_str(), val());
     else if (a == "--drain")
       o.drain_s = ToDouble(a.c_str(), val());
+    else if (a == "--ready-file")
+      o.ready_file = val();
+    else if (a == "--start-delay")
+      o.start_delay_s = ToDouble(a.c_str(), val());
     else if (a == "--payload-size")
       o.payload_size = int(ToLong(a.c_str(), val()));
     else if (a == "--broker-pid")
@@ -284,6 +293,8 @@ Options Parse(int argc, char** argv) {
       bad("throughput needs --count or --duration");
     if (o.duration_s > 3600) bad("--duration is capped at 3600 s");
     if (o.drain_s > 600) bad("--drain is capped at 600 s");
+    if (o.start_delay_s < 0 || o.start_delay_s > 600)
+      bad("--start-delay must be 0..600 s");
     if (o.window < 1) bad("--window must be >= 1");
     if (o.payload_size < 0 || o.payload_size > 200000)
       bad("--payload-size must be 0..200000");
@@ -1032,7 +1043,7 @@ std::vector<std::unique_ptr<Worker>> MakeWorkers(const Options& o) {
 // ---------------------------------------------------------------- modes
 
 int RunThroughput(const Options& o) {
-  double bound = o.connect_timeout_s + o.drain_s + 60 +
+  double bound = o.connect_timeout_s + o.drain_s + o.start_delay_s + 60 +
                  (o.duration_s > 0 ? o.duration_s : 600);
   StartWatchdog(bound);
   // Sequence space: bounded by --count, else by the offered rate and
@@ -1092,6 +1103,13 @@ int RunThroughput(const Options& o) {
   }
   // Let the last SUBACKs settle on the broker before the clock starts.
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!o.ready_file.empty()) {
+    if (FILE* f = std::fopen(o.ready_file.c_str(), "w")) std::fclose(f);
+  }
+  if (o.start_delay_s > 0) {
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(int64_t(o.start_delay_s * 1000)));
+  }
   int64_t cpu0 = ProcessCpuNs(o.broker_pid);
   int64_t self0 = SelfCpuNs();
   g.t_run = NowNs();
