@@ -139,11 +139,14 @@ Homepot::ClientState* Homepot::StateFor(const ClientInfo& client,
   ClientState* st = FindClient(client.handle);
   if (st == nullptr) st = scratch;
   if (st->generation == swaps_ && st->record != nullptr &&
-      client.username != nullptr && st->username == client.username) {
-    return st;  // fast path: resolved against this snapshot, same user
+      client.username != nullptr &&
+      std::strcmp(st->record->id.c_str(), client.username) == 0) {
+    // Fast path: resolved against this snapshot, same user. (The name is
+    // compared, not the broker's pointer: another plugin renaming a client
+    // twice could hand a new name the old name's address.)
+    return st;
   }
   st->generation = swaps_;
-  st->username = client.username;
   st->record = client.username ? snapshot_->Find(client.username) : nullptr;
   if (st->record == nullptr) {
     st->device = nullptr;

@@ -108,12 +108,8 @@ class Homepot {
     DeviceEntry* device = nullptr;   // counters; nullptr: not registered
     const Device* record = nullptr;  // in the snapshot of `generation`
     uint64_t generation = 0;         // swaps_ when `record` was resolved
-    // The broker's username string `record` was resolved for. Mosquitto
-    // never changes it in place (mosquitto_set_username allocates the new
-    // one while the old is alive), so an equal pointer is the same name.
-    const char* username = nullptr;
-    bool counted = false;   // included in counters_.connected
-    std::string client_id;  // set at login
+    bool counted = false;            // included in counters_.connected
+    std::string client_id;           // set at login
   };
   // The session's state with `record` resolved against the current
   // snapshot: its entry when it logged in through us, else `scratch`.

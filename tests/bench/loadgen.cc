@@ -725,10 +725,15 @@ void StartConnect(Client* c, int64_t now) {
       c->st = St::kDone;
       g.done++;
     } else {
-      std::fprintf(stderr, "# %s: connect failed: %s\n", c->name.c_str(),
-                   mosquitto_strerror(rc));
-      c->st = St::kFailed;
-      g.failed++;
+      bool retry = c->attempts < kMaxAttempts;
+      std::fprintf(stderr, "# %s: connect failed: %s%s\n", c->name.c_str(),
+                   mosquitto_strerror(rc), retry ? ", retrying" : "");
+      if (retry) {
+        c->st = St::kRetry;
+      } else {
+        c->st = St::kFailed;
+        g.failed++;
+      }
     }
     return;
   }
