@@ -37,6 +37,7 @@ Homepot::Homepot(const Config& config, Broker* broker, Clock* clock)
                                                config.reload_interval_ms)),
       auth_(MakeAuthOptions(config)),
       validator_(config.timestamp_field),
+      notification_filters_(config.notification_topics),
       stats_interval_ms_(int64_t{config.stats_interval_s} * 1000),
       started_ms_(clock->MonotonicMs()) {
   next_stats_ms_ = started_ms_ + stats_interval_ms_;
@@ -238,13 +239,7 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
 
 bool Homepot::IsNotificationTopic(std::string_view topic) {
   if (topic == last_topic_) return last_topic_is_notification_;
-  bool match = false;
-  for (const std::string& filter : config_.notification_topics) {
-    if (FilterMatches(filter, topic)) {
-      match = true;
-      break;
-    }
-  }
+  bool match = notification_filters_.MatchesAny(topic);
   if (topic.size() <= 256) {  // keeps the memo allocation-free once warm
     last_topic_.assign(topic);
     last_topic_is_notification_ = match;

@@ -21,6 +21,7 @@
 #include "registry_worker.h"
 #include "stats.h"
 #include "status.h"
+#include "topic.h"
 
 namespace homepot {
 
@@ -150,6 +151,7 @@ class Homepot {
   std::shared_ptr<const Snapshot> snapshot_;
   Authenticator auth_;
   NotificationValidator validator_;
+  const FilterSet notification_filters_;  // config_.notification_topics
   int64_t last_sweep_ms_ = 0;
   bool throttle_logged_ = false;  // once per minute (reset by the sweep)
   const int64_t stats_interval_ms_;

@@ -155,6 +155,69 @@ std::string_view StripSharePrefix(std::string_view filter) {
   return filter.substr(slash + 1);
 }
 
+FilterSet::FilterSet(const std::vector<std::string>& filters) {
+  for (const std::string& filter : filters) {
+    Filter f;
+    f.first = static_cast<uint32_t>(levels_.size());
+    f.wildcard_first =
+        !filter.empty() && (filter[0] == '+' || filter[0] == '#');
+    size_t i = 0;
+    while (true) {
+      size_t slash = filter.find('/', i);
+      size_t end = slash == std::string::npos ? filter.size() : slash;
+      std::string_view level(filter.data() + i, end - i);
+      Level l;
+      l.begin = static_cast<uint32_t>(text_.size());
+      l.size = static_cast<uint32_t>(level.size());
+      if (level == "+") {
+        l.kind = Kind::kPlus;
+      } else if (level == "#") {
+        l.kind = Kind::kHash;
+      } else if (level.find("%u") != std::string_view::npos ||
+                 level.find("%c") != std::string_view::npos) {
+        l.kind = Kind::kNever;  // no username here: matches nothing
+      }
+      text_.append(level);
+      levels_.push_back(l);
+      if (slash == std::string::npos) break;
+      i = slash + 1;
+    }
+    f.count = static_cast<uint32_t>(levels_.size()) - f.first;
+    if (!filter.empty()) filters_.push_back(f);
+  }
+}
+
+bool FilterSet::MatchesAny(std::string_view topic) const {
+  if (topic.empty()) return false;
+  for (const Filter& f : filters_) {
+    if (Matches(f, topic)) return true;
+  }
+  return false;
+}
+
+bool FilterSet::Matches(const Filter& f, std::string_view topic) const {
+  if (f.wildcard_first && topic[0] == '$') return false;
+  const char* tp = topic.data();
+  const size_t tn = topic.size();
+  size_t t = 0;  // start of the current topic level; tn + 1: no more levels
+  for (uint32_t k = 0; k < f.count; ++k) {
+    const Level& l = levels_[f.first + k];
+    if (l.kind == Kind::kHash) return true;  // last; matches the parent too
+    if (t > tn) return false;  // the filter has more levels than the topic
+    const char* slash =
+        static_cast<const char*>(std::memchr(tp + t, '/', tn - t));
+    size_t end = slash ? static_cast<size_t>(slash - tp) : tn;
+    if (l.kind == Kind::kNever) return false;
+    if (l.kind == Kind::kLiteral &&
+        (end - t != l.size ||
+         std::memcmp(tp + t, text_.data() + l.begin, l.size) != 0)) {
+      return false;
+    }
+    t = slash ? end + 1 : tn + 1;
+  }
+  return t > tn;  // the topic has no levels left either
+}
+
 int TopicDepth(std::string_view topic) {
   int depth = 1;
   const char* p = topic.data();

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -146,6 +147,44 @@ struct InsideCase {
   std::string client_id;
   bool inside;
 };
+
+// FilterSet answers exactly as FilterMatches (no username / client id) for
+// every filter it holds, on random filters and topics.
+TEST(TopicTest, FilterSetAgreesWithFilterMatches) {
+  std::mt19937 rng(7);
+  const char kAlphabet[] = "ab/+#%uc$";
+  auto random_string = [&](size_t max_len, size_t letters) {
+    std::string s;
+    for (size_t n = rng() % max_len; n > 0; --n)
+      s += kAlphabet[rng() % letters];
+    return s;
+  };
+  for (int round = 0; round < 20000; ++round) {
+    std::vector<std::string> filters;
+    for (int k = 1 + rng() % 3; k > 0; --k) {
+      std::string f = random_string(8, 9);
+      if (IsValidFilter(f)) filters.push_back(f);
+    }
+    FilterSet set(filters);
+    for (int k = 0; k < 20; ++k) {
+      std::string topic = random_string(8, 3);
+      if (rng() % 4 == 0) topic = "$" + topic;
+      bool want = false;
+      for (const std::string& f : filters)
+        want = want || FilterMatches(f, topic);
+      ASSERT_EQ(set.MatchesAny(topic), want) << "topic '" << topic << "'";
+    }
+  }
+  FilterSet defaults({"devices/+/notifications", "devices/+/+/notifications",
+                      "factory/#", "home/#", "emergency/#"});
+  EXPECT_TRUE(defaults.MatchesAny("devices/sensor-001/notifications"));
+  EXPECT_TRUE(defaults.MatchesAny("devices/a/b/notifications"));
+  EXPECT_TRUE(defaults.MatchesAny("factory"));
+  EXPECT_FALSE(defaults.MatchesAny("devices/sensor-001/status"));
+  EXPECT_FALSE(defaults.MatchesAny("$SYS/factory"));
+  EXPECT_FALSE(defaults.MatchesAny(""));
+  EXPECT_FALSE(FilterSet({"devices/%u/x"}).MatchesAny("devices/%u/x"));
+}
 
 TEST(TopicTest, FilterInside) {
   const std::vector<InsideCase> cases = {
