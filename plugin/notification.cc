@@ -156,15 +156,22 @@ std::string_view PriorityName(Priority p) {
 
 bool IsIsoTimestamp(std::string_view t) {
   // YYYY-MM-DDTHH:MM:SS
-  if (t.size() < 19 || !Digits(t, 0, 4) || t[4] != '-' || !Digits(t, 5, 2) ||
-      t[7] != '-' || !Digits(t, 8, 2) || (t[10] != 'T' && t[10] != 't') ||
-      !Digits(t, 11, 2) || t[13] != ':' || !Digits(t, 14, 2) || t[16] != ':' ||
-      !Digits(t, 17, 2)) {
+  if (t.size() < 19 || t[4] != '-' || t[7] != '-' ||
+      (t[10] != 'T' && t[10] != 't') || t[13] != ':' || t[16] != ':') {
     return false;
   }
-  int year = Number(t, 0, 4), month = Number(t, 5, 2), day = Number(t, 8, 2);
-  int hour = Number(t, 11, 2), minute = Number(t, 14, 2),
-      second = Number(t, 17, 2);
+  // Two digits at `i` as a number, or -1.
+  auto two = [&t](size_t i) {
+    unsigned a = static_cast<unsigned char>(t[i]) - '0';
+    unsigned b = static_cast<unsigned char>(t[i + 1]) - '0';
+    return a > 9 || b > 9 ? -1 : static_cast<int>(a * 10 + b);
+  };
+  int century = two(0), year2 = two(2), month = two(5), day = two(8);
+  int hour = two(11), minute = two(14), second = two(17);
+  if ((century | year2 | month | day | hour | minute | second) < 0) {
+    return false;
+  }
+  int year = century * 100 + year2;
   static constexpr int kDays[] = {31, 29, 31, 30, 31, 30,
                                   31, 31, 30, 31, 30, 31};
   if (month < 1 || month > 12 || day < 1 || day > kDays[month - 1]) {
