@@ -71,28 +71,24 @@ void Homepot::Shutdown() {
 }
 
 void Homepot::KickPendingSlow(const char* current) {
-  std::vector<std::string> keep;
-  for (std::string& id : pending_kicks_) {
-    if (current != nullptr && id == current) {
-      keep.push_back(std::move(id));
-    } else {
-      broker_->KickUsername(id);
+  // Kicks every queued name but `self`, which stays queued.
+  auto kick_all_but = [](std::vector<std::string>* queue, const char* self,
+                         auto kick) {
+    std::vector<std::string> keep;
+    for (std::string& name : *queue) {
+      if (self != nullptr && name == self) {
+        keep.push_back(std::move(name));
+      } else {
+        kick(name);
+      }
     }
-  }
-  pending_kicks_.swap(keep);
-  keep.clear();
-  const char* current_id = nullptr;
-  if (auto it = clients_.find(current_handle_); it != clients_.end()) {
-    current_id = it->second.client_id.c_str();
-  }
-  for (std::string& id : pending_id_kicks_) {
-    if (current_id != nullptr && id == current_id) {
-      keep.push_back(std::move(id));
-    } else {
-      broker_->KickClientId(id);
-    }
-  }
-  pending_id_kicks_.swap(keep);
+    queue->swap(keep);
+  };
+  kick_all_but(&pending_kicks_, current,
+               [this](const std::string& u) { broker_->KickUsername(u); });
+  const ClientState* st = FindClient(current_handle_);
+  kick_all_but(&pending_id_kicks_, st ? st->client_id.c_str() : nullptr,
+               [this](const std::string& id) { broker_->KickClientId(id); });
 }
 
 bool Homepot::IsPendingKick(const char* username) const {
