@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "credentials.h"
+#include "stats.h"
 
 namespace homepot {
 namespace {
@@ -490,6 +491,104 @@ TEST_F(HomepotTest, RevokedDeviceIsNeverKickedFromItsOwnEvent) {
   // Another client's event performs the kick.
   Acl(other, "devices/sensor-001/notifications", kRead);
   EXPECT_EQ(broker_.kicks, std::vector<std::string>{"sensor-001"});
+}
+
+// With TICK, stats fall due on TICK only: the message path reads no clock.
+TEST_F(HomepotTest, WithTickStatsArePublishedFromTickOnly) {
+  config_.stats_interval_s = 1;
+  Create();
+  Client sensor("sensor-001", "s-1");
+  auto stats = [&] {
+    return std::count_if(broker_.publishes.begin(), broker_.publishes.end(),
+                         [](const FakeBroker::Published& p) {
+                           return p.topic == "$SYS/homepot/stats";
+                         });
+  };
+  core_->OnTick();
+  ASSERT_EQ(stats(), 0);
+  clock_.Advance(1500);
+  Acl(sensor, "devices/sensor-001/notifications", kRead);
+  EXPECT_EQ(stats(), 0) << "a non-TICK event published while TICK runs";
+  core_->OnTick();
+  EXPECT_EQ(stats(), 1);
+}
+
+// Without TICK (per_listener_settings true) any event publishes when due.
+TEST_F(HomepotTest, WithoutTickAnyEventPublishesDueStats) {
+  config_.stats_interval_s = 1;
+  Create();
+  Client sensor("sensor-001", "s-1");
+  clock_.Advance(1500);
+  Acl(sensor, "devices/sensor-001/notifications", kRead);
+  EXPECT_EQ(std::count_if(broker_.publishes.begin(), broker_.publishes.end(),
+                          [](const FakeBroker::Published& p) {
+                            return p.topic == "$SYS/homepot/stats";
+                          }),
+            1);
+}
+
+// last_delivery is the later of the message's receipt and the last TICK.
+TEST_F(HomepotTest, DeliveryTimeIsTheReceiptOrTheLastTick) {
+  config_.stats_interval_s = 3600;
+  Create();
+  Client backend("homepot", "b-1");
+  Client sensor("sensor-001", "s-1");
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  const std::string topic = "devices/sensor-001/notifications";
+  const std::string body = R"({"title":"t","body":"b"})";
+  auto deliver = [&] {
+    return core_->OnAclCheck(sensor.info(), topic, kRead, body.data(),
+                             static_cast<uint32_t>(body.size()));
+  };
+  auto last_delivery = [&] {
+    core_->PublishStats();  // hands the deltas to the registry thread
+    std::string value;
+    Eventually(
+        [&] { core_->OnTick(); },
+        [&] {
+          sqlite3* db = nullptr;
+          sqlite3_open(path_.c_str(), &db);
+          sqlite3_stmt* st = nullptr;
+          sqlite3_prepare_v2(db,
+                             "SELECT last_delivery FROM device_stats "
+                             "WHERE device_id = 'sensor-001'",
+                             -1, &st, nullptr);
+          if (st && sqlite3_step(st) == SQLITE_ROW &&
+              sqlite3_column_text(st, 0)) {
+            value = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+          }
+          sqlite3_finalize(st);
+          sqlite3_close(db);
+          return !value.empty();
+        });
+    return value;
+  };
+  core_->OnTick();
+  const int64_t tick = clock_.wall;
+  clock_.Advance(5000);  // no TICK since
+  ASSERT_EQ(Publish(backend, topic, body), Verdict::kAllow);
+  const int64_t receipt = clock_.wall;
+  clock_.Advance(70);
+  ASSERT_EQ(deliver(), Verdict::kAllow);
+  EXPECT_EQ(last_delivery(), StampString(receipt));
+  EXPECT_GT(receipt, tick);
+}
+
+// A handle the broker reuses after a disconnect is a new session: nothing
+// of the old device's state (cached lookups included) carries over.
+TEST_F(HomepotTest, ReusedHandleIsANewSession) {
+  Create();
+  Client c("sensor-001", "s-1");
+  ASSERT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kAllow);
+  ASSERT_EQ(Acl(c, "devices/sensor-001/notifications", kRead), Verdict::kAllow);
+  core_->OnDisconnect(c.info());
+  EXPECT_EQ(core_->counters().connected, 0u);
+  c.username = "homepot";
+  c.client_id = "b-1";
+  ASSERT_EQ(Auth(c, "homepot", "backend-pw"), Verdict::kAllow);
+  EXPECT_EQ(Acl(c, "devices/sensor-001/notifications", kRead), Verdict::kDeny);
+  EXPECT_EQ(Acl(c, "backend/status", kWrite), Verdict::kAllow);
+  EXPECT_EQ(core_->counters().connected, 1u);
 }
 
 }  // namespace
