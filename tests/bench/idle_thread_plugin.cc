@@ -12,6 +12,7 @@
 #include <mosquitto_plugin.h>
 
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -28,34 +29,47 @@ struct Idle {
 
 extern "C" {
 
-int mosquitto_plugin_version(int, const int*) { return 5; }
+int mosquitto_plugin_version(int count, const int* versions) noexcept {
+  for (int i = 0; i < count; ++i) {
+    if (versions[i] == 5) return 5;
+  }
+  return -1;
+}
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t*, void** user_data,
-                          struct mosquitto_opt*, int) {
+                          struct mosquitto_opt*, int) noexcept {
   try {
-    auto* idle = new Idle;
-    idle->thread = std::thread([idle] {
-      std::unique_lock<std::mutex> lock(idle->mu);
-      idle->cv.wait(lock, [idle] { return idle->stop; });
+    auto idle = std::make_unique<Idle>();
+    Idle* raw = idle.get();
+    idle->thread = std::thread([raw] {
+      std::unique_lock<std::mutex> lock(raw->mu);
+      raw->cv.wait(lock, [raw] { return raw->stop; });
     });
-    *user_data = idle;
+    *user_data = idle.release();
     return MOSQ_ERR_SUCCESS;
   } catch (...) {
     return MOSQ_ERR_UNKNOWN;
   }
 }
 
-int mosquitto_plugin_cleanup(void* user_data, struct mosquitto_opt*, int) {
-  auto* idle = static_cast<Idle*>(user_data);
+int mosquitto_plugin_cleanup(void* user_data, struct mosquitto_opt*,
+                             int) noexcept {
+  std::unique_ptr<Idle> idle(static_cast<Idle*>(user_data));
   if (idle == nullptr) return MOSQ_ERR_SUCCESS;
-  {
-    std::lock_guard<std::mutex> lock(idle->mu);
-    idle->stop = true;
+  try {
+    {
+      std::lock_guard<std::mutex> lock(idle->mu);
+      idle->stop = true;
+    }
+    idle->cv.notify_one();
+    idle->thread.join();
+    return MOSQ_ERR_SUCCESS;
+  } catch (...) {
+    // The thread could not be joined: leave it and its state behind rather
+    // than destroy a running thread's objects.
+    idle.release();
+    return MOSQ_ERR_UNKNOWN;
   }
-  idle->cv.notify_one();
-  idle->thread.join();
-  delete idle;
-  return MOSQ_ERR_SUCCESS;
 }
 
 }  // extern "C"
