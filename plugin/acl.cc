@@ -63,6 +63,27 @@ bool SubscriptionAllowed(const Snapshot& snapshot, const Device& d,
 
 }  // namespace
 
+const char* ClientIdFormatProblem(std::string_view client_id) {
+  if (client_id.empty()) return "empty client id";
+  if (client_id.size() > kMaxClientIdBytes) {
+    return "client id longer than 256 bytes";
+  }
+  if (client_id[0] == '$') return "client id starts with '$'";
+  for (char c : client_id) {
+    if (c == '+' || c == '#' || c == '/' || c == '\0') {
+      return "client id contains '+', '#', '/' or NUL";
+    }
+  }
+  return nullptr;
+}
+
+bool ClientIdMayExpand(const Snapshot& snapshot, const Device& device,
+                       std::string_view client_id) {
+  if (ClientIdFormatProblem(client_id) != nullptr) return false;
+  const Device* other = snapshot.Find(client_id);
+  return other == nullptr || other == &device;
+}
+
 bool AclAllows(const Snapshot& snapshot, const Device* device,
                std::string_view client_id, std::string_view topic,
                Access access) {

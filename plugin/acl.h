@@ -17,6 +17,21 @@ inline constexpr std::string_view kReservedPrefix = "$SYS/homepot/";
 inline constexpr std::string_view kRejectionsPrefix =
     "$SYS/homepot/rejections/";
 
+// Limit on client ids (checked at login, before anything is stored).
+inline constexpr size_t kMaxClientIdBytes = 256;
+
+// Why `client_id` is refused at login, or nullptr when its form is fine:
+// 1-256 bytes without '+', '#', '/' or NUL, not starting with '$'. So %c can
+// never widen a filter nor reach $-topics.
+const char* ClientIdFormatProblem(std::string_view client_id);
+
+// True when %c may expand to `client_id` for `device`: a well-formed id that
+// is not the id of another registered device (which would let a device pose
+// as that device's subtree in rules such as devices/%c/#). Otherwise %c
+// expands to nothing and its rules match nothing.
+bool ClientIdMayExpand(const Snapshot& snapshot, const Device& device,
+                       std::string_view client_id);
+
 // True when `device` (nullptr = unknown or not registered) may do `access` on
 // `topic` (for kSubscribe, a filter, possibly $share/...). `client_id`
 // substitutes %c. Rules: deny beats allow; a device may read its own token

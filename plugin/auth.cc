@@ -12,9 +12,7 @@
 namespace homepot {
 namespace {
 
-// Bounds the lockout table under a flood of random usernames.
-constexpr size_t kMaxTrackedFailures = 200000;
-// Bounds the verified-secret cache.
+// Bounds the verified-secret cache (filled by successful logins only).
 constexpr size_t kMaxVerified = 4000000;
 
 }  // namespace
@@ -24,7 +22,7 @@ Authenticator::Authenticator(const AuthOptions& options) : options_(options) {
     throw std::runtime_error("RAND_bytes failed");
   }
   Result<PasswordHash> dummy =
-      HashPassword("homepot-dummy-secret", options_.dummy_iterations);
+      HashPassword("homepot-dummy-secret", options_.failure_iterations);
   if (!dummy.ok()) throw std::runtime_error(dummy.status().message());
   dummy_ = *dummy;
 }
@@ -43,8 +41,14 @@ bool Authenticator::IsLockedOut(const std::string& username, int64_t now_ms) {
   auto it = failures_.find(username);
   if (it == failures_.end()) return false;
   if (it->second.locked_until_ms > now_ms) return true;
-  if (it->second.locked_until_ms != 0) failures_.erase(it);  // served its time
+  if (it->second.locked_until_ms != 0) EraseFailure(it);  // served its time
   return false;
+}
+
+void Authenticator::EraseFailure(
+    std::unordered_map<std::string, Failures>::iterator it) {
+  failure_bytes_ -= it->first.size() + kFailureEntryOverhead;
+  failures_.erase(it);
 }
 
 void Authenticator::RecordFailure(std::string_view username, int64_t now_ms) {
@@ -52,9 +56,13 @@ void Authenticator::RecordFailure(std::string_view username, int64_t now_ms) {
   scratch_.assign(username);
   auto it = failures_.find(scratch_);
   if (it == failures_.end()) {
-    if (failures_.size() >= kMaxTrackedFailures) Sweep(now_ms);
-    if (failures_.size() >= kMaxTrackedFailures) return;
+    const size_t cost = scratch_.size() + kFailureEntryOverhead;
+    if (failure_bytes_ + cost > kMaxFailureBytes) Sweep(now_ms);
+    // Full of live entries: this name goes untracked (known or not, so the
+    // lockout still says nothing about which names exist).
+    if (failure_bytes_ + cost > kMaxFailureBytes) return;
     it = failures_.emplace(scratch_, Failures{0, now_ms, 0}).first;
+    failure_bytes_ += cost;
   }
   Failures& f = it->second;
   if (now_ms - f.window_start_ms > options_.lockout_ms) {
@@ -83,6 +91,12 @@ bool Authenticator::Verify(const PasswordHash& hash,
                            std::string_view password) {
   auto start = std::chrono::steady_clock::now();
   bool ok = VerifyPassword(hash, password);
+  int spent = VerifyIterations(hash);
+  if (!ok && spent < options_.failure_iterations) {
+    BurnIterations(password, options_.failure_iterations - spent);
+    spent = options_.failure_iterations;
+  }
+  iterations_spent_ += static_cast<uint64_t>(spent);
   budget_us_ -= std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - start)
                     .count();
@@ -93,8 +107,14 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
                                        std::string_view username,
                                        std::string_view password,
                                        int64_t now_ms) {
+  // Names that can never be a device are not ours, and are never stored.
+  if (!IsValidDeviceId(username)) {
+    return options_.defer_unknown ? AuthResult::kDefer : AuthResult::kDeny;
+  }
   const Device* d = snapshot.Find(username);
   if (d == nullptr && options_.defer_unknown) return AuthResult::kDefer;
+  // Refused unhashed, known user or not: the limit is public.
+  if (password.size() > kMaxPasswordBytes) return AuthResult::kDeny;
   scratch_.assign(username);
   if (IsLockedOut(scratch_, now_ms)) return AuthResult::kLockedOut;
 
@@ -105,7 +125,9 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
       if (CRYPTO_memcmp(mac.data(), cached->second.mac.data(), mac.size()) ==
           0) {
         if (d->enabled) {
-          failures_.erase(scratch_);
+          if (auto f = failures_.find(scratch_); f != failures_.end()) {
+            EraseFailure(f);
+          }
           return AuthResult::kAllow;
         }
       }
@@ -116,7 +138,9 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
       if (verified_.size() < kMaxVerified) {
         verified_[scratch_] = Verified{Mac(password), d->password.hash};
       }
-      failures_.erase(scratch_);
+      if (auto f = failures_.find(scratch_); f != failures_.end()) {
+        EraseFailure(f);
+      }
       return AuthResult::kAllow;
     }
   } else {
@@ -138,7 +162,12 @@ void Authenticator::Sweep(int64_t now_ms) {
     bool expired = f.locked_until_ms != 0
                        ? f.locked_until_ms <= now_ms
                        : now_ms - f.window_start_ms > options_.lockout_ms;
-    it = expired ? failures_.erase(it) : std::next(it);
+    if (expired) {
+      failure_bytes_ -= it->first.size() + kFailureEntryOverhead;
+      it = failures_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 

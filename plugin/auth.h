@@ -1,6 +1,15 @@
 // Password authentication against a registry snapshot, with a lockout per
 // username and a cache of recently verified secrets so that reconnecting
 // devices do not pay for a full hash on the broker thread.
+//
+// Trust limits (all enforced here, before anything is stored):
+// - a username that is not a valid device id (longer than 128 bytes, ...)
+//   is never a device: refused (or deferred) at once, never stored;
+// - a password longer than kMaxPasswordBytes is refused unhashed;
+// - the lockout table holds at most kMaxFailureBytes (names + overhead);
+// - every failed full verification costs exactly `failure_iterations`
+//   PBKDF2 rounds, whatever the stored hash ($6$, $7$ of any count up to
+//   kMaxIterations) or whether the username exists, so timing tells nothing.
 #ifndef HOMEPOT_PLUGIN_AUTH_H_
 #define HOMEPOT_PLUGIN_AUTH_H_
 
@@ -27,7 +36,9 @@ struct AuthOptions {
   int max_failures = 5;  // 0 = no lockout
   int64_t lockout_ms = 60000;
   bool defer_unknown = false;
-  int dummy_iterations = kDefaultIterations;  // cost paid for unknown users
+  // PBKDF2 rounds every failed full verification costs (unknown users,
+  // wrong passwords for any hash format); at least every stored hash's cost.
+  int failure_iterations = kMaxIterations;
   // Full password hashes may use at most this much broker-thread time per
   // second (a token bucket holding one second's worth); beyond it, logins
   // that need a full hash are refused without one. Cached secrets are
@@ -54,7 +65,15 @@ class Authenticator {
   void Sweep(int64_t now_ms);
 
   size_t tracked_failures() const { return failures_.size(); }
+  size_t tracked_failure_bytes() const { return failure_bytes_; }
   size_t cached_secrets() const { return verified_.size(); }
+  // PBKDF2 rounds spent so far (for tests of the constant failure cost).
+  uint64_t iterations_spent() const { return iterations_spent_; }
+
+  // Caps on what unauthenticated clients can make this class store.
+  static constexpr size_t kMaxFailureBytes = size_t{8} << 20;
+  // Per lockout entry, beside the name: node, hash bucket, counters.
+  static constexpr size_t kFailureEntryOverhead = 96;
 
  private:
   struct Failures {
@@ -70,14 +89,18 @@ class Authenticator {
   bool IsLockedOut(const std::string& username, int64_t now_ms);
   // Takes one full verification from the budget; false when it is spent.
   bool BudgetAllows(int64_t now_ms);
-  // Full verification, its cost charged to the budget.
+  // Full verification, its cost charged to the budget; a failure is padded
+  // to failure_iterations.
   bool Verify(const PasswordHash& hash, std::string_view password);
   void RecordFailure(std::string_view username, int64_t now_ms);
+  void EraseFailure(std::unordered_map<std::string, Failures>::iterator it);
 
   AuthOptions options_;
   std::array<uint8_t, 32> key_{};
   PasswordHash dummy_;
   std::unordered_map<std::string, Failures> failures_;
+  size_t failure_bytes_ = 0;  // names + kFailureEntryOverhead per entry
+  uint64_t iterations_spent_ = 0;
   std::unordered_map<std::string, Verified> verified_;
   std::string scratch_;  // reused username buffer
   int64_t budget_us_ = 0;

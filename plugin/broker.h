@@ -25,6 +25,10 @@ class Broker {
   // Publishes as the broker itself (QoS 0 unless stated), copying payload.
   virtual void Publish(const std::string& topic, std::string_view payload,
                        int qos, bool retain) = 0;
+  // True when `handle` is a connected session that presented a TLS
+  // certificate (use_identity_as_username sessions skip BASIC_AUTH). False
+  // once its connection is closed, e.g. while its will is being checked.
+  virtual bool HasCertificate(const void* handle) = 0;
   // Memory the broker will free itself (replacement payloads).
   virtual void* Alloc(size_t size) = 0;
   virtual void Free(void* ptr) = 0;

@@ -3,6 +3,7 @@
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
+#include <openssl/x509.h>
 
 namespace homepot {
 
@@ -41,6 +42,16 @@ void MosquittoBroker::Publish(const std::string& topic,
   mosquitto_broker_publish_copy(nullptr, topic.c_str(),
                                 static_cast<int>(payload.size()),
                                 payload.data(), qos, retain, nullptr);
+}
+
+bool MosquittoBroker::HasCertificate(const void* handle) {
+  // mosquitto_client_certificate takes a reference (SSL_get_peer_certificate)
+  // and is NULL once the connection's SSL object is gone.
+  X509* cert = static_cast<X509*>(mosquitto_client_certificate(
+      static_cast<const struct mosquitto*>(handle)));
+  if (cert == nullptr) return false;
+  X509_free(cert);
+  return true;
 }
 
 void* MosquittoBroker::Alloc(size_t size) { return mosquitto_malloc(size); }

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <cstdint>
@@ -85,9 +86,16 @@ Result<int> ParseIterations(std::string_view s) {
     value = value * 10 + (c - '0');
     if (value > kMaxIterations) break;  // stop before any overflow
   }
-  if (value < 1 || value > kMaxIterations) {
-    return Status::Error("iteration count must be between 1 and " +
-                         std::to_string(kMaxIterations));
+  if (value < 1) return Status::Error("iteration count must be at least 1");
+  if (value > kMaxIterations) {
+    std::string shown = s.size() <= 12
+                            ? std::string(s)
+                            : "of " + std::to_string(s.size()) + " digits";
+    return Status::Error("iteration count " + shown + " is above " +
+                         std::to_string(kMaxIterations) +
+                         ", the most a login may cost on the broker "
+                         "thread; set a new password with `homepot-admin "
+                         "device passwd`");
   }
   return static_cast<int>(value);
 }
@@ -201,6 +209,22 @@ bool VerifyPassword(const PasswordHash& hash, std::string_view password) {
   bool same = CRYPTO_memcmp(computed.data(), hash.hash.data(), kHashLen) == 0;
   OPENSSL_cleanse(computed.data(), computed.size());
   return ok && same;
+}
+
+int VerifyIterations(const PasswordHash& hash) {
+  return hash.kind == PasswordHash::Kind::kSha512Pbkdf2 ? hash.iterations : 0;
+}
+
+void BurnIterations(std::string_view password, int iterations) {
+  if (iterations <= 0) return;
+  static constexpr std::array<uint8_t, kSaltLen> kSalt{};
+  std::array<uint8_t, kHashLen> out{};
+  PKCS5_PBKDF2_HMAC(
+      password.data(),
+      static_cast<int>(std::min(password.size(), size_t{INT_MAX})),
+      kSalt.data(), static_cast<int>(kSaltLen), iterations, EVP_sha512(),
+      static_cast<int>(kHashLen), out.data());
+  OPENSSL_cleanse(out.data(), out.size());
 }
 
 Result<PasswordHash> HashPassword(std::string_view password, int iterations) {

@@ -20,7 +20,16 @@ namespace homepot {
 // Default PBKDF2 iteration count for hashes this project creates. See the
 // README ("Password hashing") for why.
 inline constexpr int kDefaultIterations = 1000;
-inline constexpr int kMaxIterations = 10'000'000;
+// The most expensive $7$ hash accepted anywhere (provisioning, import,
+// registry load). Every login hashes on the broker's only thread, so one
+// verification must stay under a millisecond; and every failed login is
+// padded to exactly this cost (see Authenticator), so it is also the price
+// of every wrong password. Hashes above it are refused with an error that
+// says to set a new password.
+inline constexpr int kMaxIterations = 1000;
+static_assert(kDefaultIterations <= kMaxIterations);
+// Longer passwords are refused before anything is hashed or stored.
+inline constexpr size_t kMaxPasswordBytes = 1024;
 inline constexpr size_t kSaltLen = 12;
 inline constexpr size_t kHashLen = 64;
 
@@ -40,6 +49,14 @@ std::string EncodePasswordHash(const PasswordHash& hash);
 
 // True when `password` matches. Always does the full computation.
 bool VerifyPassword(const PasswordHash& hash, std::string_view password);
+
+// PBKDF2 iterations one VerifyPassword of `hash` performs (0 for $6$: one
+// SHA-512, the cost of about one iteration).
+int VerifyIterations(const PasswordHash& hash);
+
+// Spends `iterations` PBKDF2-HMAC-SHA512 rounds on `password` and throws the
+// result away: pads a cheap verification to a fixed cost.
+void BurnIterations(std::string_view password, int iterations);
 
 // A new $7$ hash with a random salt from the OS CSPRNG.
 Result<PasswordHash> HashPassword(std::string_view password,

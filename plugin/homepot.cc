@@ -70,31 +70,53 @@ void Homepot::Shutdown() {
   worker_->Shutdown();
 }
 
-void Homepot::KickPendingSlow(const char* current) {
-  // Kicks every queued name but `self`, which stays queued.
-  auto kick_all_but = [](std::vector<std::string>* queue, const char* self,
-                         auto kick) {
-    std::vector<std::string> keep;
-    for (std::string& name : *queue) {
-      if (self != nullptr && name == self) {
-        keep.push_back(std::move(name));
-      } else {
-        kick(name);
-      }
-    }
-    queue->swap(keep);
+void Homepot::KickPendingSlow(const ClientInfo* current) {
+  std::vector<std::string> keep;       // devices with a session to wait for
+  std::vector<std::string> usernames;  // devices without tracked sessions
+  std::vector<std::string> client_ids;
+  auto is_current = [current](const void* handle, const Session& s) {
+    return current != nullptr &&
+           (handle == current->handle || (current->client_id != nullptr &&
+                                          s.client_id == current->client_id));
   };
-  kick_all_but(&pending_kicks_, current,
-               [this](const std::string& u) { broker_->KickUsername(u); });
-  const ClientState* st = FindClient(current_handle_);
-  kick_all_but(&pending_id_kicks_, st ? st->client_id.c_str() : nullptr,
-               [this](const std::string& id) { broker_->KickClientId(id); });
-}
-
-bool Homepot::IsPendingKick(const char* username) const {
-  return username != nullptr && !pending_kicks_.empty() &&
-         std::find(pending_kicks_.begin(), pending_kicks_.end(),
-                   std::string_view(username)) != pending_kicks_.end();
+  for (std::string& id : pending_kicks_) {
+    auto dev = devices_.find(id);
+    if (dev == devices_.end() || dev->second.sessions.empty()) {
+      // No session logged in through us (e.g. a TLS identity that has not
+      // acted yet): end them by name.
+      if (current != nullptr && current->username != nullptr &&
+          id == current->username) {
+        keep.push_back(std::move(id));
+      } else {
+        usernames.push_back(std::move(id));
+      }
+      continue;
+    }
+    const std::vector<const void*>& sessions = dev->second.sessions;
+    bool wait = false;
+    for (const void* handle : sessions) {
+      const Session& s = clients_.at(handle);
+      if (!s.revoked()) continue;
+      if (is_current(handle, s)) {
+        wait = true;
+        continue;
+      }
+      // A session of the device that logged in since the revocation with the
+      // same client id replaces this one (Mosquitto's takeover ends it):
+      // kicking that id would end the new session instead.
+      bool replaced =
+          std::any_of(sessions.begin(), sessions.end(), [&](const void* other) {
+            const Session& o = clients_.at(other);
+            return !o.revoked() && o.client_id == s.client_id;
+          });
+      if (!replaced) client_ids.push_back(s.client_id);
+    }
+    if (wait) keep.push_back(std::move(id));
+  }
+  pending_kicks_.swap(keep);
+  // Kicks run DISCONNECT events (which drop sessions) at once: only now.
+  for (const std::string& u : usernames) broker_->KickUsername(u);
+  for (const std::string& c : client_ids) broker_->KickClientId(c);
 }
 
 void Homepot::MaintainSlow() {
@@ -111,7 +133,18 @@ void Homepot::MaintainSlow() {
     loaded_at_ms_ = clock_->WallMs();
     for (const std::string& id : update.revoked) {
       auth_.Forget(id);
-      pending_kicks_.push_back(id);
+      if (auto dev = devices_.find(id); dev != devices_.end()) {
+        DeviceState& d = dev->second;
+        ++d.revocations;  // its current sessions are now revoked()
+        const Device* now = snapshot_->Find(id);
+        // Removed: its statistics start from zero if the id comes back.
+        if (now == nullptr) d.counters = DeviceCounters{};
+        if (now == nullptr || !now->enabled) ReleaseClaims(&*dev);
+      }
+      if (std::find(pending_kicks_.begin(), pending_kicks_.end(), id) ==
+          pending_kicks_.end()) {
+        pending_kicks_.push_back(id);
+      }
     }
     auto applied_us = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::steady_clock::now() - start)
@@ -128,48 +161,134 @@ void Homepot::MaintainSlow() {
   }
 }
 
-Homepot::ClientState* Homepot::StateFor(const ClientInfo& client,
-                                        ClientState* scratch) {
-  // Sessions get an entry when they log in (OnBasicAuth); others (TLS
-  // identities, and will checks that run after the DISCONNECT event) are
-  // resolved into `scratch` so that no entry outlives its session.
-  ClientState* st = FindClient(client.handle);
-  if (st == nullptr) st = scratch;
-  if (st->generation == swaps_ && st->record != nullptr &&
-      client.username != nullptr &&
-      std::strcmp(st->record->id.c_str(), client.username) == 0) {
-    // Fast path: resolved against this snapshot, same user. (The name is
-    // compared, not the broker's pointer: another plugin renaming a client
-    // twice could hand a new name the old name's address.)
-    return st;
+Homepot::Session* Homepot::Resolve(const ClientInfo& client, Session* st) {
+  if (st->generation_ == swaps_) return st;  // done for this snapshot
+  st->generation_ = swaps_;
+  // A session keeps the identity it logged in with; scratch states (and
+  // TLS identities) use the broker's username.
+  std::string_view name = st->device != nullptr        ? st->device->first
+                          : client.username != nullptr ? client.username
+                                                       : std::string_view();
+  st->record_ = name.empty() ? nullptr : snapshot_->Find(name);
+  if (st->record_ != nullptr && st->device == nullptr) {
+    st->device = &*devices_.try_emplace(st->record_->id).first;
   }
-  st->generation = swaps_;
-  st->record = client.username ? snapshot_->Find(client.username) : nullptr;
-  if (st->record == nullptr) {
-    st->device = nullptr;
-  } else if (st->device == nullptr || st->device->first != st->record->id) {
-    st->device = &*device_counters_.try_emplace(st->record->id).first;
-  }
+  st->client_id_usable_ =
+      st->record_ != nullptr && client.client_id != nullptr &&
+      ClientIdMayExpand(*snapshot_, *st->record_, client.client_id);
   return st;
+}
+
+Homepot::Session* Homepot::LiveSession(const ClientInfo& client) {
+  if (Session* st = FindClient(client.handle)) return st;
+  // Without an entry: a TLS identity session (never through BASIC_AUTH), or
+  // a connection that is gone (a will check, an offline session's queue).
+  if (client.handle == nullptr || !broker_->HasCertificate(client.handle)) {
+    return nullptr;
+  }
+  Session& st = clients_[client.handle];
+  st.client_id = client.client_id != nullptr ? client.client_id : "";
+  st.routing_epoch = routing_epoch_;
+  if (client.username != nullptr) {
+    if (const Device* d = snapshot_->Find(client.username)) {
+      DeviceEntry* dev = &*devices_.try_emplace(d->id).first;
+      st.device = dev;
+      st.revocations = dev->second.revocations;
+      dev->second.sessions.push_back(client.handle);
+    }
+  }
+  return &st;
+}
+
+void Homepot::DropSession(const void* handle) {
+  auto it = clients_.find(handle);
+  if (it == clients_.end()) return;
+  if (it->second.counted) --counters_.connected;
+  if (DeviceEntry* dev = it->second.device) {
+    auto& sessions = dev->second.sessions;
+    sessions.erase(std::remove(sessions.begin(), sessions.end(), handle),
+                   sessions.end());
+  }
+  if (Recent& r = recent_[RecentSlot(handle)]; r.handle == handle) {
+    r = Recent{};
+  }
+  clients_.erase(it);
+}
+
+bool Homepot::ClaimClientId(const ClientInfo& client, const Device& record,
+                            DeviceEntry* dev) {
+  const std::string_view id = client.client_id;
+  const Device* other = snapshot_->Find(id);
+  if (other != nullptr && other != &record) {
+    broker_->Log(LogLevel::kNotice,
+                 "refused device '" + record.id + "': client id '" +
+                     std::string(id) +
+                     "' is the id of another device (use the device's own "
+                     "id or an unused one)");
+    return false;
+  }
+  auto& ids = dev->second.client_ids;
+  auto held = claims_.find(std::string(id));
+  if (held != claims_.end()) {
+    if (held->second != dev) {
+      broker_->Log(LogLevel::kNotice, "refused device '" + record.id +
+                                          "': client id '" + std::string(id) +
+                                          "' is held by device '" +
+                                          held->second->first + "'");
+      return false;
+    }
+    // Most recent last.
+    auto pos = std::find(ids.begin(), ids.end(), id);
+    if (pos != ids.end()) std::rotate(pos, pos + 1, ids.end());
+    return true;
+  }
+  if (ids.size() >= kMaxClaimsPerDevice) {
+    // Release the oldest id no live session of this device uses.
+    auto unused = std::find_if(ids.begin(), ids.end(), [&](const auto& c) {
+      return std::none_of(
+          dev->second.sessions.begin(), dev->second.sessions.end(),
+          [&](const void* h) { return clients_.at(h).client_id == c; });
+    });
+    if (unused == ids.end()) {
+      broker_->Log(LogLevel::kNotice, "refused device '" + record.id +
+                                          "': it already has " +
+                                          std::to_string(kMaxClaimsPerDevice) +
+                                          " sessions with other client ids");
+      return false;
+    }
+    claims_.erase(*unused);
+    ids.erase(unused);
+  }
+  claims_.emplace(std::string(id), dev);
+  ids.emplace_back(id);
+  return true;
+}
+
+void Homepot::ReleaseClaims(DeviceEntry* dev) {
+  for (const std::string& id : dev->second.client_ids) claims_.erase(id);
+  dev->second.client_ids.clear();
 }
 
 DeviceCounters* Homepot::Touch(DeviceEntry* d) {
   if (d == nullptr) return nullptr;
-  if (!d->second.dirty) {
-    d->second.dirty = true;
+  if (!d->second.counters.dirty) {
+    d->second.counters.dirty = true;
     dirty_.push_back(d);
   }
-  return &d->second;
+  return &d->second.counters;
 }
 
 Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
                              const char* password) {
   Maintain();
-  current_handle_ = client.handle;
-  KickPending(username);
-  // Fail closed: no anonymous devices, and nothing that could widen %u/%c.
+  KickPending(&client);
+  DropSession(client.handle);  // a handle reused after a session ended
+  // Fail closed: no anonymous devices, nothing that could widen %u/%c or
+  // reach $-topics, nothing longer than the limits (all public rules, so
+  // refusing them unhashed tells nothing).
+  const char* id = client.client_id != nullptr ? client.client_id : "";
   if (username == nullptr || username[0] == '\0' ||
-      HasTopicWildcards(username) || HasTopicWildcards(client.client_id)) {
+      HasTopicWildcards(username) || ClientIdFormatProblem(id) != nullptr) {
     ++counters_.auth_failure;
     return Verdict::kDeny;
   }
@@ -183,36 +302,43 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       auth_.Authenticate(*snapshot_, username, password ? password : "", now);
   switch (r) {
     case AuthResult::kAllow: {
+      const Device* record = snapshot_->Find(username);
+      DeviceEntry* dev = &*devices_.try_emplace(record->id).first;
+      if (!ClaimClientId(client, *record, dev)) {
+        ++counters_.auth_failure;
+        return Verdict::kDeny;
+      }
       ++counters_.auth_success;
       ++counters_.connection_count;
-      ClientInfo who = client;
-      who.username = username;  // the broker sets it after this event
-      ClientState& st = *StateFor(who, &clients_[client.handle]);
-      st.client_id = client.client_id ? client.client_id : "";
-      // Old sessions of this device still to be ended (e.g. its password
-      // changed): end them by client id, never this new one.
-      auto pending = std::find(pending_kicks_.begin(), pending_kicks_.end(),
-                               std::string_view(username));
-      if (pending != pending_kicks_.end()) {
-        pending_kicks_.erase(pending);
-        for (const auto& [handle, other] : clients_) {
-          if (handle != client.handle && other.record != nullptr &&
-              other.record->id == username && !other.client_id.empty()) {
-            pending_id_kicks_.push_back(other.client_id);
-          }
-        }
+      Session& st = clients_[client.handle];
+      st.device = dev;
+      st.revocations = dev->second.revocations;
+      st.routing_epoch = routing_epoch_;
+      st.client_id = id;
+      st.counted = true;
+      ++counters_.connected;
+      // A session of this device with the same client id is about to be
+      // taken over by Mosquitto: its will, checked next, is sent as a will.
+      for (const void* other : dev->second.sessions) {
+        Session& o = clients_.at(other);
+        if (o.client_id == st.client_id) o.taken_over = true;
       }
-      if (!st.counted) {
-        st.counted = true;
-        ++counters_.connected;
-      }
-      if (DeviceCounters* d = Touch(st.device)) {
-        d->last_connect_ms = clock_->WallMs();
-      }
+      dev->second.sessions.push_back(client.handle);
+      if (DeviceCounters* d = Touch(dev)) d->last_connect_ms = clock_->WallMs();
       return Verdict::kAllow;
     }
-    case AuthResult::kDefer:
+    case AuthResult::kDefer: {
+      // Not a device: another mechanism decides, but it may not take a
+      // client id that belongs to a device.
+      if (claims_.count(id) != 0 || snapshot_->Find(id) != nullptr) {
+        ++counters_.auth_failure;
+        return Verdict::kDeny;
+      }
+      Session& st = clients_[client.handle];
+      st.client_id = id;
+      st.routing_epoch = routing_epoch_;
       return Verdict::kDefer;
+    }
     case AuthResult::kLockedOut:
       ++counters_.auth_locked_out;
       return Verdict::kDeny;
@@ -243,16 +369,18 @@ bool Homepot::IsNotificationTopic(std::string_view topic) {
   return match;
 }
 
-void Homepot::Refuse(const ClientInfo& client, std::string_view topic,
-                     std::string_view reason, const std::string& detail) {
+void Homepot::Refuse(const ClientInfo& client, Session* st,
+                     std::string_view topic, std::string_view reason,
+                     const std::string& detail) {
   ++counters_.total_failed;
-  ClientState scratch;
-  if (DeviceCounters* d = Touch(StateFor(client, &scratch)->device)) {
+  if (DeviceCounters* d = Touch(st != nullptr ? st->device : nullptr)) {
     ++d->rejected;
   }
   if (client.username == nullptr) return;
+  // The notice quotes at most 256 bytes of the topic: its size stays bounded
+  // whatever the client sent.
   nlohmann::ordered_json notice = {
-      {"topic", topic},
+      {"topic", topic.substr(0, 256)},
       {"reason", reason},
       {"detail", detail},
       {"timestamp", StampString(clock_->WallMs())}};
@@ -263,9 +391,10 @@ void Homepot::Refuse(const ClientInfo& client, std::string_view topic,
 }
 
 const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
+                                                    Session* st,
                                                     std::string_view topic,
                                                     std::string_view payload,
-                                                    int qos) {
+                                                    int qos, bool may_repeat) {
   receipt_ms_ = clock_->WallMs();
   uint32_t limit = config_.max_payload;
   // Only a payload above the smallest type limit can exceed its target's.
@@ -284,13 +413,15 @@ const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
     ++counters_.total_sent;
     counters_.last_sent_ms = receipt_ms_;
     ++counters_.rejected[static_cast<size_t>(check.reject) - 1];
-    Refuse(client, topic, RejectName(check.reject), check.detail);
+    Refuse(client, st, topic, RejectName(check.reject), check.detail);
     return check;
   }
   // A QoS 2 retransmission (DUP before PUBREL) gets the stamp the first copy
   // got, so Mosquitto sees identical bytes and routes it once; it is not
   // counted again either.
-  if (qos == 2 && IsQos2Retransmission(client, topic, payload)) return check;
+  if (may_repeat && qos == 2 && IsQos2Retransmission(client, topic, payload)) {
+    return check;
+  }
   // Counted here rather than in OnMessage: wills get this check but no
   // MESSAGE event, and are routed all the same.
   ++counters_.total_sent;
@@ -300,8 +431,7 @@ const NotificationCheck& Homepot::CheckNotification(const ClientInfo& client,
   if (check.priority != Priority::kNone) {
     ++counters_.priority[static_cast<size_t>(check.priority) - 1];
   }
-  ClientState scratch;
-  if (DeviceCounters* d = Touch(StateFor(client, &scratch)->device)) {
+  if (DeviceCounters* d = Touch(st != nullptr ? st->device : nullptr)) {
     ++d->published;
     d->last_publish_ms = receipt_ms_;
   }
@@ -340,35 +470,53 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
                             int access, const void* payload,
                             uint32_t payloadlen, int qos, bool retain) {
   Maintain();
-  current_handle_ = client.handle;
-  KickPending(client.username);
+  KickPending(&client);
   Access what = static_cast<Access>(access);
+  // nullptr: the connection is gone (a will, or an offline session's queue).
+  Session* live = LiveSession(client);
+  // Mosquitto checks a will (write) when it is about to send it, after the
+  // session's DISCONNECT event or while a newer session takes its client id.
+  const bool will =
+      what == Access::kWrite && (live == nullptr || live->taken_over);
+  if (what != Access::kRead && !will) ++routing_epoch_;
   if (what == Access::kWrite) checked_payload_ = nullptr;
   // A revoked session acting before it could be kicked: Mosquitto ends it
   // itself when a write or subscribe check fails with an error.
-  if (what != Access::kRead && IsPendingKick(client.username)) {
+  if (what != Access::kRead && !will && live != nullptr && live->revoked()) {
     return Verdict::kDisconnect;
   }
-  ClientState scratch;
-  ClientState* st = client.username ? StateFor(client, &scratch) : nullptr;
-  const Device* device = st ? st->record : nullptr;
+  Session scratch;
+  Session* st = nullptr;
+  if (live != nullptr) {
+    st = Resolve(client, live);
+  } else if (client.username != nullptr) {
+    st = Resolve(client, &scratch);
+  }
+  const Device* device = st != nullptr ? st->record(swaps_) : nullptr;
+  const bool notification = what == Access::kWrite &&
+                            IsNotificationTopic(topic) &&
+                            !(retain && payloadlen == 0);
+  std::string_view body(static_cast<const char*>(payload),
+                        payload ? payloadlen : 0);
   if (st != nullptr && device == nullptr && config_.defer_unknown) {
     // Not ours to judge, except what the plugin guarantees to everyone:
-    // $SYS/homepot/ stays private and notifications are validated.
+    // $SYS/homepot/ stays private and notifications are validated. A will
+    // cannot be stamped without publishing it ourselves, which would bypass
+    // the other mechanism's decision: refused.
     if (topic.substr(0, kReservedPrefix.size()) == kReservedPrefix) {
       return Verdict::kDeny;
     }
-    if (what == Access::kWrite && IsNotificationTopic(topic) &&
-        !(retain && payloadlen == 0)) {
-      std::string_view body(static_cast<const char*>(payload),
-                            payload ? payloadlen : 0);
-      if (CheckNotification(client, topic, body, qos).reject != Reject::kNone) {
+    if (notification) {
+      if (will) return Verdict::kDeny;
+      if (CheckNotification(client, st, topic, body, qos).reject !=
+          Reject::kNone) {
         return Verdict::kDeny;
       }
     }
     return Verdict::kDefer;
   }
-  std::string_view client_id = client.client_id ? client.client_id : "";
+  std::string_view client_id =
+      st != nullptr && st->client_id_usable() ? client.client_id : "";
   bool allowed = AclAllows(*snapshot_, device, client_id, topic, what);
   switch (what) {
     case Access::kRead:
@@ -376,12 +524,20 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         ++counters_.acl_deliver_denied;
       } else if (payloadlen > 0 && IsNotificationTopic(topic)) {
         // (an empty payload is a retained clear, not a notification)
-        ++counters_.deliveries;
-        if (DeviceCounters* d = Touch(st ? st->device : nullptr)) {
-          ++d->delivered;
-          // Within one TICK (0.1 s) without a clock read per delivery.
-          d->last_delivery_ms = ticking_ ? std::max(tick_wall_ms_, receipt_ms_)
-                                         : clock_->CoarseWallMs();
+        // Counted: copies for a connected session, except the replay of its
+        // offline queue at login (counted when queued), and copies kept for
+        // an offline session (QoS 0 ones are dropped by Mosquitto).
+        const bool replay =
+            live != nullptr && live->routing_epoch == routing_epoch_;
+        if (!replay && (live != nullptr || qos > 0)) {
+          ++counters_.deliveries;
+          if (DeviceCounters* d = Touch(st != nullptr ? st->device : nullptr)) {
+            ++d->delivered;
+            // Within one TICK (0.1 s) without a clock read per delivery.
+            d->last_delivery_ms = ticking_
+                                      ? std::max(tick_wall_ms_, receipt_ms_)
+                                      : clock_->CoarseWallMs();
+          }
         }
       }
       break;
@@ -389,23 +545,20 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
       if (!allowed) ++counters_.acl_subscribe_denied;
       break;
     case Access::kWrite: {
-      bool notification =
-          IsNotificationTopic(topic) && !(retain && payloadlen == 0);
       if (!allowed) {
         ++counters_.acl_publish_denied;
         if (notification) {
           ++counters_.total_sent;
           receipt_ms_ = clock_->WallMs();
           counters_.last_sent_ms = receipt_ms_;
-          Refuse(client, topic, "not_authorized",
+          Refuse(client, st, topic, "not_authorized",
                  "no write permission on this topic");
         }
         break;
       }
       if (notification) {
-        std::string_view body(static_cast<const char*>(payload),
-                              payload ? payloadlen : 0);
-        if (CheckNotification(client, topic, body, qos).reject !=
+        if (will) return PublishWill(client, st, topic, body, qos, retain);
+        if (CheckNotification(client, st, topic, body, qos).reject !=
             Reject::kNone) {
           return Verdict::kDeny;
         }
@@ -418,11 +571,30 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
   return allowed ? Verdict::kAllow : Verdict::kDeny;
 }
 
+Verdict Homepot::PublishWill(const ClientInfo& client, Session* st,
+                             std::string_view topic, std::string_view payload,
+                             int qos, bool retain) {
+  // Wills get no MESSAGE event and their payload cannot be replaced, so the
+  // stamped copy is published by the plugin and the original refused. (Its
+  // MQTT v5 properties are not carried over.)
+  const NotificationCheck& check =
+      CheckNotification(client, st, topic, payload, qos, /*may_repeat=*/false);
+  if (check.reject != Reject::kNone) return Verdict::kDeny;
+  char stamp[kStampLen];
+  FormatStamp(receipt_ms_, stamp);
+  std::string out(InjectedSize(check, payload.size(), config_.timestamp_field),
+                  '\0');
+  Inject(check, payload, config_.timestamp_field, stamp, out.data());
+  broker_->Publish(std::string(topic), out, qos, retain);
+  return Verdict::kDeny;
+}
+
 Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   Maintain();
-  current_handle_ = client.handle;
-  KickPending(client.username);
-  if (IsPendingKick(client.username)) return Verdict::kDisconnect;
+  KickPending(&client);
+  ++routing_epoch_;
+  Session* live = FindClient(client.handle);
+  if (live != nullptr && live->revoked()) return Verdict::kDisconnect;
   std::string_view topic = m->topic ? m->topic : "";
   if (!IsNotificationTopic(topic) || (m->retain && m->payloadlen == 0)) {
     return Verdict::kAllow;
@@ -435,10 +607,17 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
                checked_len_ == payload.size() && checked_ok_;
   checked_payload_ = nullptr;
   const NotificationCheck* check = nullptr;
+  Session scratch;
+  Session* st = nullptr;
   if (reuse) {
     check = &validator_.last();
   } else {
-    check = &CheckNotification(client, topic, payload, m->qos);
+    if (live != nullptr) {
+      st = Resolve(client, live);
+    } else if (client.username != nullptr) {
+      st = Resolve(client, &scratch);
+    }
+    check = &CheckNotification(client, st, topic, payload, m->qos);
     if (check->reject != Reject::kNone) return Verdict::kDeny;
   }
   char stamp[kStampLen];
@@ -449,7 +628,7 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
     // Out of memory: refusing is safer than routing an unstamped copy.
     if (counters_.total_success > 0) --counters_.total_success;
     ++counters_.rejected[static_cast<size_t>(Reject::kTooLarge) - 1];
-    Refuse(client, topic, "too_large", "broker out of memory");
+    Refuse(client, st, topic, "too_large", "broker out of memory");
     return Verdict::kDeny;
   }
   Inject(*check, payload, config_.timestamp_field, stamp, out);
@@ -476,19 +655,31 @@ void Homepot::PublishStats() {
   }
   if (dirty_.empty()) return;
   std::vector<DeviceStatsDelta> batch;
+  std::vector<DeviceEntry*> entries;
   batch.reserve(dirty_.size());
-  for (DeviceEntry* d : dirty_) batch.push_back({d->first, d->second});
-  if (!worker_->SubmitStats(&batch)) return;  // busy: try next time
-  for (DeviceEntry* d : dirty_) d->second = DeviceCounters{};
+  entries.reserve(dirty_.size());
+  for (DeviceEntry* d : dirty_) {
+    DeviceCounters& c = d->second.counters;
+    if (!c.dirty) continue;  // reset since (device removed), or listed twice
+    c.dirty = false;
+    batch.push_back({d->first, c});
+    entries.push_back(d);
+  }
+  if (!worker_->SubmitStats(&batch)) {  // busy: try next time
+    for (DeviceEntry* d : entries) d->second.counters.dirty = true;
+    dirty_.swap(entries);
+    return;
+  }
+  for (DeviceEntry* d : entries) d->second.counters = DeviceCounters{};
   dirty_.clear();
 }
 
 void Homepot::OnTick() {
   ticking_ = true;
   tick_wall_ms_ = clock_->CoarseWallMs();
+  ++routing_epoch_;
   Maintain();
   PublishStatsIfDue();
-  current_handle_ = nullptr;
   KickPending(nullptr);
 }
 
@@ -497,16 +688,27 @@ void Homepot::OnReload() {
   Maintain();
 }
 
-void Homepot::OnDisconnect(const ClientInfo& client) {
+void Homepot::OnDisconnect(const ClientInfo& client, bool may_persist) {
   Maintain();
-  auto it = clients_.find(client.handle);
-  if (it == clients_.end()) return;
-  if (it->second.counted) --counters_.connected;
-  if (Recent& r = recent_[RecentSlot(client.handle)];
-      r.handle == client.handle) {
-    r = Recent{};
+  Session* st = FindClient(client.handle);
+  if (st == nullptr) return;
+  // A clean session ends with its connection: its client id is free again
+  // (unless another session of the device holds it).
+  if (DeviceEntry* dev = st->device; dev != nullptr && !may_persist) {
+    auto& ids = dev->second.client_ids;
+    bool shared =
+        std::any_of(dev->second.sessions.begin(), dev->second.sessions.end(),
+                    [&](const void* h) {
+                      return h != client.handle &&
+                             clients_.at(h).client_id == st->client_id;
+                    });
+    auto pos = std::find(ids.begin(), ids.end(), st->client_id);
+    if (!shared && pos != ids.end()) {
+      claims_.erase(*pos);
+      ids.erase(pos);
+    }
   }
-  clients_.erase(it);
+  DropSession(client.handle);
 }
 
 }  // namespace homepot

@@ -63,11 +63,17 @@ class Homepot {
   void OnTick();
   // SIGHUP: reload the registry now.
   void OnReload();
-  void OnDisconnect(const ClientInfo& client);
+  // `may_persist`: the session may outlive the connection (MQTT v5, or
+  // v3.1.1 without clean session); its client id then stays claimed.
+  void OnDisconnect(const ClientInfo& client, bool may_persist = false);
 
   const Snapshot& snapshot() const { return *snapshot_; }
   const Config& config() const { return config_; }
   const Counters& counters() const { return counters_; }
+  // Client ids one device may hold at once (the oldest unused one is
+  // released for a new one), so claims are bounded by the registry's size.
+  static constexpr size_t kMaxClaimsPerDevice = 8;
+
   // Publishes stats and queues device deltas now (also done on schedule).
   void PublishStats();
   // Flushes device stats synchronously (clean shutdown).
@@ -89,35 +95,69 @@ class Homepot {
     }
   }
   void MaintainSlow();
-  // Ends revoked sessions. Mosquitto must never be asked to kick the client
-  // whose event is running (its context would be freed under it), so
-  // `current` (that client's username, or nullptr on TICK) is left for a
-  // later event; nothing is kicked during a DISCONNECT event.
-  void KickPending(const char* current) {
-    if (!pending_kicks_.empty() || !pending_id_kicks_.empty()) {
-      KickPendingSlow(current);
-    }
+  // Ends revoked sessions (see DeviceState::revocations). Mosquitto must
+  // never be asked to kick the client whose event is running (its context
+  // would be freed under it), so a session of that client, or with its
+  // client id, stays queued for a later event; nothing is kicked during a
+  // DISCONNECT event.
+  void KickPending(const ClientInfo* current) {
+    if (!pending_kicks_.empty()) KickPendingSlow(current);
   }
-  void KickPendingSlow(const char* current);
-  bool IsPendingKick(const char* username) const;
+  void KickPendingSlow(const ClientInfo* current);
 
-  using DeviceEntry =
-      std::unordered_map<std::string, DeviceCounters>::value_type;
-  // Per session, keyed by the broker's client handle: saves the registry
-  // lookup on every ACL check of the session.
-  struct ClientState {
-    DeviceEntry* device = nullptr;   // counters; nullptr: not registered
-    const Device* record = nullptr;  // in the snapshot of `generation`
-    uint64_t generation = 0;         // swaps_ when `record` was resolved
-    bool counted = false;            // included in counters_.connected
-    std::string client_id;           // set at login
+  // Lifetime rule: only `snapshot_` keeps a snapshot alive, and only for
+  // as long as it is current. Anything that outlives one event holds device
+  // ids (strings) or entries of `devices_` (never erased), never a pointer
+  // into a snapshot; the one cache of a record (Session::record_) is read
+  // only through Session::record(generation), which answers nullptr unless
+  // it was resolved (by Resolve) against the snapshot now current.
+  //
+  // Per device id ever seen since start (the registry bounds them, not
+  // clients): counters not yet flushed, how often the registry revoked it,
+  // its live sessions and the client ids it holds.
+  struct DeviceState {
+    DeviceCounters counters;
+    uint64_t revocations = 0;  // bumped when disabled/removed/new password
+    std::vector<const void*> sessions;    // handles in clients_
+    std::vector<std::string> client_ids;  // claimed, oldest first
   };
-  // The session's state with `record` resolved against the current
-  // snapshot: its entry when it logged in through us, else `scratch`.
-  ClientState* StateFor(const ClientInfo& client, ClientState* scratch);
+  using DeviceEntry = std::unordered_map<std::string, DeviceState>::value_type;
+  // One MQTT session, keyed by the broker's client handle: created when it
+  // logs in through us (or is deferred), or at the first event of a TLS
+  // identity session; erased at its DISCONNECT.
+  class Session {
+   public:
+    DeviceEntry* device = nullptr;  // nullptr: not a registry device
+    uint64_t revocations = 0;       // device->second.revocations at login
+    uint64_t routing_epoch = 0;     // routing_epoch_ at login (replay check)
+    bool counted = false;           // included in counters_.connected
+    bool taken_over = false;        // a newer session took its client id
+    std::string client_id;
+
+    bool revoked() const {
+      return device != nullptr && revocations != device->second.revocations;
+    }
+    // The registry record as of snapshot number `generation`, or nullptr
+    // when it was resolved against another one (or there is none).
+    const Device* record(uint64_t generation) const {
+      return generation == generation_ ? record_ : nullptr;
+    }
+    // Whether %c may expand to the client id (see ClientIdMayExpand).
+    bool client_id_usable() const { return client_id_usable_; }
+
+   private:
+    friend class Homepot;  // Resolve alone writes these
+    const Device* record_ = nullptr;
+    uint64_t generation_ = 0;
+    bool client_id_usable_ = false;
+  };
+  // Resolves `st` (a live session, or a scratch one for will checks and
+  // deliveries to offline sessions) against the current snapshot: its
+  // record, its device entry and whether %c may expand. Cheap when done.
+  Session* Resolve(const ClientInfo& client, Session* st);
   // The session's entry in clients_, or nullptr. A direct-mapped cache in
   // front of the map answers most ACL checks with one probe of a hot array.
-  ClientState* FindClient(const void* handle) {
+  Session* FindClient(const void* handle) {
     Recent& r = recent_[RecentSlot(handle)];
     if (r.handle == handle && handle != nullptr) return r.state;
     auto it = clients_.find(handle);
@@ -129,19 +169,37 @@ class Homepot {
     return (reinterpret_cast<uintptr_t>(handle) * 0x9E3779B97F4A7C15ull) >>
            (64 - kRecentBits);
   }
+  // A live session with an entry, or nullptr for a handle whose connection
+  // is gone (its will is being checked, or it is an offline session being
+  // routed to). TLS identity sessions get their entry here.
+  Session* LiveSession(const ClientInfo& client);
+  // Login checks that need the device: the client id must not be another
+  // device's id nor held by another device. Claims it on success.
+  bool ClaimClientId(const ClientInfo& client, const Device& record,
+                     DeviceEntry* device);
+  void ReleaseClaims(DeviceEntry* device);
+  void DropSession(const void* handle);
+  // A will on a notification topic: validated, stamped and published as a
+  // copy; the original is always refused.
+  Verdict PublishWill(const ClientInfo& client, Session* st,
+                      std::string_view topic, std::string_view payload, int qos,
+                      bool retain);
   DeviceCounters* Touch(DeviceEntry* d);  // marks dirty; nullptr-safe
   // Memoised on the last topic: deliveries of one message ask in a burst.
   bool IsNotificationTopic(std::string_view topic);
   // Validates a notification write, sets receipt_ms_, counts it and sends
   // the notice when refused.
+  // `may_repeat`: a QoS 2 PUBLISH that may be a retransmission.
   const NotificationCheck& CheckNotification(const ClientInfo& client,
+                                             Session* st,
                                              std::string_view topic,
-                                             std::string_view payload, int qos);
+                                             std::string_view payload, int qos,
+                                             bool may_repeat = true);
   // True for a repeat of a recent QoS 2 notification (same client, topic,
   // payload): receipt_ms_ is then set to the first copy's stamp.
   bool IsQos2Retransmission(const ClientInfo& client, std::string_view topic,
                             std::string_view payload);
-  void Refuse(const ClientInfo& client, std::string_view topic,
+  void Refuse(const ClientInfo& client, Session* st, std::string_view topic,
               std::string_view reason, const std::string& detail);
 
   const Config config_;
@@ -165,22 +223,27 @@ class Homepot {
   bool ticking_ = false;      // TICK events arrive
   int64_t tick_wall_ms_ = 0;  // wall clock at the last TICK
 
-  std::vector<std::string> pending_kicks_;     // usernames
-  std::vector<std::string> pending_id_kicks_;  // client ids
-  const void* current_handle_ = nullptr;       // client of the running event
+  std::vector<std::string> pending_kicks_;  // revoked device ids
+  // Bumped by every event that may route a new copy (TICK, MESSAGE, writes,
+  // subscribes): read checks of a session in the epoch of its login are the
+  // replay of its offline queue, counted when it was queued.
+  uint64_t routing_epoch_ = 1;
   std::string last_topic_;
   bool last_topic_is_notification_ = false;
 
   Counters counters_;
-  std::unordered_map<const void*, ClientState> clients_;  // nodes are stable
+  std::unordered_map<const void*, Session> clients_;  // nodes are stable
   struct Recent {
     const void* handle = nullptr;
-    ClientState* state = nullptr;
+    Session* state = nullptr;
   };
   static constexpr int kRecentBits = 8;
   std::array<Recent, size_t{1} << kRecentBits> recent_{};
-  std::unordered_map<std::string, DeviceCounters> device_counters_;
-  std::vector<DeviceEntry*> dirty_;  // entries with unflushed changes
+  std::unordered_map<std::string, DeviceState> devices_;  // nodes are stable
+  std::vector<DeviceEntry*> dirty_;  // entries whose counters are dirty
+  // Client id -> the device holding it (live or kept after a disconnect
+  // that may leave a durable session), at most kMaxClaimsPerDevice each.
+  std::unordered_map<std::string, DeviceEntry*> claims_;
 
   // The last validated write, so OnMessage need not parse it again.
   const void* checked_payload_ = nullptr;

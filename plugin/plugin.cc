@@ -133,8 +133,12 @@ int OnReload(int, void*, void* userdata) noexcept {
 int OnDisconnect(int, void* event_data, void* userdata) noexcept {
   try {
     auto* ev = static_cast<mosquitto_evt_disconnect*>(event_data);
+    // The session may outlive the connection: MQTT v5 (whose session expiry
+    // the plugin API does not show) or v3.1.1 without clean session.
+    bool may_persist = mosquitto_client_protocol_version(ev->client) == 5 ||
+                       !mosquitto_client_clean_session(ev->client);
     static_cast<PluginState*>(userdata)->core->OnDisconnect(
-        Describe(ev->client));
+        Describe(ev->client), may_persist);
   } catch (...) {
     LogException("disconnect");
   }

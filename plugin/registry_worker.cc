@@ -98,9 +98,12 @@ void RegistryWorker::FlushStats(int busy_timeout_ms) {
             SQLITE_OK &&
         sqlite3_prepare_v2(
             db_,
+            // Only for devices still registered: a removed device's
+            // statistics stay removed.
             "INSERT INTO device_stats (device_id, published, delivered, "
             "rejected, last_connect, last_publish, last_delivery) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS "
+            "(SELECT 1 FROM devices WHERE device_id = ?1) "
             "ON CONFLICT (device_id) DO UPDATE SET "
             "published = published + excluded.published, "
             "delivered = delivered + excluded.delivered, "

@@ -38,7 +38,7 @@ class AuthTest : public ::testing::Test {
   AuthTest() {
     options_.max_failures = 3;
     options_.lockout_ms = kLockoutMs;
-    options_.dummy_iterations = kIterations;
+    options_.failure_iterations = kIterations;
   }
   void SetUp() override {
     sensor_hash_ = Hash("right");
@@ -393,6 +393,113 @@ TEST_F(AuthTest, ZeroBudgetMeansUnlimited) {
     EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "x", 0),
               AuthResult::kDeny);
   }
+}
+
+}  // namespace
+}  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// A device whose stored hash is `encoded` (any format Mosquitto writes).
+std::shared_ptr<const Snapshot> SnapshotOf(const std::string& id,
+                                           const PasswordHash& hash) {
+  std::vector<Device> devices;
+  devices.push_back(MakeDevice(id, &hash));
+  return Snapshot::Build(std::move(devices), {}, 1, 10240);
+}
+
+// Every failed login costs the same PBKDF2 work, whatever the stored hash
+// and whether the username exists: timing tells nothing.
+TEST_F(AuthTest, EveryFailureCostsTheSameIterations) {
+  options_.max_failures = 0;
+  options_.hash_budget_us_per_s = 0;
+  options_.failure_iterations = kMaxIterations;
+  auto auth = Make();
+  auto cost_of = [&](const Snapshot& s, const std::string& user) {
+    uint64_t before = auth->iterations_spent();
+    EXPECT_EQ(auth->Authenticate(s, user, "wrong", 0), AuthResult::kDeny);
+    return auth->iterations_spent() - before;
+  };
+  Result<PasswordHash> cheap = HashPassword("pw", 101);  // mosquitto_passwd
+  Result<PasswordHash> full = HashPassword("pw", kMaxIterations);
+  Result<PasswordHash> sha =
+      ParsePasswordHash("$6$AAAAAAAAAAAAAAAA$" + std::string(86, 'A') + "==");
+  ASSERT_TRUE(cheap.ok() && full.ok() && sha.ok()) << sha.status().message();
+  const uint64_t expected = kMaxIterations;
+  EXPECT_EQ(cost_of(*SnapshotOf("d101", *cheap), "d101"), expected);
+  EXPECT_EQ(cost_of(*SnapshotOf("dfull", *full), "dfull"), expected);
+  EXPECT_EQ(cost_of(*SnapshotOf("dsha", *sha), "dsha"), expected);
+  EXPECT_EQ(cost_of(*SnapshotOf("dsha", *sha), "nobody"), expected);
+  EXPECT_EQ(cost_of(*snapshot_, "no-password"), expected);
+}
+
+TEST(CredentialsLimitTest, HashesAboveTheMaximumCostAreRefused) {
+  EXPECT_FALSE(HashPassword("pw", kMaxIterations + 1).ok());
+  Result<PasswordHash> h = HashPassword("pw", kMaxIterations);
+  ASSERT_TRUE(h.ok());
+  std::string encoded = EncodePasswordHash(*h);
+  std::string over =
+      "$7$20000" + encoded.substr(encoded.find('$', 3));  // same salt/hash
+  Result<PasswordHash> parsed = ParsePasswordHash(over);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.status().message().find("20000 is above 1000"),
+            std::string::npos)
+      << parsed.status().message();
+  EXPECT_NE(parsed.status().message().find("device passwd"), std::string::npos);
+}
+
+// Names that can never be a device id are refused without being stored, so
+// a flood of huge random usernames grows nothing.
+TEST_F(AuthTest, InvalidUsernamesAreNeverStored) {
+  auto auth = Make();
+  std::string huge(65535, 'x');
+  for (int i = 0; i < 100; ++i) {
+    huge[i % huge.size()] = static_cast<char>('a' + i % 26);
+    EXPECT_EQ(auth->Authenticate(*snapshot_, huge, "x", 0), AuthResult::kDeny);
+  }
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "$SYS", "x", 0), AuthResult::kDeny);
+  EXPECT_EQ(auth->tracked_failures(), 0u);
+  EXPECT_EQ(auth->iterations_spent(), 0u);
+}
+
+TEST_F(AuthTest, InvalidUsernamesAreDeferredWhenConfigured) {
+  options_.defer_unknown = true;
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, std::string(200, 'u'), "x", 0),
+            AuthResult::kDefer);
+}
+
+TEST_F(AuthTest, OverlongPasswordsAreRefusedUnhashed) {
+  auto auth = Make();
+  std::string long_pw(kMaxPasswordBytes + 1, 'p');
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", long_pw, 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", long_pw, 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->iterations_spent(), 0u);
+}
+
+// The lockout table stops growing at its byte cap; names it cannot track are
+// refused as usual (and the cap does not depend on which names exist).
+TEST_F(AuthTest, LockoutTableIsCappedInBytes) {
+  options_.hash_budget_us_per_s = 0;
+  options_.failure_iterations = 1;
+  auto auth = Make();
+  const size_t per_entry = 128 + Authenticator::kFailureEntryOverhead;
+  const size_t fits = Authenticator::kMaxFailureBytes / per_entry;
+  std::string name(128, 'n');
+  for (size_t i = 0; i < fits + 500; ++i) {
+    std::string id = std::to_string(i);
+    name.replace(0, id.size(), id);
+    EXPECT_EQ(auth->Authenticate(*snapshot_, name, "x", 0), AuthResult::kDeny);
+  }
+  EXPECT_LE(auth->tracked_failure_bytes(), Authenticator::kMaxFailureBytes);
+  EXPECT_EQ(auth->tracked_failures(), fits);
+  // Expired entries make room again.
+  auth->Sweep(kLockoutMs + 1);
+  EXPECT_EQ(auth->tracked_failures(), 0u);
+  EXPECT_EQ(auth->tracked_failure_bytes(), 0u);
 }
 
 }  // namespace

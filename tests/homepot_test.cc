@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -57,6 +59,9 @@ class FakeBroker : public Broker {
                bool retain) override {
     publishes.push_back({topic, std::string(payload), qos, retain});
   }
+  bool HasCertificate(const void* handle) override {
+    return tls_sessions.count(handle) != 0;
+  }
   void* Alloc(size_t size) override { return std::malloc(size); }
   void Free(void* ptr) override { std::free(ptr); }
 
@@ -71,11 +76,16 @@ class FakeBroker : public Broker {
   bool Kicked(const std::string& username) const {
     return std::find(kicks.begin(), kicks.end(), username) != kicks.end();
   }
+  bool KickedId(const std::string& client_id) const {
+    return std::find(kicked_ids.begin(), kicked_ids.end(), client_id) !=
+           kicked_ids.end();
+  }
 
   std::vector<std::pair<LogLevel, std::string>> logs;
   std::vector<std::string> kicks;
   std::vector<std::string> kicked_ids;
   std::vector<Published> publishes;
+  std::set<const void*> tls_sessions;  // connected with a certificate
 };
 
 // A clock that moves only when told.
@@ -188,11 +198,15 @@ class HomepotTest : public ::testing::Test {
   Verdict Auth(const Client& c, const char* username, const char* password) {
     return core_->OnBasicAuth(c.info(), username, password);
   }
+  // A client that did not log in through BASIC_AUTH stands for a connected
+  // TLS identity session (the fake reports a certificate for it).
   Verdict Acl(const Client& c, const std::string& topic, int access) {
+    broker_.tls_sessions.insert(c.info().handle);
     return core_->OnAclCheck(c.info(), topic, access);
   }
   Verdict Publish(const Client& c, const std::string& topic,
                   const std::string& payload, int qos = 1) {
+    broker_.tls_sessions.insert(c.info().handle);
     return core_->OnAclCheck(c.info(), topic, kWrite, payload.data(),
                              static_cast<uint32_t>(payload.size()), qos, false);
   }
@@ -235,8 +249,9 @@ TEST_F(HomepotTest, CreateLoadsAndLogsTheRegistry) {
 TEST_F(HomepotTest, BasicAuthVerdicts) {
   Create();
   Client c("ignored", "client-1");
+  Client b("ignored", "client-2");
   EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kAllow);
-  EXPECT_EQ(Auth(c, "homepot", "backend-pw"), Verdict::kAllow);
+  EXPECT_EQ(Auth(b, "homepot", "backend-pw"), Verdict::kAllow);
   EXPECT_EQ(Auth(c, "sensor-001", "wrong"), Verdict::kDeny);
   EXPECT_EQ(Auth(c, "sensor-001", nullptr), Verdict::kDeny);
   EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kAllow);
@@ -261,9 +276,9 @@ TEST_F(HomepotTest, BasicAuthRefusesWildcardsInUsernameOrClientId) {
     Client c("x", id);
     EXPECT_EQ(Auth(c, "sensor-001", "s3cret"), Verdict::kDeny) << id;
   }
-  // A missing client id is no reason to refuse.
+  // Mosquitto assigns a client id before BASIC_AUTH; none at all is refused.
   Client no_id("x", nullptr);
-  EXPECT_EQ(Auth(no_id, "sensor-001", "s3cret"), Verdict::kAllow);
+  EXPECT_EQ(Auth(no_id, "sensor-001", "s3cret"), Verdict::kDeny);
   EXPECT_EQ(Auth(good, "sensor-001", "s3cret"), Verdict::kAllow);
 }
 
@@ -368,9 +383,11 @@ TEST_F(HomepotTest, DisablingADeviceKicksItAndDeniesIt) {
   ASSERT_EQ(Acl(sensor, "devices/sensor-001/notifications", kRead),
             Verdict::kAllow);
   Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'");
+  // Its session logged in through us: ended by its client id.
   ASSERT_TRUE(Eventually([&] { core_->OnTick(); },
-                         [&] { return broker_.Kicked("sensor-001"); }));
-  EXPECT_EQ(broker_.kicks, std::vector<std::string>{"sensor-001"});
+                         [&] { return broker_.KickedId("s-1"); }));
+  EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"s-1"});
+  EXPECT_TRUE(broker_.kicks.empty());
   EXPECT_EQ(broker_.LogsContaining("registry reloaded", LogLevel::kNotice), 1);
   EXPECT_FALSE(core_->snapshot().Find("sensor-001")->enabled);
   EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kRead),
@@ -404,8 +421,8 @@ TEST_F(HomepotTest, PasswordChangeKicksAndRefusesTheOldPassword) {
   Exec("UPDATE devices SET password_hash = '" + EncodedHash("n3w") +
        "' WHERE device_id = 'sensor-001'");
   ASSERT_TRUE(Eventually([&] { core_->OnTick(); },
-                         [&] { return broker_.Kicked("sensor-001"); }));
-  EXPECT_EQ(broker_.kicks, std::vector<std::string>{"sensor-001"});
+                         [&] { return broker_.KickedId("s-1"); }));
+  EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"s-1"});
   EXPECT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kDeny);
   EXPECT_EQ(Auth(sensor, "sensor-001", "n3w"), Verdict::kAllow);
 }
@@ -484,13 +501,13 @@ TEST_F(HomepotTest, RevokedDeviceIsNeverKickedFromItsOwnEvent) {
   ASSERT_TRUE(Eventually(
       [&] { Acl(sensor, "devices/sensor-001/notifications", kRead); },
       [&] { return !core_->snapshot().Find("sensor-001")->enabled; }));
-  EXPECT_TRUE(broker_.kicks.empty());
+  EXPECT_TRUE(broker_.kicked_ids.empty());
   EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kSubscribe),
             Verdict::kDisconnect);
-  EXPECT_TRUE(broker_.kicks.empty());
+  EXPECT_TRUE(broker_.kicked_ids.empty());
   // Another client's event performs the kick.
   Acl(other, "devices/sensor-001/notifications", kRead);
-  EXPECT_EQ(broker_.kicks, std::vector<std::string>{"sensor-001"});
+  EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"s-1"});
 }
 
 // With TICK, stats fall due on TICK only: the message path reads no clock.
@@ -589,6 +606,184 @@ TEST_F(HomepotTest, ReusedHandleIsANewSession) {
   EXPECT_EQ(Acl(c, "devices/sensor-001/notifications", kRead), Verdict::kDeny);
   EXPECT_EQ(Acl(c, "backend/status", kWrite), Verdict::kAllow);
   EXPECT_EQ(core_->counters().connected, 1u);
+}
+
+}  // namespace
+}  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// The device logs in again with its new password before its old session was
+// kicked (the crash of issue "dangling records"): the old session is ended,
+// the new one is kept, whatever its client id.
+TEST_F(HomepotTest, PasswordChangeEndsOnlyTheOldSessionWithADifferentId) {
+  Create();
+  Client old_session("sensor-001", "s-1");
+  Client new_session("sensor-001", "s-2");
+  ASSERT_EQ(Auth(old_session, "sensor-001", "s3cret"), Verdict::kAllow);
+  Exec("UPDATE devices SET password_hash = '" + EncodedHash("n3w") +
+       "' WHERE device_id = 'sensor-001'");
+  // The new snapshot is taken in by an event that kicks nothing.
+  ASSERT_TRUE(Eventually(
+      [&] { core_->OnReload(); },
+      [&] { return broker_.LogsContaining("registry reloaded") == 1; }));
+  ASSERT_EQ(Auth(new_session, "sensor-001", "n3w"), Verdict::kAllow);
+  core_->OnTick();
+  EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"s-1"});
+  EXPECT_TRUE(broker_.kicks.empty());
+  core_->OnDisconnect(old_session.info());
+  // The new session is not revoked: its own events go through.
+  EXPECT_EQ(Acl(new_session, "devices/sensor-001/notifications", kSubscribe),
+            Verdict::kAllow);
+  core_->OnTick();
+  EXPECT_EQ(broker_.kicked_ids.size(), 1u);
+}
+
+TEST_F(HomepotTest, PasswordChangeKeepsTheNewSessionWithTheSameId) {
+  Create();
+  Client old_session("sensor-001", "s-1");
+  Client new_session("sensor-001", "s-1");
+  ASSERT_EQ(Auth(old_session, "sensor-001", "s3cret"), Verdict::kAllow);
+  Exec("UPDATE devices SET password_hash = '" + EncodedHash("n3w") +
+       "' WHERE device_id = 'sensor-001'");
+  // The new snapshot is taken in by an event that kicks nothing.
+  ASSERT_TRUE(Eventually(
+      [&] { core_->OnReload(); },
+      [&] { return broker_.LogsContaining("registry reloaded") == 1; }));
+  ASSERT_EQ(Auth(new_session, "sensor-001", "n3w"), Verdict::kAllow);
+  // Mosquitto's takeover ends the old session; a kick by its id would end
+  // the new one.
+  core_->OnTick();
+  core_->OnDisconnect(old_session.info());
+  core_->OnTick();
+  EXPECT_TRUE(broker_.kicked_ids.empty());
+  EXPECT_TRUE(broker_.kicks.empty());
+  EXPECT_EQ(Acl(new_session, "devices/sensor-001/notifications", kSubscribe),
+            Verdict::kAllow);
+}
+
+TEST_F(HomepotTest, AClientIdIsNeverTakenOverByAnotherDevice) {
+  Create();
+  Client sensor("sensor-001", "shared");
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  Client thief("homepot", "shared");
+  EXPECT_EQ(Auth(thief, "homepot", "backend-pw"), Verdict::kDeny);
+  EXPECT_EQ(broker_.LogsContaining("client id 'shared' is held by device "
+                                   "'sensor-001'"),
+            1);
+  // Nor after the owner disconnected from a session that may persist.
+  core_->OnDisconnect(sensor.info(), /*may_persist=*/true);
+  EXPECT_EQ(Auth(thief, "homepot", "backend-pw"), Verdict::kDeny);
+  // A clean session frees the id.
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  core_->OnDisconnect(sensor.info(), /*may_persist=*/false);
+  EXPECT_EQ(Auth(thief, "homepot", "backend-pw"), Verdict::kAllow);
+}
+
+TEST_F(HomepotTest, ClientIdsThatWouldWidenPercentCAreRefused) {
+  Create();
+  for (const char* id : {"$SYS", "$share", "sensor-001"}) {
+    Client c("homepot", id);
+    EXPECT_EQ(Auth(c, "homepot", "backend-pw"), Verdict::kDeny) << id;
+  }
+  std::string long_id(257, 'c');
+  Client c("homepot", long_id.c_str());
+  EXPECT_EQ(Auth(c, "homepot", "backend-pw"), Verdict::kDeny);
+  // Its own id is fine.
+  Client own("sensor-001", "sensor-001");
+  EXPECT_EQ(Auth(own, "sensor-001", "s3cret"), Verdict::kAllow);
+}
+
+// Per-device claims are bounded: the oldest id no session uses is released.
+TEST_F(HomepotTest, ClaimsPerDeviceAreBounded) {
+  Create();
+  std::vector<std::string> ids;
+  for (size_t i = 0; i <= Homepot::kMaxClaimsPerDevice; ++i) {
+    ids.push_back("c-" + std::to_string(i));
+  }
+  std::vector<std::unique_ptr<Client>> clients;
+  for (const std::string& id : ids) {
+    clients.push_back(std::make_unique<Client>("sensor-001", id.c_str()));
+    ASSERT_EQ(Auth(*clients.back(), "sensor-001", "s3cret"), Verdict::kAllow);
+    core_->OnDisconnect(clients.back()->info(), /*may_persist=*/true);
+  }
+  // c-0 was released for the last one; c-1 is still held.
+  Client a("homepot", "c-0");
+  EXPECT_EQ(Auth(a, "homepot", "backend-pw"), Verdict::kAllow);
+  Client b("homepot", "c-1");
+  EXPECT_EQ(Auth(b, "homepot", "backend-pw"), Verdict::kDeny);
+}
+
+// A will gets no MESSAGE event and its payload cannot be replaced: the plugin
+// publishes a stamped copy and refuses the original.
+TEST_F(HomepotTest, WillIsPublishedStampedAndTheOriginalRefused) {
+  Create();
+  Client backend("homepot", "b-1");
+  ASSERT_EQ(Auth(backend, "homepot", "backend-pw"), Verdict::kAllow);
+  core_->OnDisconnect(backend.info());
+  const std::string will =
+      R"({"title":"t","body":"b","received_at":"1999-01-01T00:00:00.000Z"})";
+  EXPECT_EQ(core_->OnAclCheck(
+                backend.info(), "devices/sensor-001/notifications", kWrite,
+                will.data(), static_cast<uint32_t>(will.size()), 1, false),
+            Verdict::kDeny);
+  auto it = std::find_if(broker_.publishes.begin(), broker_.publishes.end(),
+                         [](const FakeBroker::Published& p) {
+                           return p.topic == "devices/sensor-001/notifications";
+                         });
+  ASSERT_NE(it, broker_.publishes.end());
+  nlohmann::json got = nlohmann::json::parse(it->payload);
+  EXPECT_EQ(got["received_at"], StampString(clock_.wall));
+  EXPECT_EQ(got["timestamp"], StampString(clock_.wall));
+  EXPECT_EQ(it->qos, 1);
+  // An invalid will is refused and not published.
+  broker_.publishes.clear();
+  const std::string bad = R"({"title":"t"})";
+  EXPECT_EQ(core_->OnAclCheck(
+                backend.info(), "devices/sensor-001/notifications", kWrite,
+                bad.data(), static_cast<uint32_t>(bad.size()), 1, false),
+            Verdict::kDeny);
+  EXPECT_EQ(std::count_if(broker_.publishes.begin(), broker_.publishes.end(),
+                          [](const FakeBroker::Published& p) {
+                            return p.topic ==
+                                   "devices/sensor-001/notifications";
+                          }),
+            0);
+}
+
+// Copies for an offline session: QoS 0 ones are dropped by Mosquitto and not
+// counted; QoS 1 ones are queued and counted once (not again at replay).
+TEST_F(HomepotTest, DeliveriesCountOnlyCopiesSentOrQueued) {
+  Create();
+  Client sensor("sensor-001", "s-1");
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  const std::string body = kValidNotification;
+  const std::string topic = "devices/sensor-001/notifications";
+  auto deliver = [&](int qos) {
+    return core_->OnAclCheck(sensor.info(), topic, kRead, body.data(),
+                             static_cast<uint32_t>(body.size()), qos, false);
+  };
+  core_->OnTick();
+  ASSERT_EQ(deliver(0), Verdict::kAllow);
+  EXPECT_EQ(core_->counters().deliveries, 1u);
+  core_->OnDisconnect(sensor.info(), /*may_persist=*/true);
+  ASSERT_EQ(deliver(0), Verdict::kAllow);
+  EXPECT_EQ(core_->counters().deliveries, 1u);
+  ASSERT_EQ(deliver(1), Verdict::kAllow);
+  EXPECT_EQ(core_->counters().deliveries, 2u);
+  // Back online: the queue is checked again at login (replay), not counted.
+  Client back("sensor-001", "s-1");
+  ASSERT_EQ(Auth(back, "sensor-001", "s3cret"), Verdict::kAllow);
+  ASSERT_EQ(core_->OnAclCheck(back.info(), topic, kRead, body.data(),
+                              static_cast<uint32_t>(body.size()), 1, false),
+            Verdict::kAllow);
+  EXPECT_EQ(core_->counters().deliveries, 2u);
+  core_->OnTick();
+  ASSERT_EQ(core_->OnAclCheck(back.info(), topic, kRead, body.data(),
+                              static_cast<uint32_t>(body.size()), 1, false),
+            Verdict::kAllow);
+  EXPECT_EQ(core_->counters().deliveries, 3u);
 }
 
 }  // namespace

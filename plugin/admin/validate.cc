@@ -172,7 +172,9 @@ Status ValidateToken(std::string_view token) {
 Result<int> ParseIterations(std::string_view text) {
   const Status bad = Status::Error("invalid iteration count " + Quote(text) +
                                    ": expected an integer from 1 to " +
-                                   std::to_string(kMaxIterations));
+                                   std::to_string(kMaxIterations) +
+                                   " (every login hashes on the broker "
+                                   "thread)");
   if (text.empty() || text.size() > 9) return bad;
   int64_t value = 0;
   for (const char c : text) {

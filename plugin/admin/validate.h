@@ -14,8 +14,6 @@ namespace homepot::admin {
 // Limits mirrored from schema/schema.sql.
 inline constexpr size_t kMaxDeviceIdBytes = 128;
 inline constexpr size_t kMaxTopicBytes = 65535;
-// A password longer than this is refused (Mosquitto's own limit).
-inline constexpr size_t kMaxPasswordBytes = 65535;
 
 // The four words of acl_rules.access (and of a Mosquitto acl_file).
 enum class Access { kRead, kWrite, kReadWrite, kDeny };

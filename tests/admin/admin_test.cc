@@ -525,18 +525,20 @@ TEST_F(AdminTest, DeviceAddRefusesBadInputAndChangesNothing) {
        "invalid --metadata '[1]': not a JSON object"},
       {{"device", "add", "x", "--type", "backend", "--iterations", "0"},
        "pw\n",
-       "invalid iteration count '0': expected an integer from 1 to 10000000"},
+       "invalid iteration count '0': expected an integer from 1 to 1000 "
+       "(every login hashes on the broker thread)"},
       {{"device", "add", "x", "--type", "backend", "--iterations", "-5"},
        "pw\n",
-       "invalid iteration count '-5': expected an integer from 1 to 10000000"},
+       "invalid iteration count '-5': expected an integer from 1 to 1000 "
+       "(every login hashes on the broker thread)"},
       {{"device", "add", "x", "--type", "backend", "--iterations", "10000001"},
        "pw\n",
        "invalid iteration count '10000001': expected an integer from 1 to "
-       "10000000"},
+       "1000 (every login hashes on the broker thread)"},
       {{"device", "add", "x", "--type", "backend", "--iterations", "1e3"},
        "pw\n",
        "invalid iteration count '1e3': expected an integer from 1 to "
-       "10000000"},
+       "1000 (every login hashes on the broker thread)"},
       {{"device", "add", "x", "--type", "backend", "--token", "devices/+/x"},
        "pw\n",
        "invalid device token 'devices/+/x': a topic name cannot contain '+' "
@@ -637,7 +639,7 @@ TEST_F(AdminTest, DevicePasswdRefusesBadInput) {
   EXPECT_REFUSED((Args{"device", "passwd", "sensor-001", "--iterations", "x"}),
                  "pw\n", 1,
                  "invalid iteration count 'x': expected an integer from 1 to "
-                 "10000000");
+                 "1000 (every login hashes on the broker thread)");
 }
 
 // ------------------------------------------- enable / disable / remove ----
@@ -917,7 +919,7 @@ const FixtureUser kFixtureUsers[] = {
     {"sensor-001", "s3cret-one"},
     {"homepot", "backend-pass"},
     {"legacy", "old-password"},
-    {"gateway-01", "gw-pass-2000"},
+    {"gateway-01", "gw-pass-1000"},
 };
 
 TEST_F(AdminTest, ImportPasswdAddsUnknownUsersAndUpdatesKnownOnes) {

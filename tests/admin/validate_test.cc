@@ -69,8 +69,9 @@ TEST(ValidateTest, AccessWords) {
 TEST(ValidateTest, IterationCounts) {
   EXPECT_EQ(*ParseIterations("1"), 1);
   EXPECT_EQ(*ParseIterations("101"), 101);
-  EXPECT_EQ(*ParseIterations("10000000"), 10000000);
-  for (const char* bad : {"", "0", "-1", "+5", " 5", "5 ", "1e3", "10000001",
+  EXPECT_EQ(*ParseIterations("1000"), 1000);
+  for (const char* bad : {"", "0", "-1", "+5", " 5", "5 ", "1e3", "1001",
+                          "10000000",
                           "99999999999999999999"}) {
     EXPECT_FALSE(ParseIterations(bad).ok()) << bad;
   }

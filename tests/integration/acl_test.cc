@@ -72,7 +72,7 @@ TEST_F(AclTest, PublishWithoutWriteRuleIsRefusedAndNotDelivered) {
   GrantBackendExample();
   ASSERT_TRUE(StartBroker());
   auto sensor = ConnectAs("sensor-001", "s3cret-one");
-  auto gateway = ConnectAs("gateway-01", "gw-pass-2000");
+  auto gateway = ConnectAs("gateway-01", "gw-pass-1000");
   ASSERT_TRUE(sensor && gateway);
   ASSERT_EQ(sensor->Subscribe("devices/sensor-001/notifications", 2), 2);
 
@@ -90,7 +90,7 @@ TEST_F(AclTest, PublishWithoutWriteRuleIsRefusedAndNotDelivered) {
       sensor->Publish("devices/sensor-001/notifications", kNotification, 1),
       kReasonNotAuthorized);
   // MQTT 3.1.1 publishers get a plain PUBACK; the message is still dropped.
-  auto old = ConnectAs("gateway-01", "gw-pass-2000", kMqtt311);
+  auto old = ConnectAs("gateway-01", "gw-pass-1000", kMqtt311);
   ASSERT_TRUE(old);
   EXPECT_EQ(old->Publish("devices/sensor-001/notifications", kNotification, 1),
             0);
@@ -149,7 +149,7 @@ TEST_F(AclTest, DenyBeatsAllow) {
   ASSERT_TRUE(registry_.Grant("homepot", "factory/#", "write"));
   ASSERT_TRUE(registry_.Grant(nullptr, "factory/+/estop", "deny"));
   ASSERT_TRUE(StartBroker());
-  auto gateway = ConnectAs("gateway-01", "gw-pass-2000");
+  auto gateway = ConnectAs("gateway-01", "gw-pass-1000");
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(gateway && backend);
 
@@ -210,7 +210,7 @@ TEST_F(AclTest, UsernamePatternRuleGivesEachDeviceItsOwnSubtree) {
 TEST_F(AclTest, ClientIdPatternRule) {
   ASSERT_TRUE(registry_.Grant(nullptr, "clients/%c/#", "readwrite"));
   ASSERT_TRUE(StartBroker());
-  auto gw = ConnectAs("gateway-01", "gw-pass-2000", kMqtt5, "gw-main");
+  auto gw = ConnectAs("gateway-01", "gw-pass-1000", kMqtt5, "gw-main");
   ASSERT_TRUE(gw);
   EXPECT_EQ(gw->Subscribe("clients/gw-main/#", 1), 1);
   EXPECT_TRUE(Refused(gw->Subscribe("clients/gw-other/#", 1)));
@@ -263,7 +263,7 @@ TEST_F(AclTest, PluginTopicsUnderSysHomepotAreNotWritable) {
   ASSERT_TRUE(registry_.Grant("gateway-01", "$SYS/#", "readwrite"));
   ASSERT_TRUE(registry_.Grant("homepot", "$SYS/homepot/#", "read"));
   ASSERT_TRUE(StartBroker({"stats_interval 0"}));
-  auto gateway = ConnectAs("gateway-01", "gw-pass-2000");
+  auto gateway = ConnectAs("gateway-01", "gw-pass-1000");
   auto monitor = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(gateway && monitor);
   ASSERT_EQ(monitor->Subscribe("$SYS/homepot/#", 1), 1);
@@ -296,7 +296,7 @@ TEST_F(AclTest, ControlTopicsAreRefusedEvenWithRules) {
   ASSERT_TRUE(registry_.Grant("gateway-01", "#", "readwrite"));
   ASSERT_TRUE(registry_.Grant("gateway-01", "$CONTROL/#", "readwrite"));
   ASSERT_TRUE(StartBroker());
-  auto gateway = ConnectAs("gateway-01", "gw-pass-2000");
+  auto gateway = ConnectAs("gateway-01", "gw-pass-1000");
   ASSERT_TRUE(gateway);
   EXPECT_EQ(gateway->Publish("$CONTROL/dynamic-security/v1", "{}", 1),
             kReasonNotAuthorized);

@@ -105,7 +105,7 @@ TEST_F(ReloadTest, GrantMadeWithSqliteShellTakesEffectWithoutRestart) {
   ASSERT_TRUE(StartBroker({"reload_interval_ms 200"}));
   pid_t pid = broker_.pid();
   auto sensor = ConnectAs("sensor-001", "s3cret-one");
-  auto gateway = ConnectAs("gateway-01", "gw-pass-2000");
+  auto gateway = ConnectAs("gateway-01", "gw-pass-1000");
   ASSERT_TRUE(sensor && gateway);
   ASSERT_EQ(sensor->Subscribe("devices/sensor-001/notifications", 1), 1);
   ASSERT_EQ(
@@ -230,7 +230,7 @@ TEST_F(ReloadTest, UnrelatedChangesDoNotKick) {
 TEST_F(ReloadTest, SighupReloadsTheRegistry) {
   // Polling is effectively off: only SIGHUP can bring the grant in.
   ASSERT_TRUE(StartBroker({"reload_interval_ms 600000"}));
-  auto gateway = ConnectAs("gateway-01", "gw-pass-2000");
+  auto gateway = ConnectAs("gateway-01", "gw-pass-1000");
   ASSERT_TRUE(gateway);
   ASSERT_TRUE(registry_.ExecCli(
       "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "

@@ -153,7 +153,7 @@ TEST_F(PerListenerTest, AuthAndAclWork) {
 
   auto sensor = ConnectAs("sensor-001", "s3cret-one");
   auto backend = ConnectAs("homepot", "backend-pass", kMqtt311);
-  auto gateway = ConnectAs("gateway-01", "gw-pass-2000");
+  auto gateway = ConnectAs("gateway-01", "gw-pass-1000");
   ASSERT_TRUE(sensor && backend && gateway);
   EXPECT_EQ(sensor->Subscribe("devices/#", 1), kReasonNotAuthorized);
   ASSERT_EQ(sensor->Subscribe("devices/sensor-001/notifications", 1), 1);
@@ -169,7 +169,7 @@ TEST_F(PerListenerTest, AuthAndAclWork) {
 
 TEST_F(PerListenerTest, GrantTakesEffectOnTheNextPublish) {
   ASSERT_TRUE(StartBroker({"reload_interval_ms 200"}, {}, true));
-  auto gateway = ConnectAs("gateway-01", "gw-pass-2000");
+  auto gateway = ConnectAs("gateway-01", "gw-pass-1000");
   ASSERT_TRUE(gateway);
   ASSERT_EQ(
       gateway->Publish("devices/sensor-001/notifications", kNotification, 1),
