@@ -25,10 +25,14 @@ class Broker {
   // Publishes as the broker itself (QoS 0 unless stated), copying payload.
   virtual void Publish(const std::string& topic, std::string_view payload,
                        int qos, bool retain) = 0;
-  // True when `handle` is a connected session that presented a TLS
-  // certificate (use_identity_as_username sessions skip BASIC_AUTH). False
-  // once its connection is closed, e.g. while its will is being checked.
-  virtual bool HasCertificate(const void* handle) = 0;
+  // What a client handle that never logged in through BASIC_AUTH is.
+  enum class Untracked {
+    kTlsSession,   // connected with a certificate (use_identity_as_username)
+    kClosed,       // connection gone: its will, or an offline session
+    kRetainCheck,  // check_retain_source: the stored source of a retained
+                   // message, re-checked for write access on delivery
+  };
+  virtual Untracked Classify(const void* handle) = 0;
   // Memory the broker will free itself (replacement payloads).
   virtual void* Alloc(size_t size) = 0;
   virtual void Free(void* ptr) = 0;

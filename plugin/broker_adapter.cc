@@ -44,14 +44,19 @@ void MosquittoBroker::Publish(const std::string& topic,
                                 payload.data(), qos, retain, nullptr);
 }
 
-bool MosquittoBroker::HasCertificate(const void* handle) {
+Broker::Untracked MosquittoBroker::Classify(const void* handle) {
+  const auto* client = static_cast<const struct mosquitto*>(handle);
+  // The retained-source check runs on a zeroed stand-in context: no
+  // protocol (src/retain.c).
+  if (mosquitto_client_protocol_version(client) == 0) {
+    return Untracked::kRetainCheck;
+  }
   // mosquitto_client_certificate takes a reference (SSL_get_peer_certificate)
   // and is NULL once the connection's SSL object is gone.
-  X509* cert = static_cast<X509*>(mosquitto_client_certificate(
-      static_cast<const struct mosquitto*>(handle)));
-  if (cert == nullptr) return false;
+  X509* cert = static_cast<X509*>(mosquitto_client_certificate(client));
+  if (cert == nullptr) return Untracked::kClosed;
   X509_free(cert);
-  return true;
+  return Untracked::kTlsSession;
 }
 
 void* MosquittoBroker::Alloc(size_t size) { return mosquitto_malloc(size); }

@@ -13,7 +13,7 @@ class MosquittoBroker : public Broker {
   void KickClientId(const std::string& client_id) override;
   void Publish(const std::string& topic, std::string_view payload, int qos,
                bool retain) override;
-  bool HasCertificate(const void* handle) override;
+  Untracked Classify(const void* handle) override;
   void* Alloc(size_t size) override;
   void Free(void* ptr) override;
 };

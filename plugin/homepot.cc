@@ -179,12 +179,19 @@ Homepot::Session* Homepot::Resolve(const ClientInfo& client, Session* st) {
   return st;
 }
 
-Homepot::Session* Homepot::LiveSession(const ClientInfo& client) {
+Homepot::Session* Homepot::LiveSession(const ClientInfo& client,
+                                       bool* retain_check) {
+  *retain_check = false;
   if (Session* st = FindClient(client.handle)) return st;
-  // Without an entry: a TLS identity session (never through BASIC_AUTH), or
-  // a connection that is gone (a will check, an offline session's queue).
-  if (client.handle == nullptr || !broker_->HasCertificate(client.handle)) {
-    return nullptr;
+  if (client.handle == nullptr) return nullptr;
+  switch (broker_->Classify(client.handle)) {
+    case Broker::Untracked::kTlsSession:
+      break;
+    case Broker::Untracked::kClosed:
+      return nullptr;
+    case Broker::Untracked::kRetainCheck:
+      *retain_check = true;
+      return nullptr;
   }
   Session& st = clients_[client.handle];
   st.client_id = client.client_id != nullptr ? client.client_id : "";
@@ -473,7 +480,15 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
   KickPending(&client);
   Access what = static_cast<Access>(access);
   // nullptr: the connection is gone (a will, or an offline session's queue).
-  Session* live = LiveSession(client);
+  bool retain_check = false;
+  Session* live = LiveSession(client, &retain_check);
+  if (retain_check) {
+    // check_retain_source: only the source's write permission is asked.
+    Session scratch;
+    const Device* source = Resolve(client, &scratch)->record(swaps_);
+    return AclAllows(*snapshot_, source, "", topic, what) ? Verdict::kAllow
+                                                          : Verdict::kDeny;
+  }
   // Mosquitto checks a will (write) when it is about to send it, after the
   // session's DISCONNECT event or while a newer session takes its client id.
   const bool will =

@@ -170,9 +170,10 @@ class Homepot {
            (64 - kRecentBits);
   }
   // A live session with an entry, or nullptr for a handle whose connection
-  // is gone (its will is being checked, or it is an offline session being
-  // routed to). TLS identity sessions get their entry here.
-  Session* LiveSession(const ClientInfo& client);
+  // is gone (a will check, an offline session being routed to) or that is
+  // no session at all (*retain_check: check_retain_source's stand-in). TLS
+  // identity sessions get their entry here.
+  Session* LiveSession(const ClientInfo& client, bool* retain_check);
   // Login checks that need the device: the client id must not be another
   // device's id nor held by another device. Claims it on success.
   bool ClaimClientId(const ClientInfo& client, const Device& record,

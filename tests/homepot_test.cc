@@ -59,8 +59,10 @@ class FakeBroker : public Broker {
                bool retain) override {
     publishes.push_back({topic, std::string(payload), qos, retain});
   }
-  bool HasCertificate(const void* handle) override {
-    return tls_sessions.count(handle) != 0;
+  Untracked Classify(const void* handle) override {
+    if (retain_checks.count(handle) != 0) return Untracked::kRetainCheck;
+    return tls_sessions.count(handle) != 0 ? Untracked::kTlsSession
+                                           : Untracked::kClosed;
   }
   void* Alloc(size_t size) override { return std::malloc(size); }
   void Free(void* ptr) override { std::free(ptr); }
@@ -85,7 +87,8 @@ class FakeBroker : public Broker {
   std::vector<std::string> kicks;
   std::vector<std::string> kicked_ids;
   std::vector<Published> publishes;
-  std::set<const void*> tls_sessions;  // connected with a certificate
+  std::set<const void*> tls_sessions;   // connected with a certificate
+  std::set<const void*> retain_checks;  // check_retain_source stand-ins
 };
 
 // A clock that moves only when told.
@@ -784,6 +787,33 @@ TEST_F(HomepotTest, DeliveriesCountOnlyCopiesSentOrQueued) {
                               static_cast<uint32_t>(body.size()), 1, false),
             Verdict::kAllow);
   EXPECT_EQ(core_->counters().deliveries, 3u);
+}
+
+}  // namespace
+}  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// check_retain_source re-checks the source of a retained message on a
+// stand-in context: answered from the ACL alone, never taken for a will.
+TEST_F(HomepotTest, RetainSourceCheckIsOnlyAnAclQuestion) {
+  Create();
+  Client source("homepot", "b-1");
+  broker_.retain_checks.insert(source.info().handle);
+  const std::string body = kValidNotification;
+  EXPECT_EQ(core_->OnAclCheck(source.info(), "devices/sensor-001/notifications",
+                              kWrite, body.data(),
+                              static_cast<uint32_t>(body.size()), 1, true),
+            Verdict::kAllow);
+  EXPECT_TRUE(broker_.publishes.empty());
+  EXPECT_EQ(core_->counters().total_sent, 0u);
+  Client other("sensor-001", "s-1");
+  broker_.retain_checks.insert(other.info().handle);
+  EXPECT_EQ(core_->OnAclCheck(other.info(), "devices/sensor-001/notifications",
+                              kWrite, body.data(),
+                              static_cast<uint32_t>(body.size()), 1, true),
+            Verdict::kDeny);
 }
 
 }  // namespace
