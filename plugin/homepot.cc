@@ -227,21 +227,19 @@ bool Homepot::ClaimClientId(const ClientInfo& client, const Device& record,
   const std::string_view id = client.client_id;
   const Device* other = snapshot_->Find(id);
   if (other != nullptr && other != &record) {
-    broker_->Log(LogLevel::kNotice,
-                 "refused device '" + record.id + "': client id '" +
-                     std::string(id) +
-                     "' is the id of another device (use the device's own "
-                     "id or an unused one)");
+    LogRefusal("refused device '" + record.id + "': client id '" +
+               std::string(id) +
+               "' is the id of another device (use the device's own "
+               "id or an unused one)");
     return false;
   }
   auto& ids = dev->second.client_ids;
   auto held = claims_.find(std::string(id));
   if (held != claims_.end()) {
     if (held->second != dev) {
-      broker_->Log(LogLevel::kNotice, "refused device '" + record.id +
-                                          "': client id '" + std::string(id) +
-                                          "' is held by device '" +
-                                          held->second->first + "'");
+      LogRefusal("refused device '" + record.id + "': client id '" +
+                 std::string(id) + "' is held by device '" +
+                 held->second->first + "'");
       return false;
     }
     // Most recent last.
@@ -257,10 +255,9 @@ bool Homepot::ClaimClientId(const ClientInfo& client, const Device& record,
           [&](const void* h) { return clients_.at(h).client_id == c; });
     });
     if (unused == ids.end()) {
-      broker_->Log(LogLevel::kNotice, "refused device '" + record.id +
-                                          "': it already has " +
-                                          std::to_string(kMaxClaimsPerDevice) +
-                                          " sessions with other client ids");
+      LogRefusal("refused device '" + record.id + "': it already has " +
+                 std::to_string(kMaxClaimsPerDevice) +
+                 " sessions with other client ids");
       return false;
     }
     claims_.erase(*unused);
@@ -269,6 +266,18 @@ bool Homepot::ClaimClientId(const ClientInfo& client, const Device& record,
   claims_.emplace(std::string(id), dev);
   ids.emplace_back(id);
   return true;
+}
+
+void Homepot::LogRefusal(const std::string& line) {
+  // Refusals come from authenticated devices, which can retry cheaply.
+  constexpr int kPerMinute = 20;
+  if (refusals_logged_ < kPerMinute) {
+    broker_->Log(LogLevel::kNotice, line);
+  } else if (refusals_logged_ == kPerMinute) {
+    broker_->Log(LogLevel::kNotice,
+                 "more client id refusals this minute are not logged");
+  }
+  ++refusals_logged_;
 }
 
 void Homepot::ReleaseClaims(DeviceEntry* dev) {
@@ -304,6 +313,7 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
     auth_.Sweep(now);
     last_sweep_ms_ = now;
     throttle_logged_ = false;
+    refusals_logged_ = 0;
   }
   AuthResult r =
       auth_.Authenticate(*snapshot_, username, password ? password : "", now);

@@ -179,6 +179,7 @@ class Homepot {
   bool ClaimClientId(const ClientInfo& client, const Device& record,
                      DeviceEntry* device);
   void ReleaseClaims(DeviceEntry* device);
+  void LogRefusal(const std::string& line);  // at most 20 a minute
   void DropSession(const void* handle);
   // A will on a notification topic: validated, stamped and published as a
   // copy; the original is always refused.
@@ -213,6 +214,7 @@ class Homepot {
   const FilterSet notification_filters_;  // config_.notification_topics
   int64_t last_sweep_ms_ = 0;
   bool throttle_logged_ = false;  // once per minute (reset by the sweep)
+  int refusals_logged_ = 0;       // client id refusals this minute
   const int64_t stats_interval_ms_;
   int64_t next_stats_ms_ = 0;
   const int64_t started_ms_;
