@@ -338,7 +338,7 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       // taken over by Mosquitto: its will, checked next, is sent as a will.
       for (const void* other : dev->second.sessions) {
         Session& o = clients_.at(other);
-        if (o.client_id == st.client_id) o.taken_over = true;
+        if (o.client_id == st.client_id) o.taken_over_at = routing_epoch_;
       }
       dev->second.sessions.push_back(client.handle);
       if (DeviceCounters* d = Touch(dev)) d->last_connect_ms = clock_->WallMs();
@@ -501,8 +501,8 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
   }
   // Mosquitto checks a will (write) when it is about to send it, after the
   // session's DISCONNECT event or while a newer session takes its client id.
-  const bool will =
-      what == Access::kWrite && (live == nullptr || live->taken_over);
+  const bool will = what == Access::kWrite &&
+                    (live == nullptr || live->taken_over_at == routing_epoch_);
   if (what != Access::kRead && !will) ++routing_epoch_;
   if (what == Access::kWrite) checked_payload_ = nullptr;
   // A revoked session acting before it could be kicked: Mosquitto ends it

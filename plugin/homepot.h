@@ -131,7 +131,10 @@ class Homepot {
     uint64_t revocations = 0;       // device->second.revocations at login
     uint64_t routing_epoch = 0;     // routing_epoch_ at login (replay check)
     bool counted = false;           // included in counters_.connected
-    bool taken_over = false;        // a newer session took its client id
+    // routing_epoch_ when a newer session of the device logged in with the
+    // same client id: Mosquitto then sends this one's will at once, before
+    // any other event (so only in that epoch is a write its will).
+    uint64_t taken_over_at = 0;
     std::string client_id;
 
     bool revoked() const {

@@ -818,3 +818,31 @@ TEST_F(HomepotTest, RetainSourceCheckIsOnlyAnAclQuestion) {
 
 }  // namespace
 }  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// A session whose client id a newer session of the same device takes has its
+// will checked at once (Mosquitto's takeover): that check is a will. Any
+// later write of it is an ordinary publish.
+TEST_F(HomepotTest, TakenOverSessionIsAWillOnlyDuringTheTakeover) {
+  Create();
+  Client old_session("homepot", "b-1");
+  Client new_session("homepot", "b-1");
+  ASSERT_EQ(Auth(old_session, "homepot", "backend-pw"), Verdict::kAllow);
+  const std::string body = kValidNotification;
+  const std::string topic = "devices/sensor-001/notifications";
+  auto write = [&](const Client& c) {
+    return core_->OnAclCheck(c.info(), topic, kWrite, body.data(),
+                             static_cast<uint32_t>(body.size()), 1, false);
+  };
+  ASSERT_EQ(Auth(new_session, "homepot", "backend-pw"), Verdict::kAllow);
+  EXPECT_EQ(write(old_session), Verdict::kDeny);  // its will, as a copy
+  EXPECT_EQ(broker_.publishes.size(), 1u);
+  core_->OnTick();
+  EXPECT_EQ(write(old_session), Verdict::kAllow);  // not a will any more
+  EXPECT_EQ(broker_.publishes.size(), 1u);
+}
+
+}  // namespace
+}  // namespace homepot
