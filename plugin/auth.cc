@@ -87,10 +87,10 @@ bool Authenticator::BudgetAllows(int64_t now_ms) {
   return budget_us_ > 0;
 }
 
-bool Authenticator::Verify(const PasswordHash& hash,
-                           std::string_view password) {
+bool Authenticator::Verify(const PasswordHash& hash, std::string_view password,
+                           bool enabled) {
   auto start = std::chrono::steady_clock::now();
-  bool ok = VerifyPassword(hash, password);
+  bool ok = VerifyPassword(hash, password) && enabled;
   int spent = VerifyIterations(hash);
   if (!ok && spent < options_.failure_iterations) {
     BurnIterations(password, options_.failure_iterations - spent);
@@ -118,10 +118,11 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
   scratch_.assign(username);
   if (IsLockedOut(scratch_, now_ms)) return AuthResult::kLockedOut;
 
+  // Computed on every path, so a cached secret changes no failure's cost.
+  const std::array<uint8_t, 32> mac = Mac(password);
   if (d != nullptr && d->has_password) {
     auto cached = verified_.find(scratch_);
     if (cached != verified_.end() && cached->second.hash == d->password.hash) {
-      std::array<uint8_t, 32> mac = Mac(password);
       if (CRYPTO_memcmp(mac.data(), cached->second.mac.data(), mac.size()) ==
           0) {
         if (d->enabled) {
@@ -133,10 +134,9 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
       }
     }
     if (!BudgetAllows(now_ms)) return AuthResult::kThrottled;
-    bool ok = Verify(d->password, password);
-    if (ok && d->enabled) {
+    if (Verify(d->password, password, d->enabled)) {
       if (verified_.size() < kMaxVerified) {
-        verified_[scratch_] = Verified{Mac(password), d->password.hash};
+        verified_[scratch_] = Verified{mac, d->password.hash};
       }
       if (auto f = failures_.find(scratch_); f != failures_.end()) {
         EraseFailure(f);
@@ -145,7 +145,7 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
     }
   } else {
     if (!BudgetAllows(now_ms)) return AuthResult::kThrottled;
-    Verify(dummy_, password);  // same cost as a known username
+    Verify(dummy_, password, false);  // same cost as a known username
   }
   RecordFailure(username, now_ms);
   return AuthResult::kDeny;

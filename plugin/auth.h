@@ -89,9 +89,11 @@ class Authenticator {
   bool IsLockedOut(const std::string& username, int64_t now_ms);
   // Takes one full verification from the budget; false when it is spent.
   bool BudgetAllows(int64_t now_ms);
-  // Full verification, its cost charged to the budget; a failure is padded
-  // to failure_iterations.
-  bool Verify(const PasswordHash& hash, std::string_view password);
+  // Full verification: true when `password` matches and `enabled`. Its cost
+  // is charged to the budget; any refusal (a disabled device with the right
+  // password too) is padded to failure_iterations.
+  bool Verify(const PasswordHash& hash, std::string_view password,
+              bool enabled);
   void RecordFailure(std::string_view username, int64_t now_ms);
   void EraseFailure(std::unordered_map<std::string, Failures>::iterator it);
 

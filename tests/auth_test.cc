@@ -432,6 +432,12 @@ TEST_F(AuthTest, EveryFailureCostsTheSameIterations) {
   EXPECT_EQ(cost_of(*SnapshotOf("dsha", *sha), "dsha"), expected);
   EXPECT_EQ(cost_of(*SnapshotOf("dsha", *sha), "nobody"), expected);
   EXPECT_EQ(cost_of(*snapshot_, "no-password"), expected);
+  // A disabled device refused with its right password costs the same too
+  // (else timing would confirm a guessed password).
+  uint64_t before = auth->iterations_spent();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "disabled-1", "off-pass", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->iterations_spent() - before, expected);
 }
 
 TEST(CredentialsLimitTest, HashesAboveTheMaximumCostAreRefused) {

@@ -44,10 +44,6 @@
 //    FilterInside(topic, f) == FilterMatches(f, topic) for topic names;
 //    FilterInside(inner, outer) holds for sampled topics of inner.
 // Any violation aborts (libFuzzer then saves the input).
-//
-// One case is a known deviation, checked only with HOMEPOT_FUZZ_STRICT=1 in
-// the environment: a disabled device given its right password is refused
-// after a verification that is not padded to failure_iterations.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <openssl/evp.h>
 
@@ -254,14 +250,6 @@ const char* Name(AuthResult r) {
   return "?";
 }
 
-bool Strict() {
-  static const bool strict = [] {
-    const char* v = std::getenv("HOMEPOT_FUZZ_STRICT");
-    return v != nullptr && v[0] == '1';
-  }();
-  return strict;
-}
-
 void FuzzAuth(FuzzedDataProvider& in) {
   // Options: every combination of lockout, defer, budget; lockout_ms within
   // the configurable range (1 s .. 7 days).
@@ -446,15 +434,9 @@ void FuzzAuth(FuzzedDataProvider& in) {
         }
         case AuthResult::kDeny:
           if (hashed) {
-            if (right && !d->enabled && !Strict()) {
-              // Known deviation (see the top): the right password of a
-              // disabled device costs the stored hash's iterations only.
-              CHECK(spent == static_cast<uint64_t>(
-                                 homepot::VerifyIterations(d->password)),
-                    what());
-            } else {
-              CHECK(spent == static_cast<uint64_t>(kFailureIterations), what());
-            }
+            // Every refusal after a hash costs the same, the right
+            // password of a disabled device included.
+            CHECK(spent == static_cast<uint64_t>(kFailureIterations), what());
             ++failures[user];
             CHECK(tracked <= tracked_before + 1, what());
           }
