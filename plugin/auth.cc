@@ -112,7 +112,13 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
     return options_.defer_unknown ? AuthResult::kDefer : AuthResult::kDeny;
   }
   const Device* d = snapshot.Find(username);
-  if (d == nullptr && options_.defer_unknown) return AuthResult::kDefer;
+  if (d == nullptr && options_.defer_unknown) {
+    // Deferred after the same hash a refusal costs, so that the answer's
+    // time does not tell which names are devices.
+    if (!BudgetAllows(now_ms)) return AuthResult::kThrottled;
+    Verify(dummy_, password, false);
+    return AuthResult::kDefer;
+  }
   // Refused unhashed, known user or not: the limit is public.
   if (password.size() > kMaxPasswordBytes) return AuthResult::kDeny;
   scratch_.assign(username);

@@ -57,6 +57,12 @@ class Authenticator {
   AuthResult Authenticate(const Snapshot& snapshot, std::string_view username,
                           std::string_view password, int64_t now_ms);
 
+  // Counts a login refused after its password was accepted (e.g. a client
+  // id it may not use) as a failure of `username`, for the lockout.
+  void NoteRefusal(std::string_view username, int64_t now_ms) {
+    RecordFailure(username, now_ms);
+  }
+
   // Drops the cached secret of `username` (its password changed or it was
   // removed).
   void Forget(std::string_view username);

@@ -79,15 +79,23 @@ void Homepot::KickPendingSlow(const ClientInfo* current) {
            (handle == current->handle || (current->client_id != nullptr &&
                                           s.client_id == current->client_id));
   };
-  for (std::string& id : pending_kicks_) {
+  // Bounded work per event: the rest waits for the next one.
+  size_t budget = kKicksPerEvent;
+  size_t name_budget = kUsernameKicksPerEvent;
+  size_t i = 0;
+  for (; i < pending_kicks_.size() && budget > 0; ++i, --budget) {
+    std::string& id = pending_kicks_[i];
     auto dev = devices_.find(id);
     if (dev == devices_.end() || dev->second.sessions.empty()) {
-      // No session logged in through us (e.g. a TLS identity that has not
-      // acted yet): end them by name.
-      if (current != nullptr && current->username != nullptr &&
-          id == current->username) {
+      // No session logged in through us: a TLS identity that has not acted
+      // yet can only be ended by name (each name kick walks every socket).
+      if ((current != nullptr && current->username != nullptr &&
+           id == current->username) ||
+          name_budget == 0) {
         keep.push_back(std::move(id));
       } else {
+        --name_budget;
+        kick_queued_.erase(id);
         usernames.push_back(std::move(id));
       }
       continue;
@@ -111,12 +119,49 @@ void Homepot::KickPendingSlow(const ClientInfo* current) {
           });
       if (!replaced) client_ids.push_back(s.client_id);
     }
-    if (wait) keep.push_back(std::move(id));
+    if (wait) {
+      keep.push_back(std::move(id));
+    } else {
+      kick_queued_.erase(id);
+    }
+  }
+  for (; i < pending_kicks_.size(); ++i) {
+    keep.push_back(std::move(pending_kicks_[i]));
   }
   pending_kicks_.swap(keep);
   // Kicks run DISCONNECT events (which drop sessions) at once: only now.
   for (const std::string& u : usernames) broker_->KickUsername(u);
   for (const std::string& c : client_ids) broker_->KickClientId(c);
+}
+
+void Homepot::Revoke(const std::string& id) {
+  revoked_queued_.erase(id);
+  auth_.Forget(id);
+  bool tracked = false;
+  if (auto dev = devices_.find(id); dev != devices_.end()) {
+    DeviceState& d = dev->second;
+    ++d.revocations;  // its current sessions are now revoked()
+    const Device* now = snapshot_->Find(id);
+    // Removed: its statistics start from zero if the id comes back.
+    if (now == nullptr) d.counters = DeviceCounters{};
+    if (now == nullptr || !now->enabled) ReleaseClaims(&*dev);
+    tracked = !d.sessions.empty();
+  }
+  // Untracked sessions can only be TLS identities that have not acted yet:
+  // none to look for unless such sessions exist here at all.
+  if ((tracked || tls_sessions_seen_) && !kick_queued_.count(id)) {
+    kick_queued_.insert(id);
+    pending_kicks_.push_back(id);
+  }
+}
+
+void Homepot::RevokeQueued() {
+  size_t n = std::min(revoked_queue_.size(), kRevocationsPerEvent);
+  for (size_t i = 0; i < n; ++i) {
+    std::string id = std::move(revoked_queue_.front());
+    revoked_queue_.pop_front();
+    if (revoked_queued_.count(id) != 0) Revoke(id);
+  }
 }
 
 void Homepot::MaintainSlow() {
@@ -131,19 +176,11 @@ void Homepot::MaintainSlow() {
     snapshot_ = std::move(update.snapshot);
     ++swaps_;
     loaded_at_ms_ = clock_->WallMs();
-    for (const std::string& id : update.revoked) {
-      auth_.Forget(id);
-      if (auto dev = devices_.find(id); dev != devices_.end()) {
-        DeviceState& d = dev->second;
-        ++d.revocations;  // its current sessions are now revoked()
-        const Device* now = snapshot_->Find(id);
-        // Removed: its statistics start from zero if the id comes back.
-        if (now == nullptr) d.counters = DeviceCounters{};
-        if (now == nullptr || !now->enabled) ReleaseClaims(&*dev);
-      }
-      if (std::find(pending_kicks_.begin(), pending_kicks_.end(), id) ==
-          pending_kicks_.end()) {
-        pending_kicks_.push_back(id);
+    // Applied a batch per event (a mass revocation must not stall the
+    // broker); a device logging in meanwhile is revoked first (OnBasicAuth).
+    for (std::string& id : update.revoked) {
+      if (revoked_queued_.insert(id).second) {
+        revoked_queue_.push_back(std::move(id));
       }
     }
     auto applied_us = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -159,6 +196,7 @@ void Homepot::MaintainSlow() {
                      " ms off the broker thread, applied in " +
                      std::to_string(applied_us) + " us");
   }
+  RevokeQueued();
 }
 
 Homepot::Session* Homepot::Resolve(const ClientInfo& client, Session* st) {
@@ -193,9 +231,8 @@ Homepot::Session* Homepot::LiveSession(const ClientInfo& client,
       *retain_check = true;
       return nullptr;
   }
-  Session& st = clients_[client.handle];
-  st.client_id = client.client_id != nullptr ? client.client_id : "";
-  st.routing_epoch = routing_epoch_;
+  tls_sessions_seen_ = true;
+  Session& st = NewSession(client);
   if (client.username != nullptr) {
     if (const Device* d = snapshot_->Find(client.username)) {
       DeviceEntry* dev = &*devices_.try_emplace(d->id).first;
@@ -207,10 +244,29 @@ Homepot::Session* Homepot::LiveSession(const ClientInfo& client,
   return &st;
 }
 
+Homepot::Session& Homepot::NewSession(const ClientInfo& client) {
+  Session& st = clients_[client.handle];
+  st.client_id = client.client_id != nullptr ? client.client_id : "";
+  st.routing_epoch = routing_epoch_;
+  by_client_id_[st.client_id] = client.handle;  // the newest holds the id
+  return st;
+}
+
+Homepot::Session* Homepot::HolderOf(const std::string& client_id,
+                                    const void* handle) {
+  auto it = by_client_id_.find(client_id);
+  if (it == by_client_id_.end() || it->second == handle) return nullptr;
+  return &clients_.at(it->second);
+}
+
 void Homepot::DropSession(const void* handle) {
   auto it = clients_.find(handle);
   if (it == clients_.end()) return;
   if (it->second.counted) --counters_.connected;
+  if (auto id = by_client_id_.find(it->second.client_id);
+      id != by_client_id_.end() && id->second == handle) {
+    by_client_id_.erase(id);
+  }
   if (DeviceEntry* dev = it->second.device) {
     auto& sessions = dev->second.sessions;
     sessions.erase(std::remove(sessions.begin(), sessions.end(), handle),
@@ -294,9 +350,43 @@ DeviceCounters* Homepot::Touch(DeviceEntry* d) {
   return &d->second.counters;
 }
 
+Verdict Homepot::Recheck(Session* st, const ClientInfo& client,
+                         const char* username) {
+  if (st->device == nullptr) return Verdict::kDefer;  // not ours at login
+  if (username == nullptr || st->device->first != username) {
+    return Verdict::kDeny;
+  }
+  const Device* record = Resolve(client, st)->record(swaps_);
+  return record != nullptr && record->enabled && !st->revoked()
+             ? Verdict::kAllow
+             : Verdict::kDeny;
+}
+
+Verdict Homepot::RecheckOffline(const char* username) {
+  // An offline session: it authenticates again when it reconnects; only a
+  // device that is gone or disabled loses it.
+  const Device* record = username != nullptr && IsValidDeviceId(username)
+                             ? snapshot_->Find(username)
+                             : nullptr;
+  if (record == nullptr) {
+    return config_.defer_unknown ? Verdict::kDefer : Verdict::kDeny;
+  }
+  return record->enabled ? Verdict::kAllow : Verdict::kDeny;
+}
+
 Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
                              const char* password) {
   Maintain();
+  if (rechecking_) {
+    // A handle we track is a session being re-checked. An untracked one is
+    // an offline session (only with per_listener_settings false, whose TICK
+    // follows the re-check pass at once; with true, Mosquitto never asks
+    // for offline sessions and no TICK ends the pass, so it is a login).
+    if (Session* st = FindClient(client.handle)) {
+      return Recheck(st, client, username);
+    }
+    if (ticking_) return RecheckOffline(username);
+  }
   KickPending(&client);
   DropSession(client.handle);  // a handle reused after a session ended
   // Fail closed: no anonymous devices, nothing that could widen %u/%c or
@@ -317,29 +407,37 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
   }
   AuthResult r =
       auth_.Authenticate(*snapshot_, username, password ? password : "", now);
+  const std::string client_id(id);
+  Session* holder = HolderOf(client_id, client.handle);
   switch (r) {
     case AuthResult::kAllow: {
       const Device* record = snapshot_->Find(username);
+      // A revocation of this device not applied yet goes first, so that it
+      // cannot hit the session being created.
+      if (revoked_queued_.count(record->id) != 0) Revoke(record->id);
       DeviceEntry* dev = &*devices_.try_emplace(record->id).first;
+      if (holder != nullptr && holder->device != dev) {
+        LogRefusal("refused device '" + record->id + "': client id '" +
+                   client_id + "' is in use by another client");
+        auth_.NoteRefusal(username, now);
+        ++counters_.auth_failure;
+        return Verdict::kDeny;
+      }
       if (!ClaimClientId(client, *record, dev)) {
+        auth_.NoteRefusal(username, now);
         ++counters_.auth_failure;
         return Verdict::kDeny;
       }
       ++counters_.auth_success;
       ++counters_.connection_count;
-      Session& st = clients_[client.handle];
+      // Its older session with this id is about to be taken over by
+      // Mosquitto: its will, checked next, is sent as a will.
+      if (holder != nullptr) holder->taken_over_at = routing_epoch_;
+      Session& st = NewSession(client);
       st.device = dev;
       st.revocations = dev->second.revocations;
-      st.routing_epoch = routing_epoch_;
-      st.client_id = id;
       st.counted = true;
       ++counters_.connected;
-      // A session of this device with the same client id is about to be
-      // taken over by Mosquitto: its will, checked next, is sent as a will.
-      for (const void* other : dev->second.sessions) {
-        Session& o = clients_.at(other);
-        if (o.client_id == st.client_id) o.taken_over_at = routing_epoch_;
-      }
       dev->second.sessions.push_back(client.handle);
       if (DeviceCounters* d = Touch(dev)) d->last_connect_ms = clock_->WallMs();
       return Verdict::kAllow;
@@ -347,13 +445,14 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
     case AuthResult::kDefer: {
       // Not a device: another mechanism decides, but it may not take a
       // client id that belongs to a device.
-      if (claims_.count(id) != 0 || snapshot_->Find(id) != nullptr) {
+      if (claims_.count(client_id) != 0 ||
+          snapshot_->Find(client_id) != nullptr ||
+          (holder != nullptr && holder->device != nullptr)) {
         ++counters_.auth_failure;
         return Verdict::kDeny;
       }
-      Session& st = clients_[client.handle];
-      st.client_id = id;
-      st.routing_epoch = routing_epoch_;
+      if (holder != nullptr) holder->taken_over_at = routing_epoch_;
+      NewSession(client);
       return Verdict::kDefer;
     }
     case AuthResult::kLockedOut:
@@ -487,7 +586,7 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
                             int access, const void* payload,
                             uint32_t payloadlen, int qos, bool retain) {
   Maintain();
-  KickPending(&client);
+  rechecking_ = false;
   Access what = static_cast<Access>(access);
   // nullptr: the connection is gone (a will, or an offline session's queue).
   bool retain_check = false;
@@ -503,7 +602,14 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
   // session's DISCONNECT event or while a newer session takes its client id.
   const bool will = what == Access::kWrite &&
                     (live == nullptr || live->taken_over_at == routing_epoch_);
-  if (what != Access::kRead && !will) ++routing_epoch_;
+  if (what != Access::kRead && !will) {
+    ++routing_epoch_;
+    // Kicks only from the client's own packet: a read check runs while
+    // another client's message is being routed (kicking that publisher
+    // would free what Mosquitto is still using), a will check while a
+    // session is being torn down.
+    KickPending(&client);
+  }
   if (what == Access::kWrite) checked_payload_ = nullptr;
   // A revoked session acting before it could be kicked: Mosquitto ends it
   // itself when a write or subscribe check fails with an error.
@@ -582,6 +688,7 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         break;
       }
       if (notification) {
+        if (will && client.handle == revoked_closing_) return Verdict::kDeny;
         if (will) return PublishWill(client, st, topic, body, qos, retain);
         if (CheckNotification(client, st, topic, body, qos).reject !=
             Reject::kNone) {
@@ -616,6 +723,7 @@ Verdict Homepot::PublishWill(const ClientInfo& client, Session* st,
 
 Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   Maintain();
+  rechecking_ = false;
   KickPending(&client);
   ++routing_epoch_;
   Session* live = FindClient(client.handle);
@@ -703,6 +811,7 @@ void Homepot::OnTick() {
   ticking_ = true;
   tick_wall_ms_ = clock_->CoarseWallMs();
   ++routing_epoch_;
+  rechecking_ = false;
   Maintain();
   PublishStatsIfDue();
   KickPending(nullptr);
@@ -711,11 +820,13 @@ void Homepot::OnTick() {
 void Homepot::OnReload() {
   worker_->RequestReload();
   Maintain();
+  rechecking_ = true;
 }
 
 void Homepot::OnDisconnect(const ClientInfo& client, bool may_persist) {
   Maintain();
   Session* st = FindClient(client.handle);
+  revoked_closing_ = st != nullptr && st->revoked() ? client.handle : nullptr;
   if (st == nullptr) return;
   // A clean session ends with its connection: its client id is free again
   // (unless another session of the device holds it).

@@ -6,10 +6,12 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "acl.h"
@@ -83,7 +85,9 @@ class Homepot {
   Homepot(const Config& config, Broker* broker, Clock* clock);
   // Applies a new snapshot and drains worker logs; cheap when idle.
   void Maintain() {
-    if (worker_->HasUpdate() || worker_->HasLogs()) MaintainSlow();
+    if (worker_->HasUpdate() || worker_->HasLogs() || !revoked_queue_.empty()) {
+      MaintainSlow();
+    }
     // With TICK (at least every 100 ms) the schedule is kept there, so the
     // message path reads no clock; without it (per_listener_settings true)
     // every event looks.
@@ -104,6 +108,10 @@ class Homepot {
     if (!pending_kicks_.empty()) KickPendingSlow(current);
   }
   void KickPendingSlow(const ClientInfo* current);
+  // Applies one revocation: the device's sessions become revoked() and are
+  // queued for kicks; its claims go when it is disabled or removed.
+  void Revoke(const std::string& id);
+  void RevokeQueued();  // at most kRevocationsPerEvent
 
   // Lifetime rule: only `snapshot_` keeps a snapshot alive, and only for
   // as long as it is current. Anything that outlives one event holds device
@@ -177,6 +185,13 @@ class Homepot {
   // no session at all (*retain_check: check_retain_source's stand-in). TLS
   // identity sessions get their entry here.
   Session* LiveSession(const ClientInfo& client, bool* retain_check);
+  // SIGHUP makes Mosquitto run BASIC_AUTH again for every session: answered
+  // from the registry, changing nothing (no counts, claims, kicks, lockout).
+  Verdict Recheck(Session* st, const ClientInfo& client, const char* username);
+  Verdict RecheckOffline(const char* username);
+  // The tracked session (other than `handle`) using `client_id`, or nullptr.
+  Session* HolderOf(const std::string& client_id, const void* handle);
+  Session& NewSession(const ClientInfo& client);
   // Login checks that need the device: the client id must not be another
   // device's id nor held by another device. Claims it on success.
   bool ClaimClientId(const ClientInfo& client, const Device& record,
@@ -229,7 +244,23 @@ class Homepot {
   bool ticking_ = false;      // TICK events arrive
   int64_t tick_wall_ms_ = 0;  // wall clock at the last TICK
 
+  // Bounds on the work one event does for a mass revocation.
+  static constexpr size_t kRevocationsPerEvent = 4096;
+  static constexpr size_t kKicksPerEvent = 1024;
+  static constexpr size_t kUsernameKicksPerEvent = 64;
+  std::deque<std::string> revoked_queue_;  // from swaps, not applied yet
+  std::unordered_set<std::string> revoked_queued_;
   std::vector<std::string> pending_kicks_;  // revoked device ids
+  std::unordered_set<std::string> kick_queued_;
+  bool tls_sessions_seen_ = false;  // an untracked identity session acted
+  // Set by RELOAD; the BASIC_AUTH calls that follow before any other event
+  // are Mosquitto re-checking existing sessions.
+  bool rechecking_ = false;
+  // The session whose DISCONNECT ran last, when it was revoked: its will
+  // (checked right after) is refused.
+  const void* revoked_closing_ = nullptr;
+  // Client id -> the tracked session using it (devices, deferred users, TLS).
+  std::unordered_map<std::string, const void*> by_client_id_;
   // Bumped by every event that may route a new copy (TICK, MESSAGE, writes,
   // subscribes): read checks of a session in the epoch of its login are the
   // replay of its offline queue, counted when it was queued.

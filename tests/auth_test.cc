@@ -469,6 +469,20 @@ TEST_F(AuthTest, InvalidUsernamesAreNeverStored) {
   EXPECT_EQ(auth->iterations_spent(), 0u);
 }
 
+// Deferring costs what a refusal costs: the time of the answer does not tell
+// which names are devices.
+TEST_F(AuthTest, DeferringCostsTheSameAsARefusal) {
+  options_.defer_unknown = true;
+  options_.hash_budget_us_per_s = 0;
+  auto auth = Make();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", "x", 0),
+            AuthResult::kDefer);
+  EXPECT_EQ(auth->iterations_spent(), static_cast<uint64_t>(kIterations));
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "wrong", 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->iterations_spent(), static_cast<uint64_t>(2 * kIterations));
+}
+
 TEST_F(AuthTest, InvalidUsernamesAreDeferredWhenConfigured) {
   options_.defer_unknown = true;
   auto auth = Make();

@@ -432,12 +432,14 @@ TEST_F(HomepotTest, PasswordChangeKicksAndRefusesTheOldPassword) {
 
 TEST_F(HomepotTest, RemovingADeviceKicksIt) {
   Create();
+  Client backend("homepot", "b-1");
+  ASSERT_EQ(Auth(backend, "homepot", "backend-pw"), Verdict::kAllow);
   Exec("DELETE FROM devices WHERE device_id = 'homepot'");
   ASSERT_TRUE(Eventually([&] { core_->OnTick(); },
-                         [&] { return broker_.Kicked("homepot"); }));
-  EXPECT_EQ(broker_.kicks, std::vector<std::string>{"homepot"});
+                         [&] { return broker_.KickedId("b-1"); }));
+  EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"b-1"});
   EXPECT_EQ(core_->snapshot().Find("homepot"), nullptr);
-  Client backend("homepot", "b-1");
+  core_->OnDisconnect(backend.info());
   EXPECT_EQ(Auth(backend, "homepot", "backend-pw"), Verdict::kDeny);
   EXPECT_EQ(Publish(backend, "backend/status", "x"), Verdict::kDeny);
 }
@@ -445,6 +447,11 @@ TEST_F(HomepotTest, RemovingADeviceKicksIt) {
 TEST_F(HomepotTest, OnReloadReloadsWithoutWaitingForTheInterval) {
   config_.reload_interval_ms = 3600000;
   Create();
+  // A TLS identity session of the device that acted: untracked sessions
+  // exist, so the device is also ended by name.
+  Client tls("homepot", "t-1");
+  ASSERT_EQ(Acl(tls, "backend/status", kSubscribe), Verdict::kAllow);
+  core_->OnDisconnect(tls.info());
   Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'homepot'");
   std::this_thread::sleep_for(milliseconds(200));
   core_->OnTick();
@@ -508,8 +515,11 @@ TEST_F(HomepotTest, RevokedDeviceIsNeverKickedFromItsOwnEvent) {
   EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kSubscribe),
             Verdict::kDisconnect);
   EXPECT_TRUE(broker_.kicked_ids.empty());
-  // Another client's event performs the kick.
+  // A delivery to another client kicks nothing (a publisher's message may be
+  // in flight); that client's own packet does.
   Acl(other, "devices/sensor-001/notifications", kRead);
+  EXPECT_TRUE(broker_.kicked_ids.empty());
+  Acl(other, "backend/status", kSubscribe);
   EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"s-1"});
 }
 
@@ -672,12 +682,15 @@ TEST_F(HomepotTest, AClientIdIsNeverTakenOverByAnotherDevice) {
   ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
   Client thief("homepot", "shared");
   EXPECT_EQ(Auth(thief, "homepot", "backend-pw"), Verdict::kDeny);
-  EXPECT_EQ(broker_.LogsContaining("client id 'shared' is held by device "
-                                   "'sensor-001'"),
-            1);
+  EXPECT_EQ(
+      broker_.LogsContaining("client id 'shared' is in use by another client"),
+      1);
   // Nor after the owner disconnected from a session that may persist.
   core_->OnDisconnect(sensor.info(), /*may_persist=*/true);
   EXPECT_EQ(Auth(thief, "homepot", "backend-pw"), Verdict::kDeny);
+  EXPECT_EQ(broker_.LogsContaining("client id 'shared' is held by device "
+                                   "'sensor-001'"),
+            1);
   // A clean session frees the id.
   ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
   core_->OnDisconnect(sensor.info(), /*may_persist=*/false);
@@ -842,6 +855,82 @@ TEST_F(HomepotTest, TakenOverSessionIsAWillOnlyDuringTheTakeover) {
   core_->OnTick();
   EXPECT_EQ(write(old_session), Verdict::kAllow);  // not a will any more
   EXPECT_EQ(broker_.publishes.size(), 1u);
+}
+
+}  // namespace
+}  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// SIGHUP: Mosquitto runs BASIC_AUTH again for every session right after the
+// RELOAD event. Those calls change nothing: no counts, no new sessions, no
+// claims, no lockout, and valid sessions stay.
+TEST_F(HomepotTest, SighupRecheckChangesNothing) {
+  Create();
+  Client sensor("sensor-001", "s-1");
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  core_->OnTick();
+  // Someone tries wrong passwords until sensor-001 is locked out.
+  Client attacker("sensor-001", "a-1");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Auth(attacker, "sensor-001", "wrong"), Verdict::kDeny);
+  }
+  const uint64_t logins = core_->counters().connection_count;
+  core_->OnReload();
+  EXPECT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
+  Client offline("homepot", "b-9");  // an offline session: untracked
+  EXPECT_EQ(Auth(offline, "homepot", "stale-or-not"), Verdict::kAllow);
+  Client gone("off-1", "o-9");
+  EXPECT_EQ(Auth(gone, "off-1", "off-pw"), Verdict::kDeny);
+  core_->OnTick();  // the pass is over
+  EXPECT_EQ(core_->counters().connection_count, logins);
+  EXPECT_EQ(core_->counters().connected, 1u);
+  EXPECT_TRUE(broker_.kicked_ids.empty());
+  EXPECT_TRUE(broker_.kicks.empty());
+  // After the pass, an untracked handle is a login again: password checked.
+  EXPECT_EQ(Auth(offline, "homepot", "stale-or-not"), Verdict::kDeny);
+}
+
+// A revocation of many devices is applied in batches, one per event.
+TEST_F(HomepotTest, MassRevocationIsAppliedInBoundedBatches) {
+  std::string sql = "INSERT INTO devices (device_id, password_hash) VALUES ";
+  const int n = 10000;
+  for (int i = 0; i < n; ++i) {
+    sql += (i ? ",('" : "('") + std::string("bulk-") + std::to_string(i) +
+           "', '" + EncodedHash("x") + "')";
+  }
+  Exec(sql);
+  Create();
+  Client first("bulk-0", "k-0");
+  ASSERT_EQ(Auth(first, "bulk-0", "x"), Verdict::kAllow);
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id LIKE 'bulk-%'");
+  ASSERT_TRUE(
+      Eventually([&] { core_->OnReload(); },
+                 [&] { return broker_.LogsContaining("10000 revoked") == 1; }));
+  // Each event applies at most a batch; a few TICKs finish the job.
+  for (int i = 0; i < 5; ++i) core_->OnTick();
+  EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"k-0"});
+  EXPECT_TRUE(broker_.kicks.empty()) << "no untracked sessions to look for";
+}
+
+// The will of a session that was revoked when it closed is refused.
+TEST_F(HomepotTest, RevokedSessionsWillIsRefused) {
+  Create();
+  Client backend("homepot", "b-1");
+  ASSERT_EQ(Auth(backend, "homepot", "backend-pw"), Verdict::kAllow);
+  Exec("UPDATE devices SET password_hash = '" + EncodedHash("n3w") +
+       "' WHERE device_id = 'homepot'");
+  ASSERT_TRUE(Eventually(
+      [&] { core_->OnReload(); },
+      [&] { return broker_.LogsContaining("registry reloaded") == 1; }));
+  core_->OnDisconnect(backend.info());
+  const std::string will = kValidNotification;
+  EXPECT_EQ(core_->OnAclCheck(
+                backend.info(), "devices/sensor-001/notifications", kWrite,
+                will.data(), static_cast<uint32_t>(will.size()), 1, false),
+            Verdict::kDeny);
+  EXPECT_TRUE(broker_.publishes.empty());
 }
 
 }  // namespace
