@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +37,9 @@ inline constexpr int kConnackNotAuthorized311 = 5;
 inline constexpr int kReasonNotAuthorized = 0x87;
 // SUBACK "failure" in MQTT 3.1.1.
 inline constexpr int kSubackFailure311 = 0x80;
+// Exit status of a mosquitto stopped by ASan/UBSan (LSan too) in the
+// sanitize run.
+inline constexpr int kSanitizerExitCode = 86;
 
 // A plain notification that passes the plugin's validation.
 inline constexpr const char* kNotification =
@@ -159,6 +163,15 @@ struct BrokerConfig {
 
 // One mosquitto process started by this object. It never signals any other
 // process. The destructor stops it.
+//
+// Sanitize run: when $HOMEPOT_TEST_PRELOAD is set (a ':'-separated list of
+// sanitizer runtimes, tests/CMakeLists.txt sets it with an ASan/UBSan build
+// of the plugin in $HOMEPOT_TEST_PLUGIN), mosquitto alone gets it as
+// LD_PRELOAD, with ASAN_OPTIONS/LSAN_OPTIONS/UBSAN_OPTIONS writing reports
+// to <dir>/sanitizer.<pid> (UBSan's to mosquitto.out) and exiting with
+// kSanitizerExitCode. Whenever the process is reaped, each new report fails
+// the running test (with the report's first lines), as does that exit code
+// without a report.
 class Broker {
  public:
   // `dir` holds mosquitto.conf and mosquitto.log.
@@ -205,10 +218,15 @@ class Broker {
   bool Spawn(std::string* error);
   // Whether the process has exited (then reaps it into `status`).
   bool Exited(int* status);
+  // Called once the process is reaped: clears pid_ and fails the test for
+  // sanitizer reports (see above).
+  void Reaped(int status);
 
   std::string dir_;
   pid_t pid_ = -1;
   int port_ = 0;
+  // Sanitizer report files already turned into test failures.
+  std::set<std::string> reported_;
 };
 
 // ------------------------------------------------------------------- Client
