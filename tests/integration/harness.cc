@@ -328,7 +328,7 @@ const std::map<std::string, std::string>& FixturePasswords() {
       {"sensor-001", "s3cret-one"},
       {"homepot", "backend-pass"},
       {"legacy", "old-password"},
-      {"gateway-01", "gw-pass-2000"},
+      {"gateway-01", "gw-pass-1000"},
   };
   return *passwords;
 }
