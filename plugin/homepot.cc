@@ -202,19 +202,40 @@ void Homepot::MaintainSlow() {
 Homepot::Session* Homepot::Resolve(const ClientInfo& client, Session* st) {
   if (st->generation_ == swaps_) return st;  // done for this snapshot
   st->generation_ = swaps_;
-  // A session keeps the identity it logged in with; scratch states (and
-  // TLS identities) use the broker's username.
-  std::string_view name = st->device != nullptr        ? st->device->first
-                          : client.username != nullptr ? client.username
-                                                       : std::string_view();
+  // A device session keeps the identity it logged in with; a deferred one
+  // is never judged as a device (its password was not checked here);
+  // identity sessions and scratch states use the broker's username.
+  std::string_view name;
+  switch (st->kind) {
+    case Session::Kind::kDevice:
+      name = st->device->first;
+      break;
+    case Session::Kind::kDeferred:
+      break;
+    case Session::Kind::kIdentity:
+    case Session::Kind::kScratch:
+      if (client.username != nullptr) name = client.username;
+      break;
+  }
   st->record_ = name.empty() ? nullptr : snapshot_->Find(name);
   if (st->record_ != nullptr && st->device == nullptr) {
-    st->device = &*devices_.try_emplace(st->record_->id).first;
+    DeviceEntry* dev = &*devices_.try_emplace(st->record_->id).first;
+    if (st->kind == Session::Kind::kIdentity) {
+      Bind(st, client.handle, dev);
+    } else {
+      st->device = dev;  // scratch: for the counters of this event
+    }
   }
   st->client_id_usable_ =
       st->record_ != nullptr && client.client_id != nullptr &&
       ClientIdMayExpand(*snapshot_, *st->record_, client.client_id);
   return st;
+}
+
+void Homepot::Bind(Session* st, const void* handle, DeviceEntry* dev) {
+  st->device = dev;
+  st->revocations = dev->second.revocations;
+  dev->second.sessions.push_back(handle);
 }
 
 Homepot::Session* Homepot::LiveSession(const ClientInfo& client,
@@ -232,20 +253,13 @@ Homepot::Session* Homepot::LiveSession(const ClientInfo& client,
       return nullptr;
   }
   tls_sessions_seen_ = true;
-  Session& st = NewSession(client);
-  if (client.username != nullptr) {
-    if (const Device* d = snapshot_->Find(client.username)) {
-      DeviceEntry* dev = &*devices_.try_emplace(d->id).first;
-      st.device = dev;
-      st.revocations = dev->second.revocations;
-      dev->second.sessions.push_back(client.handle);
-    }
-  }
-  return &st;
+  return &NewSession(client, Session::Kind::kIdentity);  // bound by Resolve
 }
 
-Homepot::Session& Homepot::NewSession(const ClientInfo& client) {
+Homepot::Session& Homepot::NewSession(const ClientInfo& client,
+                                      Session::Kind kind) {
   Session& st = clients_[client.handle];
+  st.kind = kind;
   st.client_id = client.client_id != nullptr ? client.client_id : "";
   st.routing_epoch = routing_epoch_;
   by_client_id_[st.client_id] = client.handle;  // the newest holds the id
@@ -352,7 +366,7 @@ DeviceCounters* Homepot::Touch(DeviceEntry* d) {
 
 Verdict Homepot::Recheck(Session* st, const ClientInfo& client,
                          const char* username) {
-  if (st->device == nullptr) return Verdict::kDefer;  // not ours at login
+  if (st->kind != Session::Kind::kDevice) return Verdict::kDefer;
   if (username == nullptr || st->device->first != username) {
     return Verdict::kDeny;
   }
@@ -433,12 +447,10 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       // Its older session with this id is about to be taken over by
       // Mosquitto: its will, checked next, is sent as a will.
       if (holder != nullptr) holder->taken_over_at = routing_epoch_;
-      Session& st = NewSession(client);
-      st.device = dev;
-      st.revocations = dev->second.revocations;
+      Session& st = NewSession(client, Session::Kind::kDevice);
+      Bind(&st, client.handle, dev);
       st.counted = true;
       ++counters_.connected;
-      dev->second.sessions.push_back(client.handle);
       if (DeviceCounters* d = Touch(dev)) d->last_connect_ms = clock_->WallMs();
       return Verdict::kAllow;
     }
@@ -452,7 +464,7 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
         return Verdict::kDeny;
       }
       if (holder != nullptr) holder->taken_over_at = routing_epoch_;
-      NewSession(client);
+      NewSession(client, Session::Kind::kDeferred);
       return Verdict::kDefer;
     }
     case AuthResult::kLockedOut:

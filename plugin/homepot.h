@@ -135,6 +135,13 @@ class Homepot {
   // identity session; erased at its DISCONNECT.
   class Session {
    public:
+    enum class Kind : uint8_t {
+      kScratch,   // not in clients_: a will check, an offline session
+      kDevice,    // logged in through us: bound to `device` for good
+      kDeferred,  // deferred at login: never judged as a device
+      kIdentity,  // TLS identity: bound to the registry by its username
+    };
+    Kind kind = Kind::kScratch;
     DeviceEntry* device = nullptr;  // nullptr: not a registry device
     uint64_t revocations = 0;       // device->second.revocations at login
     uint64_t routing_epoch = 0;     // routing_epoch_ at login (replay check)
@@ -191,7 +198,9 @@ class Homepot {
   Verdict RecheckOffline(const char* username);
   // The tracked session (other than `handle`) using `client_id`, or nullptr.
   Session* HolderOf(const std::string& client_id, const void* handle);
-  Session& NewSession(const ClientInfo& client);
+  Session& NewSession(const ClientInfo& client, Session::Kind kind);
+  // Binds an identity session to its device entry (sessions list, epoch).
+  void Bind(Session* st, const void* handle, DeviceEntry* dev);
   // Login checks that need the device: the client id must not be another
   // device's id nor held by another device. Claims it on success.
   bool ClaimClientId(const ClientInfo& client, const Device& record,

@@ -935,3 +935,28 @@ TEST_F(HomepotTest, RevokedSessionsWillIsRefused) {
 
 }  // namespace
 }  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// A deferred login was judged by another mechanism: if a device of the same
+// name is added later, that session does not gain the device's rights.
+TEST_F(HomepotTest, DeferredSessionNeverBecomesADevice) {
+  config_.defer_unknown = true;
+  Create();
+  Client ghost("ghost", "g-1");
+  ASSERT_EQ(Auth(ghost, "ghost", "whatever"), Verdict::kDefer);
+  Exec("INSERT INTO devices (device_id, password_hash) VALUES ('ghost', '" +
+       EncodedHash("pw") + "')");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('ghost', 'ghost/#', 'read')");
+  ASSERT_TRUE(
+      Eventually([&] { core_->OnReload(); },
+                 [&] { return core_->snapshot().Find("ghost") != nullptr; }));
+  core_->OnTick();
+  EXPECT_EQ(Acl(ghost, "ghost/x", kSubscribe), Verdict::kDefer);
+}
+
+}  // namespace
+}  // namespace homepot
