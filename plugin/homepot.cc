@@ -392,17 +392,28 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
                              const char* password) {
   Maintain();
   if (rechecking_) {
+    // The pass runs back to back; a pause means it is over.
+    const int64_t now = clock_->MonotonicMs();
+    rechecking_ = now <= recheck_until_ms_;
+    recheck_until_ms_ = now + kRecheckGapMs;
+  }
+  if (rechecking_) {
     // A handle we track is a session being re-checked. An untracked one is
-    // an offline session (only with per_listener_settings false, whose TICK
-    // follows the re-check pass at once; with true, Mosquitto never asks
-    // for offline sessions and no TICK ends the pass, so it is a login).
+    // an offline session: with per_listener_settings false, whose TICK ends
+    // the pass at once, any; with true (no TICK), only one that closed
+    // under that username, so that a login can never pass for one.
     if (Session* st = FindClient(client.handle)) {
       return Recheck(st, client, username);
     }
-    if (ticking_) return RecheckOffline(username);
+    auto off = offline_.find(client.handle);
+    if (ticking_ || (off != offline_.end() && username != nullptr &&
+                     off->second == username)) {
+      return RecheckOffline(username);
+    }
   }
   KickPending(&client);
   DropSession(client.handle);  // a handle reused after a session ended
+  offline_.erase(client.handle);
   // Fail closed: no anonymous devices, nothing that could widen %u/%c or
   // reach $-topics, nothing longer than the limits (all public rules, so
   // refusing them unhashed tells nothing).
@@ -833,6 +844,7 @@ void Homepot::OnReload() {
   worker_->RequestReload();
   Maintain();
   rechecking_ = true;
+  recheck_until_ms_ = clock_->MonotonicMs() + kRecheckGapMs;
 }
 
 void Homepot::OnDisconnect(const ClientInfo& client, bool may_persist) {
@@ -840,6 +852,16 @@ void Homepot::OnDisconnect(const ClientInfo& client, bool may_persist) {
   Session* st = FindClient(client.handle);
   revoked_closing_ = st != nullptr && st->revoked() ? client.handle : nullptr;
   if (st == nullptr) return;
+  if (may_persist && st->kind == Session::Kind::kDevice) {
+    // Remembered for SIGHUP's re-check of offline sessions (bounded: the
+    // oldest are forgotten first).
+    offline_[client.handle] = st->device->first;
+    offline_order_.push_back(client.handle);
+    if (offline_order_.size() > kMaxOfflineRemembered) {
+      offline_.erase(offline_order_.front());
+      offline_order_.pop_front();
+    }
+  }
   // A clean session ends with its connection: its client id is free again
   // (unless another session of the device holds it).
   if (DeviceEntry* dev = st->device; dev != nullptr && !may_persist) {

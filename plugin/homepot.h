@@ -265,6 +265,12 @@ class Homepot {
   // Set by RELOAD; the BASIC_AUTH calls that follow before any other event
   // are Mosquitto re-checking existing sessions.
   bool rechecking_ = false;
+  int64_t recheck_until_ms_ = 0;
+  static constexpr int64_t kRecheckGapMs = 500;
+  // Sessions of devices that closed but may persist (offline), by handle.
+  static constexpr size_t kMaxOfflineRemembered = 262144;
+  std::unordered_map<const void*, std::string> offline_;
+  std::deque<const void*> offline_order_;
   // The session whose DISCONNECT ran last, when it was revoked: its will
   // (checked right after) is refused.
   const void* revoked_closing_ = nullptr;

@@ -960,3 +960,29 @@ TEST_F(HomepotTest, DeferredSessionNeverBecomesADevice) {
 
 }  // namespace
 }  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// Without TICK (per_listener_settings true) nothing marks the end of the
+// re-check pass: only a handle that closed under that very username passes
+// for an offline session, and a pause ends the pass. Anything else is a
+// login, password checked.
+TEST_F(HomepotTest, SighupRecheckWithoutTickNeverSkipsAPasswordCheck) {
+  Create();
+  Client durable("homepot", "b-1");
+  ASSERT_EQ(Auth(durable, "homepot", "backend-pw"), Verdict::kAllow);
+  core_->OnDisconnect(durable.info(), /*may_persist=*/true);
+  core_->OnReload();
+  EXPECT_EQ(Auth(durable, "homepot", "stored"), Verdict::kAllow);  // offline
+  Client stranger("homepot", "b-2");
+  EXPECT_EQ(Auth(stranger, "homepot", "guess"), Verdict::kDeny);
+  Client other_name("sensor-001", "s-7");
+  EXPECT_EQ(Auth(other_name, "sensor-001", "guess"), Verdict::kDeny);
+  // After a pause the pass is over: the same handle is a login again.
+  clock_.Advance(1000);
+  EXPECT_EQ(Auth(durable, "homepot", "stored"), Verdict::kDeny);
+}
+
+}  // namespace
+}  // namespace homepot
