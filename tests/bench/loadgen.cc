@@ -13,9 +13,16 @@
 //               messages/s received, lost, duplicates and end-to-end latency
 //               (the send time travels in the payload: "data":{"seq":N,
 //               "t_ns":T}; the broker may add fields, parsing is lenient).
+//               Also reports the gaps between consecutive receptions (all
+//               subscribers together): the longest stall of the flow.
 //   connect     C clients with credentials connect in parallel (bounded
 //               concurrency), wait for CONNACK and disconnect; reports
 //               connects/s and failures, for one or more rounds.
+//   flood       C threads, each on a raw TCP socket, send MQTT 3.1.1 CONNECTs
+//               with a fresh random username of B bytes (up to 65,535, the
+//               MQTT maximum; libmosquitto is not used) and a wrong
+//               password, wait for the CONNACK or the close, and repeat for
+//               S seconds; reports attempts and the answers seen.
 //   free-port   prints free 127.0.0.1 TCP ports (--count N).
 //   wait-port   waits until 127.0.0.1:PORT accepts a TCP connection.
 //
@@ -45,7 +52,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,9 +106,10 @@ struct Options {
   std::string ready_file;    // created once every client is ready
   double start_delay_s = 0;  // then wait this long before publishing
   bool tcp_nodelay = true;
-  // connect
+  // connect, flood
   long clients = 100;
   int rounds = 1;
+  long username_bytes = 65535;  // flood
   // free-port / wait-port
   int port_count = 1;
   double timeout_s = 60;
@@ -107,7 +118,7 @@ struct Options {
 
 [[noreturn]] void Usage(int code) {
   std::fprintf(code ? stderr : stdout, R"(usage: homepot_loadgen MODE [options]
-modes: throughput | connect | free-port | wait-port
+modes: throughput | connect | flood | free-port | wait-port
 
 common:
   --host H              broker address (default 127.0.0.1)
@@ -148,6 +159,12 @@ throughput:
 
 connect:
   --clients C           (default 100)   --rounds R  repeat R times (default 1)
+
+flood (raw sockets, MQTT 3.1.1, as fast as answers come):
+  --clients C           concurrent connections (default 100; e.g. 4)
+  --username-bytes B    random [A-Za-z0-9] username length, 1..65535
+                        (default 65535)
+  --duration S          seconds to flood (required)
 
 free-port: --count N     wait-port: --port P --timeout S [--pid PID]
 )");
@@ -260,6 +277,8 @@ Options Parse(int argc, char** argv) {
       o.clients = ToLong(a.c_str(), val());
     else if (a == "--rounds")
       o.rounds = int(ToLong(a.c_str(), val()));
+    else if (a == "--username-bytes")
+      o.username_bytes = ToLong(a.c_str(), val());
     else if (a == "--timeout")
       o.timeout_s = ToDouble(a.c_str(), val());
     else if (a == "--pid")
@@ -301,6 +320,12 @@ Options Parse(int argc, char** argv) {
   } else if (o.mode == "connect") {
     if (o.clients < 1 || o.clients > 100000) bad("--clients must be 1..100000");
     if (o.rounds < 1 || o.rounds > 100) bad("--rounds must be 1..100");
+  } else if (o.mode == "flood") {
+    if (o.clients < 1 || o.clients > 1000) bad("--clients must be 1..1000");
+    if (o.username_bytes < 1 || o.username_bytes > 65535)
+      bad("--username-bytes must be 1..65535");
+    if (o.duration_s <= 0 || o.duration_s > 3600)
+      bad("flood needs --duration in (0, 3600] s");
   } else if (o.mode == "free-port") {
     if (o.port_count < 1 || o.port_count > 100) bad("--count must be 1..100");
   } else if (o.mode == "wait-port") {
@@ -323,8 +348,9 @@ std::string TopicFor(const Options& o, const std::string& name) {
   return buf;
 }
 
-// Sum of on-CPU nanoseconds of every thread of `pid`; -1 if unreadable.
-int64_t ProcessCpuNs(int pid) {
+// Sum of on-CPU nanoseconds of every thread of `pid` (or, with `field` 1,
+// of the time they were runnable but waited for a CPU); -1 if unreadable.
+int64_t ProcessCpuNs(int pid, int field = 0) {
   if (pid <= 0) return -1;
   std::string dir = "/proc/" + std::to_string(pid) + "/task";
   DIR* d = opendir(dir.c_str());
@@ -335,8 +361,8 @@ int64_t ProcessCpuNs(int pid) {
     std::string path = dir + "/" + e->d_name + "/schedstat";
     FILE* f = std::fopen(path.c_str(), "r");
     if (!f) continue;
-    long long ns = 0;
-    if (std::fscanf(f, "%lld", &ns) == 1) total += ns;
+    long long ns[2] = {0, 0};
+    if (std::fscanf(f, "%lld %lld", &ns[0], &ns[1]) == 2) total += ns[field];
     std::fclose(f);
   }
   closedir(d);
@@ -452,6 +478,7 @@ struct Worker {
   long connect_limit = 1;
   size_t next_to_start = 0;
   std::vector<int64_t> latencies;    // ns, throughput receive side
+  std::vector<int64_t> recv_times;   // ns, when each unique message arrived
   std::vector<int64_t> connect_lat;  // ns, connect mode, this round
   std::vector<int64_t> connect_lat_all;
   int64_t first_connack_ns = 0, last_connack_ns = 0;
@@ -664,6 +691,7 @@ void OnMessage(mosquitto*, void* obj, const mosquitto_message* msg) {
   }
   g.unique.fetch_add(1, std::memory_order_relaxed);
   c->w->latencies.push_back(now - t_ns);
+  c->w->recv_times.push_back(now);
   int64_t prev = g.last_recv_ns.load(std::memory_order_relaxed);
   while (now > prev && !g.last_recv_ns.compare_exchange_weak(prev, now)) {
   }
@@ -1116,6 +1144,7 @@ int RunThroughput(const Options& o) {
         std::chrono::milliseconds(int64_t(o.start_delay_s * 1000)));
   }
   int64_t cpu0 = ProcessCpuNs(o.broker_pid);
+  int64_t wait0 = ProcessCpuNs(o.broker_pid, 1);
   int64_t self0 = SelfCpuNs();
   g.t_run = NowNs();
   SetPhase(kRun);
@@ -1161,6 +1190,7 @@ int RunThroughput(const Options& o) {
   }
   int64_t t_end = NowNs();
   int64_t cpu1 = ProcessCpuNs(o.broker_pid);
+  int64_t wait1 = ProcessCpuNs(o.broker_pid, 1);
   int64_t self1 = SelfCpuNs();
   SetPhase(kDisconnect);
   for (auto& w : workers) w->th.join();
@@ -1178,6 +1208,23 @@ int RunThroughput(const Options& o) {
   for (auto& w : workers)
     lat.insert(lat.end(), w->latencies.begin(), w->latencies.end());
   Percentiles p = ComputePercentiles(&lat);
+  // Gaps between consecutive receptions (any subscriber): at a fixed rate R
+  // the nominal gap is 1/R; the longest one is the longest stall of the flow.
+  std::vector<int64_t> recv;
+  for (auto& w : workers)
+    recv.insert(recv.end(), w->recv_times.begin(), w->recv_times.end());
+  std::sort(recv.begin(), recv.end());
+  std::vector<int64_t> gaps;
+  int64_t gap_max = 0, gap_max_at = 0;
+  for (size_t i = 1; i < recv.size(); ++i) {
+    int64_t gap = recv[i] - recv[i - 1];
+    gaps.push_back(gap);
+    if (gap > gap_max) {
+      gap_max = gap;
+      gap_max_at = recv[i - 1] - g.t_run;
+    }
+  }
+  Percentiles gp = ComputePercentiles(&gaps);
   double cpu_ms = (cpu0 >= 0 && cpu1 >= 0) ? double(cpu1 - cpu0) / 1e6 : -1;
   double cpu_us_per_msg =
       (cpu_ms >= 0 && unique > 0) ? cpu_ms * 1000.0 / double(unique) : -1;
@@ -1226,8 +1273,15 @@ int RunThroughput(const Options& o) {
   if (cpu_ms >= 0)
     std::printf(
         "# broker CPU %.1f ms = %.2f µs per delivered message (%.0f%% of one "
-        "CPU); load generator %.2f µs per message\n",
-        cpu_ms, cpu_us_per_msg, broker_util * 100, self_us_per_msg);
+        "CPU; runnable but waiting for a CPU %.1f ms); load generator %.2f "
+        "µs per message\n",
+        cpu_ms, cpu_us_per_msg, broker_util * 100,
+        double(wait1 - wait0) / 1e6, self_us_per_msg);
+  if (!gaps.empty())
+    std::printf(
+        "# gaps between receptions ms: p50 %.2f  p99 %.2f  max %.2f (from "
+        "%.2f s after the first publish)\n",
+        gp.p50 / 1000, gp.p99 / 1000, gp.max / 1000, double(gap_max_at) / 1e9);
   if (stalled) std::printf("# flow STALLED: no message arrived for 5 s\n");
   std::printf(
       "RESULT mode=throughput subscribers=%ld publishers=%ld qos=%d "
@@ -1237,16 +1291,19 @@ int RunThroughput(const Options& o) {
       "disconnects=%ld send_rate=%.1f recv_rate=%.1f pub_s=%.3f "
       "lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f "
       "lat_max_us=%.1f broker_cpu_ms=%.2f cpu_us_per_msg=%.3f "
-      "broker_util=%.3f loadgen_cpu_us_per_msg=%.3f "
+      "broker_util=%.3f broker_wait_ms=%.2f loadgen_cpu_us_per_msg=%.3f "
       "behind_max_ms=%.2f min_bucket_rate=%.1f stalled=%d setup_s=%.3f "
-      "timeline_ms=%d timeline=%s\n",
+      "gaps=%zu gap_p50_us=%.1f gap_p99_us=%.1f gap_max_us=%.1f "
+      "gap_max_at_s=%.3f timeline_ms=%d timeline=%s\n",
       o.subscribers, o.publishers, o.qos, o.protocol, o.rate, sent,
       g.received.load(), unique, lost, g.duplicates.load(), g.stamped.load(),
       g.unparsed.load(), g.refused.load(), g.publish_errors.load(),
       g.unexpected_disconnects.load(), send_rate, recv_rate, pub_s, p.p50,
       p.p90, p.p99, p.p999, p.max, cpu_ms, cpu_us_per_msg, broker_util,
+      (wait0 >= 0 && wait1 >= 0) ? double(wait1 - wait0) / 1e6 : -1.0,
       self_us_per_msg, double(g.max_behind_ns.load()) / 1e6, min_bucket_rate,
-      stalled ? 1 : 0, setup_s, o.timeline_ms,
+      stalled ? 1 : 0, setup_s, gaps.size(), gp.p50, gp.p99, gp.max,
+      double(gap_max_at) / 1e9, o.timeline_ms,
       timeline.empty() ? "-" : timeline.c_str());
   return 0;
 }
@@ -1334,6 +1391,158 @@ int RunConnect(const Options& o) {
   return last_fail > 0 ? 3 : 0;
 }
 
+// ---------------------------------------------------------------- flood
+
+void PutLength(std::string* out, size_t n) {  // MQTT "remaining length"
+  do {
+    uint8_t b = uint8_t(n % 128);
+    n /= 128;
+    if (n) b |= 0x80;
+    out->push_back(char(b));
+  } while (n);
+}
+
+void PutString(std::string* out, const std::string& s) {  // u16 length + bytes
+  out->push_back(char((s.size() >> 8) & 0xff));
+  out->push_back(char(s.size() & 0xff));
+  out->append(s);
+}
+
+// An MQTT 3.1.1 CONNECT: clean session, username and password.
+std::string Connect311(const std::string& client_id, const std::string& user,
+                       const std::string& pass, int keepalive) {
+  std::string body;
+  PutString(&body, "MQTT");
+  body.push_back(4);                     // protocol level 3.1.1
+  body.push_back(char(0x80 | 0x40 | 0x02));  // username, password, clean
+  body.push_back(char((keepalive >> 8) & 0xff));
+  body.push_back(char(keepalive & 0xff));
+  PutString(&body, client_id);
+  PutString(&body, user);
+  PutString(&body, pass);
+  std::string packet(1, char(0x10));
+  PutLength(&packet, body.size());
+  return packet + body;
+}
+
+struct FloodCounts {
+  long attempts = 0;
+  long closed = 0;    // closed (or reset) without a CONNACK
+  long timeouts = 0;  // no answer within 5 s
+  long errors = 0;    // TCP connect or send failed
+  int64_t bytes = 0;
+  std::map<int, long> codes;  // CONNACK return code -> count
+};
+
+// One flooding connection at a time, as fast as the broker answers.
+void FloodThread(const Options& o, int id, int64_t end_ns, FloodCounts* out) {
+  static const char kAlnum[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::mt19937_64 rng(std::random_device{}() ^ (uint64_t(id) << 32));
+  std::string user(size_t(o.username_bytes), 'a');
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(o.port));
+  inet_pton(AF_INET, o.host.c_str(), &a.sin_addr);
+  FloodCounts c;
+  for (long n = 0; NowNs() < end_ns; ++n) {
+    for (size_t i = 0; i < user.size(); i += 8) {
+      uint64_t r = rng();
+      for (size_t j = i; j < i + 8 && j < user.size(); ++j, r >>= 8)
+        user[j] = kAlnum[(r & 0xff) % 62];
+    }
+    char cid[64];
+    std::snprintf(cid, sizeof cid, "flood%d-%d-%ld", int(getpid()), id, n);
+    std::string packet = Connect311(cid, user, "wrong-password", 60);
+    c.attempts++;
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{5, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (s < 0 || connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      c.errors++;
+      if (s >= 0) close(s);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    size_t off = 0;
+    while (off < packet.size()) {
+      ssize_t w = send(s, packet.data() + off, packet.size() - off,
+                       MSG_NOSIGNAL);
+      if (w <= 0) break;
+      off += size_t(w);
+    }
+    c.bytes += int64_t(off);
+    if (off < packet.size()) {
+      c.errors++;
+      close(s);
+      continue;
+    }
+    unsigned char ack[4];
+    size_t got = 0;
+    bool timed_out = false;
+    while (got < sizeof ack) {
+      ssize_t r = recv(s, ack + got, sizeof ack - got, 0);
+      if (r > 0) {
+        got += size_t(r);
+      } else {
+        timed_out = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        break;
+      }
+    }
+    if (got == sizeof ack && ack[0] == 0x20)
+      c.codes[ack[3]]++;
+    else if (timed_out)
+      c.timeouts++;
+    else
+      c.closed++;
+    close(s);
+  }
+  *out = c;
+}
+
+int RunFlood(const Options& o) {
+  StartWatchdog(o.duration_s + 30);
+  int64_t t0 = NowNs();
+  int64_t end_ns = t0 + int64_t(o.duration_s * kSec);
+  std::vector<FloodCounts> counts(size_t(o.clients));
+  std::vector<std::thread> threads;
+  for (long i = 0; i < o.clients; ++i)
+    threads.emplace_back(FloodThread, std::cref(o), int(i), end_ns,
+                         &counts[size_t(i)]);
+  for (auto& t : threads) t.join();
+  double span = double(NowNs() - t0) / 1e9;
+  FloodCounts sum;
+  for (auto& c : counts) {
+    sum.attempts += c.attempts;
+    sum.closed += c.closed;
+    sum.timeouts += c.timeouts;
+    sum.errors += c.errors;
+    sum.bytes += c.bytes;
+    for (auto& [code, k] : c.codes) sum.codes[code] += k;
+  }
+  std::string codes;
+  for (auto& [code, k] : sum.codes)
+    codes += " connack_" + std::to_string(code) + "=" + std::to_string(k);
+  std::printf(
+      "# flood: %ld CONNECTs with random %ld-byte usernames from %ld "
+      "connection(s) in %.1f s (%.0f/s, %.1f MB sent);%s closed %ld, "
+      "timeouts %ld, errors %ld\n",
+      sum.attempts, o.username_bytes, o.clients, span,
+      span > 0 ? double(sum.attempts) / span : 0, double(sum.bytes) / 1e6,
+      codes.c_str(), sum.closed, sum.timeouts, sum.errors);
+  std::printf(
+      "RESULT mode=flood clients=%ld username_bytes=%ld seconds=%.3f "
+      "attempts=%ld attempts_per_s=%.1f mb_sent=%.1f closed=%ld timeouts=%ld "
+      "errors=%ld%s\n",
+      o.clients, o.username_bytes, span, sum.attempts,
+      span > 0 ? double(sum.attempts) / span : 0, double(sum.bytes) / 1e6,
+      sum.closed, sum.timeouts, sum.errors, codes.c_str());
+  return sum.attempts > sum.errors ? 0 : 3;
+}
+
 int RunFreePort(const Options& o) {
   std::vector<int> socks;
   for (int i = 0; i < o.port_count; ++i) {
@@ -1392,6 +1601,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   if (o.mode == "free-port") return RunFreePort(o);
   if (o.mode == "wait-port") return RunWaitPort(o);
+  if (o.mode == "flood") return RunFlood(o);
   RaiseFdLimit();
   mosquitto_lib_init();
   int rc = o.mode == "throughput" ? RunThroughput(o) : RunConnect(o);
