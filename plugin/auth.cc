@@ -111,7 +111,18 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
   if (!IsValidDeviceId(username)) {
     return options_.defer_unknown ? AuthResult::kDefer : AuthResult::kDeny;
   }
+  // Refused unhashed, known user or not: the limit is public.
+  if (password.size() > kMaxPasswordBytes) return AuthResult::kDeny;
   const Device* d = snapshot.Find(username);
+  scratch_.assign(username);
+  if (IsLockedOut(scratch_, now_ms)) {
+    // With deferral, unknown names never lock out (another mechanism
+    // judges them), so a locked-out device pays the same hash as they do.
+    if (options_.defer_unknown && BudgetAllows(now_ms)) {
+      Verify(dummy_, password, false);
+    }
+    return AuthResult::kLockedOut;
+  }
   if (d == nullptr && options_.defer_unknown) {
     // Deferred after the same hash a refusal costs, so that the answer's
     // time does not tell which names are devices.
@@ -119,10 +130,6 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
     Verify(dummy_, password, false);
     return AuthResult::kDefer;
   }
-  // Refused unhashed, known user or not: the limit is public.
-  if (password.size() > kMaxPasswordBytes) return AuthResult::kDeny;
-  scratch_.assign(username);
-  if (IsLockedOut(scratch_, now_ms)) return AuthResult::kLockedOut;
 
   // Computed on every path, so a cached secret changes no failure's cost.
   const std::array<uint8_t, 32> mac = Mac(password);
@@ -155,6 +162,25 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
   }
   RecordFailure(username, now_ms);
   return AuthResult::kDeny;
+}
+
+bool Authenticator::Recheck(const Snapshot& snapshot, std::string_view username,
+                            std::string_view password, int64_t now_ms) {
+  const Device* d = snapshot.Find(username);
+  if (d == nullptr || !d->enabled || !d->has_password ||
+      password.size() > kMaxPasswordBytes) {
+    return false;
+  }
+  scratch_.assign(username);
+  auto cached = verified_.find(scratch_);
+  if (cached != verified_.end() && cached->second.hash == d->password.hash) {
+    std::array<uint8_t, 32> mac = Mac(password);
+    if (CRYPTO_memcmp(mac.data(), cached->second.mac.data(), mac.size()) == 0) {
+      return true;
+    }
+  }
+  if (!BudgetAllows(now_ms)) return false;
+  return Verify(d->password, password, true);
 }
 
 void Authenticator::Forget(std::string_view username) {

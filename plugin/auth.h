@@ -57,6 +57,13 @@ class Authenticator {
   AuthResult Authenticate(const Snapshot& snapshot, std::string_view username,
                           std::string_view password, int64_t now_ms);
 
+  // True when `password` is right for the enabled device `username`: the
+  // cached secret, else a full verification charged to the budget (false
+  // when it is spent). Records nothing (no lockout): for Mosquitto's
+  // re-check of existing sessions on SIGHUP.
+  bool Recheck(const Snapshot& snapshot, std::string_view username,
+               std::string_view password, int64_t now_ms);
+
   // Counts a login refused after its password was accepted (e.g. a client
   // id it may not use) as a failure of `username`, for the lockout.
   void NoteRefusal(std::string_view username, int64_t now_ms) {

@@ -365,55 +365,65 @@ DeviceCounters* Homepot::Touch(DeviceEntry* d) {
 }
 
 Verdict Homepot::Recheck(Session* st, const ClientInfo& client,
-                         const char* username) {
+                         const char* username, const char* password) {
   if (st->kind != Session::Kind::kDevice) return Verdict::kDefer;
   if (username == nullptr || st->device->first != username) {
     return Verdict::kDeny;
   }
   const Device* record = Resolve(client, st)->record(swaps_);
-  return record != nullptr && record->enabled && !st->revoked()
+  return record != nullptr && !st->revoked() &&
+                 auth_.Recheck(*snapshot_, username, password ? password : "",
+                               clock_->MonotonicMs())
              ? Verdict::kAllow
              : Verdict::kDeny;
 }
 
-Verdict Homepot::RecheckOffline(const char* username) {
-  // An offline session: it authenticates again when it reconnects; only a
-  // device that is gone or disabled loses it.
+Verdict Homepot::RecheckUntracked(const ClientInfo& client,
+                                  const char* username, const char* password) {
+  // Most likely an offline session (it authenticates again when it
+  // reconnects). Whatever it is, it gets in only with a valid password and
+  // a client id it may use, and nothing is created, counted or locked out.
   const Device* record = username != nullptr && IsValidDeviceId(username)
                              ? snapshot_->Find(username)
                              : nullptr;
   if (record == nullptr) {
     return config_.defer_unknown ? Verdict::kDefer : Verdict::kDeny;
   }
-  return record->enabled ? Verdict::kAllow : Verdict::kDeny;
+  const std::string id = client.client_id != nullptr ? client.client_id : "";
+  const Device* named = snapshot_->Find(id);
+  auto claim = claims_.find(id);
+  Session* holder = HolderOf(id, client.handle);
+  if ((named != nullptr && named != record) ||
+      (claim != claims_.end() && claim->second->first != record->id) ||
+      (holder != nullptr &&
+       (holder->device == nullptr || holder->device->first != record->id))) {
+    return Verdict::kDeny;
+  }
+  return auth_.Recheck(*snapshot_, username, password ? password : "",
+                       clock_->MonotonicMs())
+             ? Verdict::kAllow
+             : Verdict::kDeny;
 }
 
 Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
                              const char* password) {
   Maintain();
-  if (rechecking_) {
-    // The pass runs back to back; a pause means it is over.
-    const int64_t now = clock_->MonotonicMs();
-    rechecking_ = now <= recheck_until_ms_;
-    recheck_until_ms_ = now + kRecheckGapMs;
+  if (rechecking_ && !ticking_ && clock_->MonotonicMs() > recheck_until_ms_) {
+    // Without TICK a pause ends the pass (it runs back to back).
+    rechecking_ = false;
   }
   if (rechecking_) {
-    // A handle we track is a session being re-checked. An untracked one is
-    // an offline session: with per_listener_settings false, whose TICK ends
-    // the pass at once, any; with true (no TICK), only one that closed
-    // under that username, so that a login can never pass for one.
+    // With TICK the pass ends exactly at the next TICK; without, the window
+    // is kept open only by the re-checks of sessions we track. Either way a
+    // re-check verifies the password and changes nothing.
     if (Session* st = FindClient(client.handle)) {
-      return Recheck(st, client, username);
+      recheck_until_ms_ = clock_->MonotonicMs() + kRecheckGapMs;
+      return Recheck(st, client, username, password);
     }
-    auto off = offline_.find(client.handle);
-    if (ticking_ || (off != offline_.end() && username != nullptr &&
-                     off->second == username)) {
-      return RecheckOffline(username);
-    }
+    return RecheckUntracked(client, username, password);
   }
   KickPending(&client);
   DropSession(client.handle);  // a handle reused after a session ended
-  offline_.erase(client.handle);
   // Fail closed: no anonymous devices, nothing that could widen %u/%c or
   // reach $-topics, nothing longer than the limits (all public rules, so
   // refusing them unhashed tells nothing).
@@ -852,16 +862,6 @@ void Homepot::OnDisconnect(const ClientInfo& client, bool may_persist) {
   Session* st = FindClient(client.handle);
   revoked_closing_ = st != nullptr && st->revoked() ? client.handle : nullptr;
   if (st == nullptr) return;
-  if (may_persist && st->kind == Session::Kind::kDevice) {
-    // Remembered for SIGHUP's re-check of offline sessions (bounded: the
-    // oldest are forgotten first).
-    offline_[client.handle] = st->device->first;
-    offline_order_.push_back(client.handle);
-    if (offline_order_.size() > kMaxOfflineRemembered) {
-      offline_.erase(offline_order_.front());
-      offline_order_.pop_front();
-    }
-  }
   // A clean session ends with its connection: its client id is free again
   // (unless another session of the device holds it).
   if (DeviceEntry* dev = st->device; dev != nullptr && !may_persist) {

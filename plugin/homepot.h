@@ -194,8 +194,10 @@ class Homepot {
   Session* LiveSession(const ClientInfo& client, bool* retain_check);
   // SIGHUP makes Mosquitto run BASIC_AUTH again for every session: answered
   // from the registry, changing nothing (no counts, claims, kicks, lockout).
-  Verdict Recheck(Session* st, const ClientInfo& client, const char* username);
-  Verdict RecheckOffline(const char* username);
+  Verdict Recheck(Session* st, const ClientInfo& client, const char* username,
+                  const char* password);
+  Verdict RecheckUntracked(const ClientInfo& client, const char* username,
+                           const char* password);
   // The tracked session (other than `handle`) using `client_id`, or nullptr.
   Session* HolderOf(const std::string& client_id, const void* handle);
   Session& NewSession(const ClientInfo& client, Session::Kind kind);
@@ -267,10 +269,7 @@ class Homepot {
   bool rechecking_ = false;
   int64_t recheck_until_ms_ = 0;
   static constexpr int64_t kRecheckGapMs = 500;
-  // Sessions of devices that closed but may persist (offline), by handle.
-  static constexpr size_t kMaxOfflineRemembered = 262144;
-  std::unordered_map<const void*, std::string> offline_;
-  std::deque<const void*> offline_order_;
+
   // The session whose DISCONNECT ran last, when it was revoked: its will
   // (checked right after) is refused.
   const void* revoked_closing_ = nullptr;

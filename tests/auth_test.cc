@@ -483,6 +483,28 @@ TEST_F(AuthTest, DeferringCostsTheSameAsARefusal) {
   EXPECT_EQ(auth->iterations_spent(), static_cast<uint64_t>(2 * kIterations));
 }
 
+// With deferral too, an overlong password and a lockout look the same for
+// device names and other names.
+TEST_F(AuthTest, DeferralKeepsLimitsAndLockoutUniform) {
+  options_.defer_unknown = true;
+  options_.hash_budget_us_per_s = 0;
+  auto auth = Make();
+  std::string long_pw(kMaxPasswordBytes + 1, 'p');
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", long_pw, 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "ghost", long_pw, 0),
+            AuthResult::kDeny);
+  EXPECT_EQ(auth->iterations_spent(), 0u);
+  for (int i = 0; i < 3; ++i) {
+    auth->Authenticate(*snapshot_, "sensor-001", "wrong", 0);
+  }
+  const uint64_t before = auth->iterations_spent();
+  EXPECT_EQ(auth->Authenticate(*snapshot_, "sensor-001", "right", 0),
+            AuthResult::kLockedOut);
+  EXPECT_EQ(auth->iterations_spent() - before,
+            static_cast<uint64_t>(kIterations));
+}
+
 TEST_F(AuthTest, InvalidUsernamesAreDeferredWhenConfigured) {
   options_.defer_unknown = true;
   auto auth = Make();

@@ -641,6 +641,10 @@ TEST_F(HomepotTest, PasswordChangeEndsOnlyTheOldSessionWithADifferentId) {
   ASSERT_TRUE(Eventually(
       [&] { core_->OnReload(); },
       [&] { return broker_.LogsContaining("registry reloaded") == 1; }));
+  // Any other event (here a delivery, which kicks nothing) ends Mosquitto's
+  // re-check pass that follows RELOAD.
+  core_->OnAclCheck(old_session.info(), "devices/sensor-001/notifications",
+                    kRead);
   ASSERT_EQ(Auth(new_session, "sensor-001", "n3w"), Verdict::kAllow);
   core_->OnTick();
   EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"s-1"});
@@ -664,6 +668,10 @@ TEST_F(HomepotTest, PasswordChangeKeepsTheNewSessionWithTheSameId) {
   ASSERT_TRUE(Eventually(
       [&] { core_->OnReload(); },
       [&] { return broker_.LogsContaining("registry reloaded") == 1; }));
+  // Any other event (here a delivery, which kicks nothing) ends Mosquitto's
+  // re-check pass that follows RELOAD.
+  core_->OnAclCheck(old_session.info(), "devices/sensor-001/notifications",
+                    kRead);
   ASSERT_EQ(Auth(new_session, "sensor-001", "n3w"), Verdict::kAllow);
   // Mosquitto's takeover ends the old session; a kick by its id would end
   // the new one.
@@ -880,7 +888,8 @@ TEST_F(HomepotTest, SighupRecheckChangesNothing) {
   core_->OnReload();
   EXPECT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
   Client offline("homepot", "b-9");  // an offline session: untracked
-  EXPECT_EQ(Auth(offline, "homepot", "stale-or-not"), Verdict::kAllow);
+  EXPECT_EQ(Auth(offline, "homepot", "guess"), Verdict::kDeny);
+  EXPECT_EQ(Auth(offline, "homepot", "backend-pw"), Verdict::kAllow);
   Client gone("off-1", "o-9");
   EXPECT_EQ(Auth(gone, "off-1", "off-pw"), Verdict::kDeny);
   core_->OnTick();  // the pass is over
@@ -970,18 +979,26 @@ namespace {
 // login, password checked.
 TEST_F(HomepotTest, SighupRecheckWithoutTickNeverSkipsAPasswordCheck) {
   Create();
+  Client sensor("sensor-001", "s-1");
+  ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
   Client durable("homepot", "b-1");
   ASSERT_EQ(Auth(durable, "homepot", "backend-pw"), Verdict::kAllow);
   core_->OnDisconnect(durable.info(), /*may_persist=*/true);
+  const uint64_t logins = core_->counters().connection_count;
   core_->OnReload();
-  EXPECT_EQ(Auth(durable, "homepot", "stored"), Verdict::kAllow);  // offline
-  Client stranger("homepot", "b-2");
-  EXPECT_EQ(Auth(stranger, "homepot", "guess"), Verdict::kDeny);
-  Client other_name("sensor-001", "s-7");
-  EXPECT_EQ(Auth(other_name, "sensor-001", "guess"), Verdict::kDeny);
-  // After a pause the pass is over: the same handle is a login again.
+  // Untracked handles in the pass: the password is checked all the same,
+  // and so is the client id; nothing is created.
+  EXPECT_EQ(Auth(durable, "homepot", "backend-pw"), Verdict::kAllow);
+  EXPECT_EQ(Auth(durable, "homepot", "guess"), Verdict::kDeny);
+  Client thief("homepot", "s-1");
+  EXPECT_EQ(Auth(thief, "homepot", "backend-pw"), Verdict::kDeny);
+  EXPECT_EQ(Auth(sensor, "sensor-001", "wrong"), Verdict::kDeny);
+  EXPECT_EQ(core_->counters().connection_count, logins);
+  // After a pause without re-checks of tracked sessions the pass is over.
   clock_.Advance(1000);
-  EXPECT_EQ(Auth(durable, "homepot", "stored"), Verdict::kDeny);
+  Client later("homepot", "b-2");
+  EXPECT_EQ(Auth(later, "homepot", "backend-pw"), Verdict::kAllow);
+  EXPECT_EQ(core_->counters().connection_count, logins + 1);
 }
 
 }  // namespace
