@@ -364,15 +364,19 @@ void FuzzAuth(FuzzedDataProvider& in) {
       const bool valid = homepot::IsValidDeviceId(user);
       const Device* d = valid ? snap.Find(user) : nullptr;
       const bool too_long = password.size() > homepot::kMaxPasswordBytes;
-      const bool deferred = valid && d == nullptr && options.defer_unknown;
+      // Deferral comes after the password limit and pays the dummy hash.
+      const bool deferred =
+          valid && d == nullptr && options.defer_unknown && !too_long;
       const bool hashed = valid && !deferred && !too_long;
       const bool right = d != nullptr && d->has_password &&
                          homepot::VerifyPassword(d->password, password);
       AuthResult expected;
-      if (!hashed) {
-        expected = options.defer_unknown && (!valid || d == nullptr)
-                       ? AuthResult::kDefer
-                       : AuthResult::kDeny;
+      if (!valid) {
+        expected = options.defer_unknown ? AuthResult::kDefer : AuthResult::kDeny;
+      } else if (too_long) {
+        expected = AuthResult::kDeny;
+      } else if (deferred) {
+        expected = AuthResult::kDefer;
       } else {
         expected = right && d->enabled ? AuthResult::kAllow : AuthResult::kDeny;
       }
@@ -397,7 +401,8 @@ void FuzzAuth(FuzzedDataProvider& in) {
         CHECK(hashed && options.max_failures > 0, what());
         CHECK(failures[user] >= options.max_failures, what());
       } else if (r == AuthResult::kThrottled) {
-        CHECK(hashed && options.hash_budget_us_per_s > 0, what());
+        CHECK((hashed || deferred) && options.hash_budget_us_per_s > 0,
+              what());
       } else {
         CHECK(r == expected, what());
       }
@@ -411,9 +416,17 @@ void FuzzAuth(FuzzedDataProvider& in) {
       }
       if (too_long) CHECK(r != AuthResult::kAllow, what());
 
-      // Nothing hashed or stored for what can never log in.
-      if (!hashed) {
+      // Nothing hashed or stored for what can never log in; a deferral
+      // costs what a refusal costs and stores nothing.
+      if (!hashed && !deferred) {
         CHECK(spent == 0 && tracked == tracked_before, what());
+      }
+      if (deferred) {
+        CHECK(tracked == tracked_before, what());
+        CHECK(spent == (r == AuthResult::kDefer
+                            ? static_cast<uint64_t>(kFailureIterations)
+                            : 0u),
+              what());
       }
       if (!valid) CHECK(tracked == tracked_before, what());
 
@@ -440,6 +453,17 @@ void FuzzAuth(FuzzedDataProvider& in) {
             ++failures[user];
             CHECK(tracked <= tracked_before + 1, what());
           }
+          break;
+        case AuthResult::kDefer:
+          break;  // checked above
+        case AuthResult::kLockedOut:
+          // With deferral a lockout pays the dummy hash (unknown names,
+          // deferred, never lock out), when the budget allows.
+          CHECK(spent == 0 || (options.defer_unknown &&
+                               spent == static_cast<uint64_t>(
+                                            kFailureIterations)),
+                what());
+          CHECK(tracked <= tracked_before, what());
           break;
         default:
           CHECK(spent == 0, what());
