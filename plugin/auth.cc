@@ -106,7 +106,7 @@ bool Authenticator::Verify(const PasswordHash& hash, std::string_view password,
 AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
                                        std::string_view username,
                                        std::string_view password,
-                                       int64_t now_ms) {
+                                       int64_t now_ms, bool record_failure) {
   // Names that can never be a device are not ours, and are never stored.
   if (!IsValidDeviceId(username)) {
     return options_.defer_unknown ? AuthResult::kDefer : AuthResult::kDeny;
@@ -160,7 +160,7 @@ AuthResult Authenticator::Authenticate(const Snapshot& snapshot,
     if (!BudgetAllows(now_ms)) return AuthResult::kThrottled;
     Verify(dummy_, password, false);  // same cost as a known username
   }
-  RecordFailure(username, now_ms);
+  if (record_failure) RecordFailure(username, now_ms);
   return AuthResult::kDeny;
 }
 

@@ -54,8 +54,10 @@ class Authenticator {
 
   // `now_ms` is a monotonic clock. Unknown usernames cost one full hash, as
   // a wrong password does, so timing does not reveal which ids exist.
+  // `record_failure` false: a refusal does not count toward the lockout.
   AuthResult Authenticate(const Snapshot& snapshot, std::string_view username,
-                          std::string_view password, int64_t now_ms);
+                          std::string_view password, int64_t now_ms,
+                          bool record_failure = true);
 
   // True when `password` is right for the enabled device `username`: the
   // cached secret, else a full verification charged to the budget (false

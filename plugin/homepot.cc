@@ -104,7 +104,7 @@ void Homepot::KickPendingSlow(const ClientInfo* current) {
     bool wait = false;
     for (const void* handle : sessions) {
       const Session& s = clients_.at(handle);
-      if (!s.revoked()) continue;
+      if (!s.revoked() || s.maybe_offline) continue;
       if (is_current(handle, s)) {
         wait = true;
         continue;
@@ -121,9 +121,9 @@ void Homepot::KickPendingSlow(const ClientInfo* current) {
     }
     if (wait) {
       keep.push_back(std::move(id));
-    } else {
-      kick_queued_.erase(id);
+      continue;
     }
+    kick_queued_.erase(id);
   }
   for (; i < pending_kicks_.size(); ++i) {
     keep.push_back(std::move(pending_kicks_[i]));
@@ -149,7 +149,7 @@ void Homepot::Revoke(const std::string& id) {
   }
   // Untracked sessions can only be TLS identities that have not acted yet:
   // none to look for unless such sessions exist here at all.
-  if ((tracked || tls_sessions_seen_) && !kick_queued_.count(id)) {
+  if ((tracked || untracked_sessions_) && !kick_queued_.count(id)) {
     kick_queued_.insert(id);
     pending_kicks_.push_back(id);
   }
@@ -252,7 +252,7 @@ Homepot::Session* Homepot::LiveSession(const ClientInfo& client,
       *retain_check = true;
       return nullptr;
   }
-  tls_sessions_seen_ = true;
+  untracked_sessions_ = true;
   return &NewSession(client, Session::Kind::kIdentity);  // bound by Resolve
 }
 
@@ -420,8 +420,21 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       recheck_until_ms_ = clock_->MonotonicMs() + kRecheckGapMs;
       return Recheck(st, client, username, password);
     }
-    return RecheckUntracked(client, username, password);
+    // With TICK the pass is exact: an untracked handle is an offline
+    // session, unless a tracked session holds its client id (Mosquitto
+    // re-checks contexts with distinct ids), which makes it a login. Without
+    // TICK it is handled as a login that may be an offline session (below).
+    if (ticking_ &&
+        HolderOf(client.client_id != nullptr ? client.client_id : "",
+                 client.handle) == nullptr) {
+      return RecheckUntracked(client, username, password);
+    }
   }
+  // Without TICK a login inside the re-check window may be an offline
+  // session being re-checked: its failures are not recorded, and its session
+  // is never kicked by client id until it acts (kicking an offline context
+  // that way breaks Mosquitto 2.0.11).
+  const bool maybe_offline = rechecking_;
   KickPending(&client);
   DropSession(client.handle);  // a handle reused after a session ended
   // Fail closed: no anonymous devices, nothing that could widen %u/%c or
@@ -441,7 +454,8 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
     refusals_logged_ = 0;
   }
   AuthResult r =
-      auth_.Authenticate(*snapshot_, username, password ? password : "", now);
+      auth_.Authenticate(*snapshot_, username, password ? password : "", now,
+                         /*record_failure=*/!maybe_offline);
   const std::string client_id(id);
   Session* holder = HolderOf(client_id, client.handle);
   switch (r) {
@@ -470,6 +484,7 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       if (holder != nullptr) holder->taken_over_at = routing_epoch_;
       Session& st = NewSession(client, Session::Kind::kDevice);
       Bind(&st, client.handle, dev);
+      st.maybe_offline = maybe_offline;
       st.counted = true;
       ++counters_.connected;
       if (DeviceCounters* d = Touch(dev)) d->last_connect_ms = clock_->WallMs();
@@ -636,6 +651,7 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
   const bool will = what == Access::kWrite &&
                     (live == nullptr || live->taken_over_at == routing_epoch_);
   if (what != Access::kRead && !will) {
+    if (live != nullptr) live->maybe_offline = false;  // it acts: connected
     ++routing_epoch_;
     // Kicks only from the client's own packet: a read check runs while
     // another client's message is being routed (kicking that publisher
@@ -760,6 +776,7 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   KickPending(&client);
   ++routing_epoch_;
   Session* live = FindClient(client.handle);
+  if (live != nullptr) live->maybe_offline = false;
   if (live != nullptr && live->revoked()) return Verdict::kDisconnect;
   std::string_view topic = m->topic ? m->topic : "";
   if (!IsNotificationTopic(topic) || (m->retain && m->payloadlen == 0)) {

@@ -151,6 +151,9 @@ class Homepot {
     // any other event (so only in that epoch is a write its will).
     uint64_t taken_over_at = 0;
     std::string client_id;
+    // Logged in during a SIGHUP re-check window without TICK, and has not
+    // acted since: possibly an offline session, never kicked by client id.
+    bool maybe_offline = false;
 
     bool revoked() const {
       return device != nullptr && revocations != device->second.revocations;
@@ -263,7 +266,7 @@ class Homepot {
   std::unordered_set<std::string> revoked_queued_;
   std::vector<std::string> pending_kicks_;  // revoked device ids
   std::unordered_set<std::string> kick_queued_;
-  bool tls_sessions_seen_ = false;  // an untracked identity session acted
+  bool untracked_sessions_ = false;  // an untracked identity session acted
   // Set by RELOAD; the BASIC_AUTH calls that follow before any other event
   // are Mosquitto re-checking existing sessions.
   bool rechecking_ = false;

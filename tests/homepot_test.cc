@@ -984,20 +984,39 @@ TEST_F(HomepotTest, SighupRecheckWithoutTickNeverSkipsAPasswordCheck) {
   Client durable("homepot", "b-1");
   ASSERT_EQ(Auth(durable, "homepot", "backend-pw"), Verdict::kAllow);
   core_->OnDisconnect(durable.info(), /*may_persist=*/true);
-  const uint64_t logins = core_->counters().connection_count;
   core_->OnReload();
-  // Untracked handles in the pass: the password is checked all the same,
-  // and so is the client id; nothing is created.
-  EXPECT_EQ(Auth(durable, "homepot", "backend-pw"), Verdict::kAllow);
+  // Without TICK an untracked handle is taken as a login: its password and
+  // client id are checked (failures are not counted toward the lockout, as
+  // it may be an offline session re-checked with an old password).
   EXPECT_EQ(Auth(durable, "homepot", "guess"), Verdict::kDeny);
+  EXPECT_EQ(Auth(durable, "homepot", "backend-pw"), Verdict::kAllow);
   Client thief("homepot", "s-1");
   EXPECT_EQ(Auth(thief, "homepot", "backend-pw"), Verdict::kDeny);
+  // A tracked session's re-check verifies its password too.
   EXPECT_EQ(Auth(sensor, "sensor-001", "wrong"), Verdict::kDeny);
-  EXPECT_EQ(core_->counters().connection_count, logins);
-  // After a pause without re-checks of tracked sessions the pass is over.
-  clock_.Advance(1000);
+  for (int i = 0; i < 5; ++i) Auth(durable, "homepot", "guess");
   Client later("homepot", "b-2");
-  EXPECT_EQ(Auth(later, "homepot", "backend-pw"), Verdict::kAllow);
+  EXPECT_EQ(Auth(later, "homepot", "backend-pw"), Verdict::kAllow)
+      << "failures inside the window do not lock the device out";
+}
+
+}  // namespace
+}  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// A login that reuses the client id of a connected session, right after a
+// SIGHUP: a re-checked context cannot share its id with another, so it is a
+// login (tracked, claims checked), and the old session's kick spares it.
+TEST_F(HomepotTest, LoginDuringTheRecheckWindowWithAHeldIdIsALogin) {
+  Create();
+  Client old_session("sensor-001", "s-1");
+  ASSERT_EQ(Auth(old_session, "sensor-001", "s3cret"), Verdict::kAllow);
+  const uint64_t logins = core_->counters().connection_count;
+  core_->OnReload();
+  Client new_session("sensor-001", "s-1");
+  ASSERT_EQ(Auth(new_session, "sensor-001", "s3cret"), Verdict::kAllow);
   EXPECT_EQ(core_->counters().connection_count, logins + 1);
 }
 
