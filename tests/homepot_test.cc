@@ -198,6 +198,22 @@ class HomepotTest : public ::testing::Test {
     return false;
   }
 
+  // Sets sensor-001's password to "n3w" and lets the core take the new
+  // snapshot in through events that kick nothing: RELOAD, then a delivery to
+  // `old_session` (which ends Mosquitto's re-check pass after RELOAD).
+  bool ChangeSensorPasswordQuietly(const Client& old_session) {
+    Exec("UPDATE devices SET password_hash = '" + EncodedHash("n3w") +
+         "' WHERE device_id = 'sensor-001'");
+    if (!Eventually(
+            [&] { core_->OnReload(); },
+            [&] { return broker_.LogsContaining("registry reloaded") == 1; })) {
+      return false;
+    }
+    core_->OnAclCheck(old_session.info(), "devices/sensor-001/notifications",
+                      kRead);
+    return true;
+  }
+
   Verdict Auth(const Client& c, const char* username, const char* password) {
     return core_->OnBasicAuth(c.info(), username, password);
   }
@@ -635,16 +651,7 @@ TEST_F(HomepotTest, PasswordChangeEndsOnlyTheOldSessionWithADifferentId) {
   Client old_session("sensor-001", "s-1");
   Client new_session("sensor-001", "s-2");
   ASSERT_EQ(Auth(old_session, "sensor-001", "s3cret"), Verdict::kAllow);
-  Exec("UPDATE devices SET password_hash = '" + EncodedHash("n3w") +
-       "' WHERE device_id = 'sensor-001'");
-  // The new snapshot is taken in by an event that kicks nothing.
-  ASSERT_TRUE(Eventually(
-      [&] { core_->OnReload(); },
-      [&] { return broker_.LogsContaining("registry reloaded") == 1; }));
-  // Any other event (here a delivery, which kicks nothing) ends Mosquitto's
-  // re-check pass that follows RELOAD.
-  core_->OnAclCheck(old_session.info(), "devices/sensor-001/notifications",
-                    kRead);
+  ASSERT_TRUE(ChangeSensorPasswordQuietly(old_session));
   ASSERT_EQ(Auth(new_session, "sensor-001", "n3w"), Verdict::kAllow);
   core_->OnTick();
   EXPECT_EQ(broker_.kicked_ids, std::vector<std::string>{"s-1"});
@@ -662,16 +669,7 @@ TEST_F(HomepotTest, PasswordChangeKeepsTheNewSessionWithTheSameId) {
   Client old_session("sensor-001", "s-1");
   Client new_session("sensor-001", "s-1");
   ASSERT_EQ(Auth(old_session, "sensor-001", "s3cret"), Verdict::kAllow);
-  Exec("UPDATE devices SET password_hash = '" + EncodedHash("n3w") +
-       "' WHERE device_id = 'sensor-001'");
-  // The new snapshot is taken in by an event that kicks nothing.
-  ASSERT_TRUE(Eventually(
-      [&] { core_->OnReload(); },
-      [&] { return broker_.LogsContaining("registry reloaded") == 1; }));
-  // Any other event (here a delivery, which kicks nothing) ends Mosquitto's
-  // re-check pass that follows RELOAD.
-  core_->OnAclCheck(old_session.info(), "devices/sensor-001/notifications",
-                    kRead);
+  ASSERT_TRUE(ChangeSensorPasswordQuietly(old_session));
   ASSERT_EQ(Auth(new_session, "sensor-001", "n3w"), Verdict::kAllow);
   // Mosquitto's takeover ends the old session; a kick by its id would end
   // the new one.
