@@ -165,7 +165,7 @@ Verdict Homepot::RecheckUntracked(const ClientInfo& client,
 
 Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
                              const char* password) {
-  StartEvent();
+  ApplyRegistryChangesAndDueStats();
   if (rechecking_ && !ticking_ && clock_->MonotonicMs() > recheck_until_ms_) {
     // Without TICK a pause ends the pass (it runs back to back).
     rechecking_ = false;
@@ -289,7 +289,7 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
 Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
                             int access, const void* payload,
                             uint32_t payloadlen, int qos, bool retain) {
-  StartEvent();
+  ApplyRegistryChangesAndDueStats();
   rechecking_ = false;
   Access what = static_cast<Access>(access);
   // nullptr: the connection is gone (a will, or an offline session's queue).
@@ -420,7 +420,7 @@ Verdict Homepot::PublishWill(const ClientInfo& client, Session* st,
 }
 
 Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
-  StartEvent();
+  ApplyRegistryChangesAndDueStats();
   rechecking_ = false;
   revocations_.KickPending(&client);
   ++routing_epoch_;
@@ -489,20 +489,20 @@ void Homepot::OnTick() {
   tick_wall_ms_ = clock_->CoarseWallMs();
   ++routing_epoch_;
   rechecking_ = false;
-  StartEvent();
+  ApplyRegistryChangesAndDueStats();
   PublishStatsIfDue();
   revocations_.KickPending(nullptr);
 }
 
 void Homepot::OnReload() {
   source_->RequestReload();
-  StartEvent();
+  ApplyRegistryChangesAndDueStats();
   rechecking_ = true;
   recheck_until_ms_ = clock_->MonotonicMs() + kRecheckGapMs;
 }
 
 void Homepot::OnDisconnect(const ClientInfo& client, bool may_persist) {
-  StartEvent();
+  ApplyRegistryChangesAndDueStats();
   Session* st = sessions_.Find(client.handle);
   revoked_closing_ = st != nullptr && st->revoked() ? client.handle : nullptr;
   if (st == nullptr) return;

@@ -90,7 +90,7 @@ class Homepot {
   // What every event starts with: takes a new snapshot and the source's log
   // lines, applies a batch of queued revocations (all cheap when idle), and
   // without TICK publishes stats when due.
-  void StartEvent() {
+  void ApplyRegistryChangesAndDueStats() {
     if (source_->HasUpdate() || source_->HasLogs() ||
         revocations_.HasQueued()) {
       ApplyRegistryChanges();

@@ -22,7 +22,7 @@ class NullBroker : public Broker {
   void Free(void* ptr) override { std::free(ptr); }
 };
 
-class StartupTest : public ::testing::Test {
+class StartHomepotTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/homepot-startup-test-XXXXXX";
@@ -40,7 +40,7 @@ class StartupTest : public ::testing::Test {
   SystemClock clock_;
 };
 
-TEST_F(StartupTest, CreateFailsNamingTheMissingFile) {
+TEST_F(StartHomepotTest, CreateFailsNamingTheMissingFile) {
   config_.db_path = dir_ + "/nope.db";
   auto r = StartHomepot(config_, &broker_, &clock_);
   ASSERT_FALSE(r.ok());
@@ -48,7 +48,7 @@ TEST_F(StartupTest, CreateFailsNamingTheMissingFile) {
             "registry file " + dir_ + "/nope.db does not exist");
 }
 
-TEST_F(StartupTest, CreateFailsOnAFileWithoutTheSchema) {
+TEST_F(StartHomepotTest, CreateFailsOnAFileWithoutTheSchema) {
   config_.db_path = dir_ + "/empty.db";
   { std::ofstream out(config_.db_path); }
   auto r = StartHomepot(config_, &broker_, &clock_);
