@@ -442,3 +442,79 @@ TEST_F(RegistryWorkerTest, StopsPromptlyWithALongInterval) {
 
 }  // namespace
 }  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// One column of sensor-001's device_stats row, "" when there is none.
+std::string DeviceStat(const std::string& path, const std::string& column) {
+  sqlite3* db = nullptr;
+  std::string value;
+  if (sqlite3_open(path.c_str(), &db) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    std::string sql = "SELECT " + column +
+                      " FROM device_stats WHERE device_id = 'sensor-001'";
+    sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+    if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+      value = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return value;
+}
+
+std::vector<DeviceStatsDelta> Deltas(int64_t last_delivery_ms) {
+  DeviceCounters c;
+  c.published = 2;
+  c.delivered = 3;
+  c.last_delivery_ms = last_delivery_ms;
+  return {{"sensor-001", c}, {"removed-device", c}};
+}
+
+// Submitted deltas are added to device_stats on the worker's next pass,
+// without a reload, for registered devices only.
+TEST_F(RegistryWorkerTest, SubmittedStatsAreAddedToDeviceStats) {
+  CreateRegistry(path_);
+  StartWorker(3600000);
+  const int64_t at = 1795000000123;
+  std::vector<DeviceStatsDelta> batch = Deltas(at);
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  EXPECT_TRUE(batch.empty());
+  ASSERT_TRUE(WaitFor([&] { return !DeviceStat(path_, "delivered").empty(); }));
+  EXPECT_EQ(DeviceStat(path_, "delivered"), "3");
+  EXPECT_EQ(DeviceStat(path_, "published"), "2");
+  EXPECT_EQ(DeviceStat(path_, "last_delivery"), StampString(at));
+  EXPECT_EQ(worker_->last_flush_rows(), 2);
+  // Our own write is not a change of the registry.
+  EXPECT_FALSE(worker_->HasUpdate());
+  batch = Deltas(at + 1);
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  ASSERT_TRUE(WaitFor([&] { return DeviceStat(path_, "delivered") == "6"; }));
+  EXPECT_EQ(DeviceStat(path_, "last_delivery"), StampString(at + 1));
+}
+
+// Shutdown writes what is pending on the calling thread.
+TEST_F(RegistryWorkerTest, ShutdownWritesPendingStats) {
+  CreateRegistry(path_);
+  StartWorker(3600000);
+  {
+    // Held by another connection: the worker's pass cannot write.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    std::vector<DeviceStatsDelta> batch = Deltas(1795000000123);
+    ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+    std::vector<std::string> logs = WaitForLog("flush delayed", 0);
+    EXPECT_EQ(Count(logs, "device_stats flush delayed"), 1)
+        << ::testing::PrintToString(logs);
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  worker_->Shutdown();
+  EXPECT_EQ(DeviceStat(path_, "delivered"), "3");
+}
+
+}  // namespace
+}  // namespace homepot
