@@ -271,6 +271,7 @@ TEST_F(RegistryWorkerTest, RequestReloadReloadsAtOnce) {
   ASSERT_TRUE(WaitForUpdate(&update));
   EXPECT_NE(update.snapshot->Find("sensor-002"), nullptr);
   // That was its first poll: none before the interval.
+  ASSERT_TRUE(WaitFor([&] { return worker_->polls() >= 1; }));
   EXPECT_EQ(worker_->polls(), 1u);
 
   // A forced reload happens even when nothing changed.
