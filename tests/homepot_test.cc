@@ -667,7 +667,7 @@ namespace homepot {
 namespace {
 
 // The device logs in again with its new password before its old session was
-// kicked (the crash of issue "dangling records"): the old session is ended,
+// kicked (its records must not dangle): the old session is ended,
 // the new one is kept, whatever its client id.
 TEST_F(HomepotTest, PasswordChangeEndsOnlyTheOldSessionWithADifferentId) {
   Create();
