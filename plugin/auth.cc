@@ -6,7 +6,6 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
-#include <chrono>
 #include <stdexcept>
 
 namespace homepot {
@@ -17,7 +16,8 @@ constexpr size_t kMaxVerified = 4000000;
 
 }  // namespace
 
-Authenticator::Authenticator(const AuthOptions& options) : options_(options) {
+Authenticator::Authenticator(const AuthOptions& options, Clock* clock)
+    : options_(options), clock_(clock) {
   if (RAND_bytes(key_.data(), static_cast<int>(key_.size())) != 1) {
     throw std::runtime_error("RAND_bytes failed");
   }
@@ -89,7 +89,7 @@ bool Authenticator::BudgetAllows(int64_t now_ms) {
 
 bool Authenticator::Verify(const PasswordHash& hash, std::string_view password,
                            bool enabled) {
-  auto start = std::chrono::steady_clock::now();
+  const int64_t start_us = clock_->MonotonicUs();
   bool ok = VerifyPassword(hash, password) && enabled;
   int spent = VerifyIterations(hash);
   if (!ok && spent < options_.failure_iterations) {
@@ -97,9 +97,7 @@ bool Authenticator::Verify(const PasswordHash& hash, std::string_view password,
     spent = options_.failure_iterations;
   }
   iterations_spent_ += static_cast<uint64_t>(spent);
-  budget_us_ -= std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::steady_clock::now() - start)
-                    .count();
+  budget_us_ -= clock_->MonotonicUs() - start_us;
   return ok;
 }
 

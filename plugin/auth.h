@@ -19,6 +19,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "broker.h"
 #include "credentials.h"
 #include "registry.h"
 
@@ -48,7 +49,9 @@ struct AuthOptions {
 
 class Authenticator {
  public:
-  explicit Authenticator(const AuthOptions& options);
+  // `clock` times the full hashes charged to the budget (MonotonicUs).
+  explicit Authenticator(const AuthOptions& options,
+                         Clock* clock = SystemClock::Instance());
   Authenticator(const Authenticator&) = delete;
   Authenticator& operator=(const Authenticator&) = delete;
 
@@ -113,6 +116,7 @@ class Authenticator {
   void EraseFailure(std::unordered_map<std::string, Failures>::iterator it);
 
   AuthOptions options_;
+  Clock* const clock_;
   std::array<uint8_t, 32> key_{};
   PasswordHash dummy_;
   std::unordered_map<std::string, Failures> failures_;

@@ -38,6 +38,8 @@ class Broker {
   virtual void Free(void* ptr) = 0;
 };
 
+// Every clock the plugin reads goes through this seam: the broker thread's
+// events and the registry thread get one injected, tests a fake.
 class Clock {
  public:
   virtual ~Clock() = default;
@@ -45,14 +47,19 @@ class Clock {
   virtual int64_t WallMs() = 0;       // Unix epoch milliseconds
   // Wall clock to within a few milliseconds, cheaper (per-delivery times).
   virtual int64_t CoarseWallMs() { return WallMs(); }
+  // Monotonic microseconds, exact: for measuring how long work took.
+  virtual int64_t MonotonicUs() { return MonotonicMs() * 1000; }
 };
 
-// The real clocks.
+// The real clocks. Stateless, so one object may serve every thread.
 class SystemClock : public Clock {
  public:
   int64_t MonotonicMs() override;
   int64_t WallMs() override;
   int64_t CoarseWallMs() override;
+  int64_t MonotonicUs() override;
+  // A process-wide instance, for callers that are not handed a clock.
+  static SystemClock* Instance();
 };
 
 // What the core needs to know about the client behind an event.

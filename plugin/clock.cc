@@ -21,4 +21,15 @@ int64_t SystemClock::WallMs() { return Millis(CLOCK_REALTIME); }
 
 int64_t SystemClock::CoarseWallMs() { return Millis(CLOCK_REALTIME_COARSE); }
 
+int64_t SystemClock::MonotonicUs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
+}
+
+SystemClock* SystemClock::Instance() {
+  static SystemClock clock;
+  return &clock;
+}
+
 }  // namespace homepot

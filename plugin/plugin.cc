@@ -11,6 +11,7 @@
 #include "broker_adapter.h"
 #include "config.h"
 #include "homepot.h"
+#include "startup.h"
 
 namespace {
 
@@ -184,8 +185,7 @@ __attribute__((visibility("default"))) int mosquitto_plugin_init(
     }
     auto state = std::make_unique<PluginState>();
     state->id = identifier;
-    auto core =
-        homepot::Homepot::Create(*config, &state->broker, &state->clock);
+    auto core = homepot::StartHomepot(*config, &state->broker, &state->clock);
     if (!core.ok()) {
       mosquitto_log_printf(MOSQ_LOG_ERR, "homepot: %s",
                            core.status().message().c_str());

@@ -33,6 +33,19 @@ Device MakeDevice(const std::string& id, const PasswordHash* hash,
   return d;
 }
 
+// Every full hash takes exactly kHashUs by this clock: the hashing budget
+// is spent deterministically.
+class SteppingClock : public Clock {
+ public:
+  static constexpr int64_t kHashUs = 1000;
+  int64_t MonotonicMs() override { return us_ / 1000; }
+  int64_t WallMs() override { return us_ / 1000; }
+  int64_t MonotonicUs() override { return us_ += kHashUs / 2; }
+
+ private:
+  int64_t us_ = 0;
+};
+
 class AuthTest : public ::testing::Test {
  protected:
   AuthTest() {
@@ -58,10 +71,11 @@ class AuthTest : public ::testing::Test {
   }
 
   std::unique_ptr<Authenticator> Make() {
-    return std::make_unique<Authenticator>(options_);
+    return std::make_unique<Authenticator>(options_, &clock_);
   }
 
   AuthOptions options_;
+  SteppingClock clock_;
   PasswordHash sensor_hash_;
   PasswordHash other_hash_;
   std::shared_ptr<const Snapshot> snapshot_;

@@ -1,0 +1,66 @@
+// Adds per-device statistics to the registry's device_stats table: the
+// broker thread hands deltas over without waiting (Submit), the registry
+// thread merges what accumulated and writes it in one transaction (Flush).
+// A busy or locked file delays the write; nothing is lost (the counts are
+// kept for the next attempt, and the delay is logged once). Rows of devices
+// no longer registered are not written.
+//
+// Threads: Submit on the broker thread (try-lock: never blocks); Flush on
+// the registry thread, or on the thread shutting the plugin down after the
+// registry thread stopped; the figures from any thread.
+#ifndef HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_
+#define HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker.h"
+#include "log_queue.h"
+#include "stats.h"
+#include "status.h"
+
+struct sqlite3;
+
+namespace homepot {
+
+class DeviceStatsWriter {
+ public:
+  // `path` names the file in messages.
+  DeviceStatsWriter(std::string path, Clock* clock, LogQueue* log);
+  DeviceStatsWriter(const DeviceStatsWriter&) = delete;
+  DeviceStatsWriter& operator=(const DeviceStatsWriter&) = delete;
+
+  // Merges `batch` into the pending deltas and clears it. Returns false,
+  // leaving `batch` as it was, when the lock is held right now.
+  bool Submit(std::vector<DeviceStatsDelta>* batch);
+
+  // Writes the pending deltas through `db` (nullptr: the file is not open,
+  // they wait), waiting at most `busy_timeout_ms` for the file's lock.
+  // True when rows were committed (the file changed).
+  bool Flush(sqlite3* db, int busy_timeout_ms);
+
+  // Duration of the last successful flush and its row count.
+  int64_t last_flush_ms() const { return last_flush_ms_.load(); }
+  int64_t last_flush_rows() const { return last_flush_rows_.load(); }
+
+ private:
+  Status Write(sqlite3* db, int busy_timeout_ms,
+               const std::unordered_map<std::string, DeviceCounters>& batch);
+
+  const std::string path_;
+  Clock* const clock_;
+  LogQueue* const log_;
+  std::mutex mu_;  // guards pending_
+  std::unordered_map<std::string, DeviceCounters> pending_;
+  std::string error_;  // flushing thread only: the last write error
+  std::atomic<int64_t> last_flush_ms_{0};
+  std::atomic<int64_t> last_flush_rows_{0};
+};
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_

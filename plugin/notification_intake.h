@@ -1,0 +1,116 @@
+// The core's handling of notification writes: which topics carry
+// notifications (memoised on the last topic, since the deliveries of one
+// message ask in a burst), validation against the effective size limit,
+// the receipt stamp (with QoS 2 retransmissions getting their first copy's
+// stamp), the counters of sent/accepted/refused notifications and the
+// refusal notice published to $SYS/homepot/rejections/<username>.
+//
+// Owned by Homepot; broker thread only. The validation result of the last
+// write lives until the next Check; OnMessage reuses it for the very buffer
+// the ACL check validated (TakeValidated).
+#ifndef HOMEPOT_PLUGIN_NOTIFICATION_INTAKE_H_
+#define HOMEPOT_PLUGIN_NOTIFICATION_INTAKE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "broker.h"
+#include "config.h"
+#include "device_stats_batch.h"
+#include "notification.h"
+#include "qos2_stamps.h"
+#include "registry.h"
+#include "session_table.h"
+#include "stats.h"
+#include "topic.h"
+
+namespace homepot {
+
+class NotificationIntake {
+ public:
+  // `counters` and `device_stats` belong to the caller and outlive this.
+  NotificationIntake(const Config& config, Broker* broker, Clock* clock,
+                     Counters* counters, DeviceStatsBatch* device_stats);
+  NotificationIntake(const NotificationIntake&) = delete;
+  NotificationIntake& operator=(const NotificationIntake&) = delete;
+
+  // True when `topic` matches notification_topics.
+  bool IsNotificationTopic(std::string_view topic) {
+    if (topic == last_topic_) return last_topic_is_notification_;
+    bool match = filters_.MatchesAny(topic);
+    if (topic.size() <= 256) {  // keeps the memo allocation-free once warm
+      last_topic_.assign(topic);
+      last_topic_is_notification_ = match;
+    }
+    return match;
+  }
+
+  // Validates a notification write of `client` (its device entry `device`,
+  // nullptr when none), sets the receipt time, counts it and sends the
+  // notice when it is refused. `may_repeat`: a QoS 2 PUBLISH that may be a
+  // retransmission (not counted again, stamped as the first copy).
+  const NotificationCheck& Check(const ClientInfo& client, DeviceEntry* device,
+                                 std::string_view topic,
+                                 std::string_view payload, int qos,
+                                 const Snapshot& snapshot,
+                                 bool may_repeat = true);
+
+  // The ACL check of the next write begins: its payload is not validated.
+  void ForgetValidated() { checked_payload_ = nullptr; }
+  // The result of the ACL check that validated this very buffer of
+  // `client` just before (accepted), or nullptr. Forgets it either way.
+  const NotificationCheck* TakeValidated(std::string_view payload,
+                                         const void* client) {
+    bool reuse = checked_payload_ == payload.data() &&
+                 checked_client_ == client && checked_len_ == payload.size() &&
+                 checked_ok_;
+    checked_payload_ = nullptr;
+    return reuse ? &validator_.last() : nullptr;
+  }
+
+  // Receipt time (wall clock) of the notification being processed.
+  int64_t receipt_ms() const { return receipt_ms_; }
+  // Size of `payload` with the receipt stamp injected per `check`.
+  size_t StampedSize(const NotificationCheck& check, size_t payload_len) const {
+    return InjectedSize(check, payload_len, timestamp_field_);
+  }
+  // Writes `payload` with the receipt stamp into `out` (StampedSize bytes).
+  void WriteStamped(const NotificationCheck& check, std::string_view payload,
+                    char* out) const;
+
+  // Counts a refused notification write and tells the sender (when it has a
+  // username) why on its rejections topic.
+  void Refuse(const ClientInfo& client, DeviceEntry* device,
+              std::string_view topic, std::string_view reason,
+              const std::string& detail);
+  // A notification write the ACL refused: counted as sent and refused.
+  void RefuseUnauthorized(const ClientInfo& client, DeviceEntry* device,
+                          std::string_view topic);
+
+ private:
+  const uint32_t max_payload_;
+  const int max_topic_depth_;
+  const std::string timestamp_field_;
+  Broker* const broker_;
+  Clock* const clock_;
+  Counters* const counters_;
+  DeviceStatsBatch* const device_stats_;
+  NotificationValidator validator_;
+  const FilterSet filters_;  // notification_topics
+  std::string last_topic_;
+  bool last_topic_is_notification_ = false;
+  // Read once per message (ACL check), used for its stamp and the
+  // per-device times.
+  int64_t receipt_ms_ = 0;
+  Qos2Stamps qos2_stamps_;
+  // The last validated write, so OnMessage need not parse it again.
+  const void* checked_payload_ = nullptr;
+  const void* checked_client_ = nullptr;
+  uint32_t checked_len_ = 0;
+  bool checked_ok_ = false;
+};
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_NOTIFICATION_INTAKE_H_

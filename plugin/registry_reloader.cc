@@ -1,0 +1,201 @@
+#include "registry_reloader.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+namespace homepot {
+namespace {
+
+long long MtimeNs(const struct stat& st) {
+  return st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+}
+
+}  // namespace
+
+RegistryReloader::RegistryReloader(std::string path, Clock* clock,
+                                   LogQueue* log, std::atomic<bool>* has_update)
+    : path_(std::move(path)),
+      clock_(clock),
+      log_(log),
+      has_update_(has_update) {}
+
+RegistryReloader::~RegistryReloader() { Close(); }
+
+Status RegistryReloader::Open() {
+  Close();
+  struct stat st;
+  if (stat(path_.c_str(), &st) != 0) {
+    return Status::Error("registry file " + path_ + " does not exist");
+  }
+  int rc =
+      sqlite3_open_v2(path_.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    Close();
+    return Status::Error("cannot open registry file " + path_ + ": " + msg);
+  }
+  sqlite3_busy_timeout(db_, 2000);
+  inode_ = st.st_ino;
+  device_ = st.st_dev;
+  size_ = st.st_size;
+  mtime_ns_ = MtimeNs(st);
+  Status schema = CheckSchema(db_);
+  if (!schema.ok()) {
+    Close();
+    return Status::Error("registry file " + path_ + ": " + schema.message());
+  }
+  return Status::Ok();
+}
+
+void RegistryReloader::Close() {
+  if (db_ != nullptr) sqlite3_close_v2(db_);
+  db_ = nullptr;
+}
+
+void RegistryReloader::OpenIfClosed() {
+  if (db_ == nullptr) Open();  // a failure leaves it closed
+}
+
+void RegistryReloader::AcceptOwnWrite() {
+  struct stat st;
+  if (stat(path_.c_str(), &st) == 0 && st.st_ino == inode_) {
+    size_ = st.st_size;
+    mtime_ns_ = MtimeNs(st);
+  }
+}
+
+Result<std::shared_ptr<const Snapshot>> RegistryReloader::LoadFirst() {
+  Status s = Open();
+  if (!s.ok()) return s;
+  std::vector<std::string> warnings;
+  auto loaded = LoadSnapshot(db_, &warnings);
+  if (!loaded.ok()) {
+    Close();
+    return Status::Error("registry file " + path_ + ": " +
+                         loaded.status().message());
+  }
+  for (auto& w : warnings) log_->Push("registry: " + w);
+  current_ = *loaded;
+  return current_;
+}
+
+void RegistryReloader::Fail(const std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (error != last_error_) {
+    log_->Push("registry: " + error + "; keeping generation " +
+               std::to_string(current_->generation()));
+  }
+  last_error_ = error;
+}
+
+void RegistryReloader::Poll(bool forced) {
+  Load(forced);
+  polls_.fetch_add(1, std::memory_order_release);
+}
+
+void RegistryReloader::Load(bool forced) {
+  {
+    std::vector<std::shared_ptr<const Snapshot>> dead;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      dead.swap(graveyard_);
+    }
+  }  // freed here, on this thread
+  // A file replaced (restored backup, mv) or removed shows up as a new inode.
+  struct stat st;
+  if (stat(path_.c_str(), &st) != 0) {
+    Close();
+    Fail("registry file " + path_ + " is missing");
+    return;
+  }
+  bool fresh = false;
+  // Rewritten in place (cp over it, corrupted): in WAL mode SQLite's page
+  // cache keeps serving the old pages without an error, so reopen.
+  bool rewritten = st.st_size != size_ || MtimeNs(st) != mtime_ns_;
+  if (db_ == nullptr || st.st_ino != inode_ || st.st_dev != device_ ||
+      rewritten) {
+    Status s = Open();
+    if (!s.ok()) {
+      Fail(s.message());
+      return;
+    }
+    forced = true;
+    fresh = true;
+  }
+  Result<int64_t> generation = ReadGeneration(db_);
+  if (!generation.ok() && !fresh) {
+    // The connection may be stale (file rewritten in place): judge the file
+    // through a fresh one, so that one fault gives one message.
+    Status s = Open();
+    if (!s.ok()) {
+      Fail(s.message());
+      return;
+    }
+    forced = true;
+    generation = ReadGeneration(db_);
+  }
+  if (!generation.ok()) {
+    Fail("registry file " + path_ + ": " + generation.status().message());
+    Close();  // reopen next time: the file may have been rewritten in place
+    return;
+  }
+  bool recovered = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    recovered = !last_error_.empty();
+  }
+  if (!forced && !recovered && *generation == current_->generation()) return;
+
+  const int64_t start_us = clock_->MonotonicUs();
+  std::vector<std::string> warnings;
+  auto loaded = LoadSnapshot(db_, &warnings);
+  if (!loaded.ok()) {
+    Fail("registry file " + path_ + ": " + loaded.status().message());
+    Close();
+    return;
+  }
+  std::vector<std::string> revoked = RevokedDevices(*current_, **loaded);
+  current_ = *loaded;
+  const int64_t took_ms = (clock_->MonotonicUs() - start_us) / 1000;
+
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!last_error_.empty())
+    log_->Push("registry: " + path_ + " readable again");
+  last_error_.clear();
+  for (auto& w : warnings) log_->Push("registry: " + w);
+  if (have_update_) {
+    // The broker has not taken the previous update: merge the revocations.
+    revoked.insert(revoked.end(), pending_.revoked.begin(),
+                   pending_.revoked.end());
+    std::sort(revoked.begin(), revoked.end());
+    revoked.erase(std::unique(revoked.begin(), revoked.end()), revoked.end());
+  }
+  pending_ = RegistryUpdate{current_, std::move(revoked), took_ms};
+  have_update_ = true;
+  has_update_->store(true, std::memory_order_release);
+}
+
+bool RegistryReloader::TakeUpdate(RegistryUpdate* out,
+                                  std::shared_ptr<const Snapshot>* retired) {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock() || !have_update_) return false;
+  graveyard_.push_back(std::move(*retired));
+  retired->reset();
+  *out = std::move(pending_);
+  pending_ = RegistryUpdate{};
+  have_update_ = false;
+  has_update_->store(false, std::memory_order_release);
+  return true;
+}
+
+bool RegistryReloader::LastError(std::string* out) {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  *out = last_error_;
+  return true;
+}
+
+}  // namespace homepot

@@ -1,0 +1,17 @@
+#include "startup.h"
+
+#include "registry_worker.h"
+
+namespace homepot {
+
+Result<std::unique_ptr<Homepot>> StartHomepot(const Config& config,
+                                              Broker* broker, Clock* clock) {
+  auto worker = std::make_unique<RegistryWorker>(
+      config.db_path, config.reload_interval_ms, clock);
+  auto first = worker->Start();
+  if (!first.ok()) return first.status();
+  return Homepot::Create(config, broker, clock, std::move(worker),
+                         std::move(*first));
+}
+
+}  // namespace homepot

@@ -1,0 +1,23 @@
+// Builds the core as the plugin runs it: a RegistryWorker over
+// config.db_path (its first snapshot loaded on the calling thread) as the
+// Homepot's registry source. plugin.cc calls this at plugin init.
+#ifndef HOMEPOT_PLUGIN_STARTUP_H_
+#define HOMEPOT_PLUGIN_STARTUP_H_
+
+#include <memory>
+
+#include "broker.h"
+#include "config.h"
+#include "homepot.h"
+#include "status.h"
+
+namespace homepot {
+
+// Errors name the registry file. `broker` and `clock` outlive the result;
+// `clock` is read by the broker thread and by the registry thread.
+Result<std::unique_ptr<Homepot>> StartHomepot(const Config& config,
+                                              Broker* broker, Clock* clock);
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_STARTUP_H_
