@@ -888,7 +888,6 @@ int Client::PublishAcked(const std::string& topic, const std::string& payload,
   }
   int reason = acks_[mid];
   acks_.erase(mid);
-  last_publish_reason_ = reason;
   return reason;
 }
 

@@ -320,8 +320,6 @@ class Client {
   void Disconnect();
 
   const std::string& client_id() const { return options_.client_id; }
-  // The raw reason code of the last acknowledged publish.
-  int last_publish_reason() const { return last_publish_reason_; }
 
  private:
   static void OnConnect(struct mosquitto*, void* obj, int rc, int flags,
@@ -353,7 +351,6 @@ class Client {
   bool connected_ = false;
   bool down_ = true;  // no live connection
   std::optional<int> connack_;
-  int last_publish_reason_ = -1;
   std::map<int, int> acks_;  // mid -> reason code / granted qos
   std::deque<Message> messages_;
 };

@@ -1,6 +1,7 @@
 # Fails when two tests registered under BUILD_DIR share a name (ctest then
 # runs and reports them as one). Run by the test `ctest_names_unique`:
 #   cmake -DCTEST=<ctest> -DBUILD_DIR=<build> -P unique_test_names.cmake
+cmake_minimum_required(VERSION 3.18)
 execute_process(COMMAND ${CTEST} --test-dir ${BUILD_DIR} -N
                 OUTPUT_VARIABLE listing RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
