@@ -18,8 +18,6 @@
 //
 // Defect 4 (timing oracle) is measured, not asserted: see the issue.
 #include <gtest/gtest.h>
-#include <mosquitto.h>
-#include <mqtt_protocol.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/types.h>
@@ -28,14 +26,10 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
