@@ -31,20 +31,14 @@
 //
 // Waits use deadlines, never a sleep followed by an assertion; the only
 // sleeps pace the load generators. Every loop is bounded in time and count.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <mosquitto.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -317,206 +311,59 @@ class SessionBase {
   std::shared_ptr<SessionRecord> rec_;
 };
 
-// A libmosquitto client on its own network thread that never reconnects and
-// stamps CONNACK and disconnect times into its SessionRecord.
+// The harness's Client, single-use, stamping CONNACK and disconnect times
+// into its SessionRecord and handing every message to a Sink.
 class ChurnClient : public SessionBase {
  public:
   ChurnClient(int port, int protocol, const std::string& client_id,
               const std::string& device, bool stable, SessionLog* log,
               Sink sink)
       : SessionBase(protocol, client_id, device, stable, false, log),
-        port_(port),
-        sink_(std::move(sink)) {
-    static std::once_flag once;
-    std::call_once(once, [] { mosquitto_lib_init(); });
-    mosq_ = mosquitto_new(client_id.c_str(), true, this);
-    if (mosq_ == nullptr) return;
-    mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, protocol_);
-    mosquitto_threaded_set(mosq_, true);
-    mosquitto_connect_v5_callback_set(mosq_, &ChurnClient::OnConnect);
-    mosquitto_disconnect_v5_callback_set(mosq_, &ChurnClient::OnDisconnect);
-    mosquitto_publish_v5_callback_set(mosq_, &ChurnClient::OnPublish);
-    mosquitto_subscribe_v5_callback_set(mosq_, &ChurnClient::OnSubscribe);
-    mosquitto_message_v5_callback_set(mosq_, &ChurnClient::OnMessage);
-  }
+        client_(port, Options(protocol, client_id, std::move(sink))) {}
 
-  ~ChurnClient() override {
-    if (mosq_ == nullptr) return;
-    Close("closed by the test");
-    mosquitto_destroy(mosq_);
-  }
+  ~ChurnClient() override { Close("closed by the test"); }
 
   // CONNACK code (0 = accepted), or -1 without one.
   int Connect(const std::string& user, const std::string& password) {
-    if (mosq_ == nullptr || used_) return -1;
+    if (used_) return -1;
     used_ = true;
-    mosquitto_username_pw_set(mosq_, user.c_str(), password.c_str());
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      down_ = false;
-    }
     RecordAttempt(password);
-    if (mosquitto_connect(mosq_, "127.0.0.1", port_, 60) != MOSQ_ERR_SUCCESS) {
-      MarkDown(-1);
-      return -1;
-    }
-    thread_ = std::thread([this] { Loop(); });
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(kConnectTimeoutMs),
-                 [this] { return connack_.has_value() || down_; });
-    return connack_.value_or(-1);
+    return client_.Connect(user, password, kConnectTimeoutMs);
   }
 
   // Granted QoS / failure code from the SUBACK, or -1.
   int Subscribe(const std::string& filter, int qos, int timeout_ms) {
-    if (!IsUp()) return -1;
-    int mid = 0;
-    int rc = protocol_ == kMqtt5
-                 ? mosquitto_subscribe_v5(mosq_, &mid, filter.c_str(), qos, 0,
-                                          nullptr)
-                 : mosquitto_subscribe(mosq_, &mid, filter.c_str(), qos);
-    if (rc != MOSQ_ERR_SUCCESS) return -1;
-    return WaitAck(mid, timeout_ms);
+    return client_.Subscribe(filter, qos, timeout_ms);
   }
 
   // The PUBACK reason code (v3.1.1: always 0), or -1.
   int Publish(const std::string& topic, const std::string& payload, int qos,
               int timeout_ms) {
-    if (!IsUp()) return -1;
-    int mid = 0;
-    int rc = mosquitto_publish(mosq_, &mid, topic.c_str(),
-                               static_cast<int>(payload.size()), payload.data(),
-                               qos, false);
-    if (rc != MOSQ_ERR_SUCCESS) return -1;
-    return WaitAck(mid, timeout_ms);
+    return client_.PublishForReason(topic, payload, qos, timeout_ms);
   }
 
-  bool IsUp() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return connected_ && !down_;
-  }
+  bool IsUp() override { return client_.IsConnected(); }
 
   void Close(const char* why) override {
-    if (mosq_ == nullptr) return;
-    if (IsUp()) {
-      RecordTestClose(why);
-      mosquitto_disconnect(mosq_);
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(1000),
-                   [this] { return down_; });
-    }
-    StopThread();
+    if (client_.IsConnected()) RecordTestClose(why);
+    client_.Disconnect();
   }
 
  private:
-  int WaitAck(int mid, int timeout_ms) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                      [&] { return acks_.count(mid) > 0 || down_; }) ||
-        acks_.count(mid) == 0) {
-      return -1;
-    }
-    int code = acks_[mid];
-    acks_.erase(mid);
-    return code;
+  ClientOptions Options(int protocol, const std::string& client_id, Sink sink) {
+    ClientOptions options;
+    options.protocol = protocol;
+    options.client_id = client_id;
+    options.on_connack = [this](int rc) { RecordConnack(rc); };
+    options.on_down = [this](int rc) { RecordDown(rc); };
+    // Without a sink, messages are dropped (nobody reads the queue).
+    options.on_message =
+        sink ? std::move(sink) : [](const std::string&, const std::string&) {};
+    return options;
   }
 
-  void MarkDown(int rc) {
-    RecordDown(rc);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      connected_ = false;
-      down_ = true;
-    }
-    cv_.notify_all();
-  }
-
-  static void OnConnect(struct mosquitto*, void* obj, int rc, int,
-                        const mosquitto_property*) {
-    auto* self = static_cast<ChurnClient*>(obj);
-    self->RecordConnack(rc);
-    {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      self->connack_ = rc;
-      self->connected_ = rc == 0;
-    }
-    self->cv_.notify_all();
-  }
-
-  static void OnDisconnect(struct mosquitto*, void* obj, int rc,
-                           const mosquitto_property*) {
-    static_cast<ChurnClient*>(obj)->MarkDown(rc);
-  }
-
-  static void OnPublish(struct mosquitto*, void* obj, int mid, int rc,
-                        const mosquitto_property*) {
-    auto* self = static_cast<ChurnClient*>(obj);
-    {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      self->acks_[mid] = rc;
-    }
-    self->cv_.notify_all();
-  }
-
-  static void OnSubscribe(struct mosquitto*, void* obj, int mid, int count,
-                          const int* granted, const mosquitto_property*) {
-    auto* self = static_cast<ChurnClient*>(obj);
-    {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      self->acks_[mid] = count > 0 ? granted[0] : -1;
-    }
-    self->cv_.notify_all();
-  }
-
-  static void OnMessage(struct mosquitto*, void* obj,
-                        const struct mosquitto_message* msg,
-                        const mosquitto_property*) {
-    auto* self = static_cast<ChurnClient*>(obj);
-    if (!self->sink_) return;
-    std::string payload;
-    if (msg->payload != nullptr && msg->payloadlen > 0) {
-      payload.assign(static_cast<const char*>(msg->payload),
-                     static_cast<size_t>(msg->payloadlen));
-    }
-    self->sink_(msg->topic ? msg->topic : "", payload);
-  }
-
-  void Loop() {
-    for (;;) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stop_) return;
-      }
-      int rc = mosquitto_loop(mosq_, 50, 1);
-      if (rc != MOSQ_ERR_SUCCESS) {
-        MarkDown(-100 - rc);  // kept if the callback recorded it first
-        return;
-      }
-    }
-  }
-
-  void StopThread() {
-    if (!thread_.joinable()) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    thread_.join();
-  }
-
-  const int port_;
-  const Sink sink_;
-  struct mosquitto* mosq_ = nullptr;
+  Client client_;
   bool used_ = false;
-  std::thread thread_;
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool connected_ = false;
-  bool down_ = true;
-  std::optional<int> connack_;
-  std::map<int, int> acks_;
 };
 
 // MQTT over a plain socket for a device whose TCP connection is up before
@@ -527,25 +374,6 @@ class ChurnClient : public SessionBase {
 // and keep this one. Not subscribed: nothing arrives but a DISCONNECT.
 class RawSession : public SessionBase {
  public:
-  // Whether `in` starts with a complete packet; then its fixed header and
-  // body lengths.
-  static bool FrameComplete(const std::string& in, size_t* header,
-                            size_t* body) {
-    size_t len = 0;
-    size_t mult = 1;
-    for (size_t pos = 1; pos < in.size() && pos <= 4; ++pos) {
-      uint8_t b = static_cast<uint8_t>(in[pos]);
-      len += (b & 0x7f) * mult;
-      mult *= 128;
-      if ((b & 0x80) == 0) {
-        *header = pos + 1;
-        *body = len;
-        return in.size() >= *header + len;
-      }
-    }
-    return false;
-  }
-
   RawSession(int port, int protocol, const std::string& client_id,
              const std::string& device, SessionLog* log)
       : SessionBase(protocol, client_id, device, false, true, log),
@@ -553,66 +381,17 @@ class RawSession : public SessionBase {
   ~RawSession() override { Close("closed by the test"); }
 
   // The TCP connection alone.
-  bool Open() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return false;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port_));
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(fd_);
-      fd_ = -1;
-      return false;
-    }
-    return true;
-  }
+  bool Open() { return raw_.Open(port_); }
 
   // Sends CONNECT and reads CONNACK: its code, or -1 without one.
   int Connect(const std::string& user, const std::string& password) {
-    if (fd_ < 0) return -1;
     RecordAttempt(password);
     // Keepalive 0: this session never pings, so it must not time out.
-    std::string packet =
-        RawClient::ConnectPacket(protocol_, client_id_, user, password, 0);
-    size_t off = 0;
-    while (off < packet.size()) {
-      ssize_t n =
-          send(fd_, packet.data() + off, packet.size() - off, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        RecordDown(-1);
-        return -1;
-      }
-      off += static_cast<size_t>(n);
-    }
-    // CONNACK: 0x20, remaining length, flags, code, [v5 properties]
-    std::string in;
-    TimePoint deadline =
-        Clock::now() + std::chrono::milliseconds(kConnectTimeoutMs);
-    size_t header = 0;
-    size_t body = 0;
-    while (!FrameComplete(in, &header, &body)) {
-      int left = static_cast<int>(MsBetween(Clock::now(), deadline));
-      if (left <= 0) return -1;
-      pollfd p{fd_, POLLIN, 0};
-      int r = poll(&p, 1, left);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return -1;
-      char buf[256];
-      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        RecordDown(-2);
-        return -1;
-      }
-      in.append(buf, static_cast<size_t>(n));
-    }
-    if (static_cast<uint8_t>(in[0]) != 0x20 || body < 2) {
-      RecordDown(-3);
+    int rc = raw_.Connect(protocol_, client_id_, user, password, 0);
+    if (rc < 0) {
+      if (raw_.closed()) RecordDown(-2);
       return -1;
     }
-    int rc = static_cast<uint8_t>(in[header + 1]);
     RecordConnack(rc);
     if (rc != 0) {
       RecordDown(rc);
@@ -628,14 +407,12 @@ class RawSession : public SessionBase {
   void Close(const char* why) override {
     if (up_.load()) {
       RecordTestClose(why);
-      static const char kDisconnect[] = {'\xe0', '\x00'};
-      send(fd_, kDisconnect, sizeof(kDisconnect), MSG_NOSIGNAL);
+      raw_.Send(RawClient::DisconnectPacket(protocol_));
       Eventually([this] { return !up_.load(); }, 1000, 2);
     }
     stop_ = true;
     if (monitor_.joinable()) monitor_.join();
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
+    raw_.Close();
   }
 
  private:
@@ -643,26 +420,24 @@ class RawSession : public SessionBase {
   void Monitor() {
     int reason = 7;  // MOSQ_ERR_CONN_LOST, as libmosquitto reports it
     while (!stop_.load()) {
-      pollfd p{fd_, POLLIN, 0};
-      int r = poll(&p, 1, 50);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) continue;
-      char buf[256];
-      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
+      std::optional<RawPacket> p = raw_.Read(50);
+      if (p) {
+        if (p->type() == 14) {  // DISCONNECT
+          reason = p->body.empty() ? 0 : static_cast<uint8_t>(p->body[0]);
+        }
+        continue;
+      }
+      if (raw_.closed()) {
         RecordDown(reason);
         up_ = false;
         return;
-      }
-      if (static_cast<uint8_t>(buf[0]) == 0xe0) {
-        reason = n >= 3 ? static_cast<uint8_t>(buf[2]) : 0;
       }
     }
   }
 
   const int port_;
-  int fd_ = -1;
+  // Read by the monitor thread alone once it runs; Send is safe beside it.
+  RawClient raw_;
   std::atomic<bool> up_{false};
   std::atomic<bool> stop_{false};
   std::thread monitor_;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <mqtt_protocol.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,16 +13,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
-
-#include "credentials.h"
 
 namespace homepot {
 namespace integration {
@@ -29,10 +29,6 @@ namespace {
 
 constexpr const char* kMosquittoBinary = "/usr/sbin/mosquitto";
 constexpr const char* kSqliteShell = "/usr/bin/sqlite3";
-
-std::string SchemaSql() {
-  return ReadFile(std::string(HOMEPOT_SOURCE_DIR) + "/schema/schema.sql");
-}
 
 // A port nobody listened on a moment ago (bind to 0, read it, close).
 int FreePort() {
@@ -165,19 +161,6 @@ testing::AssertionResult ExecBound(
 }  // namespace
 
 // ---------------------------------------------------------------- utilities
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-bool WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  return static_cast<bool>(out);
-}
 
 int CountOccurrences(const std::string& haystack, const std::string& needle) {
   if (needle.empty()) return 0;
@@ -341,13 +324,8 @@ std::string DefaultPluginPath() {
 // -------------------------------------------------------------- TempRegistry
 
 TempRegistry::TempRegistry() {
-  char tmpl[] = "/tmp/homepot-it-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) {
-    ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
-    return;
-  }
-  dir_ = tmpl;
-  db_path_ = dir_ + "/homepot.db";
+  if (!dir_.ok()) return;
+  db_path_ = dir_.Path("homepot.db");
   testing::AssertionResult created = CreateDatabase(db_path_);
   if (!created) {
     ADD_FAILURE() << created.message();
@@ -356,61 +334,14 @@ TempRegistry::TempRegistry() {
   ok_ = true;
 }
 
-TempRegistry::~TempRegistry() {
-  if (dir_.empty()) return;
-  if (getenv("HOMEPOT_KEEP_TEST_DIRS") != nullptr) {
-    std::fprintf(stderr, "kept %s\n", dir_.c_str());
-    return;
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-}
-
 testing::AssertionResult TempRegistry::CreateDatabase(const std::string& path,
                                                       const std::string& sql) {
-  std::string schema = SchemaSql();
-  if (schema.empty()) {
-    return testing::AssertionFailure()
-           << "cannot read " << HOMEPOT_SOURCE_DIR << "/schema/schema.sql";
-  }
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                      nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return testing::AssertionFailure() << "cannot create " << path;
-  }
-  char* err = nullptr;
-  std::string all = schema + "\n" + sql;
-  int rc = sqlite3_exec(db, all.c_str(), nullptr, nullptr, &err);
-  std::string msg = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(db);
-  if (rc != SQLITE_OK) {
-    return testing::AssertionFailure()
-           << "applying the schema to " << path << ": " << msg;
-  }
-  return testing::AssertionSuccess();
+  return test::CreateRegistryFile(path, sql);
 }
 
 testing::AssertionResult TempRegistry::ExecOn(const std::string& path,
                                               const std::string& sql) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) !=
-      SQLITE_OK) {
-    sqlite3_close(db);
-    return testing::AssertionFailure() << "cannot open " << path;
-  }
-  sqlite3_busy_timeout(db, 5000);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  std::string msg = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(db);
-  if (rc != SQLITE_OK) {
-    return testing::AssertionFailure() << "'" << sql << "': " << msg;
-  }
-  return testing::AssertionSuccess();
+  return test::ExecSqlOn(path, sql);
 }
 
 testing::AssertionResult TempRegistry::Exec(const std::string& sql) {
@@ -482,17 +413,14 @@ testing::AssertionResult TempRegistry::AddDevice(const std::string& id,
                                                  const std::string& password,
                                                  const std::string& token,
                                                  int iterations) {
-  Result<PasswordHash> hash = HashPassword(password, iterations);
-  if (!hash.ok()) {
-    return testing::AssertionFailure()
-           << "HashPassword: " << hash.status().message();
-  }
+  std::string hash = test::EncodedHash(password, iterations);
+  if (hash.empty()) return testing::AssertionFailure() << "no hash";
   std::optional<std::string> tok;
   if (!token.empty()) tok = token;
   return ExecBound(db_path_,
                    "INSERT INTO devices (device_id, device_type, "
                    "password_hash, device_token) VALUES (?, ?, ?, ?)",
-                   {id, type, EncodePasswordHash(*hash), tok});
+                   {id, type, hash, tok});
 }
 
 testing::AssertionResult TempRegistry::AddDeviceWithHash(
@@ -760,17 +688,25 @@ std::string NextClientId() {
 }  // namespace
 
 Client::Client(int port, int protocol, std::string client_id)
-    : port_(port),
-      protocol_(protocol),
-      client_id_(client_id.empty() ? NextClientId() : std::move(client_id)) {
+    : Client(port, [&] {
+        ClientOptions options;
+        options.protocol = protocol;
+        options.client_id = std::move(client_id);
+        return options;
+      }()) {}
+
+Client::Client(int port, ClientOptions options)
+    : port_(port), options_(std::move(options)) {
   LibInit();
-  mosq_ = mosquitto_new(client_id_.c_str(), true, this);
+  if (options_.client_id.empty()) options_.client_id = NextClientId();
+  mosq_ =
+      mosquitto_new(options_.client_id.c_str(), options_.clean_session, this);
   if (mosq_ == nullptr) {
-    ADD_FAILURE() << "mosquitto_new failed for client id '" << client_id_
-                  << "'";
+    ADD_FAILURE() << "mosquitto_new failed for client id '"
+                  << options_.client_id << "'";
     return;
   }
-  mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, protocol_);
+  mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, options_.protocol);
   mosquitto_threaded_set(mosq_, true);
   mosquitto_connect_v5_callback_set(mosq_, &Client::OnConnect);
   mosquitto_disconnect_v5_callback_set(mosq_, &Client::OnDisconnect);
@@ -788,15 +724,17 @@ Client::~Client() {
 void Client::OnConnect(struct mosquitto*, void* obj, int rc, int,
                        const mosquitto_property*) {
   auto* self = static_cast<Client*>(obj);
+  if (self->options_.on_connack) self->options_.on_connack(rc);
   std::lock_guard<std::mutex> lock(self->mu_);
   self->connack_ = rc;
   self->connected_ = rc == 0;
   self->cv_.notify_all();
 }
 
-void Client::OnDisconnect(struct mosquitto*, void* obj, int,
+void Client::OnDisconnect(struct mosquitto*, void* obj, int rc,
                           const mosquitto_property*) {
   auto* self = static_cast<Client*>(obj);
+  if (self->options_.on_down) self->options_.on_down(rc);
   std::lock_guard<std::mutex> lock(self->mu_);
   self->connected_ = false;
   self->down_ = true;
@@ -829,6 +767,10 @@ void Client::OnMessage(struct mosquitto*, void* obj,
     m.payload.assign(static_cast<const char*>(msg->payload),
                      static_cast<size_t>(msg->payloadlen));
   }
+  if (self->options_.on_message) {
+    self->options_.on_message(m.topic, m.payload);
+    return;
+  }
   m.qos = msg->qos;
   m.retain = msg->retain;
   std::lock_guard<std::mutex> lock(self->mu_);
@@ -845,6 +787,7 @@ void Client::Loop() {
     int rc = mosquitto_loop(mosq_, 20, 1);
     if (rc != MOSQ_ERR_SUCCESS) {
       // Refused, dropped or closed: stay down, never reconnect.
+      if (options_.on_down) options_.on_down(-100 - rc);
       std::lock_guard<std::mutex> lock(mu_);
       connected_ = false;
       down_ = true;
@@ -875,8 +818,16 @@ int Client::Connect(const char* user, const char* pass, int timeout_ms) {
     down_ = false;
   }
   mosquitto_username_pw_set(mosq_, user, pass);
-  int rc = mosquitto_connect(mosq_, "127.0.0.1", port_, keepalive_);
+  mosquitto_property* props = nullptr;
+  if (options_.protocol == kMqtt5 && options_.session_expiry_s > 0) {
+    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+                                 options_.session_expiry_s);
+  }
+  int rc = mosquitto_connect_bind_v5(mosq_, "127.0.0.1", port_,
+                                     options_.keepalive_s, nullptr, props);
+  mosquitto_property_free_all(&props);
   if (rc != MOSQ_ERR_SUCCESS) {
+    if (options_.on_down) options_.on_down(-1);
     std::lock_guard<std::mutex> lock(mu_);
     down_ = true;
     return -1;
@@ -892,7 +843,7 @@ int Client::Subscribe(const std::string& filter, int qos, int timeout_ms) {
   if (!IsConnected()) return -1;
   int mid = 0;
   int rc =
-      protocol_ == kMqtt5
+      options_.protocol == kMqtt5
           ? mosquitto_subscribe_v5(mosq_, &mid, filter.c_str(), qos, 0, nullptr)
           : mosquitto_subscribe(mosq_, &mid, filter.c_str(), qos);
   if (rc != MOSQ_ERR_SUCCESS) return -1;
@@ -909,6 +860,20 @@ int Client::Subscribe(const std::string& filter, int qos, int timeout_ms) {
 
 int Client::Publish(const std::string& topic, const std::string& payload,
                     int qos, bool retain, int timeout_ms) {
+  int reason = PublishAcked(topic, payload, qos, retain, timeout_ms);
+  // 0x10 "no matching subscribers" and the like are successes too.
+  if (reason < 0) return -1;
+  return reason < 0x80 ? 0 : reason;
+}
+
+int Client::PublishForReason(const std::string& topic,
+                             const std::string& payload, int qos,
+                             int timeout_ms) {
+  return PublishAcked(topic, payload, qos, false, timeout_ms);
+}
+
+int Client::PublishAcked(const std::string& topic, const std::string& payload,
+                         int qos, bool retain, int timeout_ms) {
   if (!IsConnected()) return -1;
   int mid = 0;
   int rc = mosquitto_publish(mosq_, &mid, topic.c_str(),
@@ -923,9 +888,7 @@ int Client::Publish(const std::string& topic, const std::string& payload,
   }
   int reason = acks_[mid];
   acks_.erase(mid);
-  last_publish_reason_ = reason;
-  // 0x10 "no matching subscribers" and the like are successes too.
-  return reason < 0x80 ? 0 : reason;
+  return reason;
 }
 
 void Client::SetWill(const std::string& topic, const std::string& payload,
@@ -956,15 +919,6 @@ std::optional<Message> Client::WaitForMessage(int timeout_ms) {
   return m;
 }
 
-bool Client::NoMessageFor(int ms) {
-  std::optional<Message> m = WaitForMessage(ms);
-  if (m) {
-    ADD_FAILURE() << "unexpected message on '" << m->topic
-                  << "': " << m->payload;
-  }
-  return !m.has_value();
-}
-
 size_t Client::pending_messages() {
   std::lock_guard<std::mutex> lock(mu_);
   return messages_.size();
@@ -991,6 +945,108 @@ void Client::Disconnect() {
   std::lock_guard<std::mutex> lock(mu_);
   connected_ = false;
   down_ = true;
+}
+
+// -------------------------------------------------------------- barriers
+
+namespace {
+
+constexpr const char* kBarrierPrefix = "barrier-";
+
+// The title of a notification payload; "" for anything else.
+std::string TitleOf(const std::string& payload) {
+  nlohmann::json j = nlohmann::json::parse(payload, nullptr, false);
+  if (!j.is_object() || !j.contains("title") || !j["title"].is_string()) {
+    return "";
+  }
+  return j["title"].get<std::string>();
+}
+
+}  // namespace
+
+bool IsBarrier(const Message& m) {
+  return TitleOf(m.payload).rfind(kBarrierPrefix, 0) == 0;
+}
+
+testing::AssertionResult ReceiveUntilBarrier(Client* receiver, Client* sender,
+                                             const std::string& topic,
+                                             std::vector<Message>* before,
+                                             int timeout_ms) {
+  static std::atomic<int> counter{0};
+  const std::string title = kBarrierPrefix + std::to_string(++counter);
+  before->clear();
+  int rc =
+      sender->Publish(topic, R"({"title":")" + title + R"(","body":"barrier"})",
+                      1, false, timeout_ms);
+  if (rc != 0) {
+    return testing::AssertionFailure()
+           << "the barrier on '" << topic << "' was not accepted: " << rc;
+  }
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    int left =
+        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - std::chrono::steady_clock::now())
+                             .count());
+    std::optional<Message> m = receiver->WaitForMessage(std::max(left, 0));
+    if (!m) {
+      return testing::AssertionFailure()
+             << "the barrier on '" << topic << "' did not arrive in "
+             << timeout_ms << " ms";
+    }
+    if (m->topic == topic && TitleOf(m->payload) == title) {
+      return testing::AssertionSuccess();
+    }
+    if (!IsBarrier(*m)) before->push_back(std::move(*m));
+  }
+}
+
+testing::AssertionResult NothingBefore(Client* receiver, Client* sender,
+                                       const std::string& topic) {
+  std::vector<Message> before;
+  testing::AssertionResult arrived =
+      ReceiveUntilBarrier(receiver, sender, topic, &before);
+  if (!arrived) return arrived;
+  if (before.empty()) return testing::AssertionSuccess();
+  testing::AssertionResult failure = testing::AssertionFailure();
+  failure << before.size() << " unexpected message(s) before the barrier:";
+  for (const Message& m : before) {
+    failure << "\n  '" << m.topic << "': " << m.payload.substr(0, 300);
+  }
+  return failure;
+}
+
+// -------------------------------------------------------------------- stats
+
+nlohmann::json WaitForStats(
+    Client* monitor, const std::function<bool(const nlohmann::json&)>& pred,
+    int timeout_ms, nlohmann::json* last, std::string* raw) {
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto m = monitor->WaitForMessage(100);
+    if (!m || m->topic != kStatsTopic) continue;
+    nlohmann::json j = nlohmann::json::parse(m->payload, nullptr, false);
+    if (!j.is_object()) {
+      ADD_FAILURE() << "stats are not a JSON object: " << m->payload;
+      continue;
+    }
+    if (last) *last = j;
+    if (raw) *raw = m->payload;
+    if (pred(j)) return j;
+  }
+  return nlohmann::json();
+}
+
+nlohmann::json NextStats(Client* monitor, int timeout_ms, std::string* raw) {
+  int64_t now = WallMs();
+  return WaitForStats(
+      monitor,
+      [&](const nlohmann::json& j) {
+        return ParseStampMs(j.value("timestamp", "")) > now;
+      },
+      timeout_ms, nullptr, raw);
 }
 
 // ---------------------------------------------------------------- RawClient
@@ -1042,6 +1098,7 @@ bool RawClient::Open(int port) {
 void RawClient::Close() {
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
+  closed_ = false;
   buffer_.clear();
 }
 
@@ -1096,7 +1153,10 @@ std::optional<RawPacket> RawClient::Read(int timeout_ms) {
     char buf[4096];
     ssize_t n = recv(fd_, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return std::nullopt;  // EOF or reset
+    if (n <= 0) {  // EOF or reset
+      closed_ = true;
+      return std::nullopt;
+    }
     buffer_.append(buf, static_cast<size_t>(n));
   }
   return std::nullopt;
@@ -1119,7 +1179,10 @@ bool RawClient::WaitForClose(int timeout_ms) {
     char buf[4096];
     ssize_t n = recv(fd_, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return true;
+    if (n <= 0) {
+      closed_ = true;
+      return true;
+    }
   }
   return true;
 }

@@ -20,14 +20,21 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "testing.h"
+
 namespace homepot {
 namespace integration {
+
+using test::kNotification;
+using test::ReadFile;
+using test::WriteFile;
 
 // MQTT protocol versions as libmosquitto numbers them.
 inline constexpr int kMqtt311 = 4;
@@ -41,14 +48,8 @@ inline constexpr int kSubackFailure311 = 0x80;
 // sanitize run.
 inline constexpr int kSanitizerExitCode = 86;
 
-// A plain notification that passes the plugin's validation.
-inline constexpr const char* kNotification =
-    R"({"title":"Hello","body":"from the backend"})";
-
 // ---------------------------------------------------------------- utilities
 
-std::string ReadFile(const std::string& path);
-bool WriteFile(const std::string& path, const std::string& text);
 // Occurrences of `needle` in `haystack`.
 int CountOccurrences(const std::string& haystack, const std::string& needle);
 // Lines of `text` containing `needle`.
@@ -89,15 +90,14 @@ std::string DefaultPluginPath();
 class TempRegistry {
  public:
   TempRegistry();
-  ~TempRegistry();
   TempRegistry(const TempRegistry&) = delete;
   TempRegistry& operator=(const TempRegistry&) = delete;
 
   // False (with a test failure already recorded) when creation failed.
   bool ok() const { return ok_; }
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_.path(); }
   const std::string& db_path() const { return db_path_; }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+  std::string Path(const std::string& name) const { return dir_.Path(name); }
 
   // Adds an enabled device whose password is hashed with `iterations`
   // PBKDF2 rounds (low by default: the tests are not about hashing). An empty
@@ -138,7 +138,7 @@ class TempRegistry {
                                          const std::string& sql);
 
  private:
-  std::string dir_;
+  test::TempDir dir_{"homepot-it"};
   std::string db_path_;
   bool ok_ = false;
 };
@@ -238,6 +238,30 @@ struct Message {
   bool retain = false;
 };
 
+// How a Client connects and where its events go.
+struct ClientOptions {
+  int protocol = kMqtt5;
+  // Empty = a generated unique id.
+  std::string client_id;
+  // MQTT 3.1.1 clean session / MQTT 5 clean start. false needs a client_id.
+  bool clean_session = true;
+  // MQTT 5: the session expiry interval sent with CONNECT; 0 = none.
+  int session_expiry_s = 0;
+  // Keepalive in seconds; libmosquitto refuses 1 to 4 (Connect then returns
+  // -1): use RawClient for those.
+  int keepalive_s = 60;
+  // Called on the network thread with each CONNACK code.
+  std::function<void(int code)> on_connack;
+  // Called on the network thread (or in Connect, with -1, when the
+  // connection could not even be opened) when the connection goes down:
+  // the DISCONNECT reason, or -100 - the libmosquitto error of the loop.
+  std::function<void(int code)> on_down;
+  // Called on the network thread for each message, which is then not
+  // queued for WaitForMessage.
+  std::function<void(const std::string& topic, const std::string& payload)>
+      on_message;
+};
+
 // A libmosquitto client with its own network thread. It never reconnects by
 // itself: a refused or dropped connection stays down, so tests see exactly
 // the attempts they make.
@@ -245,6 +269,7 @@ class Client {
  public:
   // `client_id` empty = a generated unique id.
   explicit Client(int port, int protocol = kMqtt5, std::string client_id = "");
+  Client(int port, ClientOptions options);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -258,9 +283,8 @@ class Client {
     return Connect(user.c_str(), pass.c_str(), timeout_ms);
   }
 
-  // Keepalive (seconds) for the next Connect; 60 unless set. libmosquitto
-  // refuses values from 1 to 4 (Connect then returns -1): use RawClient.
-  void SetKeepalive(int seconds) { keepalive_ = seconds; }
+  // Keepalive (seconds) for the next Connect (ClientOptions::keepalive_s).
+  void SetKeepalive(int seconds) { options_.keepalive_s = seconds; }
 
   // Sets the will for the next Connect (call before it).
   void SetWill(const std::string& topic, const std::string& payload,
@@ -279,11 +303,14 @@ class Client {
   // or when not connected.
   int Publish(const std::string& topic, const std::string& payload, int qos = 1,
               bool retain = false, int timeout_ms = 5000);
+  // Publishes with QoS 1 or 2 and returns the acknowledgement's reason code
+  // as it came (v5: 0x10 "no matching subscribers" stays 0x10), -1 on
+  // timeout, error or when not connected.
+  int PublishForReason(const std::string& topic, const std::string& payload,
+                       int qos, int timeout_ms = 5000);
 
   // The next received message, or nothing after `timeout_ms`.
-  std::optional<Message> WaitForMessage(int timeout_ms = 3000);
-  // True when no message arrives for `ms`.
-  bool NoMessageFor(int ms);
+  std::optional<Message> WaitForMessage(int timeout_ms = 5000);
   size_t pending_messages();
 
   bool IsConnected();
@@ -292,9 +319,7 @@ class Client {
   // Sends DISCONNECT and stops the network thread.
   void Disconnect();
 
-  const std::string& client_id() const { return client_id_; }
-  // The raw reason code of the last acknowledged publish.
-  int last_publish_reason() const { return last_publish_reason_; }
+  const std::string& client_id() const { return options_.client_id; }
 
  private:
   static void OnConnect(struct mosquitto*, void* obj, int rc, int flags,
@@ -308,13 +333,15 @@ class Client {
   static void OnMessage(struct mosquitto*, void* obj,
                         const struct mosquitto_message* msg,
                         const mosquitto_property* props);
+  // Publishes and waits for the acknowledgement (QoS 0: the hand-over to
+  // the socket); its reason code, or -1.
+  int PublishAcked(const std::string& topic, const std::string& payload,
+                   int qos, bool retain, int timeout_ms);
   void Loop();
   void StopThread();
 
   int port_;
-  int protocol_;
-  int keepalive_ = 60;
-  std::string client_id_;
+  ClientOptions options_;
   struct mosquitto* mosq_ = nullptr;
   std::thread thread_;
 
@@ -324,10 +351,46 @@ class Client {
   bool connected_ = false;
   bool down_ = true;  // no live connection
   std::optional<int> connack_;
-  int last_publish_reason_ = -1;
   std::map<int, int> acks_;  // mid -> reason code / granted qos
   std::deque<Message> messages_;
 };
+
+// -------------------------------------------------------------- barriers
+
+// "Nothing arrives" is checked with a barrier, never with a quiet period:
+// after whatever must not reach `receiver`, `sender` publishes a barrier
+// message on `topic` (QoS 1), which `receiver` is subscribed to. Mosquitto
+// handles packets one at a time and queues a subscriber's messages in that
+// order, so anything that was going to arrive arrives before the barrier.
+// The barrier is a valid notification {"title":"barrier-<n>",...}, so it
+// passes on notification topics too.
+
+// Sends a barrier and reads `receiver`'s messages up to it (older barriers
+// are skipped); those before it go to `before`. Fails when the barrier
+// cannot be sent or does not arrive within `timeout_ms`.
+testing::AssertionResult ReceiveUntilBarrier(Client* receiver, Client* sender,
+                                             const std::string& topic,
+                                             std::vector<Message>* before,
+                                             int timeout_ms = 5000);
+// Sends a barrier and fails unless it is the first message `receiver` gets.
+testing::AssertionResult NothingBefore(Client* receiver, Client* sender,
+                                       const std::string& topic);
+// Whether `m` is a barrier (of any of these calls).
+bool IsBarrier(const Message& m);
+
+// -------------------------------------------------------------------- stats
+
+inline const std::string kStatsTopic = "$SYS/homepot/stats";
+
+// Reads messages from `monitor` (subscribed to kStatsTopic) until a stats
+// object satisfies `pred`; returns it, or null JSON after `timeout_ms` (the
+// last stats object seen is then in `last`, its text in `raw`).
+nlohmann::json WaitForStats(
+    Client* monitor, const std::function<bool(const nlohmann::json&)>& pred,
+    int timeout_ms, nlohmann::json* last = nullptr, std::string* raw = nullptr);
+// The first stats object stamped after now.
+nlohmann::json NextStats(Client* monitor, int timeout_ms = 5000,
+                         std::string* raw = nullptr);
 
 // ---------------------------------------------------------------- RawClient
 
@@ -353,6 +416,8 @@ class RawClient {
   bool Send(const std::string& bytes);
   // The next complete packet, or nothing after `timeout_ms` (or on EOF).
   std::optional<RawPacket> Read(int timeout_ms = 3000);
+  // True once a Read or WaitForClose saw the broker close the connection.
+  bool closed() const { return closed_; }
   // True once the broker closed the connection (EOF or reset) within
   // `timeout_ms`; packets arriving meanwhile are discarded.
   bool WaitForClose(int timeout_ms);
@@ -376,6 +441,7 @@ class RawClient {
 
  private:
   int fd_ = -1;
+  bool closed_ = false;
   std::string buffer_;  // bytes read but not yet returned
 };
 

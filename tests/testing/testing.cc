@@ -1,0 +1,112 @@
+#include "testing.h"
+
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "credentials.h"
+
+namespace homepot {
+namespace test {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+bool WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  return static_cast<bool>(out);
+}
+
+const std::string& SchemaSql() {
+  static const std::string* text =
+      new std::string(ReadFile(HOMEPOT_TESTING_SCHEMA_SQL));
+  if (text->empty()) {
+    ADD_FAILURE() << "cannot read " << HOMEPOT_TESTING_SCHEMA_SQL;
+  }
+  return *text;
+}
+
+testing::AssertionResult ExecSql(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string message = err != nullptr ? err : sqlite3_errstr(rc);
+  sqlite3_free(err);
+  if (rc != SQLITE_OK) {
+    return testing::AssertionFailure() << "'" << sql << "': " << message;
+  }
+  return testing::AssertionSuccess();
+}
+
+namespace {
+
+testing::AssertionResult ExecOnFile(const std::string& path,
+                                    const std::string& sql, int flags) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    std::string message = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return testing::AssertionFailure() << "open " << path << ": " << message;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  testing::AssertionResult result = ExecSql(db, sql);
+  sqlite3_close(db);
+  return result;
+}
+
+}  // namespace
+
+testing::AssertionResult ExecSqlOn(const std::string& path,
+                                   const std::string& sql) {
+  return ExecOnFile(path, sql, SQLITE_OPEN_READWRITE);
+}
+
+testing::AssertionResult CreateRegistryFile(const std::string& path,
+                                            const std::string& sql) {
+  const std::string& schema = SchemaSql();
+  if (schema.empty()) {
+    return testing::AssertionFailure() << "no schema text";
+  }
+  return ExecOnFile(path, schema + "\n" + sql,
+                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+}
+
+std::string EncodedHash(const std::string& password, int iterations) {
+  Result<PasswordHash> hash = HashPassword(password, iterations);
+  if (!hash.ok()) {
+    ADD_FAILURE() << "HashPassword: " << hash.status().message();
+    return "";
+  }
+  return EncodePasswordHash(*hash);
+}
+
+TempDir::TempDir(const std::string& prefix) {
+  std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp " << pattern << ": " << std::strerror(errno);
+    return;
+  }
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  if (getenv("HOMEPOT_KEEP_TEST_DIRS") != nullptr) {
+    std::fprintf(stderr, "kept %s\n", path_.c_str());
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace test
+}  // namespace homepot
