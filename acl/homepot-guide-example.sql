@@ -1,4 +1,4 @@
--- HOMEPOT integration guide example (SPEC §4):
+-- HOMEPOT integration guide example (docs/contract.md §6):
 --   user homepot     writes devices/+/notifications   (the backend publishes)
 --   user sensor-001  reads  devices/sensor-001/notifications
 --

@@ -1,5 +1,5 @@
 -- Monitoring: device `monitor` may read the plugin's statistics topic
--- $SYS/homepot/stats (retained JSON, SPEC §7). Reading it always needs a rule.
+-- $SYS/homepot/stats (retained JSON, docs/operating.md "Statistics"). Reading it always needs a rule.
 --
 -- Apply to an initialised registry (homepot-admin init), as often as you like:
 --   sqlite3 homepot.db < acl/monitoring.sql

@@ -1617,7 +1617,8 @@ void ChurnRun::Run() {
 
   // Revocations committed last must still be seen through. The backend
   // keeps publishing meanwhile: with per_listener_settings true the broker
-  // has no TICK, and an idle broker applies nothing (see README, Reload).
+  // has no TICK, and an idle broker applies nothing (docs/operating.md, "Reload
+  // and kicks").
   if (!broker_dead_.load()) WaitForRevocationDeadlines();
   StopBackend();
 

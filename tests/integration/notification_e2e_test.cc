@@ -1,7 +1,8 @@
-// Notifications end to end (SPEC §5, §6): HOMEPOT-shaped payloads, every
-// refusal reason as each kind of publisher sees it, topics the plugin must
-// leave alone, device-type size limits, retained stamps, QoS 2 duplicates
-// at the packet level, and will messages.
+// Notifications end to end (docs/operating.md, "Notifications" and "Timestamp
+// injection"): HOMEPOT-shaped payloads, every refusal reason as each kind of
+// publisher sees it, topics the plugin must leave alone, device-type size
+// limits, retained stamps, QoS 2 duplicates at the packet level, and will
+// messages.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -290,9 +291,9 @@ TEST_F(NotificationE2eTest, EveryRefusalReasonEndToEnd) {
   }
 }
 
-// SPEC §5: the notice topic is "readable by that device alone" (README:
-// "whatever the rules"). Deliveries to others are denied one by one; the
-// subscription itself must be refused too, as any unreadable filter is.
+// docs/operating.md, "Notifications": the notice topic is readable by that
+// device alone, whatever the rules. Deliveries to others are denied one by one;
+// the subscription itself must be refused too, as any unreadable filter is.
 TEST_F(NotificationE2eTest, RejectionTopicOfAnotherDeviceCannotBeSubscribed) {
   ASSERT_TRUE(StartBroker({"stats_interval 0"}));
   auto snoop = ConnectAs("snoop", "snoop-pass");

@@ -1,7 +1,7 @@
-// Statistics (SPEC §7): the retained stats object with exact figures after
-// a known scenario, the live `connected` gauge, who may read or write the
-// stats topic, stats_interval 0, per_listener_settings true, and the
-// per-device figures in device_stats across restarts, a locked registry
+// Statistics (docs/operating.md, "Statistics"): the retained stats object with
+// exact figures after a known scenario, the live `connected` gauge, who may
+// read or write the stats topic, stats_interval 0, per_listener_settings true,
+// and the per-device figures in device_stats across restarts, a locked registry
 // file and kill -9.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -110,7 +110,7 @@ class StatsTest : public BrokerTest {
   }
 };
 
-// SPEC §7 scenario: 3 subscribers, 37 valid notifications (mixed QoS and
+// A statistics scenario: 3 subscribers, 37 valid notifications (mixed QoS and
 // priorities) and 5 invalid ones.
 TEST_F(StatsTest, ScenarioGivesExactFigures) {
   ASSERT_TRUE(StartBroker({"stats_interval 1"}));
@@ -204,7 +204,7 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   EXPECT_TRUE(
       std::regex_match(j.value("version", ""), std::regex(R"(\d+\.\d+\.\d+)")));
   EXPECT_LE(ParseStampMs(j.value("timestamp", "")), received_at);
-  // The keys of SPEC §7, in its order.
+  // The keys of docs/operating.md "Statistics", in its order.
   std::vector<std::string> keys;
   for (auto it = ordered.begin(); it != ordered.end(); ++it) {
     keys.push_back(it.key());
@@ -280,8 +280,9 @@ TEST_F(StatsTest, Qos2RetransmissionIsCountedOnce) {
 
 // total_sent = total_success + total_failed, and deliveries count
 // notification copies only: a will on a notification topic is a
-// notification (validated like one, SPEC §5) and, when valid, routed; a
-// zero-length retained clear is not a notification at all.
+// notification (validated like one, docs/operating.md "Notifications") and,
+// when valid, routed; a zero-length retained clear is not a notification at
+// all.
 TEST_F(StatsTest, WillsAndRetainedClearsKeepTheCountersConsistent) {
   ASSERT_TRUE(StartBroker({"stats_interval 1"}));
   auto sensor = ConnectAs("sensor-001", "sensor-pass");
