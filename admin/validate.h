@@ -1,8 +1,8 @@
 // Input checks shared by the homepot-admin commands. Every check returns a
 // Status whose message is a complete, single-line reason that names the
 // offending value (quoted with Quote()), ready for "homepot-admin: <reason>".
-#ifndef HOMEPOT_PLUGIN_ADMIN_VALIDATE_H_
-#define HOMEPOT_PLUGIN_ADMIN_VALIDATE_H_
+#ifndef HOMEPOT_ADMIN_VALIDATE_H_
+#define HOMEPOT_ADMIN_VALIDATE_H_
 
 #include <string>
 #include <string_view>
@@ -57,4 +57,4 @@ std::string Quote(std::string_view text);
 
 }  // namespace homepot::admin
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_VALIDATE_H_
+#endif  // HOMEPOT_ADMIN_VALIDATE_H_

@@ -1,8 +1,8 @@
 // Internals of homepot-admin shared by the command files (admin.cc,
 // device_commands.cc, acl_commands.cc). Not part of the tool's contract;
 // admin.h is.
-#ifndef HOMEPOT_PLUGIN_ADMIN_COMMANDS_H_
-#define HOMEPOT_PLUGIN_ADMIN_COMMANDS_H_
+#ifndef HOMEPOT_ADMIN_COMMANDS_H_
+#define HOMEPOT_ADMIN_COMMANDS_H_
 
 #include <iosfwd>
 #include <map>
@@ -116,4 +116,4 @@ Result<std::string> ReadFile(const std::string& path);
 
 }  // namespace homepot::admin::internal
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_COMMANDS_H_
+#endif  // HOMEPOT_ADMIN_COMMANDS_H_

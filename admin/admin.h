@@ -14,8 +14,8 @@
 //   "homepot-admin: warning: ..." and do not change the exit code.
 // - Passwords come from `in` (first line, trailing CR/LF removed), never from
 //   the command line; hashes are never printed.
-#ifndef HOMEPOT_PLUGIN_ADMIN_ADMIN_H_
-#define HOMEPOT_PLUGIN_ADMIN_ADMIN_H_
+#ifndef HOMEPOT_ADMIN_ADMIN_H_
+#define HOMEPOT_ADMIN_ADMIN_H_
 
 #include <functional>
 #include <iosfwd>
@@ -55,4 +55,4 @@ std::string_view UsageText();
 
 }  // namespace homepot::admin
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_ADMIN_H_
+#endif  // HOMEPOT_ADMIN_ADMIN_H_

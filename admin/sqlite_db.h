@@ -2,8 +2,8 @@
 // connection, prepared statements, and a transaction guard that rolls back
 // unless committed. Errors come back as Status values carrying SQLite's own
 // message.
-#ifndef HOMEPOT_PLUGIN_ADMIN_SQLITE_DB_H_
-#define HOMEPOT_PLUGIN_ADMIN_SQLITE_DB_H_
+#ifndef HOMEPOT_ADMIN_SQLITE_DB_H_
+#define HOMEPOT_ADMIN_SQLITE_DB_H_
 
 #include <sqlite3.h>
 
@@ -101,4 +101,4 @@ class Transaction {
 
 }  // namespace homepot::admin
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_SQLITE_DB_H_
+#endif  // HOMEPOT_ADMIN_SQLITE_DB_H_
