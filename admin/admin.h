@@ -1,4 +1,5 @@
-// homepot-admin: administration of the HOMEPOT device registry (SPEC §8).
+// homepot-admin: administration of the HOMEPOT device registry
+// (docs/operating.md).
 //
 //   homepot-admin [--db PATH] COMMAND ...      (default PATH: $HOMEPOT_DB)
 //

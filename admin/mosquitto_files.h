@@ -50,7 +50,7 @@ struct AclFileUser {
 struct AclFileRule {
   int line = 0;
   std::optional<std::string> device;  // unset = every device
-  Access access = Access::kReadWrite;
+  RuleAccess access = kRuleReadWrite;
   std::string filter;
 };
 struct AclFile {

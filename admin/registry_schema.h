@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "admin/sqlite_db.h"
+#include "sqlite.h"
 #include "status.h"
 
 namespace homepot::admin {

@@ -252,11 +252,11 @@ const Snapshot& Registry(size_t n) {
   backend.max_payload = 262144;
   backend.enabled = true;
   backend.has_password = true;
-  backend.rules = {{"devices/+/notifications", kAccessWrite},
-                   {"$SYS/homepot/stats", kAccessRead}};
+  backend.rules = {{"devices/+/notifications", kRuleWrite},
+                   {"$SYS/homepot/stats", kRuleRead}};
   devices.push_back(std::move(backend));
   slot = Snapshot::Build(std::move(devices),
-                         {{"devices/%u/status", kAccessWrite}}, 1, 10240);
+                         {{"devices/%u/status", kRuleWrite}}, 1, 10240);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
           .count();
