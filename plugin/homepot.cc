@@ -37,6 +37,7 @@ Homepot::Homepot(const Config& config, Broker* broker, Clock* clock)
                                                config.reload_interval_ms)),
       auth_(MakeAuthOptions(config)),
       validator_(config.timestamp_field),
+      injector_(config.timestamp_field),
       notification_filters_(config.notification_topics),
       stats_interval_ms_(int64_t{config.stats_interval_s} * 1000),
       started_ms_(clock->MonotonicMs()) {
@@ -763,9 +764,8 @@ Verdict Homepot::PublishWill(const ClientInfo& client, Session* st,
   if (check.reject != Reject::kNone) return Verdict::kDeny;
   char stamp[kStampLen];
   FormatStamp(receipt_ms_, stamp);
-  std::string out(InjectedSize(check, payload.size(), config_.timestamp_field),
-                  '\0');
-  Inject(check, payload, config_.timestamp_field, stamp, out.data());
+  std::string out(injector_.InjectedSize(check, payload.size()), '\0');
+  injector_.Inject(check, payload, stamp, out.data());
   broker_->Publish(std::string(topic), out, qos, retain);
   return Verdict::kDeny;
 }
@@ -805,7 +805,7 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   }
   char stamp[kStampLen];
   FormatStamp(receipt_ms_, stamp);
-  size_t size = InjectedSize(*check, payload.size(), config_.timestamp_field);
+  size_t size = injector_.InjectedSize(*check, payload.size());
   char* out = static_cast<char*>(broker_->Alloc(size + 1));
   if (out == nullptr) {
     // Out of memory: refusing is safer than routing an unstamped copy.
@@ -814,7 +814,7 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
     Refuse(client, st, topic, "too_large", "broker out of memory");
     return Verdict::kDeny;
   }
-  Inject(*check, payload, config_.timestamp_field, stamp, out);
+  injector_.Inject(*check, payload, stamp, out);
   out[size] = '\0';
   m->payload = out;
   m->payloadlen = static_cast<uint32_t>(size);

@@ -23,6 +23,7 @@
 #include "registry_worker.h"
 #include "stats.h"
 #include "status.h"
+#include "timestamp_injector.h"
 #include "topic.h"
 
 namespace homepot {
@@ -243,6 +244,7 @@ class Homepot {
   std::shared_ptr<const Snapshot> snapshot_;
   Authenticator auth_;
   NotificationValidator validator_;
+  TimestampInjector injector_;
   const FilterSet notification_filters_;  // config_.notification_topics
   int64_t last_sweep_ms_ = 0;
   bool throttle_logged_ = false;  // once per minute (reset by the sweep)
