@@ -117,7 +117,7 @@ std::vector<ValidationCase> ValidationCases() {
        Note(R"("a":-9223372036854775808,"b":9223372036854775807)"), ok},
       {"DeepButAllowed", Note(R"("data":{"a":)" + Nested(1000) + "}"), ok},
 
-      // Wrong types (SPEC §5 lists each optional field's type).
+      // Wrong types (docs/operating.md lists each optional field's type).
       {"TitleNumber", R"({"title":1,"body":"b"})", type},
       {"TitleNull", R"({"title":null,"body":"b"})", type},
       {"TitleBoolean", R"({"title":true,"body":"b"})", type},
