@@ -37,9 +37,8 @@ bool TopicAllowed(const Snapshot& snapshot, const Device& d,
   auto matches = [&](const std::string& f) {
     return FilterMatches(f, topic, d.id, client_id);
   };
-  if (AnyRule(snapshot, d, kAccessDeny, matches)) return false;
-  if (bit == kAccessRead &&
-      (d.IsToken(topic) || IsOwnRejectionTopic(d, topic))) {
+  if (AnyRule(snapshot, d, kRuleDeny, matches)) return false;
+  if (bit == kRuleRead && (d.IsToken(topic) || IsOwnRejectionTopic(d, topic))) {
     return true;
   }
   return AnyRule(snapshot, d, bit, matches);
@@ -52,13 +51,13 @@ bool SubscriptionAllowed(const Snapshot& snapshot, const Device& d,
   auto inside = [&](const std::string& f) {
     return FilterInside(filter, f, d.id, client_id);
   };
-  if (AnyRule(snapshot, d, kAccessDeny, inside)) return false;
+  if (AnyRule(snapshot, d, kRuleDeny, inside)) return false;
   // Own token / rejection topic: exact subscriptions only.
   if (d.IsToken(filter) || IsOwnRejectionTopic(d, filter)) return true;
   // Filters aimed at other devices' rejection notices are refused outright
   // (wider ones such as $SYS/# are filtered per delivery).
   if (FilterInside(filter, "$SYS/homepot/rejections/#")) return false;
-  return AnyRule(snapshot, d, kAccessRead, inside);
+  return AnyRule(snapshot, d, kRuleRead, inside);
 }
 
 }  // namespace
@@ -98,13 +97,13 @@ bool AclAllows(const Snapshot& snapshot, const Device* device,
           std::memchr(topic.data(), '#', topic.size()) != nullptr) {
         return false;
       }
-      return TopicAllowed(snapshot, *device, client_id, topic, kAccessWrite);
+      return TopicAllowed(snapshot, *device, client_id, topic, kRuleWrite);
     case Access::kRead:
       if (StartsWith(topic, kRejectionsPrefix) &&
           !IsOwnRejectionTopic(*device, topic)) {
         return false;
       }
-      return TopicAllowed(snapshot, *device, client_id, topic, kAccessRead);
+      return TopicAllowed(snapshot, *device, client_id, topic, kRuleRead);
     case Access::kSubscribe:
       return SubscriptionAllowed(snapshot, *device, client_id, topic);
     case Access::kUnsubscribe:

@@ -1,12 +1,11 @@
 #include "config.h"
 
-#include <simdjson.h>
-
 #include <charconv>
 #include <functional>
 #include <map>
 
 #include "topic.h"
+#include "utf8.h"
 
 namespace homepot {
 namespace {
@@ -122,7 +121,7 @@ Result<Config> ParseConfig(const OptionList& options) {
            if (ch < 0x20)
              return OptionError(n, "must not hold control characters");
          }
-         if (!simdjson::validate_utf8(v.data(), v.size())) {
+         if (!IsValidUtf8(v)) {
            return OptionError(n, "must be valid UTF-8");
          }
          c.timestamp_field = v;

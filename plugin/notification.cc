@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 
 namespace homepot {
 namespace {
@@ -103,7 +102,7 @@ size_t SkipValue(std::string_view s, size_t i) {
   return i;
 }
 
-// The SPEC's fields, told apart by length first: a notification has ~10
+// The notification's fields, told apart by length first: a notification has ~10
 // keys, and comparing each with every name cost more than the JSON parse.
 enum class Field : uint8_t {
   kOther,
@@ -395,81 +394,6 @@ void NotificationValidator::FindSpans(std::string_view s, size_t stamp_index) {
     if (s[i] == ',') ++i;
   }
   check_.close_brace = i;
-}
-
-void FormatStamp(int64_t unix_ms, char out[kStampLen]) {
-  // gmtime_r + snprintf cost more than parsing a notification; the
-  // "YYYY-MM-DDTHH:MM:SS." prefix changes once a second, so it is cached.
-  thread_local int64_t cached_second = INT64_MIN;
-  thread_local char prefix[21];
-  int64_t second = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
-  int ms = static_cast<int>(unix_ms - second * 1000);
-  if (second != cached_second) {
-    time_t t = static_cast<time_t>(second);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[64];
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.",
-             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec);
-    std::memcpy(prefix, buf, 20);
-    cached_second = second;
-  }
-  std::memcpy(out, prefix, 20);
-  out[20] = static_cast<char>('0' + ms / 100);
-  out[21] = static_cast<char>('0' + ms / 10 % 10);
-  out[22] = static_cast<char>('0' + ms % 10);
-  out[23] = 'Z';
-}
-
-namespace {
-constexpr std::string_view kTimestampKey = "timestamp";
-// ,"<name>":"<stamp>"
-size_t MemberSize(std::string_view name) { return name.size() + 6 + kStampLen; }
-char* WriteMember(char* out, std::string_view name, const char* stamp) {
-  *out++ = ',';
-  *out++ = '"';
-  out = std::copy(name.begin(), name.end(), out);
-  *out++ = '"';
-  *out++ = ':';
-  *out++ = '"';
-  out = std::copy(stamp, stamp + kStampLen, out);
-  *out++ = '"';
-  return out;
-}
-}  // namespace
-
-size_t InjectedSize(const NotificationCheck& check, size_t payload_len,
-                    std::string_view field) {
-  size_t size = payload_len;
-  if (check.has_stamp_field) {
-    size = size - (check.stamp_end - check.stamp_begin) + kStampLen + 2;
-  } else {
-    size += MemberSize(field);
-  }
-  if (!check.has_timestamp && field != kTimestampKey) {
-    size += MemberSize(kTimestampKey);
-  }
-  return size;
-}
-
-void Inject(const NotificationCheck& check, std::string_view payload,
-            std::string_view field, const char stamp[kStampLen], char* out) {
-  const char* in = payload.data();
-  if (check.has_stamp_field) {
-    out = std::copy(in, in + check.stamp_begin, out);
-    *out++ = '"';
-    out = std::copy(stamp, stamp + kStampLen, out);
-    *out++ = '"';
-    out = std::copy(in + check.stamp_end, in + check.close_brace, out);
-  } else {
-    out = std::copy(in, in + check.close_brace, out);
-    out = WriteMember(out, field, stamp);
-  }
-  if (!check.has_timestamp && field != kTimestampKey) {
-    out = WriteMember(out, kTimestampKey, stamp);
-  }
-  std::copy(in + check.close_brace, in + payload.size(), out);
 }
 
 }  // namespace homepot

@@ -1,9 +1,9 @@
-// Notification validation (SPEC §5) and broker timestamp injection (§6).
-// The validator fully validates the JSON (UTF-8 included) with simdjson,
-// without recursion, reusing its buffers: after warm-up an accepted
-// notification costs no allocation. Injection splices the payload: every
-// byte the publisher sent stays, in order, except the value of the
-// timestamp field it replaces.
+// Notification validation (docs/operating.md): NotificationValidator decides
+// whether a payload is an acceptable notification and, for an accepted one,
+// where the timestamp field's value and the root's closing brace are, which
+// is all TimestampInjector (timestamp_injector.h) needs. It fully validates
+// the JSON (UTF-8 included) with simdjson, without recursion, reusing its
+// buffers: after warm-up an accepted notification costs no allocation.
 #ifndef HOMEPOT_PLUGIN_NOTIFICATION_H_
 #define HOMEPOT_PLUGIN_NOTIFICATION_H_
 
@@ -35,7 +35,11 @@ enum class Reject : uint8_t {
   HOMEPOT_REJECT_REASONS(HOMEPOT_X)
 #undef HOMEPOT_X
 };
-inline constexpr size_t kRejectReasonCount = 8;
+inline constexpr size_t kRejectReasonCount = 0
+#define HOMEPOT_X(name, word) +1
+    HOMEPOT_REJECT_REASONS(HOMEPOT_X)
+#undef HOMEPOT_X
+    ;
 std::string_view RejectName(Reject reason);  // "" for kNone
 
 #define HOMEPOT_PRIORITIES(X) \
@@ -49,7 +53,11 @@ enum class Priority : uint8_t {
   HOMEPOT_PRIORITIES(HOMEPOT_X)
 #undef HOMEPOT_X
 };
-inline constexpr size_t kPriorityCount = 5;
+inline constexpr size_t kPriorityCount = 0
+#define HOMEPOT_X(name, word) +1
+    HOMEPOT_PRIORITIES(HOMEPOT_X)
+#undef HOMEPOT_X
+    ;
 std::string_view PriorityName(Priority p);  // "" for kNone
 
 struct NotificationCheck {
@@ -67,6 +75,8 @@ struct NotificationCheck {
 // YYYY-MM-DDTHH:MM:SS[.fraction][Z|±HH:MM|±HHMM|±HH].
 bool IsIsoTimestamp(std::string_view timestamp);
 
+// Checks notifications against the rules of docs/operating.md for one
+// timestamp field name. Not thread-safe: one per broker thread.
 class NotificationValidator {
  public:
   explicit NotificationValidator(std::string timestamp_field);
@@ -93,21 +103,6 @@ class NotificationValidator {
   std::vector<std::string_view> keys_;
   NotificationCheck check_;
 };
-
-// RFC 3339 UTC with milliseconds: "2026-11-25T11:32:34.123Z" (24 chars).
-// For times from 1970 to 9999 (years wrap modulo 10000 beyond).
-inline constexpr size_t kStampLen = 24;
-void FormatStamp(int64_t unix_ms, char out[kStampLen]);
-
-// Size of the payload after Inject.
-size_t InjectedSize(const NotificationCheck& check, size_t payload_len,
-                    std::string_view field);
-
-// Writes the accepted `payload` with `field` set to `stamp` (replacing the
-// publisher's value, or added before the closing brace) and "timestamp" added
-// when the publisher sent none. `out` must hold InjectedSize bytes.
-void Inject(const NotificationCheck& check, std::string_view payload,
-            std::string_view field, const char stamp[kStampLen], char* out);
 
 }  // namespace homepot
 

@@ -12,12 +12,12 @@ NotificationIntake::NotificationIntake(const Config& config, Broker* broker,
                                        DeviceStatsBatch* device_stats)
     : max_payload_(config.max_payload),
       max_topic_depth_(config.max_topic_depth),
-      timestamp_field_(config.timestamp_field),
       broker_(broker),
       clock_(clock),
       counters_(counters),
       device_stats_(device_stats),
       validator_(config.timestamp_field),
+      injector_(config.timestamp_field),
       filters_(config.notification_topics) {}
 
 void NotificationIntake::Refuse(const ClientInfo& client, DeviceEntry* device,
@@ -105,7 +105,7 @@ void NotificationIntake::WriteStamped(const NotificationCheck& check,
                                       char* out) const {
   char stamp[kStampLen];
   FormatStamp(receipt_ms_, stamp);
-  Inject(check, payload, timestamp_field_, stamp, out);
+  injector_.Inject(check, payload, stamp, out);
 }
 
 }  // namespace homepot

@@ -23,6 +23,7 @@
 #include "registry.h"
 #include "session_table.h"
 #include "stats.h"
+#include "timestamp_injector.h"
 #include "topic.h"
 
 namespace homepot {
@@ -73,7 +74,7 @@ class NotificationIntake {
   int64_t receipt_ms() const { return receipt_ms_; }
   // Size of `payload` with the receipt stamp injected per `check`.
   size_t StampedSize(const NotificationCheck& check, size_t payload_len) const {
-    return InjectedSize(check, payload_len, timestamp_field_);
+    return injector_.InjectedSize(check, payload_len);
   }
   // Writes `payload` with the receipt stamp into `out` (StampedSize bytes).
   void WriteStamped(const NotificationCheck& check, std::string_view payload,
@@ -91,12 +92,12 @@ class NotificationIntake {
  private:
   const uint32_t max_payload_;
   const int max_topic_depth_;
-  const std::string timestamp_field_;
   Broker* const broker_;
   Clock* const clock_;
   Counters* const counters_;
   DeviceStatsBatch* const device_stats_;
   NotificationValidator validator_;
+  TimestampInjector injector_;
   const FilterSet filters_;  // notification_topics
   std::string last_topic_;
   bool last_topic_is_notification_ = false;

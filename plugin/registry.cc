@@ -1,18 +1,15 @@
 #include "registry.h"
 
-#include <simdjson.h>
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <unordered_map>
 
+#include "sqlite.h"
 #include "topic.h"
 
 namespace homepot {
 namespace {
-
-constexpr std::string_view kTokenPrefix = "devices/";
-constexpr std::string_view kTokenSuffix = "/notifications";
 
 uint64_t HashBytes(std::string_view s) {  // FNV-1a, 64-bit
   uint64_t h = 1469598103934665603ull;
@@ -53,51 +50,29 @@ const Device* Lookup(const std::vector<uint32_t>& table,
   }
 }
 
-std::string Column(sqlite3_stmt* stmt, int i) {
-  const unsigned char* text = sqlite3_column_text(stmt, i);
-  return text ? std::string(reinterpret_cast<const char*>(text),
-                            sqlite3_column_bytes(stmt, i))
-              : std::string();
+Status SqliteError(std::string_view what, const Status& status) {
+  return Status::Error(std::string(what) + ": " + status.message());
 }
 
 Status SqliteError(sqlite3* db, const char* what) {
   return Status::Error(std::string(what) + ": " + sqlite3_errmsg(db));
 }
 
-// RAII for a prepared statement.
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
-  }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK; }
-  sqlite3_stmt* get() { return stmt_; }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-  int rc_;
-};
-
-uint8_t ParseAccess(const std::string& access) {
-  if (access == "read") return kAccessRead;
-  if (access == "write") return kAccessWrite;
-  if (access == "readwrite") return kAccessRead | kAccessWrite;
-  if (access == "deny") return kAccessDeny;
-  return 0;
+// The first column of the one row `sql` yields.
+Result<int64_t> ReadInt(sqlite3* db, std::string_view sql, const char* what) {
+  Result<Statement> stmt = Statement::Prepare(db, sql);
+  if (!stmt.ok()) return SqliteError(what, stmt.status());
+  Result<bool> row = stmt->Step();
+  if (!row.ok()) return SqliteError(what, row.status());
+  if (!*row) return SqliteError(db, what);
+  return stmt->Int(0);
 }
 
 }  // namespace
 
 bool Device::IsToken(std::string_view topic) const {
   if (!token.empty()) return topic == token;
-  return topic.size() ==
-             kTokenPrefix.size() + id.size() + kTokenSuffix.size() &&
-         topic.substr(0, kTokenPrefix.size()) == kTokenPrefix &&
-         topic.substr(kTokenPrefix.size(), id.size()) == id &&
-         topic.substr(kTokenPrefix.size() + id.size()) == kTokenSuffix;
+  return IsDefaultToken(topic, id);
 }
 
 const Device* Snapshot::Find(std::string_view id) const {
@@ -106,13 +81,8 @@ const Device* Snapshot::Find(std::string_view id) const {
 }
 
 const Device* Snapshot::FindByToken(std::string_view topic) const {
-  // Default tokens are devices/<id>/notifications: find the id directly.
-  if (topic.size() > kTokenPrefix.size() + kTokenSuffix.size() &&
-      topic.substr(0, kTokenPrefix.size()) == kTokenPrefix &&
-      topic.substr(topic.size() - kTokenSuffix.size()) == kTokenSuffix) {
-    std::string_view id =
-        topic.substr(kTokenPrefix.size(),
-                     topic.size() - kTokenPrefix.size() - kTokenSuffix.size());
+  // A default token names its device: find the id directly.
+  if (std::string_view id = DefaultTokenDeviceId(topic); !id.empty()) {
     const Device* d = Find(id);
     if (d != nullptr && d->token.empty()) return d;
   }
@@ -157,21 +127,11 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::vector<Device> devices,
   return s;
 }
 
-bool IsValidDeviceId(std::string_view id) {
-  // A leading '$' would let "%u/#" reach $SYS/... and other $-topics.
-  if (id.empty() || id.size() > 128 || id[0] == '$') return false;
-  for (unsigned char c : id) {
-    if (c < 0x20 || c == 0x7f || c == '+' || c == '#' || c == '/') return false;
-  }
-  return simdjson::validate_utf8(id.data(), id.size());
-}
-
 Status CheckSchema(sqlite3* db) {
-  Statement version(db, "PRAGMA user_version");
-  if (!version.ok()) return SqliteError(db, "cannot read schema version");
-  int rc = sqlite3_step(version.get());
-  if (rc != SQLITE_ROW) return SqliteError(db, "cannot read schema version");
-  int v = sqlite3_column_int(version.get(), 0);
+  Result<int64_t> version =
+      ReadInt(db, "PRAGMA user_version", "cannot read schema version");
+  if (!version.ok()) return version.status();
+  const int64_t v = *version;
   if (v == 0) {
     return Status::Error(
         "no HOMEPOT schema (user_version 0); run homepot-admin init");
@@ -187,23 +147,20 @@ Status CheckSchema(sqlite3* db) {
   }
   for (const char* table : {"device_types", "devices", "acl_rules",
                             "device_stats", "registry_meta"}) {
-    std::string sql = std::string("SELECT 1 FROM ") + table + " LIMIT 0";
-    Statement probe(db, sql.c_str());
+    Result<Statement> probe = Statement::Prepare(
+        db, std::string("SELECT 1 FROM ") + table + " LIMIT 0");
     if (!probe.ok()) {
-      return Status::Error(std::string("table ") + table +
-                           " is missing or unreadable: " + sqlite3_errmsg(db));
+      return Status::Error(
+          std::string("table ") + table +
+          " is missing or unreadable: " + probe.status().message());
     }
   }
   return Status::Ok();
 }
 
 Result<int64_t> ReadGeneration(sqlite3* db) {
-  Statement stmt(db, "SELECT generation FROM registry_meta WHERE id = 1");
-  if (!stmt.ok()) return SqliteError(db, "cannot read registry generation");
-  int rc = sqlite3_step(stmt.get());
-  if (rc != SQLITE_ROW)
-    return SqliteError(db, "cannot read registry generation");
-  return static_cast<int64_t>(sqlite3_column_int64(stmt.get(), 0));
+  return ReadInt(db, "SELECT generation FROM registry_meta WHERE id = 1",
+                 "cannot read registry generation");
 }
 
 Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
@@ -223,44 +180,48 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
 
   std::unordered_map<std::string, uint32_t> type_limits;
   {
-    Statement stmt(db, "SELECT name, max_payload_bytes FROM device_types");
-    if (!stmt.ok()) return SqliteError(db, "cannot read device_types");
-    int rc;
-    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-      int64_t limit = sqlite3_column_int64(stmt.get(), 1);
-      type_limits[Column(stmt.get(), 0)] =
-          static_cast<uint32_t>(std::clamp<int64_t>(limit, 0, UINT32_MAX));
+    constexpr const char* kWhat = "cannot read device_types";
+    Result<Statement> stmt = Statement::Prepare(
+        db, "SELECT name, max_payload_bytes FROM device_types");
+    if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+    for (;;) {
+      Result<bool> row = stmt->Step();
+      if (!row.ok()) return SqliteError(kWhat, row.status());
+      if (!*row) break;
+      type_limits[stmt->Text(0)] = static_cast<uint32_t>(
+          std::clamp<int64_t>(stmt->Int(1), 0, UINT32_MAX));
     }
-    if (rc != SQLITE_DONE) return SqliteError(db, "cannot read device_types");
   }
-  uint32_t unknown_limit = 10240;
+  uint32_t unknown_limit = kDefaultMaxPayloadBytes;
   if (auto it = type_limits.find("unknown"); it != type_limits.end()) {
     unknown_limit = it->second;
   }
 
   std::vector<Device> devices;
   {
-    Statement count(db, "SELECT count(*) FROM devices");
-    if (count.ok() && sqlite3_step(count.get()) == SQLITE_ROW) {
-      devices.reserve(sqlite3_column_int64(count.get(), 0));
-    }
-    Statement stmt(db,
-                   "SELECT device_id, device_type, password_hash, "
-                   "device_token, enabled FROM devices");
-    if (!stmt.ok()) return SqliteError(db, "cannot read devices");
-    int rc;
-    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    constexpr const char* kWhat = "cannot read devices";
+    Result<int64_t> count = ReadInt(db, "SELECT count(*) FROM devices", kWhat);
+    if (count.ok()) devices.reserve(*count);
+    Result<Statement> stmt = Statement::Prepare(
+        db,
+        "SELECT device_id, device_type, password_hash, device_token, enabled "
+        "FROM devices");
+    if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+    for (;;) {
+      Result<bool> row = stmt->Step();
+      if (!row.ok()) return SqliteError(kWhat, row.status());
+      if (!*row) break;
       Device d;
-      d.id = Column(stmt.get(), 0);
+      d.id = stmt->Text(0);
       if (!IsValidDeviceId(d.id)) {
         warnings->push_back("skipped device with invalid id");
         continue;
       }
-      d.type = Column(stmt.get(), 1);
+      d.type = stmt->Text(1);
       auto it = type_limits.find(d.type);
       d.max_payload = it != type_limits.end() ? it->second : unknown_limit;
-      if (sqlite3_column_type(stmt.get(), 2) != SQLITE_NULL) {
-        Result<PasswordHash> hash = ParsePasswordHash(Column(stmt.get(), 2));
+      if (!stmt->IsNull(2)) {
+        Result<PasswordHash> hash = ParsePasswordHash(stmt->Text(2));
         if (hash.ok()) {
           d.has_password = true;
           d.password = *hash;
@@ -270,8 +231,8 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
                               hash.status().message() + "); it cannot log in");
         }
       }
-      if (sqlite3_column_type(stmt.get(), 3) != SQLITE_NULL) {
-        std::string token = Column(stmt.get(), 3);
+      if (!stmt->IsNull(3)) {
+        std::string token = stmt->Text(3);
         if (!IsValidTopic(token)) {
           warnings->push_back("device '" + d.id +
                               "': invalid device_token ignored");
@@ -279,10 +240,9 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
           d.token = std::move(token);
         }
       }
-      d.enabled = sqlite3_column_int(stmt.get(), 4) == 1;
+      d.enabled = stmt->Int(4) == 1;
       devices.push_back(std::move(d));
     }
-    if (rc != SQLITE_DONE) return SqliteError(db, "cannot read devices");
   }
   // Default tokens are stored empty so that lookups need no allocation.
   for (Device& d : devices) {
@@ -295,26 +255,28 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
   std::vector<AclRule> global;
   std::vector<std::pair<std::string, AclRule>> device_rules;
   {
-    Statement stmt(db,
-                   "SELECT device_id, topic_filter, access FROM acl_rules "
-                   "ORDER BY id");
-    if (!stmt.ok()) return SqliteError(db, "cannot read acl_rules");
-    int rc;
-    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    constexpr const char* kWhat = "cannot read acl_rules";
+    Result<Statement> stmt = Statement::Prepare(
+        db,
+        "SELECT device_id, topic_filter, access FROM acl_rules ORDER BY id");
+    if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+    for (;;) {
+      Result<bool> row = stmt->Step();
+      if (!row.ok()) return SqliteError(kWhat, row.status());
+      if (!*row) break;
       AclRule rule;
-      rule.filter = Column(stmt.get(), 1);
-      rule.access = ParseAccess(Column(stmt.get(), 2));
+      rule.filter = stmt->Text(1);
+      rule.access = RuleAccessFromWord(stmt->Text(2)).value_or(RuleAccess{});
       if (rule.access == 0 || !IsValidFilter(rule.filter)) {
         warnings->push_back("skipped invalid acl rule '" + rule.filter + "'");
         continue;
       }
-      if (sqlite3_column_type(stmt.get(), 0) == SQLITE_NULL) {
+      if (stmt->IsNull(0)) {
         global.push_back(std::move(rule));
       } else {
-        device_rules.emplace_back(Column(stmt.get(), 0), std::move(rule));
+        device_rules.emplace_back(stmt->Text(0), std::move(rule));
       }
     }
-    if (rc != SQLITE_DONE) return SqliteError(db, "cannot read acl_rules");
   }
   // Rules are attached through the snapshot's own index (no sort needed).
   auto snapshot = std::const_pointer_cast<Snapshot>(Snapshot::Build(

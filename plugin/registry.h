@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "credentials.h"
+#include "device.h"
+#include "rule_access.h"
 #include "status.h"
 
 struct sqlite3;
@@ -21,15 +23,9 @@ namespace homepot {
 // The schema version this build reads (PRAGMA user_version).
 inline constexpr int kSchemaVersion = 1;
 
-enum AccessBits : uint8_t {
-  kAccessRead = 1,
-  kAccessWrite = 2,
-  kAccessDeny = 4
-};
-
 struct AclRule {
   std::string filter;  // may hold %u / %c
-  uint8_t access = 0;  // AccessBits
+  uint8_t access = 0;  // RuleAccess bits
 };
 
 struct Device {
@@ -85,7 +81,7 @@ class Snapshot {
   std::vector<AclRule> global_rules_;
   size_t rule_count_ = 0;
   int64_t generation_ = 0;
-  uint32_t unknown_max_payload_ = 10240;
+  uint32_t unknown_max_payload_ = kDefaultMaxPayloadBytes;
   uint32_t min_max_payload_ = UINT32_MAX;
 };
 
@@ -105,10 +101,6 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
 // removed, disabled or given a different password.
 std::vector<std::string> RevokedDevices(const Snapshot& prev,
                                         const Snapshot& next);
-
-// True when `id` is a valid device id: 1-128 bytes of valid UTF-8 without
-// '+', '#', '/', NUL or control characters, not starting with '$'.
-bool IsValidDeviceId(std::string_view id);
 
 }  // namespace homepot
 

@@ -1,6 +1,6 @@
 // Delivery statistics: counters declared once, bumped on the broker thread
-// (plain integers, no locks, no allocation), rendered to the JSON of
-// SPEC §7 on the stats interval.
+// (plain integers, no locks, no allocation), rendered to the stats JSON
+// (docs/operating.md) on the stats interval.
 #ifndef HOMEPOT_PLUGIN_STATS_H_
 #define HOMEPOT_PLUGIN_STATS_H_
 
@@ -11,29 +11,44 @@
 
 namespace homepot {
 
-// name in code, JSON group ("" = top level), JSON key
-#define HOMEPOT_COUNTERS(X)                          \
-  X(total_sent, "", "total_sent")                    \
-  X(total_success, "", "total_success")              \
-  X(total_failed, "", "total_failed")                \
-  X(connection_count, "", "connection_count")        \
-  X(deliveries, "", "deliveries")                    \
-  X(auth_success, "auth", "success")                 \
-  X(auth_failure, "auth", "failure")                 \
-  X(auth_locked_out, "auth", "locked_out")           \
-  X(acl_publish_denied, "acl", "publish_denied")     \
-  X(acl_subscribe_denied, "acl", "subscribe_denied") \
-  X(acl_deliver_denied, "acl", "deliver_denied")
+// Every scalar the broker thread keeps for the stats JSON, in the JSON's
+// order: X(member, group, key, kind). group "" is the top level; a group
+// object appears where its first member does. kind is
+//   Count: uint64_t, only ever incremented;
+//   Gauge: int64_t, a current value;
+//   Time:  int64_t wall-clock ms, 0 = never; rendered as an RFC 3339 stamp
+//          or null.
+// This list alone decides what RenderStats writes for these members: a new
+// entry needs no other edit to appear in the JSON.
+#define HOMEPOT_COUNTERS(X)                                 \
+  X(total_sent, "", "total_sent", Count)                    \
+  X(total_success, "", "total_success", Count)              \
+  X(total_failed, "", "total_failed", Count)                \
+  X(last_sent_ms, "", "last_sent", Time)                    \
+  X(connection_count, "", "connection_count", Count)        \
+  X(connected, "", "connected", Gauge)                      \
+  X(deliveries, "", "deliveries", Count)                    \
+  X(auth_success, "auth", "success", Count)                 \
+  X(auth_failure, "auth", "failure", Count)                 \
+  X(auth_locked_out, "auth", "locked_out", Count)           \
+  X(acl_publish_denied, "acl", "publish_denied", Count)     \
+  X(acl_subscribe_denied, "acl", "subscribe_denied", Count) \
+  X(acl_deliver_denied, "acl", "deliver_denied", Count)
 
+using CountStat = uint64_t;
+using GaugeStat = int64_t;
+using TimeStat = int64_t;
+
+// After the list above, RenderStats writes the per-reason, per-QoS and
+// per-priority arrays as the groups "rejected", "qos" and "priority" (keys
+// from HOMEPOT_REJECT_REASONS and HOMEPOT_PRIORITIES).
 struct Counters {
-#define HOMEPOT_X(name, group, key) uint64_t name = 0;
+#define HOMEPOT_X(name, group, key, kind) kind##Stat name = 0;
   HOMEPOT_COUNTERS(HOMEPOT_X)
 #undef HOMEPOT_X
-  uint64_t rejected[kRejectReasonCount] = {};
+  uint64_t rejected[kRejectReasonCount] = {};  // [Reject - 1]
   uint64_t qos[3] = {};
-  uint64_t priority[kPriorityCount] = {};
-  int64_t connected = 0;
-  int64_t last_sent_ms = 0;  // wall clock; 0 = never
+  uint64_t priority[kPriorityCount] = {};  // [Priority - 1]
 };
 
 struct RegistryInfo {
@@ -44,7 +59,8 @@ struct RegistryInfo {
   std::string last_error;    // empty = none
 };
 
-// The stats JSON object (SPEC §7), keys in a fixed order.
+// The stats JSON object (docs/operating.md): the members of Counters in the
+// order above, then "registry", "uptime_s", "version" and "timestamp".
 std::string RenderStats(const Counters& c, const RegistryInfo& registry,
                         int64_t uptime_s, int64_t now_ms);
 

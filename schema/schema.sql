@@ -11,6 +11,8 @@ CREATE TABLE IF NOT EXISTS device_types (
   max_payload_bytes INTEGER NOT NULL CHECK (max_payload_bytes > 0)
 );
 
+-- 'unknown' also serves devices whose type has no row; its 10240 is
+-- kDefaultMaxPayloadBytes of common/device.h (tests/common/device_test.cc).
 INSERT OR IGNORE INTO device_types (name, max_payload_bytes) VALUES
   ('iot_sensor',            10240),
   ('industrial_controller', 102400),
@@ -21,7 +23,9 @@ INSERT OR IGNORE INTO device_types (name, max_payload_bytes) VALUES
 
 -- A device id is the MQTT username: 1-128 bytes of UTF-8 without + # / NUL
 -- or control characters and not starting with $, so that %u can never widen
--- an ACL filter or reach $-topics.
+-- an ACL filter or reach $-topics. The rule is defined in common/device.h;
+-- device_id_format is its SQL spelling (SQL cannot test UTF-8), held to it by
+-- tests/common/device_test.cc.
 CREATE TABLE IF NOT EXISTS devices (
   device_id     TEXT PRIMARY KEY NOT NULL
                 CONSTRAINT device_id_format CHECK (typeof(device_id) = 'text'
@@ -45,6 +49,8 @@ CREATE TABLE IF NOT EXISTS devices (
 
 -- device_id NULL = the rule applies to every device. topic_filter is an MQTT
 -- filter in which %u stands for the username and %c for the client id.
+-- access_value lists the words of common/rule_access.h
+-- (tests/common/rule_access_test.cc).
 CREATE TABLE IF NOT EXISTS acl_rules (
   id           INTEGER PRIMARY KEY,
   device_id    TEXT REFERENCES devices (device_id)

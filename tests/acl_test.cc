@@ -45,12 +45,10 @@ class AclTest : public ::testing::Test {
   std::shared_ptr<const Snapshot> snapshot_;
 };
 
-AclRule Read(std::string f) { return {std::move(f), kAccessRead}; }
-AclRule Write(std::string f) { return {std::move(f), kAccessWrite}; }
-AclRule ReadWrite(std::string f) {
-  return {std::move(f), kAccessRead | kAccessWrite};
-}
-AclRule Deny(std::string f) { return {std::move(f), kAccessDeny}; }
+AclRule Read(std::string f) { return {std::move(f), kRuleRead}; }
+AclRule Write(std::string f) { return {std::move(f), kRuleWrite}; }
+AclRule ReadWrite(std::string f) { return {std::move(f), kRuleReadWrite}; }
+AclRule Deny(std::string f) { return {std::move(f), kRuleDeny}; }
 
 TEST_F(AclTest, OwnDefaultTokenIsReadableWithoutARule) {
   Add("sensor-001");

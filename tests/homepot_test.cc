@@ -194,8 +194,8 @@ class HomepotTest : public ::testing::Test {
     AddDevice("sensor-001", "iot_sensor", 10240, "s3cret");
     AddDevice("homepot", "backend", 262144, "backend-pw");
     AddDevice("off-1", "unknown", 10240, "off-pw", /*enabled=*/false);
-    AddRule("homepot", "devices/+/notifications", kAccessWrite);
-    AddRule("homepot", "backend/status", kAccessRead | kAccessWrite);
+    AddRule("homepot", "devices/+/notifications", kRuleWrite);
+    AddRule("homepot", "backend/status", kRuleRead | kRuleWrite);
 
     config_.db_path = "/registry/of/this/test.db";  // only named in logs
     config_.stats_interval_s = 0;  // no stats publications in these tests
@@ -465,7 +465,7 @@ TEST_F(HomepotTest, NextAclCheckAppliesTheUpdate) {
   Create();
   Client sensor("sensor-001", "s-1");
   ASSERT_EQ(Acl(sensor, "devices/sensor-001/+", kSubscribe), Verdict::kDeny);
-  AddRule("sensor-001", "devices/sensor-001/#", kAccessRead);
+  AddRule("sensor-001", "devices/sensor-001/#", kRuleRead);
   PushRegistry();
   ASSERT_EQ(Acl(sensor, "devices/sensor-001/+", kSubscribe), Verdict::kAllow);
   EXPECT_EQ(core_->snapshot().rule_count(), 3u);
@@ -974,7 +974,7 @@ TEST_F(HomepotTest, DeferredSessionNeverBecomesADevice) {
   Client ghost("ghost", "g-1");
   ASSERT_EQ(Auth(ghost, "ghost", "whatever"), Verdict::kDefer);
   AddDevice("ghost", "unknown", 10240, "pw");
-  AddRule("ghost", "ghost/#", kAccessRead);
+  AddRule("ghost", "ghost/#", kRuleRead);
   core_->OnReload();
   ASSERT_NE(core_->snapshot().Find("ghost"), nullptr);
   core_->OnTick();

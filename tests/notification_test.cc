@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "timestamp_injector.h"
+
 namespace homepot {
 namespace {
 
@@ -115,7 +117,7 @@ std::vector<ValidationCase> ValidationCases() {
        Note(R"("a":-9223372036854775808,"b":9223372036854775807)"), ok},
       {"DeepButAllowed", Note(R"("data":{"a":)" + Nested(1000) + "}"), ok},
 
-      // Wrong types (SPEC §5 lists each optional field's type).
+      // Wrong types (docs/operating.md lists each optional field's type).
       {"TitleNumber", R"({"title":1,"body":"b"})", type},
       {"TitleNull", R"({"title":null,"body":"b"})", type},
       {"TitleBoolean", R"({"title":true,"body":"b"})", type},
@@ -287,9 +289,10 @@ std::string InjectInto(const NotificationValidator& v,
   const NotificationCheck& check = v.last();
   char stamp[kStampLen];
   FormatStamp(kStampMs, stamp);
-  size_t size = InjectedSize(check, payload.size(), v.timestamp_field());
+  const TimestampInjector injector(v.timestamp_field());
+  size_t size = injector.InjectedSize(check, payload.size());
   std::string out(size + 16, '\xAA');
-  Inject(check, payload, v.timestamp_field(), stamp, out.data());
+  injector.Inject(check, payload, stamp, out.data());
   EXPECT_EQ(out.substr(size), std::string(16, '\xAA'))
       << "Inject wrote past InjectedSize";
   out.resize(size);
@@ -648,7 +651,8 @@ TEST_P(InjectionTest, ExactBytes) {
   const NotificationCheck& check = v.Check(c.in, kLimit, kDepth, kMaxDepth);
   ASSERT_EQ(check.reject, Reject::kNone) << check.detail;
   std::string want = WithStamp(c.out);
-  EXPECT_EQ(InjectedSize(check, c.in.size(), c.field), want.size());
+  EXPECT_EQ(TimestampInjector(c.field).InjectedSize(check, c.in.size()),
+            want.size());
   std::string got = InjectInto(v, c.in);
   EXPECT_EQ(got, want);
   ExpectInputPlusStamps(c.in, got, c.field);
@@ -712,8 +716,9 @@ TEST(InjectTest, ExactlySizedBuffers) {
   ASSERT_EQ(c.reject, Reject::kNone);
   char stamp[kStampLen];
   FormatStamp(kStampMs, stamp);
-  std::vector<char> out(InjectedSize(c, in.size(), "received_at"));
-  Inject(c, payload, "received_at", stamp, out.data());
+  const TimestampInjector injector("received_at");
+  std::vector<char> out(injector.InjectedSize(c, in.size()));
+  injector.Inject(c, payload, stamp, out.data());
   EXPECT_EQ(std::string(out.begin(), out.end()),
             kSample.substr(0, kSample.size() - 1) + ",\"received_at\":\"" +
                 std::string(kStamp) + "\"}");

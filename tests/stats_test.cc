@@ -84,6 +84,34 @@ TEST(StatsTest, KeysAndOrderFollowTheSpec) {
                                          "loaded_at", "last_error"}));
 }
 
+ordered_json ExpectedCount(int64_t v) { return static_cast<uint64_t>(v); }
+ordered_json ExpectedGauge(int64_t v) { return v; }
+ordered_json ExpectedTime(int64_t v) { return StampString(v); }
+
+TEST(StatsTest, EveryMemberOfTheCounterListIsRendered) {
+  Counters c;
+  int64_t next = 1795606300000;  // distinct values, each a valid time too
+#define HOMEPOT_X(name, group, key, kind) \
+  c.name = static_cast<kind##Stat>(next += 1000);
+  HOMEPOT_COUNTERS(HOMEPOT_X)
+#undef HOMEPOT_X
+  ordered_json j = Render(c, RegistryInfo{});
+  int members = 0;
+  next = 1795606300000;
+#define HOMEPOT_X(name, group, key, kind)                                   \
+  {                                                                         \
+    ++members;                                                              \
+    const std::string where = std::string(group) + "." + key;               \
+    const ordered_json& parent = std::string(group).empty() ? j : j[group]; \
+    ASSERT_TRUE(parent.is_object()) << where;                               \
+    ASSERT_TRUE(parent.contains(key)) << where;                             \
+    EXPECT_EQ(parent[key], Expected##kind(next += 1000)) << where;          \
+  }
+  HOMEPOT_COUNTERS(HOMEPOT_X)
+#undef HOMEPOT_X
+  EXPECT_GE(members, 13);
+}
+
 TEST(StatsTest, ZeroCounters) {
   ordered_json j = Render(Counters{}, RegistryInfo{});
   EXPECT_EQ(j["total_sent"], 0);

@@ -61,15 +61,15 @@ TEST(AclFileTest, ParsesUserTopicAndPatternLines) {
   EXPECT_EQ(file->users[1].line, 6);
   ASSERT_EQ(file->rules.size(), 4u);
   EXPECT_FALSE(file->rules[0].device.has_value());
-  EXPECT_EQ(file->rules[0].access, Access::kDeny);
+  EXPECT_EQ(file->rules[0].access, kRuleDeny);
   EXPECT_EQ(file->rules[0].filter, "secret/%c");
   EXPECT_EQ(*file->rules[1].device, "u1");
-  EXPECT_EQ(file->rules[1].access, Access::kReadWrite);
+  EXPECT_EQ(file->rules[1].access, kRuleReadWrite);
   EXPECT_EQ(file->rules[1].filter, "x");
   EXPECT_EQ(file->rules[2].filter, "y z");
-  EXPECT_EQ(file->rules[2].access, Access::kRead);
+  EXPECT_EQ(file->rules[2].access, kRuleRead);
   EXPECT_EQ(*file->rules[3].device, "u2");
-  EXPECT_EQ(file->rules[3].access, Access::kWrite);
+  EXPECT_EQ(file->rules[3].access, kRuleWrite);
   ASSERT_EQ(file->warnings.size(), 1u);
   EXPECT_EQ(file->warnings[0].rfind("acl:1: skipped a 'topic' line", 0), 0u);
 }

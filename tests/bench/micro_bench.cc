@@ -28,6 +28,7 @@
 #include "registry.h"
 #include "registry_worker.h"
 #include "stats.h"
+#include "timestamp_injector.h"
 
 // Counts every heap allocation in the process (the benchmarks run on one
 // thread), so a benchmark can report allocations per operation.
@@ -143,6 +144,7 @@ const std::string& Doc(int which) {
 void ValidateAndInject(benchmark::State& state, int which) {
   const std::string& doc = Doc(which);
   NotificationValidator validator("received_at");
+  const TimestampInjector injector("received_at");
   std::vector<char> out(2 * doc.size() + 256);
   char stamp[kStampLen];
   FormatStamp(kNowMs, stamp);
@@ -157,8 +159,8 @@ void ValidateAndInject(benchmark::State& state, int which) {
     const NotificationCheck& check =
         validator.Check(doc, kLimit, kDepth, kMaxDepth);
     if (check.reject == Reject::kNone) {
-      size_t size = InjectedSize(check, doc.size(), "received_at");
-      Inject(check, doc, "received_at", stamp, out.data());
+      size_t size = injector.InjectedSize(check, doc.size());
+      injector.Inject(check, doc, stamp, out.data());
       benchmark::DoNotOptimize(size);
     }
     benchmark::DoNotOptimize(out.data());
@@ -189,12 +191,13 @@ void BM_InjectOnly_Sample(benchmark::State& state) {
   NotificationValidator validator("received_at");
   const NotificationCheck& check =
       validator.Check(kSample, kLimit, kDepth, kMaxDepth);
+  const TimestampInjector injector("received_at");
   std::vector<char> out(2 * kSample.size());
   AllocationCounter allocations(state);
   for (auto _ : state) {
     char stamp[kStampLen];
     FormatStamp(kNowMs, stamp);
-    Inject(check, kSample, "received_at", stamp, out.data());
+    injector.Inject(check, kSample, stamp, out.data());
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -252,11 +255,11 @@ const Snapshot& Registry(size_t n) {
   backend.max_payload = 262144;
   backend.enabled = true;
   backend.has_password = true;
-  backend.rules = {{"devices/+/notifications", kAccessWrite},
-                   {"$SYS/homepot/stats", kAccessRead}};
+  backend.rules = {{"devices/+/notifications", kRuleWrite},
+                   {"$SYS/homepot/stats", kRuleRead}};
   devices.push_back(std::move(backend));
   slot = Snapshot::Build(std::move(devices),
-                         {{"devices/%u/status", kAccessWrite}}, 1, 10240);
+                         {{"devices/%u/status", kRuleWrite}}, 1, 10240);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
           .count();

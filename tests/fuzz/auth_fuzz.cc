@@ -510,9 +510,9 @@ void FuzzAuth(FuzzedDataProvider& in) {
 // ---------------------------------------------------------------------------
 // %u / %c.
 
-constexpr uint8_t kR = homepot::kAccessRead;
-constexpr uint8_t kW = homepot::kAccessWrite;
-constexpr uint8_t kD = homepot::kAccessDeny;
+constexpr uint8_t kR = homepot::kRuleRead;
+constexpr uint8_t kW = homepot::kRuleWrite;
+constexpr uint8_t kD = homepot::kRuleDeny;
 
 // An independent reading of topic.h: placeholders are substituted as text
 // (an empty value, or one with '/', matches nothing), then levels are

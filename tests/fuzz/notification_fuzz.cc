@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "notification.h"
+#include "timestamp_injector.h"
 
 namespace {
 
@@ -177,10 +178,12 @@ void CheckOne(homepot::NotificationValidator* v, std::string_view payload) {
   homepot::FormatStamp(kStampMs, stamp);
   const std::string stamp_text(stamp, homepot::kStampLen);
   const bool had_timestamp = check.has_timestamp;
-  const size_t size = homepot::InjectedSize(check, payload.size(), field);
+  const size_t size =
+      homepot::TimestampInjector(field).InjectedSize(check, payload.size());
   // Exactly sized heap buffers: ASan sees any overflow.
   std::vector<char> out_buffer(size);
-  homepot::Inject(check, payload, field, stamp, out_buffer.data());
+  homepot::TimestampInjector(field).Inject(check, payload, stamp,
+                                           out_buffer.data());
   std::string out(out_buffer.begin(), out_buffer.end());
 
   ordered_json got;
@@ -222,9 +225,10 @@ void CheckOne(homepot::NotificationValidator* v, std::string_view payload) {
       v->Check(out, UINT32_MAX, kTopicDepth, kMaxTopicDepth);
   CHECK(again.reject == Reject::kNone, again.detail);
   CHECK(again.has_stamp_field && again.has_timestamp);
-  CHECK(homepot::InjectedSize(again, out.size(), field) == out.size());
+  CHECK(homepot::TimestampInjector(field).InjectedSize(again, out.size()) ==
+        out.size());
   std::vector<char> twice(out.size());
-  homepot::Inject(again, out, field, stamp, twice.data());
+  homepot::TimestampInjector(field).Inject(again, out, stamp, twice.data());
   CHECK(std::string_view(twice.data(), twice.size()) == out, out);
 }
 

@@ -1,8 +1,8 @@
 // Internals of homepot-admin shared by the command files (admin.cc,
 // device_commands.cc, acl_commands.cc). Not part of the tool's contract;
 // admin.h is.
-#ifndef HOMEPOT_PLUGIN_ADMIN_COMMANDS_H_
-#define HOMEPOT_PLUGIN_ADMIN_COMMANDS_H_
+#ifndef HOMEPOT_ADMIN_COMMANDS_H_
+#define HOMEPOT_ADMIN_COMMANDS_H_
 
 #include <iosfwd>
 #include <map>
@@ -13,8 +13,9 @@
 #include <vector>
 
 #include "admin/admin.h"
-#include "admin/sqlite_db.h"
 #include "admin/validate.h"
+#include "device.h"
+#include "sqlite.h"
 #include "status.h"
 
 namespace homepot::admin::internal {
@@ -93,15 +94,12 @@ Status RequireDevice(Database* db, std::string_view device_id);
 // equal to NULL here, unlike in a UNIQUE constraint). True when inserted.
 Result<bool> InsertAclRule(Database* db,
                            const std::optional<std::string>& device,
-                           std::string_view filter, Access access);
+                           std::string_view filter, RuleAccess access);
 
 // Writes `rows` as aligned columns under `header`; the last column is not
 // padded. Cells must already be printable (see Printable()).
 void PrintTable(std::ostream& out, const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
-
-// The device_token a device without an explicit one gets.
-std::string DefaultToken(std::string_view device_id);
 
 // Commands. `words` are the arguments after the command's own name(s).
 Status RunInit(Context* ctx, const std::vector<std::string>& words);
@@ -116,4 +114,4 @@ Result<std::string> ReadFile(const std::string& path);
 
 }  // namespace homepot::admin::internal
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_COMMANDS_H_
+#endif  // HOMEPOT_ADMIN_COMMANDS_H_

@@ -1,7 +1,7 @@
 // MQTT topic and filter helpers. Pure functions over string_views; nothing
 // here allocates.
-#ifndef HOMEPOT_PLUGIN_TOPIC_H_
-#define HOMEPOT_PLUGIN_TOPIC_H_
+#ifndef HOMEPOT_COMMON_TOPIC_H_
+#define HOMEPOT_COMMON_TOPIC_H_
 
 #include <cstdint>
 #include <string>
@@ -69,4 +69,4 @@ int TopicDepth(std::string_view topic);
 
 }  // namespace homepot
 
-#endif  // HOMEPOT_PLUGIN_TOPIC_H_
+#endif  // HOMEPOT_COMMON_TOPIC_H_

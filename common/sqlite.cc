@@ -1,8 +1,8 @@
-#include "admin/sqlite_db.h"
+#include "sqlite.h"
 
 #include <utility>
 
-namespace homepot::admin {
+namespace homepot {
 namespace {
 
 Status SqliteError(sqlite3* db) {
@@ -10,6 +10,17 @@ Status SqliteError(sqlite3* db) {
 }
 
 }  // namespace
+
+Result<Statement> Statement::Prepare(sqlite3* db, std::string_view sql) {
+  sqlite3_stmt* stmt = nullptr;
+  const int rc = sqlite3_prepare_v2(
+      db, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return SqliteError(db);
+  }
+  return Statement(stmt, db);
+}
 
 Statement& Statement::Check(int rc) {
   if (rc != SQLITE_OK && bind_error_ == SQLITE_OK) bind_error_ = rc;
@@ -123,14 +134,7 @@ Status Database::Exec(std::string_view sql) {
 }
 
 Result<Statement> Database::Prepare(std::string_view sql) {
-  sqlite3_stmt* stmt = nullptr;
-  const int rc = sqlite3_prepare_v2(
-      db_.get(), sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
-  if (rc != SQLITE_OK) {
-    sqlite3_finalize(stmt);
-    return SqliteError(db_.get());
-  }
-  return Statement(stmt, db_.get());
+  return Statement::Prepare(db_.get(), sql);
 }
 
 int64_t Database::Changes() const { return sqlite3_changes64(db_.get()); }
@@ -157,4 +161,4 @@ Status Transaction::Commit() {
   return s;
 }
 
-}  // namespace homepot::admin
+}  // namespace homepot

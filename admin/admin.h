@@ -1,4 +1,5 @@
-// homepot-admin: administration of the HOMEPOT device registry (SPEC §8).
+// homepot-admin: administration of the HOMEPOT device registry
+// (docs/operating.md).
 //
 //   homepot-admin [--db PATH] COMMAND ...      (default PATH: $HOMEPOT_DB)
 //
@@ -14,8 +15,8 @@
 //   "homepot-admin: warning: ..." and do not change the exit code.
 // - Passwords come from `in` (first line, trailing CR/LF removed), never from
 //   the command line; hashes are never printed.
-#ifndef HOMEPOT_PLUGIN_ADMIN_ADMIN_H_
-#define HOMEPOT_PLUGIN_ADMIN_ADMIN_H_
+#ifndef HOMEPOT_ADMIN_ADMIN_H_
+#define HOMEPOT_ADMIN_ADMIN_H_
 
 #include <functional>
 #include <iosfwd>
@@ -55,4 +56,4 @@ std::string_view UsageText();
 
 }  // namespace homepot::admin
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_ADMIN_H_
+#endif  // HOMEPOT_ADMIN_ADMIN_H_

@@ -125,7 +125,7 @@ Result<AclFile> ParseAclFile(std::string_view text, std::string_view name) {
     if (rest.empty()) {
       rule.filter = std::string(first);
     } else {
-      Result<Access> access = ParseAccess(first);
+      Result<RuleAccess> access = ParseRuleAccess(first);
       if (!access.ok()) {
         return Status::Error(Where(name, number) + access.status().message());
       }

@@ -1,7 +1,7 @@
 // Errors as values: a Status is ok or carries one human-readable message.
 // Result<T> holds either a value or a non-ok Status.
-#ifndef HOMEPOT_PLUGIN_STATUS_H_
-#define HOMEPOT_PLUGIN_STATUS_H_
+#ifndef HOMEPOT_COMMON_STATUS_H_
+#define HOMEPOT_COMMON_STATUS_H_
 
 #include <cassert>
 #include <optional>
@@ -51,4 +51,4 @@ class Result {
 
 }  // namespace homepot
 
-#endif  // HOMEPOT_PLUGIN_STATUS_H_
+#endif  // HOMEPOT_COMMON_STATUS_H_

@@ -53,7 +53,7 @@ Status AclGrant(Context* ctx, const std::vector<std::string>& words) {
       !s.ok()) {
     return s;
   }
-  Result<Access> access = ParseAccess(line->positional[0]);
+  Result<RuleAccess> access = ParseRuleAccess(line->positional[0]);
   if (!access.ok()) return access.status();
   const std::string& filter = line->positional[1];
   if (Status s = ValidateFilter(filter); !s.ok()) return s;
@@ -69,11 +69,11 @@ Status AclGrant(Context* ctx, const std::vector<std::string>& words) {
   if (!inserted.ok()) return DbError("granting", inserted.status());
   if (Status s = txn->Commit(); !s.ok()) return DbError("committing", s);
   if (*inserted) {
-    ctx->out << "granted " << AccessName(*access) << " on " << Quote(filter)
+    ctx->out << "granted " << RuleAccessWord(*access) << " on " << Quote(filter)
              << " to " << subject->Describe() << "\n";
   } else {
     ctx->out << subject->Describe() << " already "
-             << (subject->device ? "has " : "have ") << AccessName(*access)
+             << (subject->device ? "has " : "have ") << RuleAccessWord(*access)
              << " on " << Quote(filter) << "\n";
   }
   return Status::Ok();

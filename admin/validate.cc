@@ -3,13 +3,16 @@
 #include <cstdint>
 
 #include "credentials.h"
+#include "device.h"
 #include "topic.h"
+#include "utf8.h"
 
 namespace homepot::admin {
 namespace {
 
-// Decodes the UTF-8 sequence at text[pos]. Returns its length (1-4) and sets
-// *code_point, or returns 0 for an invalid sequence.
+// Decodes the UTF-8 sequence at text[pos] for Printable, which escapes what
+// it cannot decode. Returns its length (1-4) and sets *code_point, or returns
+// 0 for an invalid sequence.
 size_t DecodeUtf8(std::string_view text, size_t pos, uint32_t* code_point) {
   const auto byte = [&](size_t i) -> uint32_t {
     return static_cast<uint8_t>(text[i]);
@@ -80,63 +83,25 @@ Status ValidateText(std::string_view what, std::string_view text,
 
 }  // namespace
 
-const char* AccessName(Access access) {
-  switch (access) {
-    case Access::kRead:
-      return "read";
-    case Access::kWrite:
-      return "write";
-    case Access::kReadWrite:
-      return "readwrite";
-    case Access::kDeny:
-      return "deny";
+Result<RuleAccess> ParseRuleAccess(std::string_view word) {
+  if (std::optional<RuleAccess> access = RuleAccessFromWord(word)) {
+    return *access;
   }
-  return "deny";
-}
-
-Result<Access> ParseAccess(std::string_view word) {
-  if (word == "read") return Access::kRead;
-  if (word == "write") return Access::kWrite;
-  if (word == "readwrite") return Access::kReadWrite;
-  if (word == "deny") return Access::kDeny;
   return Status::Error("invalid access " + Quote(word) +
                        ": expected read, write, readwrite or deny");
 }
 
-bool IsValidUtf8(std::string_view text) {
-  uint32_t cp;
-  for (size_t pos = 0; pos < text.size();) {
-    const size_t len = DecodeUtf8(text, pos, &cp);
-    if (len == 0) return false;
-    pos += len;
-  }
-  return true;
-}
-
 bool HasControlCharacter(std::string_view text) {
-  uint32_t cp;
-  for (size_t pos = 0; pos < text.size();) {
-    const size_t len = DecodeUtf8(text, pos, &cp);
-    if (len == 0) return false;
-    if (IsControl(cp)) return true;
-    pos += len;
+  // In valid UTF-8 these bytes only ever stand for themselves.
+  for (unsigned char c : text) {
+    if (IsControl(c)) return true;
   }
   return false;
 }
 
 Status ValidateDeviceId(std::string_view id) {
-  if (Status s = ValidateText("device id", id, kMaxDeviceIdBytes); !s.ok()) {
-    return s;
-  }
-  for (const char c : {'+', '#', '/'}) {
-    if (id.find(c) != std::string_view::npos) {
-      return Status::Error("invalid device id " + Quote(id) + ": contains '" +
-                           std::string(1, c) + "'");
-    }
-  }
-  if (id.front() == '$') {
-    return Status::Error("invalid device id " + Quote(id) +
-                         ": begins with '$'");
+  if (const char* problem = DeviceIdProblem(id)) {
+    return Status::Error("invalid device id " + Quote(id) + ": " + problem);
   }
   return Status::Ok();
 }

@@ -1,37 +1,30 @@
 // Input checks shared by the homepot-admin commands. Every check returns a
 // Status whose message is a complete, single-line reason that names the
 // offending value (quoted with Quote()), ready for "homepot-admin: <reason>".
-#ifndef HOMEPOT_PLUGIN_ADMIN_VALIDATE_H_
-#define HOMEPOT_PLUGIN_ADMIN_VALIDATE_H_
+#ifndef HOMEPOT_ADMIN_VALIDATE_H_
+#define HOMEPOT_ADMIN_VALIDATE_H_
 
 #include <string>
 #include <string_view>
 
+#include "rule_access.h"
 #include "status.h"
 
 namespace homepot::admin {
 
-// Limits mirrored from schema/schema.sql.
-inline constexpr size_t kMaxDeviceIdBytes = 128;
+// The limit of the schema's CHECKs on topic_filter and device_token.
 inline constexpr size_t kMaxTopicBytes = 65535;
 
-// The four words of acl_rules.access (and of a Mosquitto acl_file).
-enum class Access { kRead, kWrite, kReadWrite, kDeny };
-const char* AccessName(Access access);
-Result<Access> ParseAccess(std::string_view word);
-
-// True for well-formed UTF-8: no overlong forms, no surrogates, nothing above
-// U+10FFFF.
-bool IsValidUtf8(std::string_view text);
+// One of the four access words (RuleAccessFromWord), or an error naming it.
+Result<RuleAccess> ParseRuleAccess(std::string_view word);
 
 // True when `text` contains a control character: U+0000-U+001F or U+007F
-// (the set the schema's CHECK and the plugin refuse in device ids).
+// (the set refused in device ids, filters and tokens).
 // Precondition: IsValidUtf8(text).
 bool HasControlCharacter(std::string_view text);
 
-// A device id (= MQTT username): 1-128 bytes of UTF-8 without '+', '#', '/',
-// NUL or control characters and not beginning with '$', so that %u can never
-// widen an ACL filter or reach $-topics (mirrors schema/schema.sql).
+// A device id (= MQTT username) as DeviceIdProblem (common/device.h) defines
+// it; the message names the id and the first rule it breaks.
 Status ValidateDeviceId(std::string_view id);
 
 // A topic filter for acl_rules: a valid MQTT filter (homepot::IsValidFilter),
@@ -57,4 +50,4 @@ std::string Quote(std::string_view text);
 
 }  // namespace homepot::admin
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_VALIDATE_H_
+#endif  // HOMEPOT_ADMIN_VALIDATE_H_

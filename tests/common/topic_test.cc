@@ -188,7 +188,7 @@ TEST(TopicTest, FilterSetAgreesWithFilterMatches) {
 
 TEST(TopicTest, FilterInside) {
   const std::vector<InsideCase> cases = {
-      // The SPEC's example: read devices/sensor-001/#.
+      // The documented example: read devices/sensor-001/#.
       {"devices/sensor-001/+", "devices/sensor-001/#", "", "", true},
       {"devices/sensor-001", "devices/sensor-001/#", "", "", true},
       {"devices/sensor-001/#", "devices/sensor-001/#", "", "", true},

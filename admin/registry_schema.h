@@ -2,14 +2,14 @@
 // source of truth for a fresh registry and for the current version number
 // (its "PRAGMA user_version = N"); a file at an older version is brought
 // forward by the Migration steps below, all in one transaction.
-#ifndef HOMEPOT_PLUGIN_ADMIN_REGISTRY_SCHEMA_H_
-#define HOMEPOT_PLUGIN_ADMIN_REGISTRY_SCHEMA_H_
+#ifndef HOMEPOT_ADMIN_REGISTRY_SCHEMA_H_
+#define HOMEPOT_ADMIN_REGISTRY_SCHEMA_H_
 
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "admin/sqlite_db.h"
+#include "sqlite.h"
 #include "status.h"
 
 namespace homepot::admin {
@@ -55,4 +55,4 @@ Result<int> ReadUserVersion(Database* db);
 
 }  // namespace homepot::admin
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_REGISTRY_SCHEMA_H_
+#endif  // HOMEPOT_ADMIN_REGISTRY_SCHEMA_H_

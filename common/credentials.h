@@ -5,8 +5,8 @@
 // Salt and hash are standard Base64 (with padding) as mosquitto_passwd writes
 // them: 12-byte salt, 64-byte hash. Verification is constant-time in the
 // hash comparison.
-#ifndef HOMEPOT_PLUGIN_CREDENTIALS_H_
-#define HOMEPOT_PLUGIN_CREDENTIALS_H_
+#ifndef HOMEPOT_COMMON_CREDENTIALS_H_
+#define HOMEPOT_COMMON_CREDENTIALS_H_
 
 #include <array>
 #include <cstdint>
@@ -72,4 +72,4 @@ bool Base64Decode(std::string_view in, std::string* out);
 
 }  // namespace homepot
 
-#endif  // HOMEPOT_PLUGIN_CREDENTIALS_H_
+#endif  // HOMEPOT_COMMON_CREDENTIALS_H_

@@ -241,13 +241,13 @@ Status RequireDevice(Database* db, std::string_view device_id) {
 
 Result<bool> InsertAclRule(Database* db,
                            const std::optional<std::string>& device,
-                           std::string_view filter, Access access) {
+                           std::string_view filter, RuleAccess access) {
   Result<Statement> stmt = db->Prepare(
       "INSERT INTO acl_rules (device_id, topic_filter, access) "
       "SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM acl_rules "
       "WHERE device_id IS ?1 AND topic_filter = ?2 AND access = ?3)");
   if (!stmt.ok()) return stmt.status();
-  stmt->BindOptional(1, device).Bind(2, filter).Bind(3, AccessName(access));
+  stmt->BindOptional(1, device).Bind(2, filter).Bind(3, RuleAccessWord(access));
   if (Status s = stmt->Run(); !s.ok()) return s;
   return db->Changes() > 0;
 }
@@ -273,10 +273,6 @@ void PrintTable(std::ostream& out, const std::vector<std::string>& header,
   };
   print(header);
   for (const auto& row : rows) print(row);
-}
-
-std::string DefaultToken(std::string_view device_id) {
-  return "devices/" + std::string(device_id) + "/notifications";
 }
 
 Result<std::string> ReadFile(const std::string& path) {

@@ -1,9 +1,10 @@
-// A minimal RAII layer over the SQLite C API for homepot-admin: one
-// connection, prepared statements, and a transaction guard that rolls back
-// unless committed. Errors come back as Status values carrying SQLite's own
-// message.
-#ifndef HOMEPOT_PLUGIN_ADMIN_SQLITE_DB_H_
-#define HOMEPOT_PLUGIN_ADMIN_SQLITE_DB_H_
+// The one RAII layer over the SQLite C API, for the plugin's registry reader
+// and homepot-admin: a connection, prepared statements, and a transaction
+// guard that rolls back unless committed. Errors come back as Status values
+// carrying SQLite's own message. A Statement can also be prepared on a raw
+// sqlite3* handle that its owner opened and closes.
+#ifndef HOMEPOT_COMMON_SQLITE_H_
+#define HOMEPOT_COMMON_SQLITE_H_
 
 #include <sqlite3.h>
 
@@ -15,11 +16,13 @@
 
 #include "status.h"
 
-namespace homepot::admin {
+namespace homepot {
 
 class Statement {
  public:
-  Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  // Prepares the first statement of `sql` on `db`, which must outlive it.
+  static Result<Statement> Prepare(sqlite3* db, std::string_view sql);
+
   Statement(Statement&&) = default;
   Statement& operator=(Statement&&) = default;
 
@@ -48,6 +51,7 @@ class Statement {
   struct Finalizer {
     void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
   };
+  Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
   Statement& Check(int rc);
   std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
   sqlite3* db_;
@@ -99,6 +103,6 @@ class Transaction {
   Database* db_;
 };
 
-}  // namespace homepot::admin
+}  // namespace homepot
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_SQLITE_DB_H_
+#endif  // HOMEPOT_COMMON_SQLITE_H_

@@ -2,8 +2,8 @@
 // Mosquitto 2.0 reads them, so that existing files import unchanged. Pure
 // functions over the file's text: no I/O, no database. Errors read
 // "<name>:<line>: <reason>" on one line and never include a password hash.
-#ifndef HOMEPOT_PLUGIN_ADMIN_MOSQUITTO_FILES_H_
-#define HOMEPOT_PLUGIN_ADMIN_MOSQUITTO_FILES_H_
+#ifndef HOMEPOT_ADMIN_MOSQUITTO_FILES_H_
+#define HOMEPOT_ADMIN_MOSQUITTO_FILES_H_
 
 #include <optional>
 #include <string>
@@ -50,7 +50,7 @@ struct AclFileUser {
 struct AclFileRule {
   int line = 0;
   std::optional<std::string> device;  // unset = every device
-  Access access = Access::kReadWrite;
+  RuleAccess access = kRuleReadWrite;
   std::string filter;
 };
 struct AclFile {
@@ -62,4 +62,4 @@ Result<AclFile> ParseAclFile(std::string_view text, std::string_view name);
 
 }  // namespace homepot::admin
 
-#endif  // HOMEPOT_PLUGIN_ADMIN_MOSQUITTO_FILES_H_
+#endif  // HOMEPOT_ADMIN_MOSQUITTO_FILES_H_

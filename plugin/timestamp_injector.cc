@@ -1,0 +1,90 @@
+#include "timestamp_injector.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <utility>
+
+namespace homepot {
+
+void FormatStamp(int64_t unix_ms, char out[kStampLen]) {
+  // gmtime_r + snprintf cost more than parsing a notification; the
+  // "YYYY-MM-DDTHH:MM:SS." prefix changes once a second, so it is cached.
+  thread_local int64_t cached_second = INT64_MIN;
+  thread_local char prefix[21];
+  int64_t second = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
+  int ms = static_cast<int>(unix_ms - second * 1000);
+  if (second != cached_second) {
+    time_t t = static_cast<time_t>(second);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.",
+             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+    std::memcpy(prefix, buf, 20);
+    cached_second = second;
+  }
+  std::memcpy(out, prefix, 20);
+  out[20] = static_cast<char>('0' + ms / 100);
+  out[21] = static_cast<char>('0' + ms / 10 % 10);
+  out[22] = static_cast<char>('0' + ms % 10);
+  out[23] = 'Z';
+}
+
+namespace {
+constexpr std::string_view kTimestampKey = "timestamp";
+// ,"<name>":"<stamp>"
+size_t MemberSize(std::string_view name) { return name.size() + 6 + kStampLen; }
+char* WriteMember(char* out, std::string_view name, const char* stamp) {
+  *out++ = ',';
+  *out++ = '"';
+  out = std::copy(name.begin(), name.end(), out);
+  *out++ = '"';
+  *out++ = ':';
+  *out++ = '"';
+  out = std::copy(stamp, stamp + kStampLen, out);
+  *out++ = '"';
+  return out;
+}
+}  // namespace
+
+TimestampInjector::TimestampInjector(std::string field)
+    : field_(std::move(field)), adds_timestamp_(field_ != kTimestampKey) {}
+
+size_t TimestampInjector::InjectedSize(const NotificationCheck& check,
+                                       size_t payload_len) const {
+  size_t size = payload_len;
+  if (check.has_stamp_field) {
+    size = size - (check.stamp_end - check.stamp_begin) + kStampLen + 2;
+  } else {
+    size += MemberSize(field_);
+  }
+  if (!check.has_timestamp && adds_timestamp_) {
+    size += MemberSize(kTimestampKey);
+  }
+  return size;
+}
+
+void TimestampInjector::Inject(const NotificationCheck& check,
+                               std::string_view payload,
+                               const char stamp[kStampLen], char* out) const {
+  const char* in = payload.data();
+  if (check.has_stamp_field) {
+    out = std::copy(in, in + check.stamp_begin, out);
+    *out++ = '"';
+    out = std::copy(stamp, stamp + kStampLen, out);
+    *out++ = '"';
+    out = std::copy(in + check.stamp_end, in + check.close_brace, out);
+  } else {
+    out = std::copy(in, in + check.close_brace, out);
+    out = WriteMember(out, field_, stamp);
+  }
+  if (!check.has_timestamp && adds_timestamp_) {
+    out = WriteMember(out, kTimestampKey, stamp);
+  }
+  std::copy(in + check.close_brace, in + payload.size(), out);
+}
+
+}  // namespace homepot
