@@ -226,19 +226,20 @@ TEST(FirstContactTest, DemoPreparedInAPrivateFolderDeliversANotification) {
   fs::copy(std::string(HOMEPOT_SOURCE_DIR) + "/scripts", checkout + "/scripts",
            fs::copy_options::recursive, ec);
   ASSERT_FALSE(ec) << "copy scripts: " << ec.message();
-  const fs::perms exec = fs::perms::owner_all | fs::perms::group_read |
-                         fs::perms::group_exec | fs::perms::others_read |
-                         fs::perms::others_exec;
+  const fs::perms mode_755 = fs::perms::owner_all | fs::perms::group_read |
+                             fs::perms::group_exec | fs::perms::others_read |
+                             fs::perms::others_exec;
   ASSERT_TRUE(Install(HOMEPOT_PLUGIN_PATH,
-                      checkout + "/build/plugin/mosquitto_homepot.so", exec));
+                      checkout + "/build/plugin/mosquitto_homepot.so",
+                      mode_755));
   ASSERT_TRUE(Install(HOMEPOT_ADMIN_PATH,
-                      checkout + "/build/admin/homepot-admin", exec));
+                      checkout + "/build/admin/homepot-admin", mode_755));
 
   // As root the demo goes to a system-wide folder: here a unique one
   // (mode 0755, like /var/lib) that the test removes.
   TempDir stage("homepot-first-contact-stage");
   ASSERT_FALSE(stage.path().empty()) << "mkdtemp failed";
-  fs::permissions(stage.path(), exec, ec);
+  fs::permissions(stage.path(), mode_755, ec);
   ASSERT_FALSE(ec) << ec.message();
   std::vector<std::string> env = {"/usr/bin/env"};
   if (as_root) {
