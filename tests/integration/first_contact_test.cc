@@ -1,0 +1,344 @@
+// First contact: scripts/prepare-demo (the part of scripts/run that prepares
+// the demo) run from a checkout inside a private (0700) folder yields a demo
+// Mosquitto can run. As root the broker drops to user mosquitto, so the
+// script stages the plugin and the registry where that user reaches them
+// (here a unique temporary folder instead of /var/lib/homepot-demo); as an
+// ordinary user the demo stays in the checkout. The demo device logs in and
+// receives a notification from the demo backend, stamped by the plugin, and
+// the broker writes the device statistics into the demo registry.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+
+namespace homepot {
+namespace integration {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr const char* kMosquitto = "/usr/sbin/mosquitto";
+constexpr const char* kSensorToken = "devices/sensor-001/notifications";
+
+// A fresh directory (mkdtemp, mode 0700 until changed), removed with
+// everything in it on destruction.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix) {
+    std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A port nobody listened on a moment ago.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+bool PortAccepts(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// The real user id of process `pid`, or -1.
+long ProcessUid(pid_t pid) {
+  std::istringstream status(
+      ReadFile("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Uid:", 0) == 0) return std::stol(line.substr(4));
+  }
+  return -1;
+}
+
+// The value of the line "`key`: VALUE" in `text`, or "".
+std::string Field(const std::string& text, const std::string& key) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ": ", 0) == 0) return line.substr(key.size() + 2);
+  }
+  return "";
+}
+
+// The mosquitto process this test starts with the prepared config. The
+// destructor stops it; nothing else is ever signalled.
+class DemoBroker {
+ public:
+  explicit DemoBroker(std::string out_path) : out_path_(std::move(out_path)) {}
+  ~DemoBroker() { Stop(); }
+  DemoBroker(const DemoBroker&) = delete;
+  DemoBroker& operator=(const DemoBroker&) = delete;
+
+  // Starts `mosquitto -c conf` and waits (10 s at most) until it logged
+  // "running" and `port` accepts connections. On failure `*port_clash` says
+  // whether another process took the port.
+  testing::AssertionResult Start(const std::string& conf, int port,
+                                 bool* port_clash) {
+    *port_clash = false;
+    int out =
+        open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) return testing::AssertionFailure() << "open " << out_path_;
+    const char* argv[] = {kMosquitto, "-c", conf.c_str(), nullptr};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);  // dies with the test process
+      if (getppid() != parent) _exit(126);
+      dup2(out, 1);
+      dup2(out, 2);
+      execv(kMosquitto, const_cast<char* const*>(argv));
+      _exit(127);
+    }
+    close(out);
+    if (pid < 0) return testing::AssertionFailure() << "fork failed";
+    pid_ = pid;
+    bool exited = false;
+    bool ready = Eventually(
+        [&] {
+          exited = Reap(WNOHANG);
+          return exited || (Log().find(" running") != std::string::npos &&
+                            PortAccepts(port));
+        },
+        10000, 10);
+    if (ready && !exited) return testing::AssertionSuccess();
+    *port_clash = Log().find("Address already in use") != std::string::npos;
+    Stop();
+    return testing::AssertionFailure()
+           << "mosquitto did not start on port " << port << "; log tail:\n"
+           << Tail(Log());
+  }
+
+  // SIGTERM (SIGKILL after 10 s) and reap. Returns the wait status, or -1
+  // when nothing was running.
+  int Stop() {
+    if (pid_ <= 0) return -1;
+    kill(pid_, SIGTERM);
+    if (!Eventually([&] { return Reap(WNOHANG); }, 10000, 10)) {
+      kill(pid_, SIGKILL);
+      Reap(0);
+    }
+    return status_;
+  }
+
+  pid_t pid() const { return pid_; }
+  std::string Log() const { return ReadFile(out_path_); }
+
+ private:
+  // Whether the process is gone (then it is reaped into status_).
+  bool Reap(int options) {
+    if (pid_ <= 0) return true;
+    pid_t r;
+    do {
+      r = waitpid(pid_, &status_, options);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) return false;
+    pid_ = -1;
+    return true;
+  }
+
+  std::string out_path_;
+  pid_t pid_ = -1;
+  int status_ = -1;
+};
+
+// Copies `from` to `to` (creating its folder) with mode `mode`.
+testing::AssertionResult Install(const std::string& from, const std::string& to,
+                                 fs::perms mode) {
+  std::error_code ec;
+  fs::create_directories(fs::path(to).parent_path(), ec);
+  if (!ec) fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::permissions(to, mode, ec);
+  if (ec) {
+    return testing::AssertionFailure()
+           << "copy " << from << " to " << to << ": " << ec.message();
+  }
+  return testing::AssertionSuccess();
+}
+
+TEST(FirstContactTest, DemoPreparedInAPrivateFolderDeliversANotification) {
+  if (getenv("HOMEPOT_TEST_PRELOAD") != nullptr) {
+    GTEST_SKIP() << "first contact runs the plain plugin, as scripts/run does";
+  }
+  const bool as_root = geteuid() == 0;
+
+  // A checkout in a private folder, as `git clone <repo> ~/homepot` in
+  // root's home: the scripts, the built plugin and homepot-admin where the
+  // build puts them.
+  TempDir home("homepot-first-contact");
+  ASSERT_FALSE(home.path().empty()) << "mkdtemp failed";
+  struct stat st;
+  ASSERT_EQ(stat(home.path().c_str(), &st), 0);
+  ASSERT_EQ(st.st_mode & 0777, 0700u);
+  const std::string checkout = home.path() + "/homepot";
+  std::error_code ec;
+  fs::create_directories(checkout, ec);
+  fs::copy(std::string(HOMEPOT_SOURCE_DIR) + "/scripts", checkout + "/scripts",
+           fs::copy_options::recursive, ec);
+  ASSERT_FALSE(ec) << "copy scripts: " << ec.message();
+  const fs::perms mode_755 = fs::perms::owner_all | fs::perms::group_read |
+                             fs::perms::group_exec | fs::perms::others_read |
+                             fs::perms::others_exec;
+  ASSERT_TRUE(Install(HOMEPOT_PLUGIN_PATH,
+                      checkout + "/build/plugin/mosquitto_homepot.so",
+                      mode_755));
+  ASSERT_TRUE(Install(HOMEPOT_ADMIN_PATH,
+                      checkout + "/build/admin/homepot-admin", mode_755));
+
+  // As root the demo goes to a system-wide folder: here a unique one
+  // (mode 0755, like /var/lib) that the test removes.
+  TempDir stage("homepot-first-contact-stage");
+  ASSERT_FALSE(stage.path().empty()) << "mkdtemp failed";
+  fs::permissions(stage.path(), mode_755, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  std::vector<std::string> env = {"/usr/bin/env"};
+  if (as_root) {
+    env.push_back("HOMEPOT_DEMO_DIR=" + stage.path() + "/demo");
+  } else {
+    env.insert(env.end(), {"-u", "HOMEPOT_DEMO_DIR"});
+  }
+  const std::string expected_demo =
+      as_root ? stage.path() + "/demo" : checkout + "/build/demo";
+
+  DemoBroker broker(home.path() + "/mosquitto.out");
+  std::string prepared;
+  int port = 0;
+  for (int attempt = 0; attempt < 5 && broker.pid() <= 0; ++attempt) {
+    port = FreePort();
+    ASSERT_NE(port, 0) << "no free port";
+    std::vector<std::string> argv = env;
+    argv.push_back("HOMEPOT_PORT=" + std::to_string(port));
+    argv.push_back(checkout + "/scripts/prepare-demo");
+    int rc = RunCommand(argv, "", &prepared);
+    if (rc != 0 && prepared.find("already listens") != std::string::npos) {
+      continue;  // someone took the port between probe and check
+    }
+    ASSERT_EQ(rc, 0) << prepared;
+    ASSERT_EQ(Field(prepared, "conf"), expected_demo + "/mosquitto.conf")
+        << prepared;
+    bool port_clash = false;
+    testing::AssertionResult started =
+        broker.Start(expected_demo + "/mosquitto.conf", port, &port_clash);
+    if (!started && !port_clash) FAIL() << started.message();
+  }
+  ASSERT_GT(broker.pid(), 0) << "no free port in 5 attempts";
+
+  // It says what it did; the broker runs as user mosquitto (as root) or as
+  // the user who ran the script.
+  if (as_root) {
+    EXPECT_NE(prepared.find("drops to user mosquitto"), std::string::npos)
+        << prepared;
+    EXPECT_NE(prepared.find("cannot reach " + checkout), std::string::npos)
+        << prepared;
+    struct passwd* mosquitto = getpwnam("mosquitto");
+    ASSERT_NE(mosquitto, nullptr);
+    EXPECT_EQ(ProcessUid(broker.pid()), static_cast<long>(mosquitto->pw_uid));
+  } else {
+    EXPECT_EQ(ProcessUid(broker.pid()), static_cast<long>(getuid()));
+  }
+  ASSERT_EQ(stat((expected_demo + "/credentials").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // "device password" lines.
+  std::map<std::string, std::string> passwords;
+  std::istringstream credentials(ReadFile(expected_demo + "/credentials"));
+  std::string device, password;
+  while (credentials >> device >> password) passwords[device] = password;
+  ASSERT_EQ(passwords.size(), 2u) << "credentials file";
+
+  Client sensor(port);
+  ASSERT_EQ(sensor.Connect("sensor-001", passwords["sensor-001"]), 0)
+      << Tail(broker.Log());
+  ASSERT_EQ(sensor.Subscribe(kSensorToken, 1), 1);
+  Client backend(port);
+  ASSERT_EQ(backend.Connect("backend", passwords["backend"]), 0);
+  ASSERT_EQ(backend.Publish(kSensorToken, kNotification, 1), 0);
+  std::optional<Message> got = sensor.WaitForMessage(5000);
+  ASSERT_TRUE(got.has_value()) << Tail(broker.Log());
+  json notification = json::parse(got->payload, nullptr, false);
+  ASSERT_TRUE(notification.is_object()) << got->payload;
+  EXPECT_EQ(notification.value("title", ""), "Hello");
+  ASSERT_TRUE(notification.contains("received_at")) << got->payload;
+  ASSERT_TRUE(notification["received_at"].is_string()) << got->payload;
+  EXPECT_GE(ParseStampMs(notification["received_at"].get<std::string>()), 0)
+      << got->payload;
+  sensor.Disconnect();
+  backend.Disconnect();
+
+  // A clean shutdown flushes the device statistics into the registry, which
+  // the broker (as user mosquitto when started as root) must be able to
+  // write.
+  int status = broker.Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "wait status " << status << "; log tail:\n"
+      << Tail(broker.Log());
+  EXPECT_EQ(broker.Log().find("device_stats flush delayed"), std::string::npos)
+      << Tail(broker.Log());
+  std::string stats_out;
+  ASSERT_EQ(
+      RunCommand({checkout + "/build/admin/homepot-admin", "--db",
+                  expected_demo + "/registry/homepot.db", "stats", "--json"},
+                 "", &stats_out),
+      0)
+      << stats_out;
+  json stats = json::parse(stats_out, nullptr, false);
+  ASSERT_TRUE(stats.is_array()) << stats_out;
+  std::map<std::string, json> by_device;
+  for (const json& row : stats) by_device[row.value("device_id", "")] = row;
+  EXPECT_EQ(by_device["sensor-001"].value("delivered", -1), 1) << stats_out;
+  EXPECT_EQ(by_device["backend"].value("published", -1), 1) << stats_out;
+}
+
+}  // namespace
+}  // namespace integration
+}  // namespace homepot
