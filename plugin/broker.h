@@ -1,4 +1,4 @@
-// The broker as the core sees it. mosquitto_broker.cc implements it with the
+// The broker as the core sees it. broker_adapter.cc implements it with the
 // mosquitto_* API; tests use a fake. Every method is called on the broker
 // thread only.
 #ifndef HOMEPOT_PLUGIN_BROKER_H_
@@ -39,7 +39,9 @@ class Broker {
 };
 
 // Every clock the plugin reads goes through this seam: the broker thread's
-// events and the registry thread get one injected, tests a fake.
+// events and the registry thread get one injected, tests a fake. The
+// registry thread shares the broker thread's clock, so an implementation
+// must be safe to call from several threads at once.
 class Clock {
  public:
   virtual ~Clock() = default;

@@ -23,7 +23,7 @@ AuthOptions MakeAuthOptions(const Config& c) {
 }  // namespace
 
 Homepot::Homepot(const Config& config, Broker* broker, Clock* clock,
-                 std::unique_ptr<RegistrySource> source,
+                 int64_t started_ms, std::unique_ptr<RegistrySource> source,
                  std::shared_ptr<const Snapshot> first)
     : config_(config),
       broker_(broker),
@@ -34,17 +34,17 @@ Homepot::Homepot(const Config& config, Broker* broker, Clock* clock,
       auth_(MakeAuthOptions(config), clock),
       intake_(config, broker, clock, &counters_, &device_stats_),
       revocations_(&sessions_, &auth_, broker),
-      stats_schedule_(int64_t{config.stats_interval_s} * 1000,
-                      clock->MonotonicMs()) {}
+      stats_schedule_(int64_t{config.stats_interval_s} * 1000, started_ms) {}
 
 Homepot::~Homepot() { Shutdown(); }
 
-std::unique_ptr<Homepot> Homepot::Create(
-    const Config& config, Broker* broker, Clock* clock,
-    std::unique_ptr<RegistrySource> source,
-    std::shared_ptr<const Snapshot> first) {
-  std::unique_ptr<Homepot> h(
-      new Homepot(config, broker, clock, std::move(source), std::move(first)));
+std::unique_ptr<Homepot> Homepot::Create(const Config& config, Broker* broker,
+                                         Clock* clock,
+                                         std::unique_ptr<RegistrySource> source,
+                                         std::shared_ptr<const Snapshot> first,
+                                         int64_t started_ms) {
+  std::unique_ptr<Homepot> h(new Homepot(config, broker, clock, started_ms,
+                                         std::move(source), std::move(first)));
   h->broker_->Log(
       LogLevel::kInfo,
       "registry " + config.db_path +

@@ -44,10 +44,13 @@ class Homepot {
  public:
   // The core over `source`, whose first snapshot is `first` (logged as
   // loaded from config.db_path). `broker` and `clock` outlive it.
+  // `started_ms` (clock->MonotonicMs()) is when the plugin started, before
+  // the first load: uptime and the stats schedule count from it.
   static std::unique_ptr<Homepot> Create(const Config& config, Broker* broker,
                                          Clock* clock,
                                          std::unique_ptr<RegistrySource> source,
-                                         std::shared_ptr<const Snapshot> first);
+                                         std::shared_ptr<const Snapshot> first,
+                                         int64_t started_ms);
   ~Homepot();
   Homepot(const Homepot&) = delete;
   Homepot& operator=(const Homepot&) = delete;
@@ -84,7 +87,7 @@ class Homepot {
 
  private:
   Homepot(const Config& config, Broker* broker, Clock* clock,
-          std::unique_ptr<RegistrySource> source,
+          int64_t started_ms, std::unique_ptr<RegistrySource> source,
           std::shared_ptr<const Snapshot> first);
 
   // What every event starts with: takes a new snapshot and the source's log

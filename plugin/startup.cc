@@ -6,12 +6,13 @@ namespace homepot {
 
 Result<std::unique_ptr<Homepot>> StartHomepot(const Config& config,
                                               Broker* broker, Clock* clock) {
+  const int64_t started_ms = clock->MonotonicMs();  // before the first load
   auto worker = std::make_unique<RegistryWorker>(
       config.db_path, config.reload_interval_ms, clock);
   auto first = worker->Start();
   if (!first.ok()) return first.status();
   return Homepot::Create(config, broker, clock, std::move(worker),
-                         std::move(*first));
+                         std::move(*first), started_ms);
 }
 
 }  // namespace homepot

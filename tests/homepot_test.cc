@@ -257,8 +257,8 @@ class HomepotTest : public ::testing::Test {
     source_->on_reload = [this] { PushRegistry(); };
     for (const std::string& line : startup_logs_) source_->AddLog(line);
     pushed_ = BuildSnapshot();
-    core_ =
-        Homepot::Create(config_, &broker_, &clock_, std::move(source), pushed_);
+    core_ = Homepot::Create(config_, &broker_, &clock_, std::move(source),
+                            pushed_, clock_.MonotonicMs());
   }
 
   // Sets sensor-001's password to "n3w" and lets the core take the new
