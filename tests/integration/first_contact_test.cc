@@ -2,10 +2,13 @@
 // the demo) run from a checkout inside a private (0700) folder yields a demo
 // Mosquitto can run. As root the broker drops to user mosquitto, so the
 // script stages the plugin and the registry where that user reaches them
-// (here a unique temporary folder instead of /var/lib/homepot-demo); as an
+// (here a unique folder in /var/lib instead of /var/lib/homepot-demo); as an
 // ordinary user the demo stays in the checkout. The demo device logs in and
 // receives a notification from the demo backend, stamped by the plugin, and
-// the broker writes the device statistics into the demo registry.
+// the broker writes the device statistics into the demo registry. As root
+// the script refuses a demo folder another user could change (so planted
+// links never make root overwrite other files), and it never writes into a
+// non-empty folder it did not make.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -22,6 +25,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -40,12 +44,13 @@ using nlohmann::json;
 constexpr const char* kMosquitto = "/usr/sbin/mosquitto";
 constexpr const char* kSensorToken = "devices/sensor-001/notifications";
 
-// A fresh directory (mkdtemp, mode 0700 until changed), removed with
-// everything in it on destruction.
+// A fresh directory in `parent` (mkdtemp, mode 0700 until changed), removed
+// with everything in it on destruction.
 class TempDir {
  public:
-  explicit TempDir(const std::string& prefix) {
-    std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+  explicit TempDir(const std::string& prefix,
+                   const std::string& parent = "/tmp") {
+    std::string tmpl = parent + "/" + prefix + "-XXXXXX";
     if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
   }
   ~TempDir() {
@@ -206,6 +211,50 @@ testing::AssertionResult Install(const std::string& from, const std::string& to,
   return testing::AssertionSuccess();
 }
 
+constexpr fs::perms kMode755 = fs::perms::owner_all | fs::perms::group_read |
+                               fs::perms::group_exec | fs::perms::others_read |
+                               fs::perms::others_exec;
+
+// A checkout in `checkout`: the scripts, the built plugin and homepot-admin
+// where the build puts them.
+testing::AssertionResult MakeCheckout(const std::string& checkout) {
+  std::error_code ec;
+  fs::create_directories(checkout, ec);
+  if (!ec) {
+    fs::copy(std::string(HOMEPOT_SOURCE_DIR) + "/scripts",
+             checkout + "/scripts", fs::copy_options::recursive, ec);
+  }
+  if (ec)
+    return testing::AssertionFailure() << "copy scripts: " << ec.message();
+  testing::AssertionResult ok =
+      Install(HOMEPOT_PLUGIN_PATH,
+              checkout + "/build/plugin/mosquitto_homepot.so", kMode755);
+  if (!ok) return ok;
+  return Install(HOMEPOT_ADMIN_PATH, checkout + "/build/admin/homepot-admin",
+                 kMode755);
+}
+
+// A unique system-wide folder (mode 0755, like /var/lib) that the test
+// removes: in /var/lib as root, where every folder on the way is root's
+// alone, as prepare-demo demands; in /tmp otherwise.
+std::unique_ptr<TempDir> MakeStage() {
+  auto stage = std::make_unique<TempDir>("homepot-first-contact-stage",
+                                         geteuid() == 0 ? "/var/lib" : "/tmp");
+  std::error_code ec;
+  if (!stage->path().empty()) fs::permissions(stage->path(), kMode755, ec);
+  return ec ? nullptr : std::move(stage);
+}
+
+// Runs `checkout`/scripts/prepare-demo with HOMEPOT_DEMO_DIR=`demo` and a
+// free port; its output goes to `*output`.
+int PrepareDemo(const std::string& checkout, const std::string& demo,
+                std::string* output) {
+  return RunCommand({"/usr/bin/env", "HOMEPOT_DEMO_DIR=" + demo,
+                     "HOMEPOT_PORT=" + std::to_string(FreePort()),
+                     checkout + "/scripts/prepare-demo"},
+                    "", output);
+}
+
 TEST(FirstContactTest, DemoPreparedInAPrivateFolderDeliversANotification) {
   if (getenv("HOMEPOT_TEST_PRELOAD") != nullptr) {
     GTEST_SKIP() << "first contact runs the plain plugin, as scripts/run does";
@@ -213,42 +262,26 @@ TEST(FirstContactTest, DemoPreparedInAPrivateFolderDeliversANotification) {
   const bool as_root = geteuid() == 0;
 
   // A checkout in a private folder, as `git clone <repo> ~/homepot` in
-  // root's home: the scripts, the built plugin and homepot-admin where the
-  // build puts them.
+  // root's home.
   TempDir home("homepot-first-contact");
   ASSERT_FALSE(home.path().empty()) << "mkdtemp failed";
   struct stat st;
   ASSERT_EQ(stat(home.path().c_str(), &st), 0);
   ASSERT_EQ(st.st_mode & 0777, 0700u);
   const std::string checkout = home.path() + "/homepot";
-  std::error_code ec;
-  fs::create_directories(checkout, ec);
-  fs::copy(std::string(HOMEPOT_SOURCE_DIR) + "/scripts", checkout + "/scripts",
-           fs::copy_options::recursive, ec);
-  ASSERT_FALSE(ec) << "copy scripts: " << ec.message();
-  const fs::perms mode_755 = fs::perms::owner_all | fs::perms::group_read |
-                             fs::perms::group_exec | fs::perms::others_read |
-                             fs::perms::others_exec;
-  ASSERT_TRUE(Install(HOMEPOT_PLUGIN_PATH,
-                      checkout + "/build/plugin/mosquitto_homepot.so",
-                      mode_755));
-  ASSERT_TRUE(Install(HOMEPOT_ADMIN_PATH,
-                      checkout + "/build/admin/homepot-admin", mode_755));
+  ASSERT_TRUE(MakeCheckout(checkout));
 
-  // As root the demo goes to a system-wide folder: here a unique one
-  // (mode 0755, like /var/lib) that the test removes.
-  TempDir stage("homepot-first-contact-stage");
-  ASSERT_FALSE(stage.path().empty()) << "mkdtemp failed";
-  fs::permissions(stage.path(), mode_755, ec);
-  ASSERT_FALSE(ec) << ec.message();
+  // As root the demo goes to a system-wide folder.
+  std::unique_ptr<TempDir> stage = MakeStage();
+  ASSERT_TRUE(stage && !stage->path().empty()) << "stage folder";
   std::vector<std::string> env = {"/usr/bin/env"};
   if (as_root) {
-    env.push_back("HOMEPOT_DEMO_DIR=" + stage.path() + "/demo");
+    env.push_back("HOMEPOT_DEMO_DIR=" + stage->path() + "/demo");
   } else {
     env.insert(env.end(), {"-u", "HOMEPOT_DEMO_DIR"});
   }
   const std::string expected_demo =
-      as_root ? stage.path() + "/demo" : checkout + "/build/demo";
+      as_root ? stage->path() + "/demo" : checkout + "/build/demo";
 
   DemoBroker broker(home.path() + "/mosquitto.out");
   std::string prepared;
@@ -337,6 +370,95 @@ TEST(FirstContactTest, DemoPreparedInAPrivateFolderDeliversANotification) {
   for (const json& row : stats) by_device[row.value("device_id", "")] = row;
   EXPECT_EQ(by_device["sensor-001"].value("delivered", -1), 1) << stats_out;
   EXPECT_EQ(by_device["backend"].value("published", -1), 1) << stats_out;
+}
+
+// As root, a demo folder another user owns or could replace is refused
+// before anything is written: files linked from it stay untouched.
+TEST(FirstContactTest, RootRefusesADemoFolderAnotherUserControls) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "the ownership checks guard what root writes; run as root";
+  }
+  struct passwd* nobody = getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr) << "no user nobody";
+  TempDir home("homepot-first-contact");
+  ASSERT_FALSE(home.path().empty()) << "mkdtemp failed";
+  const std::string checkout = home.path() + "/homepot";
+  ASSERT_TRUE(MakeCheckout(checkout));
+  // A root-owned file the attacker wants overwritten.
+  const std::string victim = home.path() + "/victim";
+  ASSERT_TRUE(WriteFile(victim, "precious\n"));
+  std::unique_ptr<TempDir> stage = MakeStage();
+  ASSERT_TRUE(stage && !stage->path().empty()) << "stage folder";
+
+  // A folder user nobody owns that looks like a prepared demo, its files
+  // links to the victim.
+  const std::string foreign = stage->path() + "/demo";
+  std::error_code ec;
+  fs::create_directory(foreign, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  for (const char* name : {"mosquitto.conf", "credentials", ".homepot-demo"}) {
+    fs::create_symlink(victim, foreign + "/" + name, ec);
+    ASSERT_FALSE(ec) << ec.message();
+  }
+  ASSERT_EQ(chown(foreign.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  std::string out;
+  EXPECT_NE(PrepareDemo(checkout, foreign, &out), 0) << out;
+  EXPECT_NE(out.find("refusing " + foreign + ": it is owned by nobody"),
+            std::string::npos)
+      << out;
+
+  // The demo folder itself a link to a folder of root's.
+  const std::string link = stage->path() + "/link";
+  fs::create_directory_symlink(home.path(), link, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_NE(PrepareDemo(checkout, link, &out), 0) << out;
+  EXPECT_NE(out.find("refusing " + link + ": it is a symbolic link"),
+            std::string::npos)
+      << out;
+
+  // A demo folder in a folder every user may write (/tmp).
+  const std::string in_tmp = home.path() + "/demo";
+  EXPECT_NE(PrepareDemo(checkout, in_tmp, &out), 0) << out;
+  EXPECT_NE(out.find("refusing /tmp: it is writable by other users"),
+            std::string::npos)
+      << out;
+  EXPECT_FALSE(fs::exists(in_tmp));
+
+  EXPECT_EQ(ReadFile(victim), "precious\n");
+  EXPECT_FALSE(fs::is_symlink(victim));
+  EXPECT_FALSE(fs::exists(home.path() + "/registry"));
+  EXPECT_FALSE(fs::exists(home.path() + "/mosquitto_homepot.so"));
+}
+
+// A non-empty folder prepare-demo did not make (such as /etc/mosquitto or a
+// home folder) is refused and left as it was.
+TEST(FirstContactTest, RefusesANonEmptyFolderItDidNotMake) {
+  TempDir home("homepot-first-contact");
+  ASSERT_FALSE(home.path().empty()) << "mkdtemp failed";
+  const std::string checkout = home.path() + "/homepot";
+  ASSERT_TRUE(MakeCheckout(checkout));
+  std::unique_ptr<TempDir> stage = MakeStage();
+  ASSERT_TRUE(stage && !stage->path().empty()) << "stage folder";
+  const std::string foreign = stage->path() + "/mosquitto";
+  std::error_code ec;
+  fs::create_directory(foreign, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  fs::permissions(foreign, kMode755, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(WriteFile(foreign + "/mosquitto.conf", "mine\n"));
+
+  std::string out;
+  EXPECT_NE(PrepareDemo(checkout, foreign, &out), 0) << out;
+  EXPECT_NE(out.find("refusing " + foreign +
+                     ": it is not empty and was not made by prepare-demo"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(ReadFile(foreign + "/mosquitto.conf"), "mine\n");
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(foreign, ec)) {
+    names.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(names, std::vector<std::string>{"mosquitto.conf"});
 }
 
 }  // namespace
