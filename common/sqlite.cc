@@ -143,6 +143,8 @@ bool Database::InTransaction() const {
   return sqlite3_get_autocommit(db_.get()) == 0;
 }
 
+void Database::SetBusyTimeout(int ms) { sqlite3_busy_timeout(db_.get(), ms); }
+
 Result<Transaction> Transaction::Begin(Database* db) {
   if (Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
   return Transaction(db);

@@ -77,6 +77,8 @@ class Database {
   int64_t Changes() const;
   // True while a transaction is open on this connection.
   bool InTransaction() const;
+  // How long a statement waits for another connection's lock from now on.
+  void SetBusyTimeout(int ms);
   sqlite3* handle() const { return db_.get(); }
 
  private:
