@@ -220,10 +220,11 @@ std::string TokenOf(const std::string& id) {
   return "devices/" + id + "/notifications";
 }
 
-// A registry of `n` sensors plus the backend "homepot" (SPEC §4's example:
-// homepot writes devices/+/notifications) and one global rule letting every
-// device publish its status (LWT). Built once per size per process; the
-// million-device one takes about 250 MB.
+// A registry of `n` sensors plus the backend "homepot" (the integration
+// guide's example in docs/operating.md, "Plain SQL and ready policies": homepot
+// writes devices/+/notifications) and one global rule letting every device
+// publish its status (LWT). Built once per size per process; the million-device
+// one takes about 250 MB.
 const Snapshot& Registry(size_t n) {
   static auto* cache = new std::map<size_t, std::shared_ptr<const Snapshot>>;
   auto& slot = (*cache)[n];
@@ -494,7 +495,7 @@ void BM_CountAccepted(benchmark::State& state) {
 }
 BENCHMARK(BM_CountAccepted);
 
-// The stats tick: render the SPEC §7 document.
+// The stats tick: render the stats document (docs/operating.md, "Statistics").
 void BM_RenderStats(benchmark::State& state) {
   Counters counters;
   counters.total_sent = 123456789;
