@@ -52,7 +52,7 @@ class Statement {
     void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
   };
   Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
-  Statement& Check(int rc);
+  Statement& KeepFirstBindError(int rc);
   std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
   sqlite3* db_;
   int bind_error_ = SQLITE_OK;

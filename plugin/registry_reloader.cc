@@ -87,11 +87,11 @@ void RegistryReloader::Fail(const std::string& error) {
 }
 
 void RegistryReloader::Poll(bool forced) {
-  Load(forced);
+  ReloadIfChanged(forced);
   polls_.fetch_add(1, std::memory_order_release);
 }
 
-void RegistryReloader::Load(bool forced) {
+void RegistryReloader::ReloadIfChanged(bool forced) {
   {
     std::vector<std::shared_ptr<const Snapshot>> dead;
     {

@@ -70,7 +70,7 @@ class RegistryReloader {
   bool LastError(std::string* out);
 
  private:
-  void Load(bool forced);
+  void ReloadIfChanged(bool forced);
   Status Open();
   void Fail(const std::string& error);
 
