@@ -17,8 +17,8 @@
 
 namespace homepot {
 
-// Default PBKDF2 iteration count for hashes this project creates. See the
-// README ("Password hashing") for why.
+// Default PBKDF2 iteration count for hashes this project creates. See
+// docs/operating.md ("Password hashes") for why.
 inline constexpr int kDefaultIterations = 1000;
 // The most expensive $7$ hash accepted anywhere (provisioning, import,
 // registry load). Every login hashes on the broker's only thread, so one

@@ -22,24 +22,24 @@ Result<Statement> Statement::Prepare(sqlite3* db, std::string_view sql) {
   return Statement(stmt, db);
 }
 
-Statement& Statement::Check(int rc) {
+Statement& Statement::KeepFirstBindError(int rc) {
   if (rc != SQLITE_OK && bind_error_ == SQLITE_OK) bind_error_ = rc;
   return *this;
 }
 
 Statement& Statement::Bind(int index, std::string_view text) {
   // A null data pointer would bind NULL instead of the empty string.
-  return Check(sqlite3_bind_text64(stmt_.get(), index,
-                                   text.empty() ? "" : text.data(), text.size(),
-                                   SQLITE_TRANSIENT, SQLITE_UTF8));
+  return KeepFirstBindError(
+      sqlite3_bind_text64(stmt_.get(), index, text.empty() ? "" : text.data(),
+                          text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
 }
 
 Statement& Statement::Bind(int index, int64_t value) {
-  return Check(sqlite3_bind_int64(stmt_.get(), index, value));
+  return KeepFirstBindError(sqlite3_bind_int64(stmt_.get(), index, value));
 }
 
 Statement& Statement::BindNull(int index) {
-  return Check(sqlite3_bind_null(stmt_.get(), index));
+  return KeepFirstBindError(sqlite3_bind_null(stmt_.get(), index));
 }
 
 Statement& Statement::BindOptional(int index,
@@ -142,6 +142,8 @@ int64_t Database::Changes() const { return sqlite3_changes64(db_.get()); }
 bool Database::InTransaction() const {
   return sqlite3_get_autocommit(db_.get()) == 0;
 }
+
+void Database::SetBusyTimeout(int ms) { sqlite3_busy_timeout(db_.get(), ms); }
 
 Result<Transaction> Transaction::Begin(Database* db) {
   if (Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) return s;

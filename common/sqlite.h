@@ -52,7 +52,7 @@ class Statement {
     void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
   };
   Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
-  Statement& Check(int rc);
+  Statement& KeepFirstBindError(int rc);
   std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
   sqlite3* db_;
   int bind_error_ = SQLITE_OK;
@@ -77,6 +77,8 @@ class Database {
   int64_t Changes() const;
   // True while a transaction is open on this connection.
   bool InTransaction() const;
+  // How long a statement waits for another connection's lock from now on.
+  void SetBusyTimeout(int ms);
   sqlite3* handle() const { return db_.get(); }
 
  private:

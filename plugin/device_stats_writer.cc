@@ -1,8 +1,9 @@
 #include "device_stats_writer.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
+#include <string_view>
+
+#include "registry_reloader.h"
 
 namespace homepot {
 namespace {
@@ -17,13 +18,12 @@ void MergeCounters(DeviceCounters* into, const DeviceCounters& from) {
       std::max(into->last_delivery_ms, from.last_delivery_ms);
 }
 
-void BindStamp(sqlite3_stmt* stmt, int index, int64_t ms) {
+// The time as stored in device_stats, NULL for "never".
+void BindStamp(Statement* stmt, int index, int64_t ms) {
   if (ms == 0) {
-    sqlite3_bind_null(stmt, index);
+    stmt->BindNull(index);
   } else {
-    std::string stamp = StampString(ms);
-    sqlite3_bind_text(stmt, index, stamp.data(), static_cast<int>(stamp.size()),
-                      SQLITE_TRANSIENT);
+    stmt->Bind(index, std::string_view(StampString(ms)));
   }
 }
 
@@ -43,59 +43,55 @@ bool DeviceStatsWriter::Submit(std::vector<DeviceStatsDelta>* batch) {
   return true;
 }
 
+Status DeviceStatsWriter::Upsert(
+    Database* db,
+    const std::unordered_map<std::string, DeviceCounters>& batch) {
+  Result<Transaction> transaction = Transaction::Begin(db);
+  if (!transaction.ok()) return transaction.status();
+  Result<Statement> upsert = db->Prepare(
+      // Only for devices still registered: a removed device's statistics
+      // stay removed.
+      "INSERT INTO device_stats (device_id, published, delivered, "
+      "rejected, last_connect, last_publish, last_delivery) "
+      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS "
+      "(SELECT 1 FROM devices WHERE device_id = ?1) "
+      "ON CONFLICT (device_id) DO UPDATE SET "
+      "published = published + excluded.published, "
+      "delivered = delivered + excluded.delivered, "
+      "rejected = rejected + excluded.rejected, "
+      "last_connect = coalesce(excluded.last_connect, last_connect), "
+      "last_publish = coalesce(excluded.last_publish, last_publish), "
+      "last_delivery = coalesce(excluded.last_delivery, last_delivery)");
+  if (!upsert.ok()) return upsert.status();
+  for (const auto& [device_id, c] : batch) {
+    upsert->Bind(1, std::string_view(device_id))
+        .Bind(2, static_cast<int64_t>(c.published))
+        .Bind(3, static_cast<int64_t>(c.delivered))
+        .Bind(4, static_cast<int64_t>(c.rejected));
+    BindStamp(&*upsert, 5, c.last_connect_ms);
+    BindStamp(&*upsert, 6, c.last_publish_ms);
+    BindStamp(&*upsert, 7, c.last_delivery_ms);
+    if (Status s = upsert->Run(); !s.ok()) return s;
+  }
+  return transaction->Commit();
+}
+
 Status DeviceStatsWriter::Write(
-    sqlite3* db, int busy_timeout_ms,
+    Database* db, int busy_timeout_ms,
     const std::unordered_map<std::string, DeviceCounters>& batch) {
   if (db == nullptr) {
     return Status::Error("registry file " + path_ + " is not open");
   }
-  sqlite3_busy_timeout(db, busy_timeout_ms);
-  sqlite3_stmt* stmt = nullptr;
-  bool ok =
-      sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) ==
-          SQLITE_OK &&
-      sqlite3_prepare_v2(
-          db,
-          // Only for devices still registered: a removed device's
-          // statistics stay removed.
-          "INSERT INTO device_stats (device_id, published, delivered, "
-          "rejected, last_connect, last_publish, last_delivery) "
-          "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS "
-          "(SELECT 1 FROM devices WHERE device_id = ?1) "
-          "ON CONFLICT (device_id) DO UPDATE SET "
-          "published = published + excluded.published, "
-          "delivered = delivered + excluded.delivered, "
-          "rejected = rejected + excluded.rejected, "
-          "last_connect = coalesce(excluded.last_connect, last_connect), "
-          "last_publish = coalesce(excluded.last_publish, last_publish), "
-          "last_delivery = coalesce(excluded.last_delivery, last_delivery)",
-          -1, &stmt, nullptr) == SQLITE_OK;
-  for (auto it = batch.begin(); ok && it != batch.end(); ++it) {
-    const DeviceCounters& c = it->second;
-    sqlite3_bind_text(stmt, 1, it->first.data(),
-                      static_cast<int>(it->first.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, static_cast<int64_t>(c.published));
-    sqlite3_bind_int64(stmt, 3, static_cast<int64_t>(c.delivered));
-    sqlite3_bind_int64(stmt, 4, static_cast<int64_t>(c.rejected));
-    BindStamp(stmt, 5, c.last_connect_ms);
-    BindStamp(stmt, 6, c.last_publish_ms);
-    BindStamp(stmt, 7, c.last_delivery_ms);
-    ok = sqlite3_step(stmt) == SQLITE_DONE;
-    sqlite3_reset(stmt);
+  db->SetBusyTimeout(busy_timeout_ms);
+  Status upserted = Upsert(db, batch);
+  db->SetBusyTimeout(RegistryReloader::kBusyTimeoutMs);
+  if (!upserted.ok()) {
+    return Status::Error("cannot write device_stats: " + upserted.message());
   }
-  if (ok) {
-    ok = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK;
-  }
-  std::string error;
-  if (!ok)
-    error = std::string("cannot write device_stats: ") + sqlite3_errmsg(db);
-  sqlite3_finalize(stmt);
-  if (!ok) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_busy_timeout(db, 2000);
-  return ok ? Status::Ok() : Status::Error(error);
+  return Status::Ok();
 }
 
-bool DeviceStatsWriter::Flush(sqlite3* db, int busy_timeout_ms) {
+bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   std::unordered_map<std::string, DeviceCounters> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);

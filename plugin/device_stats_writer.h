@@ -20,10 +20,9 @@
 
 #include "broker.h"
 #include "log_queue.h"
+#include "sqlite.h"
 #include "stats.h"
 #include "status.h"
-
-struct sqlite3;
 
 namespace homepot {
 
@@ -41,15 +40,20 @@ class DeviceStatsWriter {
   // Writes the pending deltas through `db` (nullptr: the file is not open,
   // they wait), waiting at most `busy_timeout_ms` for the file's lock.
   // True when rows were committed (the file changed).
-  bool Flush(sqlite3* db, int busy_timeout_ms);
+  bool Flush(Database* db, int busy_timeout_ms);
 
   // Duration of the last successful flush and its row count.
   int64_t last_flush_ms() const { return last_flush_ms_.load(); }
   int64_t last_flush_rows() const { return last_flush_rows_.load(); }
 
  private:
-  Status Write(sqlite3* db, int busy_timeout_ms,
+  // Upsert with the connection's busy timeout set to `busy_timeout_ms`
+  // meanwhile; errors say that device_stats was not written.
+  Status Write(Database* db, int busy_timeout_ms,
                const std::unordered_map<std::string, DeviceCounters>& batch);
+  // Adds `batch` to device_stats in one transaction.
+  Status Upsert(Database* db,
+                const std::unordered_map<std::string, DeviceCounters>& batch);
 
   const std::string path_;
   Clock* const clock_;

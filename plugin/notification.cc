@@ -50,7 +50,7 @@ bool Digits(std::string_view s, size_t pos, size_t n) {
   return true;
 }
 
-int Number(std::string_view s, size_t pos, size_t n) {
+int DigitsValue(std::string_view s, size_t pos, size_t n) {
   int v = 0;
   for (size_t i = pos; i < pos + n; ++i) v = v * 10 + (s[i] - '0');
   return v;
@@ -191,14 +191,14 @@ bool IsIsoTimestamp(std::string_view t) {
   std::string_view zone = t.substr(i + 1);
   int zh = -1, zm = 0;
   if (zone.size() == 2 && Digits(zone, 0, 2)) {
-    zh = Number(zone, 0, 2);
+    zh = DigitsValue(zone, 0, 2);
   } else if (zone.size() == 4 && Digits(zone, 0, 4)) {
-    zh = Number(zone, 0, 2);
-    zm = Number(zone, 2, 2);
+    zh = DigitsValue(zone, 0, 2);
+    zm = DigitsValue(zone, 2, 2);
   } else if (zone.size() == 5 && Digits(zone, 0, 2) && zone[2] == ':' &&
              Digits(zone, 3, 2)) {
-    zh = Number(zone, 0, 2);
-    zm = Number(zone, 3, 2);
+    zh = DigitsValue(zone, 0, 2);
+    zm = DigitsValue(zone, 3, 2);
   }
   return zh >= 0 && zh <= 23 && zm <= 59;
 }

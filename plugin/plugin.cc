@@ -25,7 +25,7 @@ struct PluginState {
   std::unique_ptr<homepot::Homepot> core;
 };
 
-ClientInfo Describe(struct mosquitto* client) {
+ClientInfo ClientInfoOf(struct mosquitto* client) {
   ClientInfo info;
   info.handle = client;
   info.username = mosquitto_client_username(client);
@@ -48,7 +48,7 @@ int OnBasicAuth(int, void* event_data, void* userdata) noexcept {
   try {
     auto* state = static_cast<PluginState*>(userdata);
     auto* ev = static_cast<mosquitto_evt_basic_auth*>(event_data);
-    switch (state->core->OnBasicAuth(Describe(ev->client), ev->username,
+    switch (state->core->OnBasicAuth(ClientInfoOf(ev->client), ev->username,
                                      ev->password)) {
       case Verdict::kAllow:
         return MOSQ_ERR_SUCCESS;
@@ -69,9 +69,9 @@ int OnAclCheck(int, void* event_data, void* userdata) noexcept {
     auto* state = static_cast<PluginState*>(userdata);
     auto* ev = static_cast<mosquitto_evt_acl_check*>(event_data);
     if (ev->topic == nullptr) return MOSQ_ERR_ACL_DENIED;
-    switch (state->core->OnAclCheck(Describe(ev->client), ev->topic, ev->access,
-                                    ev->payload, ev->payloadlen, ev->qos,
-                                    ev->retain)) {
+    switch (state->core->OnAclCheck(ClientInfoOf(ev->client), ev->topic,
+                                    ev->access, ev->payload, ev->payloadlen,
+                                    ev->qos, ev->retain)) {
       case Verdict::kAllow:
         return MOSQ_ERR_SUCCESS;
       case Verdict::kDefer:
@@ -99,7 +99,7 @@ int OnMessage(int, void* event_data, void* userdata) noexcept {
     m.payloadlen = ev->payloadlen;
     m.qos = ev->qos;
     m.retain = ev->retain;
-    Verdict v = state->core->OnMessage(Describe(ev->client), &m);
+    Verdict v = state->core->OnMessage(ClientInfoOf(ev->client), &m);
     if (v == Verdict::kDeny) return MOSQ_ERR_ACL_DENIED;
     if (v == Verdict::kDisconnect) return MOSQ_ERR_AUTH;  // ends the session
     ev->payload = m.payload;  // the broker frees the old payload
@@ -139,7 +139,7 @@ int OnDisconnect(int, void* event_data, void* userdata) noexcept {
     bool may_persist = mosquitto_client_protocol_version(ev->client) == 5 ||
                        !mosquitto_client_clean_session(ev->client);
     static_cast<PluginState*>(userdata)->core->OnDisconnect(
-        Describe(ev->client), may_persist);
+        ClientInfoOf(ev->client), may_persist);
   } catch (...) {
     LogException("disconnect");
   }

@@ -99,7 +99,7 @@ void Snapshot::AttachRules(std::vector<std::pair<std::string, AclRule>> rules) {
   }
 }
 
-void Snapshot::Index() {
+void Snapshot::BuildIndexes() {
   by_id_.assign(TableSize(devices_.size()), 0);
   size_t custom = 0;
   for (const Device& d : devices_) custom += !d.token.empty();
@@ -123,7 +123,7 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::vector<Device> devices,
   s->global_rules_ = std::move(global);
   s->generation_ = generation;
   s->unknown_max_payload_ = unknown_max_payload;
-  s->Index();
+  s->BuildIndexes();
   return s;
 }
 

@@ -72,8 +72,9 @@ class Snapshot {
  private:
   friend Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
       sqlite3* db, std::vector<std::string>* warnings);
-  void Index();
-  // Adds per-device rules after Index(); rules of unknown ids are dropped.
+  void BuildIndexes();
+  // Adds per-device rules after BuildIndexes(); rules of unknown ids are
+  // dropped.
   void AttachRules(std::vector<std::pair<std::string, AclRule>> rules);
   std::vector<Device> devices_;
   std::vector<uint32_t> by_id_;     // open addressing; 0 = empty, else idx+1

@@ -1,9 +1,9 @@
 #include "registry_reloader.h"
 
-#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace homepot {
 namespace {
@@ -29,20 +29,18 @@ Status RegistryReloader::Open() {
   if (stat(path_.c_str(), &st) != 0) {
     return Status::Error("registry file " + path_ + " does not exist");
   }
-  int rc =
-      sqlite3_open_v2(path_.c_str(), &db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-    Close();
-    return Status::Error("cannot open registry file " + path_ + ": " + msg);
+  Result<Database> db =
+      Database::Open(path_, Database::Mode::kReadWrite, kBusyTimeoutMs);
+  if (!db.ok()) {
+    return Status::Error("cannot open registry file " + path_ + ": " +
+                         db.status().message());
   }
-  sqlite3_busy_timeout(db_, 2000);
+  db_.emplace(std::move(*db));
   inode_ = st.st_ino;
   device_ = st.st_dev;
   size_ = st.st_size;
   mtime_ns_ = MtimeNs(st);
-  Status schema = CheckSchema(db_);
+  Status schema = CheckSchema(db_->handle());
   if (!schema.ok()) {
     Close();
     return Status::Error("registry file " + path_ + ": " + schema.message());
@@ -50,13 +48,10 @@ Status RegistryReloader::Open() {
   return Status::Ok();
 }
 
-void RegistryReloader::Close() {
-  if (db_ != nullptr) sqlite3_close_v2(db_);
-  db_ = nullptr;
-}
+void RegistryReloader::Close() { db_.reset(); }
 
 void RegistryReloader::OpenIfClosed() {
-  if (db_ == nullptr) Open();  // a failure leaves it closed
+  if (!db_) Open();  // a failure leaves it closed
 }
 
 void RegistryReloader::AcceptOwnWrite() {
@@ -71,7 +66,7 @@ Result<std::shared_ptr<const Snapshot>> RegistryReloader::LoadFirst() {
   Status s = Open();
   if (!s.ok()) return s;
   std::vector<std::string> warnings;
-  auto loaded = LoadSnapshot(db_, &warnings);
+  auto loaded = LoadSnapshot(db_->handle(), &warnings);
   if (!loaded.ok()) {
     Close();
     return Status::Error("registry file " + path_ + ": " +
@@ -92,11 +87,11 @@ void RegistryReloader::Fail(const std::string& error) {
 }
 
 void RegistryReloader::Poll(bool forced) {
-  Load(forced);
+  ReloadIfChanged(forced);
   polls_.fetch_add(1, std::memory_order_release);
 }
 
-void RegistryReloader::Load(bool forced) {
+void RegistryReloader::ReloadIfChanged(bool forced) {
   {
     std::vector<std::shared_ptr<const Snapshot>> dead;
     {
@@ -115,8 +110,7 @@ void RegistryReloader::Load(bool forced) {
   // Rewritten in place (cp over it, corrupted): in WAL mode SQLite's page
   // cache keeps serving the old pages without an error, so reopen.
   bool rewritten = st.st_size != size_ || MtimeNs(st) != mtime_ns_;
-  if (db_ == nullptr || st.st_ino != inode_ || st.st_dev != device_ ||
-      rewritten) {
+  if (!db_ || st.st_ino != inode_ || st.st_dev != device_ || rewritten) {
     Status s = Open();
     if (!s.ok()) {
       Fail(s.message());
@@ -125,7 +119,7 @@ void RegistryReloader::Load(bool forced) {
     forced = true;
     fresh = true;
   }
-  Result<int64_t> generation = ReadGeneration(db_);
+  Result<int64_t> generation = ReadGeneration(db_->handle());
   if (!generation.ok() && !fresh) {
     // The connection may be stale (file rewritten in place): judge the file
     // through a fresh one, so that one fault gives one message.
@@ -135,7 +129,7 @@ void RegistryReloader::Load(bool forced) {
       return;
     }
     forced = true;
-    generation = ReadGeneration(db_);
+    generation = ReadGeneration(db_->handle());
   }
   if (!generation.ok()) {
     Fail("registry file " + path_ + ": " + generation.status().message());
@@ -151,7 +145,7 @@ void RegistryReloader::Load(bool forced) {
 
   const int64_t start_us = clock_->MonotonicUs();
   std::vector<std::string> warnings;
-  auto loaded = LoadSnapshot(db_, &warnings);
+  auto loaded = LoadSnapshot(db_->handle(), &warnings);
   if (!loaded.ok()) {
     Fail("registry file " + path_ + ": " + loaded.status().message());
     Close();

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,14 +24,17 @@
 #include "log_queue.h"
 #include "registry.h"
 #include "registry_source.h"
+#include "sqlite.h"
 #include "status.h"
-
-struct sqlite3;
 
 namespace homepot {
 
 class RegistryReloader {
  public:
+  // How long the connection waits for another connection's lock (a writer
+  // that sets its own timeout sets this one back).
+  static constexpr int kBusyTimeoutMs = 2000;
+
   // `has_update` is kept equal to "an update is waiting" (under the lock).
   RegistryReloader(std::string path, Clock* clock, LogQueue* log,
                    std::atomic<bool>* has_update);
@@ -46,7 +50,7 @@ class RegistryReloader {
   // replaced or rewritten, the last attempt failed, or `forced`.
   void Poll(bool forced);
   // Registry thread: the open connection, or nullptr.
-  sqlite3* db() const { return db_; }
+  Database* db() { return db_ ? &*db_ : nullptr; }
   // Registry thread: reopens a closed connection (for a last stats write).
   void OpenIfClosed();
   void Close();
@@ -66,7 +70,7 @@ class RegistryReloader {
   bool LastError(std::string* out);
 
  private:
-  void Load(bool forced);
+  void ReloadIfChanged(bool forced);
   Status Open();
   void Fail(const std::string& error);
 
@@ -76,7 +80,7 @@ class RegistryReloader {
   std::atomic<bool>* const has_update_;
 
   // Registry thread only (after LoadFirst).
-  sqlite3* db_ = nullptr;
+  std::optional<Database> db_;
   unsigned long inode_ = 0;
   unsigned long device_ = 0;
   // Size and mtime (ns) at Open(): a change means the file was rewritten.

@@ -18,7 +18,7 @@ RegistryWorker::~RegistryWorker() { Shutdown(); }
 
 Result<std::shared_ptr<const Snapshot>> RegistryWorker::Start() {
   auto first = reloader_.LoadFirst();
-  if (first.ok()) thread_ = std::thread([this] { Run(); });
+  if (first.ok()) thread_ = std::thread([this] { PollUntilStopped(); });
   return first;
 }
 
@@ -51,7 +51,7 @@ bool RegistryWorker::SubmitStats(std::vector<DeviceStatsDelta>* batch) {
   return true;
 }
 
-void RegistryWorker::Run() {
+void RegistryWorker::PollUntilStopped() {
   // Registry loads must not compete with the broker thread for a core: run
   // this thread at a lower priority (Linux nice is per thread).
   setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);

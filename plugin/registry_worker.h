@@ -63,7 +63,9 @@ class RegistryWorker : public RegistrySource {
   uint64_t polls() const { return reloader_.polls(); }
 
  private:
-  void Run();
+  // The registry thread: polls every interval (at once when a reload is
+  // requested) and flushes submitted device stats, until Shutdown.
+  void PollUntilStopped();
 
   const int interval_ms_;
   LogQueue log_;

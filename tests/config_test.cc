@@ -21,7 +21,7 @@ std::string ErrorOf(const OptionList& options) {
   return r.ok() ? std::string() : r.status().message();
 }
 
-TEST(ConfigTest, DefaultsMatchTheSpec) {
+TEST(ConfigTest, DefaultsMatchTheDocs) {
   Result<Config> r =
       ParseConfig({{"db_path", "/var/lib/mosquitto/homepot.db"}});
   ASSERT_TRUE(r.ok()) << r.status().message();

@@ -16,6 +16,7 @@
 #include "registry.h"
 #include "registry_source.h"
 #include "stats.h"
+#include "testing.h"
 
 namespace homepot {
 namespace {
@@ -25,8 +26,6 @@ constexpr int kRead = 1;
 constexpr int kWrite = 2;
 constexpr int kSubscribe = 4;
 constexpr int kUnsubscribe = 8;
-
-constexpr char kValidNotification[] = R"({"title":"Hi","body":"There"})";
 
 // Records what the core asks of the broker.
 class FakeBroker : public Broker {
@@ -390,7 +389,7 @@ TEST_F(HomepotTest, AclCheckVerdicts) {
   EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kUnsubscribe),
             Verdict::kAllow);
   EXPECT_EQ(
-      Publish(sensor, "devices/sensor-001/notifications", kValidNotification),
+      Publish(sensor, "devices/sensor-001/notifications", test::kNotification),
       Verdict::kDeny);
   EXPECT_EQ(Acl(sensor, "devices/sensor-002/notifications", kRead),
             Verdict::kDeny);
@@ -399,7 +398,7 @@ TEST_F(HomepotTest, AclCheckVerdicts) {
 
   Client backend("homepot", "b-1");
   EXPECT_EQ(
-      Publish(backend, "devices/sensor-001/notifications", kValidNotification),
+      Publish(backend, "devices/sensor-001/notifications", test::kNotification),
       Verdict::kAllow);
   EXPECT_EQ(Publish(backend, "backend/status", "online"), Verdict::kAllow);
   EXPECT_EQ(Acl(backend, "backend/status", kRead), Verdict::kAllow);
@@ -803,7 +802,7 @@ TEST_F(HomepotTest, DeliveriesCountOnlyCopiesSentOrQueued) {
   Create();
   Client sensor("sensor-001", "s-1");
   ASSERT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
-  const std::string body = kValidNotification;
+  const std::string body = test::kNotification;
   const std::string topic = "devices/sensor-001/notifications";
   auto deliver = [&](int qos) {
     return core_->OnAclCheck(sensor.info(), topic, kRead, body.data(),
@@ -843,7 +842,7 @@ TEST_F(HomepotTest, RetainSourceCheckIsOnlyAnAclQuestion) {
   Create();
   Client source("homepot", "b-1");
   broker_.retain_checks.insert(source.info().handle);
-  const std::string body = kValidNotification;
+  const std::string body = test::kNotification;
   EXPECT_EQ(core_->OnAclCheck(source.info(), "devices/sensor-001/notifications",
                               kWrite, body.data(),
                               static_cast<uint32_t>(body.size()), 1, true),
@@ -872,7 +871,7 @@ TEST_F(HomepotTest, TakenOverSessionIsAWillOnlyDuringTheTakeover) {
   Client old_session("homepot", "b-1");
   Client new_session("homepot", "b-1");
   ASSERT_EQ(Auth(old_session, "homepot", "backend-pw"), Verdict::kAllow);
-  const std::string body = kValidNotification;
+  const std::string body = test::kNotification;
   const std::string topic = "devices/sensor-001/notifications";
   auto write = [&](const Client& c) {
     return core_->OnAclCheck(c.info(), topic, kWrite, body.data(),
@@ -952,7 +951,7 @@ TEST_F(HomepotTest, RevokedSessionsWillIsRefused) {
   core_->OnReload();
   ASSERT_EQ(broker_.LogsContaining("registry reloaded"), 1);
   core_->OnDisconnect(backend.info());
-  const std::string will = kValidNotification;
+  const std::string will = test::kNotification;
   EXPECT_EQ(core_->OnAclCheck(
                 backend.info(), "devices/sensor-001/notifications", kWrite,
                 will.data(), static_cast<uint32_t>(will.size()), 1, false),

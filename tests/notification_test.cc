@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "testing.h"
 #include "timestamp_injector.h"
 
 namespace homepot {
@@ -19,14 +20,7 @@ constexpr uint32_t kLimit = 262144;  // plugin_opt_max_payload default
 constexpr int kDepth = 3;            // devices/sensor-001/notifications
 constexpr int kMaxDepth = 7;         // plugin_opt_max_topic_depth default
 
-// The example notification from the HOMEPOT integration guide.
-const std::string kSample =
-    R"({"title": "Temperature Alert", "body": "Temperature exceeded )"
-    "threshold: 85\xC2\xB0"
-    R"(C", "timestamp": "2026-11-25T10:30:00.123456", "platform": )"
-    R"("mqtt_push", "message_id": "6f1c0e7e-3a54-4c1e-9a41-0d7c3b2f9e10", )"
-    R"("data": {"sensor_id": "sensor-001", "value": 85, "threshold": 80}, )"
-    R"("priority": "high", "ttl": 300})";
+const std::string kSample = test::kSampleNotification;
 
 // The broker receipt time every injection test uses, and its text.
 constexpr int64_t kStampMs = 1795606354123;

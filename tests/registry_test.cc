@@ -4,31 +4,18 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <fstream>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "credentials.h"
+#include "testing.h"
 
 namespace homepot {
 namespace {
 
-std::string SchemaText() {
-  std::ifstream in(HOMEPOT_SCHEMA_SQL);
-  EXPECT_TRUE(in.is_open()) << HOMEPOT_SCHEMA_SQL;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string EncodedHash(const std::string& password) {
-  Result<PasswordHash> h = HashPassword(password, 10);
-  EXPECT_TRUE(h.ok());
-  return EncodePasswordHash(*h);
-}
+using test::EncodedHash;
 
 // An in-memory registry database.
 class RegistryTest : public ::testing::Test {
@@ -38,23 +25,15 @@ class RegistryTest : public ::testing::Test {
   }
   void TearDown() override { sqlite3_close(db_); }
 
-  void ApplySchema() { Exec(SchemaText()); }
+  void ApplySchema() { Exec(test::SchemaSql()); }
 
   // Runs `sql`, failing the test on error.
-  void Exec(const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
-    EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (err ? err : "");
-    sqlite3_free(err);
-  }
+  void Exec(const std::string& sql) { EXPECT_TRUE(test::ExecSql(db_, sql)); }
 
   // Runs `sql`, returning the error message ("" on success).
   std::string TryExec(const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
-    std::string message = rc == SQLITE_OK ? "" : (err ? err : "error");
-    sqlite3_free(err);
-    return message;
+    testing::AssertionResult result = test::ExecSql(db_, sql);
+    return result ? "" : result.message();
   }
 
   int64_t Generation() {

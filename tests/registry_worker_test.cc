@@ -10,10 +10,11 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "testing.h"
 
 namespace homepot {
 namespace {
@@ -24,47 +25,18 @@ using std::chrono::steady_clock;
 constexpr int kFastInterval = 50;               // ms
 constexpr auto kPatience = milliseconds(5000);  // upper bound for any wait
 
-std::string SchemaText() {
-  std::ifstream in(HOMEPOT_SCHEMA_SQL);
-  EXPECT_TRUE(in.is_open()) << HOMEPOT_SCHEMA_SQL;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs `sql` on `path` through its own connection, as homepot-admin or the
-// sqlite3 shell would.
-void ExecOn(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK) << path;
-  sqlite3_busy_timeout(db, 5000);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
-}
-
 class RegistryWorkerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/homepot-worker-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/registry.db";
-  }
-  void TearDown() override {
-    worker_.reset();
-    std::string cmd = "rm -rf '" + dir_ + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
-  }
+  void SetUp() override { ASSERT_TRUE(dir_.ok()); }
+  // The worker stops before the directory goes.
+  void TearDown() override { worker_.reset(); }
 
   // A registry at `path` with one enabled device, sensor-001.
   void CreateRegistry(const std::string& path) {
-    ExecOn(path, SchemaText());
-    ExecOn(path,
-           "INSERT INTO devices (device_id, device_type) VALUES "
-           "('sensor-001', 'iot_sensor')");
+    ASSERT_TRUE(test::CreateRegistryFile(
+        path,
+        "INSERT INTO devices (device_id, device_type) VALUES "
+        "('sensor-001', 'iot_sensor')"));
   }
 
   std::shared_ptr<const Snapshot> StartWorker(int interval_ms) {
@@ -157,9 +129,11 @@ class RegistryWorkerTest : public ::testing::Test {
   // Replaces the registry file the way a restored backup does: a complete
   // new file renamed over the old one.
   void ReplaceWithNewRegistry(const std::string& extra_sql) {
-    std::string tmp = dir_ + "/restore.db";
+    std::string tmp = dir_.Path("restore.db");
     CreateRegistry(tmp);
-    if (!extra_sql.empty()) ExecOn(tmp, extra_sql);
+    if (!extra_sql.empty()) {
+      ASSERT_TRUE(test::ExecSqlOn(tmp, extra_sql));
+    }
     ASSERT_EQ(std::rename(tmp.c_str(), path_.c_str()), 0);
   }
 
@@ -169,8 +143,8 @@ class RegistryWorkerTest : public ::testing::Test {
     }
   }
 
-  std::string dir_;
-  std::string path_;
+  test::TempDir dir_{"homepot-worker-test"};
+  std::string path_ = dir_.Path("registry.db");
   std::unique_ptr<RegistryWorker> worker_;
   std::shared_ptr<const Snapshot> current_;
 };
@@ -188,9 +162,10 @@ TEST_F(RegistryWorkerTest, StartLoadsTheRegistry) {
 
 TEST_F(RegistryWorkerTest, StartLogsLoadWarnings) {
   CreateRegistry(path_);
-  ExecOn(path_,
-         "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
-         "('sensor-001', 'a/#/b', 'read')");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_,
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('sensor-001', 'a/#/b', 'read')"));
   StartWorker(3600000);
   ASSERT_TRUE(worker_->HasLogs());
   std::vector<std::string> logs;
@@ -204,9 +179,10 @@ TEST_F(RegistryWorkerTest, ChangeFromAnotherConnectionShowsUp) {
   CreateRegistry(path_);
   auto first = StartWorker(kFastInterval);
   ASSERT_NE(first, nullptr);
-  ExecOn(path_,
-         "INSERT INTO devices (device_id, device_type) VALUES ('sensor-002', "
-         "'gateway')");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_,
+      "INSERT INTO devices (device_id, device_type) VALUES ('sensor-002', "
+      "'gateway')"));
   // The next poll notices it.
   ASSERT_TRUE(WaitForPolls(1));
   EXPECT_TRUE(worker_->HasUpdate());
@@ -228,29 +204,33 @@ TEST_F(RegistryWorkerTest, ChangeFromAnotherConnectionShowsUp) {
 
 TEST_F(RegistryWorkerTest, DisablingADeviceRevokesIt) {
   CreateRegistry(path_);
-  ExecOn(path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')"));
   StartWorker(kFastInterval);
-  ExecOn(path_,
-         "UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_, "UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'"));
   RegistryUpdate update;
   ASSERT_TRUE(WaitForUpdate(&update));
   EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-001"});
   EXPECT_FALSE(update.snapshot->Find("sensor-001")->enabled);
 
-  ExecOn(path_, "DELETE FROM devices WHERE device_id = 'sensor-002'");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_, "DELETE FROM devices WHERE device_id = 'sensor-002'"));
   ASSERT_TRUE(WaitForUpdate(&update));
   EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-002"});
 }
 
 TEST_F(RegistryWorkerTest, RevocationsMergeWhileAnUpdateWaits) {
   CreateRegistry(path_);
-  ExecOn(path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')"));
   StartWorker(kFastInterval);
-  ExecOn(path_,
-         "UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_, "UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'"));
   // Wait until the worker has built that update, but do not take it.
   ASSERT_TRUE(WaitFor([&] { return worker_->HasUpdate(); }));
-  ExecOn(path_, "DELETE FROM devices WHERE device_id = 'sensor-002'");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_, "DELETE FROM devices WHERE device_id = 'sensor-002'"));
   // The next poll builds the second update on top.
   ASSERT_TRUE(WaitForPolls(1));
   RegistryUpdate update;
@@ -264,7 +244,8 @@ TEST_F(RegistryWorkerTest, RevocationsMergeWhileAnUpdateWaits) {
 TEST_F(RegistryWorkerTest, RequestReloadReloadsAtOnce) {
   CreateRegistry(path_);
   auto first = StartWorker(3600000);  // effectively never on its own
-  ExecOn(path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')");
+  EXPECT_TRUE(test::ExecSqlOn(
+      path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')"));
   EXPECT_FALSE(worker_->HasUpdate());
   worker_->RequestReload();
   RegistryUpdate update;
@@ -304,7 +285,7 @@ TEST_F(RegistryWorkerTest, MissingFileKeepsTheRegistryAndLogsOnce) {
 TEST_F(RegistryWorkerTest, GarbageRenamedOverTheFileIsLoggedOnce) {
   CreateRegistry(path_);
   StartWorker(kFastInterval);
-  std::string tmp = dir_ + "/garbage";
+  std::string tmp = dir_.Path("garbage");
   {
     std::ofstream out(tmp, std::ios::binary);
     for (int i = 0; i < 512; ++i) out << "this is not an SQLite database. ";
@@ -357,7 +338,7 @@ TEST_F(RegistryWorkerTest, RestoredFileIsPickedUp) {
 TEST_F(RegistryWorkerTest, RecoversFromGarbageWhenARegistryIsRenamedBack) {
   CreateRegistry(path_);
   StartWorker(kFastInterval);
-  std::string tmp = dir_ + "/garbage";
+  std::string tmp = dir_.Path("garbage");
   {
     std::ofstream out(tmp, std::ios::binary);
     for (int i = 0; i < 512; ++i) out << "garbage garbage garbage garbage ";
@@ -378,9 +359,9 @@ TEST_F(RegistryWorkerTest, ReplacedFileIsReloadedEvenAtTheSameGeneration) {
   CreateRegistry(path_);
   auto first = StartWorker(kFastInterval);
   // Same generation (1 insert after the schema), different contents.
-  std::string tmp = dir_ + "/other.db";
-  ExecOn(tmp, SchemaText());
-  ExecOn(tmp, "INSERT INTO devices (device_id) VALUES ('other-001')");
+  std::string tmp = dir_.Path("other.db");
+  ASSERT_TRUE(test::CreateRegistryFile(
+      tmp, "INSERT INTO devices (device_id) VALUES ('other-001')"));
   ASSERT_EQ(std::rename(tmp.c_str(), path_.c_str()), 0);
   RegistryUpdate update;
   ASSERT_TRUE(WaitForUpdate(&update));
@@ -400,7 +381,8 @@ TEST_F(RegistryWorkerTest, StartFailsOnANonexistentFile) {
 }
 
 TEST_F(RegistryWorkerTest, StartFailsOnAFileWithoutTheSchema) {
-  ExecOn(path_, "CREATE TABLE unrelated (x INTEGER)");
+  ASSERT_TRUE(test::WriteFile(path_, ""));
+  ASSERT_TRUE(test::ExecSqlOn(path_, "CREATE TABLE unrelated (x INTEGER)"));
   worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());

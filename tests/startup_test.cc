@@ -7,6 +7,8 @@
 #include <fstream>
 #include <string>
 
+#include "testing.h"
+
 namespace homepot {
 namespace {
 
@@ -24,17 +26,10 @@ class NullBroker : public Broker {
 
 class StartHomepotTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/homepot-startup-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir_ + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
-  }
+  void SetUp() override { ASSERT_TRUE(tmp_.ok()); }
 
-  std::string dir_;
+  test::TempDir tmp_{"homepot-startup-test"};
+  std::string dir_ = tmp_.path();
   Config config_;
   NullBroker broker_;
   SystemClock clock_;

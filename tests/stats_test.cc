@@ -63,7 +63,7 @@ RegistryInfo FilledRegistry() {
   return r;
 }
 
-TEST(StatsTest, KeysAndOrderFollowTheSpec) {
+TEST(StatsTest, KeysAndOrderFollowTheDocs) {
   ordered_json j = Render(Counters{}, RegistryInfo{});
   EXPECT_EQ(KeysOf(j),
             (Keys{"total_sent", "total_success", "total_failed", "last_sent",

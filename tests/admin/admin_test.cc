@@ -6,13 +6,11 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -21,34 +19,15 @@
 
 #include "admin/validate.h"
 #include "credentials.h"
+#include "testing.h"
 
 namespace homepot::admin {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
-
-const std::string& SchemaSql() {
-  static const std::string* text =
-      new std::string(ReadText(HOMEPOT_SCHEMA_SQL));
-  return *text;
-}
-
-// The repository root, found from the schema's path (<root>/schema/...).
-fs::path SourceRoot() {
-  return fs::path(HOMEPOT_SCHEMA_SQL).parent_path().parent_path();
-}
+// The repository root.
+fs::path SourceRoot() { return fs::path(HOMEPOT_SOURCE_DIR); }
 
 struct Outcome {
   int code;
@@ -67,13 +46,7 @@ class Peek {
   Peek(const Peek&) = delete;
   Peek& operator=(const Peek&) = delete;
 
-  void Exec(const std::string& sql) {
-    char* message = nullptr;
-    ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message),
-              SQLITE_OK)
-        << (message ? message : "") << "\n"
-        << sql;
-  }
+  void Exec(const std::string& sql) { ASSERT_TRUE(test::ExecSql(db_, sql)); }
   // Rows as "a|b|c" lines; NULL shows as "NULL".
   std::vector<std::string> Rows(const std::string& sql) {
     std::vector<std::string> rows;
@@ -108,15 +81,8 @@ class Peek {
 class AdminTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/homepot-admin-test-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-    db_ = dir_ / "homepot.db";
-    env_.schema_sql = SchemaSql();
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+    ASSERT_TRUE(tmp_.ok());
+    env_.schema_sql = test::SchemaSql();
   }
 
   // homepot-admin --db <db_> args..., with `input` on stdin.
@@ -174,8 +140,9 @@ class AdminTest : public ::testing::Test {
     EXPECT_EQ(Snapshot(), before);
   }
 
-  fs::path dir_;
-  fs::path db_;
+  test::TempDir tmp_{"homepot-admin-test"};
+  fs::path dir_ = tmp_.path();
+  fs::path db_ = dir_ / "homepot.db";
   AdminEnv env_;
 };
 
@@ -218,7 +185,7 @@ TEST_F(AdminTest, InitTwiceSaysUpToDateAndChangesNothing) {
 }
 
 TEST_F(AdminTest, TheEmbeddedSchemaIsVersionOne) {
-  Result<int> version = SchemaVersionOf(SchemaSql());
+  Result<int> version = SchemaVersionOf(test::SchemaSql());
   ASSERT_TRUE(version.ok()) << version.status().message();
   EXPECT_EQ(*version, 1);
   EXPECT_TRUE(BuiltinMigrations().empty());
@@ -228,7 +195,7 @@ TEST_F(AdminTest, TheEmbeddedSchemaIsVersionOne) {
 TEST_F(AdminTest, InitMigratesAnOlderRegistryInPlace) {
   Init();
   AddDevice("sensor-001");
-  std::string v2 = SchemaSql();
+  std::string v2 = test::SchemaSql();
   const size_t at = v2.rfind("PRAGMA user_version = 1");
   ASSERT_NE(at, std::string::npos);
   v2.replace(at, 23, "PRAGMA user_version = 2");
@@ -247,7 +214,7 @@ TEST_F(AdminTest, InitMigratesAnOlderRegistryInPlace) {
 
 TEST_F(AdminTest, InitWithoutAMigrationStepChangesNothing) {
   Init();
-  std::string v3 = SchemaSql();
+  std::string v3 = test::SchemaSql();
   v3.replace(v3.rfind("PRAGMA user_version = 1"), 23,
              "PRAGMA user_version = 3");
   env_.schema_sql = v3;
@@ -259,7 +226,7 @@ TEST_F(AdminTest, InitWithoutAMigrationStepChangesNothing) {
 
 TEST_F(AdminTest, CommandsOnAnOlderRegistryAskForInit) {
   Init();
-  std::string v2 = SchemaSql();
+  std::string v2 = test::SchemaSql();
   v2.replace(v2.rfind("PRAGMA user_version = 1"), 23,
              "PRAGMA user_version = 2");
   env_.schema_sql = v2;
@@ -289,12 +256,12 @@ TEST_F(AdminTest, InitRefusesAForeignDatabase) {
 }
 
 TEST_F(AdminTest, InitRefusesAFileThatIsNotSqlite) {
-  WriteText(db_, std::string(4096, 'x'));
+  ASSERT_TRUE(test::WriteFile(db_, std::string(4096, 'x')));
   const Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.err, "homepot-admin: cannot read registry " + Path() +
                        ": file is not a database\n");
-  EXPECT_EQ(ReadText(db_), std::string(4096, 'x'));
+  EXPECT_EQ(test::ReadFile(db_), std::string(4096, 'x'));
 }
 
 TEST_F(AdminTest, CommandsOnAMissingRegistryDoNotCreateIt) {
@@ -305,7 +272,7 @@ TEST_F(AdminTest, CommandsOnAMissingRegistryDoNotCreateIt) {
 }
 
 TEST_F(AdminTest, CommandsOnAnEmptyFileAskForInit) {
-  WriteText(db_, "");
+  ASSERT_TRUE(test::WriteFile(db_, ""));
   EXPECT_REFUSED(
       (Args{"acl", "list"}), "", 1,
       "registry " + Path() + " is not initialised; run 'homepot-admin init'");
@@ -952,7 +919,7 @@ TEST_F(AdminTest, ImportPasswdAddsUnknownUsersAndUpdatesKnownOnes) {
     EXPECT_FALSE(VerifyPassword(*hash, "to-be-replaced"));
   }
   // The stored text is the file's hash, unchanged.
-  const std::string file = ReadText(fixture);
+  const std::string file = test::ReadFile(fixture);
   EXPECT_NE(file.find("legacy:" + peek.One("SELECT password_hash FROM devices "
                                            "WHERE device_id = 'legacy'")),
             std::string::npos);
@@ -994,12 +961,12 @@ TEST_F(AdminTest, ImportPasswdReadsWhatTheRealMosquittoPasswdWrites) {
 
 TEST_F(AdminTest, ImportPasswdSkipsCommentsAndWarnsAboutLinesWithoutColon) {
   Init();
-  Result<PasswordHash> hash = HashPassword("pw", 3);
-  ASSERT_TRUE(hash.ok());
-  const std::string encoded = EncodePasswordHash(*hash);
+  const std::string encoded = test::EncodedHash("pw", 3);
+  ASSERT_NE(encoded, "");
   const fs::path file = dir_ / "passwd";
-  WriteText(file,
-            "# a comment\n\n  \nstray line\r\n dev one : " + encoded + " \r\n");
+  ASSERT_TRUE(test::WriteFile(
+      file,
+      "# a comment\n\n  \nstray line\r\n dev one : " + encoded + " \r\n"));
   const Outcome r = Admin({"import-passwd", file.string()});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "homepot-admin: warning: " + file.string() +
@@ -1014,14 +981,14 @@ TEST_F(AdminTest, ImportPasswdSkipsCommentsAndWarnsAboutLinesWithoutColon) {
 TEST_F(AdminTest, ImportPasswdIsAllOrNothing) {
   Init();
   AddDevice("sensor-001", "iot_sensor", "keep");
-  Result<PasswordHash> hash = HashPassword("pw", 3);
-  ASSERT_TRUE(hash.ok());
-  const std::string good = EncodePasswordHash(*hash);
+  const std::string good = test::EncodedHash("pw", 3);
+  ASSERT_NE(good, "");
   const fs::path file = dir_ / "passwd";
   const std::string f = file.string();
 
-  WriteText(file, "sensor-001:" + good + "\nnew-one:" + good +
-                      "\nbroken:$7$101$c2FsdHNhbHRzYWx0$bm90LWEtaGFzaA==\n");
+  ASSERT_TRUE(test::WriteFile(
+      file, "sensor-001:" + good + "\nnew-one:" + good +
+                "\nbroken:$7$101$c2FsdHNhbHRzYWx0$bm90LWEtaGFzaA==\n"));
   {
     const std::string before = Snapshot();
     const Outcome r = Admin({"import-passwd", f});
@@ -1036,13 +1003,13 @@ TEST_F(AdminTest, ImportPasswdIsAllOrNothing) {
     EXPECT_EQ(r.err.find("bm90LWEtaGFzaA"), std::string::npos);
     EXPECT_EQ(Snapshot(), before);
   }
-  WriteText(file, "a/b:" + good + "\n");
+  ASSERT_TRUE(test::WriteFile(file, "a/b:" + good + "\n"));
   EXPECT_REFUSED((Args{"import-passwd", f}), "", 1,
                  f + ":1: invalid device id 'a/b': contains '/'");
-  WriteText(file, "x:" + good + "\nx:" + good + "\n");
+  ASSERT_TRUE(test::WriteFile(file, "x:" + good + "\nx:" + good + "\n"));
   EXPECT_REFUSED((Args{"import-passwd", f}), "", 1,
                  f + ":2: user 'x' is listed twice (first on line 1)");
-  WriteText(file, "x:\n");
+  ASSERT_TRUE(test::WriteFile(file, "x:\n"));
   EXPECT_REFUSED((Args{"import-passwd", f}), "", 1,
                  f + ":1: user 'x' has no password hash");
   EXPECT_REFUSED((Args{"import-passwd", (dir_ / "missing").string()}), "", 1,
@@ -1057,19 +1024,19 @@ TEST_F(AdminTest, ImportAclTurnsUsersTopicsAndPatternsIntoRules) {
   AddDevice("homepot", "backend");
   AddDevice("sensor-001");
   const fs::path file = dir_ / "acl";
-  WriteText(file,
-            "# Mosquitto acl_file\n"
-            "topic read public/#\n"
-            "\n"
-            "user homepot\n"
-            "topic write devices/+/notifications\n"
-            "topic   factory/#\n"
-            "  # indented comment\n"
-            "pattern read devices/%u/notifications\n"
-            "user sensor-001\r\n"
-            "topic deny devices/sensor-001/secret\n"
-            "topic read rooms/living room/temp  \n"
-            "pattern write $SYS/homepot/rejections/%c\n");
+  ASSERT_TRUE(test::WriteFile(file,
+                              "# Mosquitto acl_file\n"
+                              "topic read public/#\n"
+                              "\n"
+                              "user homepot\n"
+                              "topic write devices/+/notifications\n"
+                              "topic   factory/#\n"
+                              "  # indented comment\n"
+                              "pattern read devices/%u/notifications\n"
+                              "user sensor-001\r\n"
+                              "topic deny devices/sensor-001/secret\n"
+                              "topic read rooms/living room/temp  \n"
+                              "pattern write $SYS/homepot/rejections/%c\n"));
   Outcome r = Admin({"import-acl", file.string()});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err,
@@ -1128,7 +1095,7 @@ TEST_F(AdminTest, ImportAclIsAllOrNothing) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.message);
-    WriteText(file, c.text);
+    ASSERT_TRUE(test::WriteFile(file, c.text));
     EXPECT_REFUSED((Args{"import-acl", f}), "", 1, c.message);
   }
 }

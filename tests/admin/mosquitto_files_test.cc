@@ -4,14 +4,12 @@
 
 #include <string>
 
+#include "testing.h"
+
 namespace homepot::admin {
 namespace {
 
-std::string SomeHash() {
-  Result<PasswordHash> hash = HashPassword("pw", 2);
-  EXPECT_TRUE(hash.ok());
-  return EncodePasswordHash(*hash);
-}
+std::string SomeHash() { return test::EncodedHash("pw", 2); }
 
 TEST(PasswordFileTest, ParsesUsersLikeMosquitto) {
   const std::string h = SomeHash();

@@ -6,18 +6,15 @@
 //   build/tests/bench/homepot_micro_bench                    # everything
 //   build/tests/bench/homepot_micro_bench --benchmark_filter=Validate
 #include <benchmark/benchmark.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <new>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,6 +25,7 @@
 #include "registry.h"
 #include "registry_worker.h"
 #include "stats.h"
+#include "testing.h"
 #include "timestamp_injector.h"
 
 // Counts every heap allocation in the process (the benchmarks run on one
@@ -91,13 +89,7 @@ class AllocationCounter {
 
 // --- Notifications ---------------------------------------------------------
 
-const std::string kSample =
-    R"({"title": "Temperature Alert", "body": "Temperature exceeded )"
-    "threshold: 85\xC2\xB0"
-    R"(C", "timestamp": "2026-11-25T10:30:00.123456", "platform": )"
-    R"("mqtt_push", "message_id": "6f1c0e7e-3a54-4c1e-9a41-0d7c3b2f9e10", )"
-    R"("data": {"sensor_id": "sensor-001", "value": 85, "threshold": 80}, )"
-    R"("priority": "high", "ttl": 300})";
+const std::string kSample = test::kSampleNotification;
 
 // A realistic notification of about `target` bytes: the HOMEPOT fields and
 // a data object of per-metric readings, as an industrial controller's
@@ -228,10 +220,11 @@ std::string TokenOf(const std::string& id) {
   return "devices/" + id + "/notifications";
 }
 
-// A registry of `n` sensors plus the backend "homepot" (SPEC §4's example:
-// homepot writes devices/+/notifications) and one global rule letting every
-// device publish its status (LWT). Built once per size per process; the
-// million-device one takes about 250 MB.
+// A registry of `n` sensors plus the backend "homepot" (the integration
+// guide's example in docs/operating.md, "Plain SQL and ready policies": homepot
+// writes devices/+/notifications) and one global rule letting every device
+// publish its status (LWT). Built once per size per process; the million-device
+// one takes about 250 MB.
 const Snapshot& Registry(size_t n) {
   static auto* cache = new std::map<size_t, std::shared_ptr<const Snapshot>>;
   auto& slot = (*cache)[n];
@@ -502,7 +495,7 @@ void BM_CountAccepted(benchmark::State& state) {
 }
 BENCHMARK(BM_CountAccepted);
 
-// The stats tick: render the SPEC §7 document.
+// The stats tick: render the stats document (docs/operating.md, "Statistics").
 void BM_RenderStats(benchmark::State& state) {
   Counters counters;
   counters.total_sent = 123456789;
@@ -524,20 +517,11 @@ BENCHMARK(BM_RenderStats)->Unit(benchmark::kMicrosecond);
 // does once per stats interval.
 void BM_DeviceStatsFlush(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
-  char dir[] = "/tmp/homepot-bench-XXXXXX";
-  if (mkdtemp(dir) == nullptr) {
-    state.SkipWithError("mkdtemp failed");
+  test::TempDir dir("homepot-bench");
+  const std::string path = dir.Path("homepot.db");
+  if (!dir.ok() || !test::CreateRegistryFile(path)) {
+    state.SkipWithError("no registry file");
     return;
-  }
-  std::string path = std::string(dir) + "/homepot.db";
-  {
-    std::ifstream in(HOMEPOT_SCHEMA_SQL);
-    std::stringstream schema;
-    schema << in.rdbuf();
-    sqlite3* db = nullptr;
-    sqlite3_open(path.c_str(), &db);
-    sqlite3_exec(db, schema.str().c_str(), nullptr, nullptr, nullptr);
-    sqlite3_close(db);
   }
   for (auto _ : state) {
     RegistryWorker worker(path, 600000);
@@ -559,8 +543,6 @@ void BM_DeviceStatsFlush(benchmark::State& state) {
     state.SetIterationTime(worker.last_flush_ms() / 1000.0);
     state.counters["rows"] = static_cast<double>(worker.last_flush_rows());
   }
-  std::string cleanup = std::string("rm -rf ") + dir;
-  if (std::system(cleanup.c_str()) != 0) state.SkipWithError("cleanup failed");
 }
 BENCHMARK(BM_DeviceStatsFlush)
     ->Arg(10000)

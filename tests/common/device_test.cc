@@ -2,24 +2,15 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "sqlite.h"
+#include "testing.h"
 #include "utf8.h"
 
 namespace homepot {
 namespace {
-
-std::string SchemaText() {
-  std::ifstream in(HOMEPOT_SCHEMA_SQL);
-  EXPECT_TRUE(in.is_open()) << HOMEPOT_SCHEMA_SQL;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string Repeat(std::string_view s, int n) {
   std::string out;
@@ -74,7 +65,7 @@ const std::vector<std::string>& Corpus() {
 TEST(DeviceIdTest, TheSchemaCheckSpellsTheSameRule) {
   Result<Database> db = Database::Open(":memory:", Database::Mode::kCreate);
   ASSERT_TRUE(db.ok()) << db.status().message();
-  ASSERT_TRUE(db->Exec(SchemaText()).ok());
+  ASSERT_TRUE(db->Exec(test::SchemaSql()).ok());
   Result<Statement> insert =
       db->Prepare("INSERT INTO devices (device_id) VALUES (?1)");
   ASSERT_TRUE(insert.ok());
@@ -149,7 +140,7 @@ TEST(DefaultTokenTest, NamesTheDevice) {
 TEST(DefaultMaxPayloadTest, TheSchemaSpellsTheSameLimit) {
   Result<Database> db = Database::Open(":memory:", Database::Mode::kCreate);
   ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(db->Exec(SchemaText()).ok());
+  ASSERT_TRUE(db->Exec(test::SchemaSql()).ok());
   Result<Statement> stmt = db->Prepare(
       "SELECT max_payload_bytes FROM device_types WHERE name = 'unknown'");
   ASSERT_TRUE(stmt.ok());

@@ -2,11 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "sqlite.h"
+#include "testing.h"
 
 namespace homepot {
 namespace {
@@ -25,12 +24,9 @@ TEST(RuleAccessTest, WordsRoundTrip) {
 
 // The schema's CHECK access_value accepts exactly the words parsed here.
 TEST(RuleAccessTest, TheSchemaCheckListsTheSameWords) {
-  std::ifstream in(HOMEPOT_SCHEMA_SQL);
-  std::stringstream schema;
-  schema << in.rdbuf();
   Result<Database> db = Database::Open(":memory:", Database::Mode::kCreate);
   ASSERT_TRUE(db.ok());
-  ASSERT_TRUE(db->Exec(schema.str()).ok());
+  ASSERT_TRUE(db->Exec(test::SchemaSql()).ok());
   ASSERT_TRUE(db->Exec("INSERT INTO devices (device_id) VALUES ('a')").ok());
   Result<Statement> insert = db->Prepare(
       "INSERT INTO acl_rules (device_id, topic_filter, access) "

@@ -4,7 +4,8 @@
 // three timestamp_field settings, it checks:
 //  - the verdict agrees with an independent oracle written against
 //    nlohmann::json (every payload simdjson accepts nlohmann accepts too; the
-//    field rules of SPEC §5 give the same accept/reject answer);
+//    field rules of docs/operating.md "Notifications" give the same
+//    accept/reject answer);
 //  - an accepted payload, once injected, is InjectedSize bytes, parses as a
 //    JSON object equal to the input plus the stamp field (and "timestamp"
 //    when absent), and keeps every input byte outside the replaced value in
@@ -45,7 +46,8 @@ void CheckImpl(const char* text, bool ok, std::string_view detail = {}) {
 // CHECK(condition[, detail]) aborts with the condition's text and detail.
 #define CHECK(...) CheckImpl("CHECK failed: " #__VA_ARGS__, __VA_ARGS__)
 
-// ISO-8601 as SPEC §5 describes it, written independently of the plugin.
+// ISO-8601 as docs/operating.md ("Notifications") describes it, written
+// independently of the plugin.
 bool OracleTimestamp(const std::string& t) {
   if (t.size() > 64) return false;
   static const std::regex re(
