@@ -31,6 +31,8 @@ class DeviceStatsBatch {
 
   // Hands the listed deltas to `source`; kept for next time when it is busy.
   void Submit(RegistrySource* source);
+  // Whether deltas are waiting for a hand-over.
+  bool pending() const { return !dirty_.empty(); }
 
  private:
   std::vector<DeviceEntry*> dirty_;  // entries whose counters are dirty

@@ -60,6 +60,12 @@ void Homepot::Shutdown() {
   if (!source_) return;
   PublishStats();  // hands the last device deltas to the source
   source_->Shutdown();
+  // The hand-over fails while the registry thread holds a lock; once the
+  // source has stopped, it cannot, and a second Shutdown writes what it got.
+  if (device_stats_.pending()) {
+    device_stats_.Submit(source_.get());
+    source_->Shutdown();
+  }
 }
 
 void Homepot::ApplyRegistryChanges() {

@@ -54,7 +54,8 @@ class RegistrySource {
   // false if it could not be read now.
   virtual bool LastError(std::string* out) = 0;
   // Stops reloading and writes pending device stats (clean shutdown; may
-  // block). Idempotent.
+  // block). Once it has returned, SubmitStats never refuses, and another
+  // call writes what was submitted since.
   virtual void Shutdown() = 0;
 
  protected:

@@ -133,6 +133,7 @@ class FakeRegistrySource : public RegistrySource {
     return true;
   }
   bool SubmitStats(std::vector<DeviceStatsDelta>* batch) override {
+    if (busy_until_shutdown && shutdowns == 0) return false;
     for (DeviceStatsDelta& d : *batch) {
       DeviceCounters& c = stats[d.device_id];
       c.published += d.counters.published;
@@ -158,6 +159,9 @@ class FakeRegistrySource : public RegistrySource {
   std::function<void()> on_reload;
   int reload_requests = 0;
   int shutdowns = 0;
+  // SubmitStats fails until Shutdown, as when the registry thread holds
+  // its lock at every hand-over.
+  bool busy_until_shutdown = false;
   std::string last_error;
   std::map<std::string, DeviceCounters> stats;  // submitted, merged
 
@@ -640,6 +644,24 @@ TEST_F(HomepotTest, DeliveryTimeIsTheReceiptOrTheLastTick) {
   ASSERT_EQ(deliver(), Verdict::kAllow);
   EXPECT_EQ(last_delivery(), StampString(receipt));
   EXPECT_GT(receipt, tick);
+}
+
+// The last deltas reach the registry at shutdown even when every hand-over
+// before found the source busy.
+TEST_F(HomepotTest, ShutdownHandsOverDeltasTheBusySourceRefused) {
+  config_.stats_interval_s = 3600;
+  Create();
+  source_->busy_until_shutdown = true;
+  Client backend("homepot", "b-1");
+  const std::string topic = "devices/sensor-001/notifications";
+  ASSERT_EQ(Publish(backend, topic, R"({"title":"t","body":"b"})"),
+            Verdict::kAllow);
+  core_->PublishStats();  // refused: the source is busy
+  EXPECT_TRUE(source_->stats.empty());
+  core_->Shutdown();
+  ASSERT_EQ(source_->stats.count("homepot"), 1u);
+  EXPECT_EQ(source_->stats["homepot"].published, 1u);
+  EXPECT_EQ(source_->shutdowns, 2);
 }
 
 // A handle the broker reuses after a disconnect is a new session: nothing
