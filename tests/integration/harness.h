@@ -36,6 +36,12 @@ using test::kNotification;
 using test::ReadFile;
 using test::WriteFile;
 
+// A loopback port nobody listened on a moment ago (bind to 0, read it,
+// close), or 0.
+int FreePort();
+// Whether something accepts TCP connections on 127.0.0.1:`port`.
+bool PortAccepts(int port);
+
 // MQTT protocol versions as libmosquitto numbers them.
 inline constexpr int kMqtt311 = 4;
 inline constexpr int kMqtt5 = 5;

@@ -89,8 +89,8 @@ std::string EncodedHash(const std::string& password, int iterations) {
   return EncodePasswordHash(*hash);
 }
 
-TempDir::TempDir(const std::string& prefix) {
-  std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+TempDir::TempDir(const std::string& prefix, const std::string& parent) {
+  std::string pattern = parent + "/" + prefix + "-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
     ADD_FAILURE() << "mkdtemp " << pattern << ": " << std::strerror(errno);
     return;

@@ -56,8 +56,10 @@ std::string EncodedHash(const std::string& password, int iterations = 10);
 // empty).
 class TempDir {
  public:
-  // `prefix`: the directory's name before the random suffix.
-  explicit TempDir(const std::string& prefix = "homepot-test");
+  // A fresh directory (mkdtemp: mode 0700) in `parent`; `prefix`: its name
+  // before the random suffix.
+  explicit TempDir(const std::string& prefix = "homepot-test",
+                   const std::string& parent = "/tmp");
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
