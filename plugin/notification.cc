@@ -221,6 +221,9 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
   check_.has_timestamp = false;
   check_.has_stamp_field = false;
   check_.stamp_begin = check_.stamp_end = check_.close_brace = 0;
+  check_.ttl_s = -1;
+  check_.has_message_id = false;
+  check_.message_id.clear();
 
   if (topic_depth > max_topic_depth) {
     Reject(homepot::Reject::kTopicTooDeep,
@@ -315,6 +318,15 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
                   (type == element_type::INT64 &&
                    value.get_int64().value_unsafe() >= 0);
         expect(ok, "a non-negative integer");
+        if (ok) {
+          uint64_t ttl =
+              type == element_type::UINT64
+                  ? value.get_uint64().value_unsafe()
+                  : static_cast<uint64_t>(value.get_int64().value_unsafe());
+          check_.ttl_s = ttl > static_cast<uint64_t>(kMaxTtlSeconds)
+                             ? kMaxTtlSeconds
+                             : static_cast<int64_t>(ttl);
+        }
         break;
       }
       case Field::kBadge:
@@ -323,6 +335,10 @@ const NotificationCheck& NotificationValidator::Check(std::string_view payload,
         break;
       case Field::kString:
         expect(type == element_type::STRING, "a string");
+        if (type == element_type::STRING && key == "message_id") {
+          check_.has_message_id = true;
+          check_.message_id.assign(value.get_string().value_unsafe());
+        }
         break;
       case Field::kOther:
         break;

@@ -69,7 +69,16 @@ struct NotificationCheck {
   size_t stamp_begin = 0;        // its value's byte span in the payload
   size_t stamp_end = 0;
   size_t close_brace = 0;  // offset of the root object's '}'
+  // "ttl" in seconds (capped at kMaxTtlSeconds), or -1 when absent.
+  int64_t ttl_s = -1;
+  // "message_id" when it is a string (unescaped), else empty. Its buffer is
+  // reused from one check to the next.
+  bool has_message_id = false;
+  std::string message_id;
 };
+
+// Larger "ttl" values are read as this (about 100 years).
+inline constexpr int64_t kMaxTtlSeconds = int64_t{100} * 366 * 24 * 3600;
 
 // True when `timestamp` is ISO-8601 as HOMEPOT sends it:
 // YYYY-MM-DDTHH:MM:SS[.fraction][Z|±HH:MM|±HHMM|±HH].
