@@ -68,21 +68,6 @@ Status ParseTopics(const std::string& name, const std::string& value,
   return Status::Ok();
 }
 
-// One whole level "%u", no other '%', a valid topic name once expanded.
-bool IsAckTopicPattern(const std::string& v) {
-  if (v.empty() || v[0] == '$') return false;
-  size_t at = v.find("%u");
-  if (at == std::string::npos || v.find('%', at + 2) != std::string::npos ||
-      v.find('%') != at) {
-    return false;
-  }
-  bool whole =
-      (at == 0 || v[at - 1] == '/') && (at + 2 == v.size() || v[at + 2] == '/');
-  std::string expanded = v;
-  expanded.replace(at, 2, "x");
-  return whole && IsValidTopic(expanded);
-}
-
 }  // namespace
 
 Result<Config> ParseConfig(const OptionList& options) {
@@ -158,29 +143,6 @@ Result<Config> ParseConfig(const OptionList& options) {
       {"default_ttl",
        [&](const std::string& n, const std::string& v) {
          return ParseInt<int64_t>(n, v, 0, kMaxTtlSeconds, &c.default_ttl_s);
-       }},
-      {"ack_topic",
-       [&](const std::string& n, const std::string& v) {
-         if (!IsAckTopicPattern(v)) {
-           return OptionError(n, "'" + v +
-                                     "' must be a topic name with one whole "
-                                     "level %u, not under $");
-         }
-         c.ack_topic = v;
-         return Status::Ok();
-       }},
-      {"receipts",
-       [&](const std::string& n, const std::string& v) {
-         return ParseBool(n, v, &c.receipts);
-       }},
-      {"log_retention_rows",
-       [&](const std::string& n, const std::string& v) {
-         return ParseInt<int64_t>(n, v, 0, int64_t{1} << 40,
-                                  &c.log_retention_rows);
-       }},
-      {"log_retention_days",
-       [&](const std::string& n, const std::string& v) {
-         return ParseInt(n, v, 0, 36600, &c.log_retention_days);
        }},
   };
   for (const auto& [name, value] : options) {

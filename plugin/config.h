@@ -41,15 +41,6 @@ struct Config {
   // Lifetime of a notification without "ttl", seconds from its receipt;
   // 0 = no limit (what MQTT promises a publisher that asks for nothing).
   int64_t default_ttl_s = 0;
-  // Where each device acknowledges notifications; "%u" is a whole level
-  // that stands for the device id. Writable by each device without a rule.
-  std::string ack_topic = "devices/%u/acks";
-  // Publishers get receipts on $SYS/homepot/receipts/<device id>.
-  bool receipts = true;
-  // notification_log bounds: the oldest rows beyond either are deleted
-  // (0 = no bound of that kind).
-  int64_t log_retention_rows = 100000;
-  int log_retention_days = 30;
 };
 
 using OptionList = std::vector<std::pair<std::string, std::string>>;

@@ -40,6 +40,7 @@ TEST(ConfigTest, DefaultsMatchTheDocs) {
   EXPECT_EQ(c.auth_max_failures, 5);
   EXPECT_EQ(c.auth_lockout_seconds, 60);
   EXPECT_FALSE(c.defer_unknown);
+  EXPECT_EQ(c.default_ttl_s, 0);
 }
 
 TEST(ConfigTest, EveryOptionIsParsed) {
@@ -55,6 +56,7 @@ TEST(ConfigTest, EveryOptionIsParsed) {
       {"auth_max_failures", "0"},
       {"auth_lockout_seconds", "3600"},
       {"defer_unknown", "true"},
+      {"default_ttl", "300"},
   });
   ASSERT_TRUE(r.ok()) << r.status().message();
   const Config& c = *r;
@@ -70,6 +72,7 @@ TEST(ConfigTest, EveryOptionIsParsed) {
   EXPECT_EQ(c.auth_max_failures, 0);
   EXPECT_EQ(c.auth_lockout_seconds, 3600);
   EXPECT_TRUE(c.defer_unknown);
+  EXPECT_EQ(c.default_ttl_s, 300);
 }
 
 TEST(ConfigTest, RangeBoundsAreAccepted) {
@@ -153,6 +156,9 @@ TEST(ConfigTest, BadValuesGiveExactMessages) {
       {"auth_lockout_seconds", "0",
        "option plugin_opt_auth_lockout_seconds: '0' is out of range (1 to "
        "604800)"},
+      {"default_ttl", "-1",
+       "option plugin_opt_default_ttl: '-1' is out of range (0 to "
+       "3162240000)"},
       // Booleans are exactly "true" or "false".
       {"defer_unknown", "yes",
        "option plugin_opt_defer_unknown: 'yes' is not true or false"},

@@ -362,6 +362,29 @@ TEST(NotificationTest, SampleFields) {
   EXPECT_EQ(c.close_brace, kSample.size() - 1);
 }
 
+TEST(NotificationTest, TtlAndMessageId) {
+  NotificationValidator v("received_at");
+  const NotificationCheck* c =
+      &v.Check(R"({"title":"t","body":"b","ttl":300,"message_id":"m\u002d1"})",
+               kLimit, kDepth, kMaxDepth);
+  ASSERT_EQ(c->reject, Reject::kNone);
+  EXPECT_EQ(c->ttl_s, 300);
+  EXPECT_TRUE(c->has_message_id);
+  EXPECT_EQ(c->message_id, "m-1");  // unescaped
+  c = &v.Check(R"({"title":"t","body":"b","ttl":0})", kLimit, kDepth,
+               kMaxDepth);
+  ASSERT_EQ(c->reject, Reject::kNone);
+  EXPECT_EQ(c->ttl_s, 0);
+  EXPECT_FALSE(c->has_message_id);  // not carried over from the last check
+  EXPECT_EQ(c->message_id, "");
+  c = &v.Check(R"({"title":"t","body":"b","ttl":18446744073709551615})", kLimit,
+               kDepth, kMaxDepth);
+  ASSERT_EQ(c->reject, Reject::kNone);
+  EXPECT_EQ(c->ttl_s, kMaxTtlSeconds);
+  c = &v.Check(R"({"title":"t","body":"b"})", kLimit, kDepth, kMaxDepth);
+  EXPECT_EQ(c->ttl_s, -1);  // absent
+}
+
 TEST(NotificationTest, PriorityOfEachWord) {
   NotificationValidator v("received_at");
   const std::pair<const char*, Priority> words[] = {

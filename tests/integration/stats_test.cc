@@ -216,6 +216,7 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
                                    "connection_count",
                                    "connected",
                                    "deliveries",
+                                   "expired",
                                    "auth",
                                    "acl",
                                    "rejected",
