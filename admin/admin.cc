@@ -61,19 +61,22 @@ Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
       item["published"] = stmt->Int(1);
       item["delivered"] = stmt->Int(2);
       item["rejected"] = stmt->Int(3);
-      for (int col = 4; col <= 6; ++col) {
+      item["expired"] = stmt->Int(4);
+      item["acked"] = stmt->Int(5);
+      for (int col = 6; col <= 8; ++col) {
         static constexpr const char* kNames[] = {"last_connect", "last_publish",
                                                  "last_delivery"};
-        item[kNames[col - 4]] = stmt->IsNull(col)
+        item[kNames[col - 6]] = stmt->IsNull(col)
                                     ? nlohmann::ordered_json(nullptr)
                                     : nlohmann::ordered_json(stmt->Text(col));
       }
       list.push_back(std::move(item));
     } else {
       std::vector<std::string> cells = {
-          Printable(stmt->Text(0)), std::to_string(stmt->Int(1)),
-          std::to_string(stmt->Int(2)), std::to_string(stmt->Int(3))};
-      for (int col = 4; col <= 6; ++col) {
+          Printable(stmt->Text(0)),     std::to_string(stmt->Int(1)),
+          std::to_string(stmt->Int(2)), std::to_string(stmt->Int(3)),
+          std::to_string(stmt->Int(4)), std::to_string(stmt->Int(5))};
+      for (int col = 6; col <= 8; ++col) {
         cells.push_back(stmt->IsNull(col) ? "-" : Printable(stmt->Text(col)));
       }
       rows.push_back(std::move(cells));
@@ -86,8 +89,8 @@ Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
     return static_cast<int64_t>(list.size());
   }
   PrintTable(ctx->out,
-             {"DEVICE", "PUBLISHED", "DELIVERED", "REJECTED", "LAST_CONNECT",
-              "LAST_PUBLISH", "LAST_DELIVERY"},
+             {"DEVICE", "PUBLISHED", "DELIVERED", "REJECTED", "EXPIRED",
+              "ACKED", "LAST_CONNECT", "LAST_PUBLISH", "LAST_DELIVERY"},
              rows);
   return static_cast<int64_t>(rows.size());
 }
@@ -343,11 +346,13 @@ Status RunStats(Context* ctx, const std::vector<std::string>& words) {
   }
   Result<Statement> stmt = db->Prepare(
       id ? "SELECT ?1, coalesce(s.published, 0), coalesce(s.delivered, 0), "
-           "coalesce(s.rejected, 0), s.last_connect, s.last_publish, "
+           "coalesce(s.rejected, 0), coalesce(s.expired, 0), "
+           "coalesce(s.acked, 0), s.last_connect, s.last_publish, "
            "s.last_delivery FROM (SELECT 1) LEFT JOIN device_stats s "
            "ON s.device_id = ?1"
-         : "SELECT device_id, published, delivered, rejected, last_connect, "
-           "last_publish, last_delivery FROM device_stats ORDER BY device_id");
+         : "SELECT device_id, published, delivered, rejected, expired, acked, "
+           "last_connect, last_publish, last_delivery FROM device_stats "
+           "ORDER BY device_id");
   if (!stmt.ok()) return DbError("reading statistics", stmt.status());
   if (id) stmt->Bind(1, *id);
   Result<int64_t> printed = PrintStatsTable(ctx, &*stmt, line->Has("--json"));

@@ -27,8 +27,38 @@ Result<int64_t> CountTables(Database* db) {
 }  // namespace
 
 const std::vector<Migration>& BuiltinMigrations() {
+  // Each step leaves the file as schema.sql at the next version creates it.
   static const std::vector<Migration> kMigrations = {
-      // {1, "ALTER TABLE devices ADD COLUMN ...;"},  // 1 -> 2, when it exists
+      {1,
+       "ALTER TABLE device_stats ADD COLUMN expired INTEGER NOT NULL "
+       "DEFAULT 0;\n"
+       "ALTER TABLE device_stats ADD COLUMN acked INTEGER NOT NULL "
+       "DEFAULT 0;\n"
+       "CREATE TABLE IF NOT EXISTS notification_log (\n"
+       "  id            INTEGER PRIMARY KEY,\n"
+       "  message_id    TEXT,\n"
+       "  publisher     TEXT,\n"
+       "  topic         TEXT NOT NULL,\n"
+       "  target_device TEXT,\n"
+       "  received_at   TEXT NOT NULL,\n"
+       "  routed        INTEGER NOT NULL DEFAULT 0,\n"
+       "  queued        INTEGER NOT NULL DEFAULT 0,\n"
+       "  expires_at    TEXT,\n"
+       "  acked_at      TEXT,\n"
+       "  latency_ms    INTEGER,\n"
+       "  status        TEXT,\n"
+       "  outcome       TEXT NOT NULL\n"
+       "                CHECK (outcome IN ('routed', 'queued', 'acked', "
+       "'expired',\n"
+       "                                   'unreachable', 'rejected')),\n"
+       "  reason        TEXT\n"
+       ");\n"
+       "CREATE INDEX IF NOT EXISTS notification_log_message\n"
+       "  ON notification_log (message_id);\n"
+       "CREATE INDEX IF NOT EXISTS notification_log_target\n"
+       "  ON notification_log (target_device, received_at);\n"
+       "CREATE INDEX IF NOT EXISTS notification_log_received\n"
+       "  ON notification_log (received_at);\n"},
   };
   return kMigrations;
 }

@@ -22,8 +22,9 @@ struct Migration {
   std::string_view sql;
 };
 
-// The steps this build knows. Empty while version 1 is the only version: when
-// schema.sql moves to version N+1, append {N, "ALTER TABLE ..."} here.
+// The steps this build knows, one per version below schema.sql's: 1 -> 2
+// adds device_stats.expired and .acked and the notification_log table with
+// its indexes. When schema.sql moves to version N+1, append {N, "..."}.
 const std::vector<Migration>& BuiltinMigrations();
 
 // The version that `schema_sql` sets with "PRAGMA user_version = N".

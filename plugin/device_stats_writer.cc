@@ -12,6 +12,8 @@ void MergeCounters(DeviceCounters* into, const DeviceCounters& from) {
   into->published += from.published;
   into->delivered += from.delivered;
   into->rejected += from.rejected;
+  into->expired += from.expired;
+  into->acked += from.acked;
   into->last_connect_ms = std::max(into->last_connect_ms, from.last_connect_ms);
   into->last_publish_ms = std::max(into->last_publish_ms, from.last_publish_ms);
   into->last_delivery_ms =
@@ -52,13 +54,15 @@ Status DeviceStatsWriter::Upsert(
       // Only for devices still registered: a removed device's statistics
       // stay removed.
       "INSERT INTO device_stats (device_id, published, delivered, "
-      "rejected, last_connect, last_publish, last_delivery) "
-      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS "
+      "rejected, last_connect, last_publish, last_delivery, expired, acked) "
+      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS "
       "(SELECT 1 FROM devices WHERE device_id = ?1) "
       "ON CONFLICT (device_id) DO UPDATE SET "
       "published = published + excluded.published, "
       "delivered = delivered + excluded.delivered, "
       "rejected = rejected + excluded.rejected, "
+      "expired = expired + excluded.expired, "
+      "acked = acked + excluded.acked, "
       "last_connect = coalesce(excluded.last_connect, last_connect), "
       "last_publish = coalesce(excluded.last_publish, last_publish), "
       "last_delivery = coalesce(excluded.last_delivery, last_delivery)");
@@ -71,6 +75,8 @@ Status DeviceStatsWriter::Upsert(
     BindStamp(&*upsert, 5, c.last_connect_ms);
     BindStamp(&*upsert, 6, c.last_publish_ms);
     BindStamp(&*upsert, 7, c.last_delivery_ms);
+    upsert->Bind(8, static_cast<int64_t>(c.expired))
+        .Bind(9, static_cast<int64_t>(c.acked));
     if (Status s = upsert->Run(); !s.ok()) return s;
   }
   return transaction->Commit();

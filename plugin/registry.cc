@@ -143,12 +143,20 @@ Status CheckSchema(sqlite3* db) {
   }
   if (v < kSchemaVersion) {
     return Status::Error("schema version " + std::to_string(v) +
-                         " is old; run homepot-admin init to migrate");
+                         " is older than this plugin understands (" +
+                         std::to_string(kSchemaVersion) +
+                         "); run homepot-admin init to migrate it");
   }
-  for (const char* table : {"device_types", "devices", "acl_rules",
-                            "device_stats", "registry_meta"}) {
+  // The tables, and the columns added after version 1, the plugin uses.
+  static constexpr struct {
+    const char* table;
+    const char* columns;
+  } kProbes[] = {{"device_types", "1"},  {"devices", "1"},
+                 {"acl_rules", "1"},     {"device_stats", "expired, acked"},
+                 {"registry_meta", "1"}, {"notification_log", "1"}};
+  for (const auto& [table, columns] : kProbes) {
     Result<Statement> probe = Statement::Prepare(
-        db, std::string("SELECT 1 FROM ") + table + " LIMIT 0");
+        db, std::string("SELECT ") + columns + " FROM " + table + " LIMIT 0");
     if (!probe.ok()) {
       return Status::Error(
           std::string("table ") + table +

@@ -21,7 +21,7 @@ struct sqlite3;
 namespace homepot {
 
 // The schema version this build reads (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 struct AclRule {
   std::string filter;  // may hold %u / %c
@@ -86,7 +86,10 @@ class Snapshot {
   uint32_t min_max_payload_ = UINT32_MAX;
 };
 
-// Checks that `db` holds a registry this build understands.
+// Checks that `db` holds a registry this build understands: exactly schema
+// version kSchemaVersion (an older file is refused with a message telling the
+// operator to run homepot-admin init, which migrates it; a newer one is
+// refused too) with the tables and columns the plugin reads and writes.
 Status CheckSchema(sqlite3* db);
 
 // Reads the registry generation counter (cheap; used for change polling).

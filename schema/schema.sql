@@ -1,4 +1,4 @@
--- HOMEPOT device registry, schema version 1.
+-- HOMEPOT device registry, schema version 2.
 -- Applied by `homepot-admin init` (which also migrates older versions) or by
 -- `sqlite3 homepot.db < schema/schema.sql` on an empty file. Idempotent.
 PRAGMA journal_mode = WAL;
@@ -71,11 +71,43 @@ CREATE TABLE IF NOT EXISTS device_stats (
   rejected      INTEGER NOT NULL DEFAULT 0,
   last_connect  TEXT,
   last_publish  TEXT,
-  last_delivery TEXT
+  last_delivery TEXT,
+  expired       INTEGER NOT NULL DEFAULT 0,
+  acked         INTEGER NOT NULL DEFAULT 0
 );
 
+-- One row per accepted notification that carries a message_id, and one per
+-- rejected notification with its reason. Times are RFC 3339 UTC with
+-- milliseconds, like the other times. target_device is the device whose
+-- token is the topic. Not part of the registry snapshot (changes here do not
+-- trigger a reload).
+CREATE TABLE IF NOT EXISTS notification_log (
+  id            INTEGER PRIMARY KEY,
+  message_id    TEXT,
+  publisher     TEXT,
+  topic         TEXT NOT NULL,
+  target_device TEXT,
+  received_at   TEXT NOT NULL,
+  routed        INTEGER NOT NULL DEFAULT 0,
+  queued        INTEGER NOT NULL DEFAULT 0,
+  expires_at    TEXT,
+  acked_at      TEXT,
+  latency_ms    INTEGER,
+  status        TEXT,
+  outcome       TEXT NOT NULL
+                CHECK (outcome IN ('routed', 'queued', 'acked', 'expired',
+                                   'unreachable', 'rejected')),
+  reason        TEXT
+);
+CREATE INDEX IF NOT EXISTS notification_log_message
+  ON notification_log (message_id);
+CREATE INDEX IF NOT EXISTS notification_log_target
+  ON notification_log (target_device, received_at);
+CREATE INDEX IF NOT EXISTS notification_log_received
+  ON notification_log (received_at);
+
 -- One row; generation increases on every committed change to the registry
--- tables, whoever makes it. The plugin polls it to decide when to reload.
+-- tables (device_types, devices, acl_rules), whoever makes it. The plugin polls it to decide when to reload.
 CREATE TABLE IF NOT EXISTS registry_meta (
   id         INTEGER PRIMARY KEY CHECK (id = 1),
   generation INTEGER NOT NULL
@@ -108,6 +140,6 @@ CREATE TRIGGER IF NOT EXISTS gen_types_upd AFTER UPDATE ON device_types
 CREATE TRIGGER IF NOT EXISTS gen_types_del AFTER DELETE ON device_types
   BEGIN UPDATE registry_meta SET generation = generation + 1; END;
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 COMMIT;

@@ -358,7 +358,15 @@ TEST_F(RegistryTest, GenerationIncreasesOnEveryRegistryChange) {
 
   // device_stats is not part of the registry snapshot.
   Exec("INSERT INTO device_stats (device_id, published) VALUES ('a', 1)");
-  Exec("UPDATE device_stats SET delivered = 5");
+  Exec("UPDATE device_stats SET delivered = 5, expired = 2, acked = 1");
+  Exec("DELETE FROM device_stats");
+  // Nor is notification_log.
+  Exec(
+      "INSERT INTO notification_log (message_id, topic, received_at, "
+      "outcome) VALUES ('m1', 'devices/a/notifications', "
+      "'2026-12-01T00:00:00.000Z', 'routed')");
+  Exec("UPDATE notification_log SET outcome = 'acked'");
+  Exec("DELETE FROM notification_log");
   EXPECT_EQ(Generation(), g);
 
   auto s = Load();
@@ -398,18 +406,85 @@ TEST_F(RegistryTest, CheckSchemaRefusesAnEmptyDatabase) {
 
 TEST_F(RegistryTest, CheckSchemaRefusesANewerVersion) {
   ApplySchema();
-  Exec("PRAGMA user_version = 2");
+  Exec("PRAGMA user_version = 3");
   Status s = CheckSchema(db_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
-            "schema version 2 is newer than this plugin understands (1)");
+            "schema version 3 is newer than this plugin understands (2)");
   std::vector<std::string> warnings;
   EXPECT_FALSE(LoadSnapshot(db_, &warnings).ok());
 }
 
+// A version-1 file (tests/fixtures/schema_v1.sql) must be migrated by
+// homepot-admin init first; the message says so.
+TEST_F(RegistryTest, CheckSchemaRefusesAVersionOneFile) {
+  const std::string& v1 = test::SchemaV1Sql();
+  ASSERT_FALSE(v1.empty());
+  Exec(v1);
+  Exec("INSERT INTO devices (device_id) VALUES ('sensor-001')");
+  Status s = CheckSchema(db_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(),
+            "schema version 1 is older than this plugin understands (2); run "
+            "homepot-admin init to migrate it");
+  std::vector<std::string> warnings;
+  auto loaded = LoadSnapshot(db_, &warnings);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().message(), s.message());
+}
+
+TEST_F(RegistryTest, SchemaVersionTwoHasTheDeliveryColumnsAndLog) {
+  ApplySchema();
+  ASSERT_TRUE(CheckSchema(db_).ok());
+  Exec("INSERT INTO device_stats (device_id) VALUES ('a')");
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db_,
+                               "SELECT expired, acked FROM device_stats "
+                               "WHERE device_id = 'a'",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 0);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 1), 0);
+  sqlite3_finalize(stmt);
+  for (const char* outcome :
+       {"routed", "queued", "acked", "expired", "unreachable", "rejected"}) {
+    SCOPED_TRACE(outcome);
+    EXPECT_EQ(TryExec(std::string("INSERT INTO notification_log (topic, "
+                                  "received_at, outcome) VALUES ('t', "
+                                  "'2026-12-01T00:00:00.000Z', '") +
+                      outcome + "')"),
+              "");
+  }
+  EXPECT_NE(TryExec("INSERT INTO notification_log (topic, received_at, "
+                    "outcome) VALUES ('t', '2026-12-01T00:00:00.000Z', "
+                    "'lost')"),
+            "");
+  EXPECT_NE(TryExec("INSERT INTO notification_log (received_at, outcome) "
+                    "VALUES ('2026-12-01T00:00:00.000Z', 'routed')"),
+            "");
+}
+
+TEST_F(RegistryTest, CheckSchemaRefusesMissingDeliveryColumns) {
+  for (const char* column : {"expired", "acked"}) {
+    SCOPED_TRACE(column);
+    sqlite3_close(db_);
+    ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);
+    ApplySchema();
+    Exec(std::string("ALTER TABLE device_stats DROP COLUMN ") + column);
+    Status s = CheckSchema(db_);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.message(),
+              std::string("table device_stats is missing or unreadable: no "
+                          "such column: ") +
+                  column);
+  }
+}
+
 TEST_F(RegistryTest, CheckSchemaRefusesAMissingTable) {
-  for (const char* table : {"device_types", "devices", "acl_rules",
-                            "device_stats", "registry_meta"}) {
+  for (const char* table :
+       {"device_types", "devices", "acl_rules", "device_stats", "registry_meta",
+        "notification_log"}) {
     SCOPED_TRACE(table);
     sqlite3_close(db_);
     ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);

@@ -391,6 +391,45 @@ TEST_F(RegistryWorkerTest, StartFailsOnAFileWithoutTheSchema) {
                 ": no HOMEPOT schema (user_version 0); run homepot-admin init");
 }
 
+// A registry at schema version 1 (tests/fixtures/schema_v1.sql) with one
+// device.
+void CreateVersionOneRegistry(const std::string& path) {
+  ASSERT_TRUE(test::CreateVersionOneRegistryFile(
+      path, "INSERT INTO devices (device_id) VALUES ('sensor-001')"));
+}
+
+constexpr const char* kVersionOneMessage =
+    ": schema version 1 is older than this plugin understands (2); run "
+    "homepot-admin init to migrate it";
+
+TEST_F(RegistryWorkerTest, StartFailsOnAVersionOneFile) {
+  CreateVersionOneRegistry(path_);
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  auto r = worker_->Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "registry file " + path_ + kVersionOneMessage);
+}
+
+// A version-1 file restored over the registry is refused; the last snapshot
+// stays in force and LastError says what to run.
+TEST_F(RegistryWorkerTest, VersionOneFileRenamedOverTheRegistryIsRefused) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  const std::string tmp = dir_.Path("v1.db");
+  CreateVersionOneRegistry(tmp);
+  ASSERT_TRUE(test::ExecSqlOn(
+      tmp, "INSERT INTO devices (device_id) VALUES ('other-001')"));
+  ASSERT_EQ(std::rename(tmp.c_str(), path_.c_str()), 0);
+  const std::string expected = "registry file " + path_ + kVersionOneMessage;
+  std::vector<std::string> logs = WaitForLog("homepot-admin init", 20);
+  EXPECT_EQ(Count(logs, expected), 1) << ::testing::PrintToString(logs);
+  EXPECT_TRUE(WaitFor([&] { return LastError() == expected; })) << LastError();
+  EXPECT_FALSE(worker_->HasUpdate());
+  ASSERT_NE(current_, nullptr);
+  EXPECT_NE(current_->Find("sensor-001"), nullptr);
+}
+
 TEST_F(RegistryWorkerTest, StartFailsOnAnEmptyFile) {
   { std::ofstream out(path_); }
   worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
@@ -451,6 +490,8 @@ std::vector<DeviceStatsDelta> Deltas(int64_t last_delivery_ms) {
   DeviceCounters c;
   c.published = 2;
   c.delivered = 3;
+  c.expired = 4;
+  c.acked = 1;
   c.last_delivery_ms = last_delivery_ms;
   return {{"sensor-001", c}, {"removed-device", c}};
 }
@@ -467,6 +508,8 @@ TEST_F(RegistryWorkerTest, SubmittedStatsAreAddedToDeviceStats) {
   ASSERT_TRUE(WaitFor([&] { return !DeviceStat(path_, "delivered").empty(); }));
   EXPECT_EQ(DeviceStat(path_, "delivered"), "3");
   EXPECT_EQ(DeviceStat(path_, "published"), "2");
+  EXPECT_EQ(DeviceStat(path_, "expired"), "4");
+  EXPECT_EQ(DeviceStat(path_, "acked"), "1");
   EXPECT_EQ(DeviceStat(path_, "last_delivery"), StampString(at));
   EXPECT_EQ(worker_->last_flush_rows(), 2);
   // Our own write is not a change of the registry.
@@ -474,6 +517,8 @@ TEST_F(RegistryWorkerTest, SubmittedStatsAreAddedToDeviceStats) {
   batch = Deltas(at + 1);
   ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
   ASSERT_TRUE(WaitFor([&] { return DeviceStat(path_, "delivered") == "6"; }));
+  EXPECT_EQ(DeviceStat(path_, "expired"), "8");
+  EXPECT_EQ(DeviceStat(path_, "acked"), "2");
   EXPECT_EQ(DeviceStat(path_, "last_delivery"), StampString(at + 1));
 }
 

@@ -161,10 +161,10 @@ using Args = std::vector<std::string>;
 TEST_F(AdminTest, InitCreatesTheRegistryInWalModeWithSeededTypes) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0);
-  EXPECT_EQ(r.out, "created registry " + Path() + " (schema version 1)\n");
+  EXPECT_EQ(r.out, "created registry " + Path() + " (schema version 2)\n");
   EXPECT_EQ(r.err, "");
   Peek peek(db_);
-  EXPECT_EQ(peek.One("PRAGMA user_version"), "1");
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
   EXPECT_EQ(peek.One("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(
       peek.Rows("SELECT name, max_payload_bytes FROM device_types "
@@ -180,60 +180,198 @@ TEST_F(AdminTest, InitTwiceSaysUpToDateAndChangesNothing) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out,
-            "registry " + Path() + " is up to date (schema version 1)\n");
+            "registry " + Path() + " is up to date (schema version 2)\n");
   EXPECT_EQ(Snapshot(), before);
 }
 
-TEST_F(AdminTest, TheEmbeddedSchemaIsVersionOne) {
+TEST_F(AdminTest, TheEmbeddedSchemaIsVersionTwo) {
   Result<int> version = SchemaVersionOf(test::SchemaSql());
   ASSERT_TRUE(version.ok()) << version.status().message();
-  EXPECT_EQ(*version, 1);
-  EXPECT_TRUE(BuiltinMigrations().empty());
+  EXPECT_EQ(*version, 2);
+  ASSERT_EQ(BuiltinMigrations().size(), 1u);
+  EXPECT_EQ(BuiltinMigrations()[0].from_version, 1);
 }
 
-// A pretend version 2 shows how a future migration step is applied.
+// The schema of a file, table by table, as the columns, indexes and
+// triggers SQLite reports (ALTER TABLE rewrites the CREATE TABLE text, so
+// that text is not compared for the tables it changed).
+std::string SchemaShape(const fs::path& path) {
+  Peek peek(path);
+  std::string shape;
+  for (const std::string& table :
+       peek.Rows("SELECT name FROM sqlite_schema WHERE type = 'table' "
+                 "ORDER BY name")) {
+    shape += "[" + table + "]\n";
+    for (const std::string& row :
+         peek.Rows("SELECT name, type, \"notnull\", dflt_value, pk FROM "
+                   "pragma_table_info('" +
+                   table + "') ORDER BY name")) {
+      shape += row + "\n";
+    }
+  }
+  for (const std::string& row :
+       peek.Rows("SELECT type, name, tbl_name, sql FROM sqlite_schema "
+                 "WHERE type IN ('index', 'trigger') ORDER BY name")) {
+    shape += row + "\n";
+  }
+  // Created, not altered: the very text of schema.sql.
+  shape +=
+      peek.One("SELECT sql FROM sqlite_schema WHERE name = 'notification_log'");
+  return shape;
+}
+
+// A registry at schema version 1 (tests/fixtures/schema_v1.sql, the schema as
+// it was) at `path`, holding `sql`.
+void CreateVersionOneRegistry(const fs::path& path, const std::string& sql) {
+  ASSERT_TRUE(test::CreateVersionOneRegistryFile(path.string(), sql));
+}
+
+constexpr const char* kVersionOneRows =
+    "INSERT INTO device_types VALUES ('camera', 4096);"
+    "INSERT INTO devices (device_id, device_type, password_hash, "
+    "device_token, metadata, enabled, created_at, updated_at) VALUES "
+    "('sensor-001', 'iot_sensor', NULL, NULL, '{\"floor\":2}', 1, "
+    "'2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),"
+    "('cam-1', 'camera', NULL, 'site/cam-1/push', '{}', 0, "
+    "'2026-01-02T00:00:00.000Z', '2026-01-02T00:00:00.000Z');"
+    "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+    "('sensor-001', 'devices/%u/#', 'read'), (NULL, 'public/#', 'read');"
+    "INSERT INTO device_stats VALUES ('sensor-001', 12, 30, 2, "
+    "'2026-01-01T00:00:00.000Z', '2026-01-01T00:01:00.000Z', NULL);";
+
+TEST_F(AdminTest, InitMigratesAVersionOneRegistryKeepingEveryRow) {
+  CreateVersionOneRegistry(db_, kVersionOneRows);
+  const std::vector<std::string> kept = {"device_types", "devices", "acl_rules",
+                                         "registry_meta"};
+  std::map<std::string, std::vector<std::string>> rows_before;
+  {
+    Peek old(db_);
+    for (const std::string& table : kept) {
+      rows_before[table] = old.Rows("SELECT * FROM " + table + " ORDER BY 1");
+    }
+  }
+
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out,
+            "migrated registry " + Path() + " from schema version 1 to 2\n");
+
+  Peek peek(db_);
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
+  EXPECT_EQ(peek.One("PRAGMA journal_mode"), "wal");
+  // Every row kept; device_stats rows gain zero expired and acked.
+  // registry_meta among them: the generation did not move, the migration
+  // is not a change of the registry.
+  for (const std::string& table : kept) {
+    SCOPED_TRACE(table);
+    EXPECT_EQ(peek.Rows("SELECT * FROM " + table + " ORDER BY 1"),
+              rows_before[table]);
+  }
+  EXPECT_EQ(rows_before["devices"].size(), 2u);
+  EXPECT_EQ(
+      peek.Rows("SELECT * FROM device_stats"),
+      (std::vector<std::string>{"sensor-001|12|30|2|2026-01-01T00:00:00.000Z|"
+                                "2026-01-01T00:01:00.000Z|NULL|0|0"}));
+  EXPECT_EQ(peek.One("SELECT count(*) FROM notification_log"), "0");
+
+  // The same schema as a file created at version 2.
+  const fs::path fresh = dir_ / "fresh.db";
+  ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
+  EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
+
+  // The commands work on it.
+  r = Admin({"stats", "sensor-001", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)[0]["expired"], 0);
+  r = Admin({"device", "list", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).size(), 2u);
+}
+
+TEST_F(AdminTest, InitOnAMigratedRegistryChangesNothing) {
+  CreateVersionOneRegistry(db_, kVersionOneRows);
+  Init();
+  const std::string before = Snapshot();
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "registry " + Path() + " is up to date (schema version 2)\n");
+  EXPECT_EQ(Snapshot(), before);
+}
+
+// A step that fails leaves the file at version 1, every row as it was.
+TEST_F(AdminTest, AFailedMigrationChangesNothing) {
+  CreateVersionOneRegistry(
+      db_, std::string(kVersionOneRows) +
+               "ALTER TABLE device_stats ADD COLUMN acked TEXT;");
+  EXPECT_REFUSED(Args{"init"}, "", 1,
+                 "migrating registry " + Path() +
+                     " from schema version 1 failed: duplicate column name: "
+                     "acked");
+  EXPECT_EQ(Peek(db_).One("PRAGMA user_version"), "1");
+}
+
+TEST_F(AdminTest, CommandsOnAVersionOneRegistryAskForInit) {
+  CreateVersionOneRegistry(db_, kVersionOneRows);
+  const std::string message = "registry " + Path() +
+                              " has schema version 1; run 'homepot-admin "
+                              "init' to migrate it to version 2";
+  EXPECT_REFUSED((Args{"device", "list"}), "", 1, message);
+  EXPECT_REFUSED((Args{"stats"}), "", 1, message);
+}
+
+// A pretend version 3 shows how a further migration step is applied.
 TEST_F(AdminTest, InitMigratesAnOlderRegistryInPlace) {
   Init();
   AddDevice("sensor-001");
-  std::string v2 = test::SchemaSql();
-  const size_t at = v2.rfind("PRAGMA user_version = 1");
+  std::string v3 = test::SchemaSql();
+  const size_t at = v3.rfind("PRAGMA user_version = 2");
   ASSERT_NE(at, std::string::npos);
-  v2.replace(at, 23, "PRAGMA user_version = 2");
-  env_.schema_sql = v2;
-  env_.migrations = {{1, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
+  v3.replace(at, 23, "PRAGMA user_version = 3");
+  env_.schema_sql = v3;
+  env_.migrations = {{2, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
 
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 1 to 2\n");
+            "migrated registry " + Path() + " from schema version 2 to 3\n");
   Peek peek(db_);
-  EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "3");
   EXPECT_EQ(peek.One("SELECT device_id, location FROM devices"),
             "sensor-001|NULL");
 }
 
-TEST_F(AdminTest, InitWithoutAMigrationStepChangesNothing) {
-  Init();
+// Version 1 to 3 in one go: the built-in step, then the next.
+TEST_F(AdminTest, InitRunsEveryStepFromVersionOne) {
+  CreateVersionOneRegistry(db_, kVersionOneRows);
   std::string v3 = test::SchemaSql();
-  v3.replace(v3.rfind("PRAGMA user_version = 1"), 23,
+  v3.replace(v3.rfind("PRAGMA user_version = 2"), 23,
              "PRAGMA user_version = 3");
   env_.schema_sql = v3;
-  env_.migrations = {{1, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
-  EXPECT_REFUSED(Args{"init"}, "", 1,
-                 "cannot migrate registry " + Path() +
-                     ": no migration from schema version 2");
+  env_.migrations = BuiltinMigrations();
+  env_.migrations.push_back(
+      {2, "ALTER TABLE devices ADD COLUMN location TEXT;"});
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "migrated registry " + Path() + " from schema version 1 to 3\n");
+  Peek peek(db_);
+  EXPECT_EQ(peek.One("SELECT expired, acked FROM device_stats"), "0|0");
+  EXPECT_EQ(peek.One("SELECT location FROM devices WHERE device_id = 'cam-1'"),
+            "NULL");
 }
 
-TEST_F(AdminTest, CommandsOnAnOlderRegistryAskForInit) {
+TEST_F(AdminTest, InitWithoutAMigrationStepChangesNothing) {
   Init();
-  std::string v2 = test::SchemaSql();
-  v2.replace(v2.rfind("PRAGMA user_version = 1"), 23,
-             "PRAGMA user_version = 2");
-  env_.schema_sql = v2;
-  EXPECT_REFUSED((Args{"device", "list"}), "", 1,
-                 "registry " + Path() +
-                     " has schema version 1; run 'homepot-admin init' to "
-                     "migrate it to version 2");
+  std::string v4 = test::SchemaSql();
+  v4.replace(v4.rfind("PRAGMA user_version = 2"), 23,
+             "PRAGMA user_version = 4");
+  env_.schema_sql = v4;
+  env_.migrations = {{2, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
+  EXPECT_REFUSED(Args{"init"}, "", 1,
+                 "cannot migrate registry " + Path() +
+                     ": no migration from schema version 3");
 }
 
 TEST_F(AdminTest, InitRefusesANewerRegistry) {
@@ -241,7 +379,7 @@ TEST_F(AdminTest, InitRefusesANewerRegistry) {
   Peek(db_).Exec("PRAGMA user_version = 7");
   const std::string message =
       "registry " + Path() +
-      " has schema version 7, newer than this homepot-admin supports (1); "
+      " has schema version 7, newer than this homepot-admin supports (2); "
       "use a newer homepot-admin";
   EXPECT_REFUSED(Args{"init"}, "", 1, message);
   EXPECT_REFUSED((Args{"device", "list"}), "", 1, message);
@@ -1109,25 +1247,29 @@ TEST_F(AdminTest, StatsListsDeviceStatistics) {
   Outcome r = Admin({"stats"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "DEVICE  PUBLISHED  DELIVERED  REJECTED  LAST_CONNECT  "
-            "LAST_PUBLISH  LAST_DELIVERY\n");
+            "DEVICE  PUBLISHED  DELIVERED  REJECTED  EXPIRED  ACKED  "
+            "LAST_CONNECT  LAST_PUBLISH  LAST_DELIVERY\n");
 
   Peek(db_).Exec(
-      "INSERT INTO device_stats VALUES ('sensor-001', 12, 30, 2, "
-      "'2026-01-01T00:00:00.000Z', '2026-01-01T00:01:00.000Z', NULL)");
+      "INSERT INTO device_stats (device_id, published, delivered, rejected, "
+      "last_connect, last_publish, last_delivery, expired, acked) VALUES "
+      "('sensor-001', 12, 30, 2, '2026-01-01T00:00:00.000Z', "
+      "'2026-01-01T00:01:00.000Z', NULL, 5, 25)");
   r = Admin({"stats"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "DEVICE      PUBLISHED  DELIVERED  REJECTED  LAST_CONNECT          "
-            "    LAST_PUBLISH              LAST_DELIVERY\n"
-            "sensor-001  12         30         2         "
+            "DEVICE      PUBLISHED  DELIVERED  REJECTED  EXPIRED  ACKED  "
+            "LAST_CONNECT              LAST_PUBLISH              "
+            "LAST_DELIVERY\n"
+            "sensor-001  12         30         2         5        25     "
             "2026-01-01T00:00:00.000Z  2026-01-01T00:01:00.000Z  -\n");
 
   r = Admin({"stats", "sensor-001", "--json"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
     {"device_id": "sensor-001", "published": 12, "delivered": 30,
-     "rejected": 2, "last_connect": "2026-01-01T00:00:00.000Z",
+     "rejected": 2, "expired": 5, "acked": 25,
+     "last_connect": "2026-01-01T00:00:00.000Z",
      "last_publish": "2026-01-01T00:01:00.000Z", "last_delivery": null}])"));
 
   // A known device without a row yet: zeros.
@@ -1135,7 +1277,8 @@ TEST_F(AdminTest, StatsListsDeviceStatistics) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
     {"device_id": "sensor-002", "published": 0, "delivered": 0,
-     "rejected": 0, "last_connect": null, "last_publish": null,
+     "rejected": 0, "expired": 0, "acked": 0, "last_connect": null,
+     "last_publish": null,
      "last_delivery": null}])"));
 
   EXPECT_REFUSED((Args{"stats", "ghost"}), "", 1, "unknown device 'ghost'");

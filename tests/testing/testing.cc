@@ -36,6 +36,15 @@ const std::string& SchemaSql() {
   return *text;
 }
 
+const std::string& SchemaV1Sql() {
+  static const std::string* text =
+      new std::string(ReadFile(HOMEPOT_TESTING_SCHEMA_V1_SQL));
+  if (text->empty()) {
+    ADD_FAILURE() << "cannot read " << HOMEPOT_TESTING_SCHEMA_V1_SQL;
+  }
+  return *text;
+}
+
 testing::AssertionResult ExecSql(sqlite3* db, const std::string& sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
@@ -75,6 +84,16 @@ testing::AssertionResult CreateRegistryFile(const std::string& path,
   const std::string& schema = SchemaSql();
   if (schema.empty()) {
     return testing::AssertionFailure() << "no schema text";
+  }
+  return ExecOnFile(path, schema + "\n" + sql,
+                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+}
+
+testing::AssertionResult CreateVersionOneRegistryFile(const std::string& path,
+                                                      const std::string& sql) {
+  const std::string& schema = SchemaV1Sql();
+  if (schema.empty()) {
+    return testing::AssertionFailure() << "no version-1 schema text";
   }
   return ExecOnFile(path, schema + "\n" + sql,
                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);

@@ -34,6 +34,10 @@ bool WriteFile(const std::string& path, const std::string& text);
 // returns "" when the file cannot be read.
 const std::string& SchemaSql();
 
+// The text of tests/fixtures/schema_v1.sql, the registry schema at version 1
+// (for migration tests); read once, like SchemaSql().
+const std::string& SchemaV1Sql();
+
 // Runs `sql` (any number of statements) on an open connection.
 testing::AssertionResult ExecSql(sqlite3* db, const std::string& sql);
 // Runs `sql` on the database file at `path` through a short-lived connection
@@ -45,6 +49,11 @@ testing::AssertionResult ExecSqlOn(const std::string& path,
 // then runs `sql`.
 testing::AssertionResult CreateRegistryFile(const std::string& path,
                                             const std::string& sql = "");
+
+// Creates the database file at `path` (or opens it), applies the version-1
+// schema and then runs `sql`: a registry as it was before migration.
+testing::AssertionResult CreateVersionOneRegistryFile(
+    const std::string& path, const std::string& sql = "");
 
 // An encoded PBKDF2 hash of `password` (cheap: 10 iterations by default;
 // the tests are not about hashing).
