@@ -353,9 +353,8 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         intake_.IsNotificationTopic(topic)) {
       const bool replay =
           live != nullptr && live->routing_epoch == routing_epoch_;
-      if ((live != nullptr || qos > 0) &&
-          Expired(payload, payloadlen, live != nullptr && !replay && !retain)) {
-        CountExpired(st);
+      if (Expired(payload, payloadlen, live != nullptr && !replay && !retain)) {
+        if (live != nullptr || qos > 0) CountExpired(st);
         return Verdict::kDeny;
       }
     }
@@ -385,11 +384,10 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         // A copy no longer live is never delivered: not routed, not kept
         // for an offline session, not replayed from its queue, not sent as
         // retained. (QoS 0 copies for an offline session are dropped by
-        // Mosquitto anyway: not counted.)
-        if ((live != nullptr || qos > 0) &&
-            Expired(payload, payloadlen,
+        // Mosquitto unless queue_qos0_messages: not counted.)
+        if (Expired(payload, payloadlen,
                     live != nullptr && !replay && !retain)) {
-          CountExpired(st);
+          if (live != nullptr || qos > 0) CountExpired(st);
           return Verdict::kDeny;
         }
         if (!replay && (live != nullptr || qos > 0)) {
