@@ -131,7 +131,7 @@ void Lifetimes::Fill(Entry* e, const void* payload, uint32_t len,
     l.expires_ms = received_ms + ttl_s * 1000;
   }
   l.publisher = publisher;
-  if (message_id.size() <= kMaxMessageIdLen) {
+  if (!message_id.empty() && message_id.size() <= kMaxMessageIdLen) {
     std::memcpy(l.message_id_buf, message_id.data(), message_id.size());
     l.message_id_len = static_cast<uint8_t>(message_id.size());
   }
@@ -152,7 +152,7 @@ const Lifetime& Lifetimes::Of(const void* payload, uint32_t payloadlen) {
   if (auto it = index_.find(payload); it != index_.end()) {
     const Entry& e = ring_[it->second];
     if (e.len == payloadlen &&
-        std::memcmp(e.fp, p + e.fp_offset, e.fp_len) == 0) {
+        (e.fp_len == 0 || std::memcmp(e.fp, p + e.fp_offset, e.fp_len) == 0)) {
       return e.lifetime;
     }
   }
