@@ -33,6 +33,7 @@ Homepot::Homepot(const Config& config, Broker* broker, Clock* clock,
       loaded_at_ms_(clock->WallMs()),
       auth_(MakeAuthOptions(config), clock),
       intake_(config, broker, clock, &counters_, &device_stats_),
+      lifetimes_(config.timestamp_field, config.default_ttl_s, clock->WallMs()),
       revocations_(&sessions_, &auth_, broker),
       stats_schedule_(int64_t{config.stats_interval_s} * 1000, started_ms) {}
 
@@ -348,6 +349,15 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
     if (topic.substr(0, kReservedPrefix.size()) == kReservedPrefix) {
       return Verdict::kDeny;
     }
+    if (what == Access::kRead && payloadlen > 0 &&
+        intake_.IsNotificationTopic(topic)) {
+      const bool replay =
+          live != nullptr && live->routing_epoch == routing_epoch_;
+      if (Expired(payload, payloadlen, live != nullptr && !replay && !retain)) {
+        if (live != nullptr || qos > 0) CountExpired(st);
+        return Verdict::kDeny;
+      }
+    }
     if (notification) {
       if (will) return Verdict::kDeny;
       if (intake_.Check(client, DeviceOf(st), topic, body, qos, *snapshot_)
@@ -371,6 +381,15 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         // an offline session (QoS 0 ones are dropped by Mosquitto).
         const bool replay =
             live != nullptr && live->routing_epoch == routing_epoch_;
+        // A copy no longer live is never delivered: not routed, not kept
+        // for an offline session, not replayed from its queue, not sent as
+        // retained. (QoS 0 copies for an offline session are dropped by
+        // Mosquitto unless queue_qos0_messages: not counted.)
+        if (Expired(payload, payloadlen,
+                    live != nullptr && !replay && !retain)) {
+          if (live != nullptr || qos > 0) CountExpired(st);
+          return Verdict::kDeny;
+        }
         if (!replay && (live != nullptr || qos > 0)) {
           ++counters_.deliveries;
           if (DeviceCounters* d = device_stats_.CountersToFlush(DeviceOf(st))) {
@@ -421,7 +440,9 @@ Verdict Homepot::PublishWill(const ClientInfo& client, Session* st,
   if (check.reject != Reject::kNone) return Verdict::kDeny;
   std::string out(intake_.StampedSize(check, payload.size()), '\0');
   intake_.WriteStamped(check, payload, out.data());
-  broker_->Publish(std::string(topic), out, qos, retain);
+  // "ttl": 0 is never kept as retained. The copy's lifetime is read from
+  // its stamp when it is first routed.
+  broker_->Publish(std::string(topic), out, qos, retain && check.ttl_s != 0);
   return Verdict::kDeny;
 }
 
@@ -469,6 +490,14 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   out[size] = '\0';
   m->payload = out;
   m->payloadlen = static_cast<uint32_t>(size);
+  // The broker routes, queues and persists this very buffer.
+  if (st == nullptr && live != nullptr) st = Resolve(client, live);
+  lifetimes_.Remember(out, m->payloadlen, intake_.StampOffset(*check),
+                      intake_.receipt_ms(), check->ttl_s, DeviceOf(st),
+                      check->has_message_id
+                          ? std::string_view(check->message_id)
+                          : std::string_view());
+  if (check->ttl_s == 0) m->retain = false;  // now or never
   return Verdict::kAllow;
 }
 

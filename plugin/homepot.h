@@ -7,6 +7,7 @@
 #ifndef HOMEPOT_PLUGIN_HOMEPOT_H_
 #define HOMEPOT_PLUGIN_HOMEPOT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 #include "broker.h"
 #include "config.h"
 #include "device_stats_batch.h"
+#include "lifetime.h"
 #include "notification_intake.h"
 #include "registry.h"
 #include "registry_source.h"
@@ -31,7 +33,8 @@ namespace homepot {
 enum class Verdict { kAllow, kDeny, kDefer, kDisconnect };
 
 // A PUBLISH as the MESSAGE event sees it. OnMessage may replace `payload`
-// with memory from Broker::Alloc; the broker then frees the old one.
+// with memory from Broker::Alloc; the broker then frees the old one. It may
+// also clear `retain` (a "ttl": 0 notification is never kept as retained).
 struct Message {
   const char* topic = nullptr;
   void* payload = nullptr;
@@ -65,7 +68,9 @@ class Homepot {
                      int access, const void* payload = nullptr,
                      uint32_t payloadlen = 0, int qos = 0, bool retain = false);
   // An accepted PUBLISH about to be routed: validates notifications (when
-  // the ACL check did not) and injects the receipt timestamp.
+  // the ACL check did not), injects the receipt timestamp and remembers the
+  // stamped buffer's lifetime (lifetime.h); read checks deny the copies of
+  // a notification that is no longer live, counted as expired.
   Verdict OnMessage(const ClientInfo& client, Message* message);
   void OnTick();
   // SIGHUP: reload the registry now.
@@ -133,6 +138,22 @@ class Homepot {
   Verdict PublishWill(const ClientInfo& client, Session* st,
                       std::string_view topic, std::string_view payload, int qos,
                       bool retain);
+  // Whether a copy of the notification in `payload` may no longer be
+  // delivered (lifetime.h); `routing_to_connected` as Lifetime::LiveAt.
+  bool Expired(const void* payload, uint32_t payloadlen,
+               bool routing_to_connected) {
+    // Within one TICK (0.1 s) without a clock read per copy.
+    const int64_t now = ticking_ ? std::max(tick_wall_ms_, intake_.receipt_ms())
+                                 : clock_->CoarseWallMs();
+    return !lifetimes_.Of(payload, payloadlen)
+                .LiveAt(now, routing_to_connected);
+  }
+  void CountExpired(Session* st) {
+    ++counters_.expired;
+    if (DeviceCounters* d = device_stats_.CountersToFlush(DeviceOf(st))) {
+      ++d->expired;
+    }
+  }
   static DeviceEntry* DeviceOf(Session* st) {
     return st != nullptr ? st->device : nullptr;
   }
@@ -152,6 +173,7 @@ class Homepot {
   SessionTable sessions_;
   DeviceStatsBatch device_stats_;
   NotificationIntake intake_;
+  Lifetimes lifetimes_;
   Revocations revocations_;
   StatsSchedule stats_schedule_;
 

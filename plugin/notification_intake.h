@@ -76,6 +76,10 @@ class NotificationIntake {
   size_t StampedSize(const NotificationCheck& check, size_t payload_len) const {
     return injector_.InjectedSize(check, payload_len);
   }
+  // Offset of the 24-byte receipt stamp in the stamped payload.
+  size_t StampOffset(const NotificationCheck& check) const {
+    return injector_.StampOffset(check);
+  }
   // Writes `payload` with the receipt stamp into `out` (StampedSize bytes).
   void WriteStamped(const NotificationCheck& check, std::string_view payload,
                     char* out) const;

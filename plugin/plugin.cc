@@ -104,6 +104,9 @@ int OnMessage(int, void* event_data, void* userdata) noexcept {
     if (v == Verdict::kDisconnect) return MOSQ_ERR_AUTH;  // ends the session
     ev->payload = m.payload;  // the broker frees the old payload
     ev->payloadlen = m.payloadlen;
+    // Mosquitto 2.0.11 copies it back to the stored message, which is kept
+    // as retained only when it is still set.
+    ev->retain = m.retain;
     return MOSQ_ERR_SUCCESS;
   } catch (...) {
     LogException("message");

@@ -67,6 +67,12 @@ size_t TimestampInjector::InjectedSize(const NotificationCheck& check,
   return size;
 }
 
+size_t TimestampInjector::StampOffset(const NotificationCheck& check) const {
+  // Replaced in place, or added as ,"<field>":"<stamp>" before the brace.
+  return check.has_stamp_field ? check.stamp_begin + 1
+                               : check.close_brace + field_.size() + 5;
+}
+
 void TimestampInjector::Inject(const NotificationCheck& check,
                                std::string_view payload,
                                const char stamp[kStampLen], char* out) const {

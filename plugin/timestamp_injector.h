@@ -31,6 +31,10 @@ class TimestampInjector {
   // Size of the payload after Inject.
   size_t InjectedSize(const NotificationCheck& check, size_t payload_len) const;
 
+  // Offset of the stamp (its first character, after the quote) in the
+  // output of Inject.
+  size_t StampOffset(const NotificationCheck& check) const;
+
   // Writes `payload` with the field set to `stamp` (replacing the
   // publisher's value, or added before the closing brace) and "timestamp"
   // added when the publisher sent none. `out` must hold InjectedSize bytes.

@@ -139,6 +139,7 @@ class FakeRegistrySource : public RegistrySource {
       c.published += d.counters.published;
       c.delivered += d.counters.delivered;
       c.rejected += d.counters.rejected;
+      c.expired += d.counters.expired;
       c.last_connect_ms =
           std::max(c.last_connect_ms, d.counters.last_connect_ms);
       c.last_publish_ms =
@@ -850,6 +851,151 @@ TEST_F(HomepotTest, DeliveriesCountOnlyCopiesSentOrQueued) {
                               static_cast<uint32_t>(body.size()), 1, false),
             Verdict::kAllow);
   EXPECT_EQ(core_->counters().deliveries, 3u);
+}
+
+// Publishes `body` as the backend through the ACL check and MESSAGE event,
+// as Mosquitto does; returns the stamped buffer (freed by the test).
+struct Routed {
+  Verdict verdict;
+  Message message;
+  std::string payload() const {
+    return std::string(static_cast<const char*>(message.payload),
+                       message.payloadlen);
+  }
+};
+
+class LifetimeTest : public HomepotTest {
+ protected:
+  void TearDown() override {
+    for (void* p : buffers_) std::free(p);
+    HomepotTest::TearDown();
+  }
+  Routed Route(const std::string& body, bool retain = false) {
+    Routed r;
+    r.message.topic = kTopic;
+    r.message.payload = const_cast<char*>(body.data());
+    r.message.payloadlen = static_cast<uint32_t>(body.size());
+    r.message.qos = 1;
+    r.message.retain = retain;
+    r.verdict = core_->OnAclCheck(backend_.info(), kTopic, kWrite, body.data(),
+                                  r.message.payloadlen, 1, retain);
+    if (r.verdict != Verdict::kAllow) return r;
+    r.verdict = core_->OnMessage(backend_.info(), &r.message);
+    if (r.message.payload != body.data()) buffers_.push_back(r.message.payload);
+    return r;
+  }
+  Verdict Read(const Client& c, const Routed& r, bool retain = false) {
+    return core_->OnAclCheck(c.info(), kTopic, kRead, r.message.payload,
+                             r.message.payloadlen, 1, retain);
+  }
+  uint64_t DeviceExpired() {
+    core_->PublishStats();
+    return source_->stats["sensor-001"].expired;
+  }
+
+  static constexpr const char* kTopic = "devices/sensor-001/notifications";
+  Client backend_{"homepot", "b-1"};
+  Client sensor_{"sensor-001", "s-1"};
+  std::vector<void*> buffers_;
+};
+
+TEST_F(LifetimeTest, ACopyIsDeliveredOnlyWithinItsTtl) {
+  Create();
+  ASSERT_EQ(Auth(backend_, "homepot", "backend-pw"), Verdict::kAllow);
+  ASSERT_EQ(Auth(sensor_, "sensor-001", "s3cret"), Verdict::kAllow);
+  Routed r = Route(R"({"title":"t","body":"b","ttl":2,"message_id":"m-7"})");
+  ASSERT_EQ(r.verdict, Verdict::kAllow);
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  core_->OnDisconnect(sensor_.info(), /*may_persist=*/true);
+  clock_.Advance(1999);
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);  // queued while offline
+  EXPECT_EQ(core_->counters().deliveries, 2u);
+  clock_.Advance(1);
+  // Back after the ttl: the queued copy is not delivered.
+  Client back("sensor-001", "s-1");
+  ASSERT_EQ(Auth(back, "sensor-001", "s3cret"), Verdict::kAllow);
+  EXPECT_EQ(Read(back, r), Verdict::kDeny);
+  EXPECT_EQ(core_->counters().expired, 1u);
+  EXPECT_EQ(core_->counters().deliveries, 2u);
+  EXPECT_EQ(core_->counters().acl_deliver_denied, 0u);
+  // Nor as a retained copy on subscribe.
+  core_->OnTick();
+  EXPECT_EQ(Read(back, r, /*retain=*/true), Verdict::kDeny);
+  EXPECT_EQ(core_->counters().expired, 2u);
+  EXPECT_EQ(DeviceExpired(), 2u);
+}
+
+TEST_F(LifetimeTest, TtlZeroReachesOnlyConnectedSessionsAndIsNotRetained) {
+  Create();
+  ASSERT_EQ(Auth(backend_, "homepot", "backend-pw"), Verdict::kAllow);
+  ASSERT_EQ(Auth(sensor_, "sensor-001", "s3cret"), Verdict::kAllow);
+  Routed r = Route(R"({"title":"t","body":"b","ttl":0})", /*retain=*/true);
+  ASSERT_EQ(r.verdict, Verdict::kAllow);
+  EXPECT_FALSE(r.message.retain);
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  EXPECT_EQ(Read(sensor_, r, /*retain=*/true), Verdict::kDeny);
+  core_->OnDisconnect(sensor_.info(), /*may_persist=*/true);
+  EXPECT_EQ(Read(sensor_, r), Verdict::kDeny);  // not queued offline
+  EXPECT_EQ(core_->counters().expired, 2u);
+  EXPECT_EQ(core_->counters().deliveries, 1u);
+}
+
+TEST_F(LifetimeTest, DefaultTtlAppliesWithoutTtl) {
+  config_.default_ttl_s = 10;
+  Create();
+  ASSERT_EQ(Auth(backend_, "homepot", "backend-pw"), Verdict::kAllow);
+  ASSERT_EQ(Auth(sensor_, "sensor-001", "s3cret"), Verdict::kAllow);
+  Routed r = Route(R"({"title":"t","body":"b"})");
+  Routed forever = Route(R"({"title":"t","body":"b","ttl":100})");
+  clock_.Advance(10000);
+  core_->OnTick();
+  EXPECT_EQ(Read(sensor_, r), Verdict::kDeny);
+  EXPECT_EQ(Read(sensor_, forever), Verdict::kAllow);
+}
+
+TEST_F(LifetimeTest, NoTtlAndNoDefaultMeansNoLimit) {
+  Create();
+  ASSERT_EQ(Auth(backend_, "homepot", "backend-pw"), Verdict::kAllow);
+  ASSERT_EQ(Auth(sensor_, "sensor-001", "s3cret"), Verdict::kAllow);
+  Routed r = Route(R"({"title":"t","body":"b"})");
+  clock_.Advance(int64_t{3650} * 24 * 3600 * 1000);
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  EXPECT_EQ(core_->counters().expired, 0u);
+}
+
+// A payload the plugin did not stamp in this run (restored from the
+// persistence file after a restart) is judged by its own stamp.
+TEST_F(LifetimeTest, RestoredPayloadIsJudgedByItsStamp) {
+  Create();
+  ASSERT_EQ(Auth(sensor_, "sensor-001", "s3cret"), Verdict::kAllow);
+  const std::string restored =
+      R"({"title":"t","body":"b","ttl":60,"received_at":")" +
+      StampString(clock_.wall - 61000) + "\"}";
+  const std::string fresh =
+      R"({"title":"t","body":"b","ttl":60,"received_at":")" +
+      StampString(clock_.wall - 59000) + "\"}";
+  auto read = [&](const std::string& p) {
+    return core_->OnAclCheck(sensor_.info(), kTopic, kRead, p.data(),
+                             static_cast<uint32_t>(p.size()), 1, false);
+  };
+  EXPECT_EQ(read(restored), Verdict::kDeny);
+  EXPECT_EQ(read(fresh), Verdict::kAllow);
+  clock_.Advance(1000);
+  EXPECT_EQ(read(fresh), Verdict::kDeny);
+  EXPECT_EQ(core_->counters().expired, 2u);
+}
+
+TEST_F(LifetimeTest, WillWithTtlZeroIsNotRetained) {
+  Create();
+  ASSERT_EQ(Auth(backend_, "homepot", "backend-pw"), Verdict::kAllow);
+  core_->OnDisconnect(backend_.info());
+  const std::string will = R"({"title":"t","body":"gone","ttl":0})";
+  EXPECT_EQ(core_->OnAclCheck(backend_.info(), kTopic, kWrite, will.data(),
+                              static_cast<uint32_t>(will.size()), 1, true),
+            Verdict::kDeny);
+  ASSERT_FALSE(broker_.publishes.empty());
+  EXPECT_EQ(broker_.publishes.back().topic, kTopic);
+  EXPECT_FALSE(broker_.publishes.back().retain);
 }
 
 }  // namespace

@@ -1,0 +1,187 @@
+#include "lifetime.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <utility>
+
+namespace homepot {
+namespace {
+
+bool Digits(std::string_view s, size_t at, size_t n, int* out) {
+  if (at + n > s.size()) return false;
+  int v = 0;
+  for (size_t i = at; i < at + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  *out = v;
+  return true;
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date.
+int64_t DaysFromCivil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+}  // namespace
+
+std::optional<int64_t> ParseRfc3339Ms(std::string_view s) {
+  int year, month, day, hour, minute, second;
+  if (!Digits(s, 0, 4, &year) || s.size() < 19 || s[4] != '-' ||
+      !Digits(s, 5, 2, &month) || s[7] != '-' || !Digits(s, 8, 2, &day) ||
+      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      !Digits(s, 11, 2, &hour) || s[13] != ':' || !Digits(s, 14, 2, &minute) ||
+      s[16] != ':' || !Digits(s, 17, 2, &second)) {
+    return std::nullopt;
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
+      minute > 59 || second > 60) {
+    return std::nullopt;
+  }
+  size_t i = 19;
+  int ms = 0;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    size_t digits = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+      if (digits < 3) ms = ms * 10 + (s[i] - '0');
+      ++digits;
+      ++i;
+    }
+    if (digits == 0) return std::nullopt;
+    for (size_t k = digits; k < 3; ++k) ms *= 10;
+  }
+  int64_t offset_min = 0;
+  if (i < s.size()) {
+    if (s[i] == 'Z' || s[i] == 'z') {
+      ++i;
+    } else if (s[i] == '+' || s[i] == '-') {
+      const int sign = s[i] == '-' ? -1 : 1;
+      int oh = 0, om = 0;
+      if (!Digits(s, i + 1, 2, &oh)) return std::nullopt;
+      i += 3;
+      if (i < s.size() && s[i] == ':') ++i;
+      if (i < s.size()) {
+        if (!Digits(s, i, 2, &om)) return std::nullopt;
+        i += 2;
+      }
+      if (oh > 23 || om > 59) return std::nullopt;
+      offset_min = sign * (oh * 60 + om);
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (i != s.size()) return std::nullopt;
+  const int64_t days = DaysFromCivil(year, month, day);
+  const int64_t secs = days * 86400 + hour * 3600 + minute * 60 +
+                       std::min(second, 59) - offset_min * 60;
+  return secs * 1000 + ms;
+}
+
+Lifetimes::Lifetimes(std::string timestamp_field, int64_t default_ttl_s,
+                     int64_t started_ms, size_t capacity)
+    : default_ttl_s_(default_ttl_s),
+      started_ms_(started_ms),
+      capacity_(std::max<size_t>(capacity, 1)),
+      validator_(std::move(timestamp_field)) {
+  ring_.reserve(capacity_);
+  index_.reserve(capacity_);
+}
+
+Lifetimes::Entry& Lifetimes::Slot(const void* key) {
+  if (auto it = index_.find(key); it != index_.end()) return ring_[it->second];
+  uint32_t slot;
+  if (ring_.size() < capacity_) {
+    slot = static_cast<uint32_t>(ring_.size());
+    ring_.emplace_back();
+  } else {
+    slot = static_cast<uint32_t>(next_);
+    next_ = (next_ + 1) % capacity_;
+    index_.erase(ring_[slot].key);
+  }
+  index_.emplace(key, slot);
+  ring_[slot].key = key;
+  return ring_[slot];
+}
+
+void Lifetimes::Fill(Entry* e, const void* payload, uint32_t len,
+                     size_t fp_offset, int64_t received_ms, int64_t ttl_s,
+                     DeviceEntry* publisher, std::string_view message_id) {
+  const char* p = static_cast<const char*>(payload);
+  fp_offset = std::min<size_t>(fp_offset, len);
+  e->len = len;
+  e->fp_offset = static_cast<uint32_t>(fp_offset);
+  e->fp_len = static_cast<uint8_t>(std::min(kFingerprintLen, len - fp_offset));
+  if (e->fp_len > 0) std::memcpy(e->fp, p + fp_offset, e->fp_len);
+  Lifetime& l = e->lifetime;
+  l = Lifetime();
+  l.received_ms = received_ms;
+  if (ttl_s < 0) ttl_s = default_ttl_s_ > 0 ? default_ttl_s_ : -1;
+  if (ttl_s == 0) {
+    l.now_or_never = true;
+    l.expires_ms = received_ms;
+  } else if (ttl_s > 0) {
+    ttl_s = std::min(ttl_s, kMaxTtlSeconds);
+    l.expires_ms = received_ms + ttl_s * 1000;
+  }
+  l.publisher = publisher;
+  if (!message_id.empty() && message_id.size() <= kMaxMessageIdLen) {
+    std::memcpy(l.message_id_buf, message_id.data(), message_id.size());
+    l.message_id_len = static_cast<uint8_t>(message_id.size());
+  }
+}
+
+const Lifetime& Lifetimes::Remember(const void* payload, uint32_t payloadlen,
+                                    size_t stamp_offset, int64_t received_ms,
+                                    int64_t ttl_s, DeviceEntry* publisher,
+                                    std::string_view message_id) {
+  Entry& e = Slot(payload);
+  Fill(&e, payload, payloadlen, stamp_offset, received_ms, ttl_s, publisher,
+       message_id);
+  return e.lifetime;
+}
+
+const Lifetime& Lifetimes::Of(const void* payload, uint32_t payloadlen) {
+  const char* p = static_cast<const char*>(payload);
+  if (auto it = index_.find(payload); it != index_.end()) {
+    const Entry& e = ring_[it->second];
+    if (e.len == payloadlen &&
+        (e.fp_len == 0 || std::memcmp(e.fp, p + e.fp_offset, e.fp_len) == 0)) {
+      return e.lifetime;
+    }
+  }
+  // Not one the plugin stamped (or no longer): read it once.
+  ++parsed_;
+  std::string_view body(p, payload != nullptr ? payloadlen : 0);
+  const NotificationCheck& check =
+      validator_.Check(body, UINT32_MAX, 0, INT_MAX);
+  int64_t received_ms = started_ms_;
+  int64_t ttl_s = -1;
+  size_t fp_offset = 0;
+  std::string_view message_id;
+  if (check.reject == Reject::kNone) {
+    ttl_s = check.ttl_s;
+    if (check.has_message_id) message_id = check.message_id;
+    if (check.has_stamp_field && check.stamp_end >= check.stamp_begin + 2 &&
+        body[check.stamp_begin] == '"') {
+      std::string_view value = body.substr(
+          check.stamp_begin + 1, check.stamp_end - check.stamp_begin - 2);
+      if (std::optional<int64_t> ms = ParseRfc3339Ms(value)) {
+        received_ms = *ms;
+        fp_offset = check.stamp_begin + 1;
+      }
+    }
+  }
+  Entry& e = Slot(payload);
+  Fill(&e, payload, payloadlen, fp_offset, received_ms, ttl_s, nullptr,
+       message_id);
+  return e.lifetime;
+}
+
+}  // namespace homepot
