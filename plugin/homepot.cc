@@ -33,7 +33,8 @@ Homepot::Homepot(const Config& config, Broker* broker, Clock* clock,
       loaded_at_ms_(clock->WallMs()),
       auth_(MakeAuthOptions(config), clock),
       intake_(config, broker, clock, &counters_, &device_stats_),
-      lifetimes_(config.timestamp_field, config.default_ttl_s, clock->WallMs()),
+      lifetimes_(config.timestamp_field, config.default_ttl_s, clock->WallMs(),
+                 config.max_payload),
       revocations_(&sessions_, &auth_, broker),
       stats_schedule_(int64_t{config.stats_interval_s} * 1000, started_ms) {}
 

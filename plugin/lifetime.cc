@@ -85,9 +85,10 @@ std::optional<int64_t> ParseRfc3339Ms(std::string_view s) {
 }
 
 Lifetimes::Lifetimes(std::string timestamp_field, int64_t default_ttl_s,
-                     int64_t started_ms, size_t capacity)
+                     int64_t started_ms, uint32_t max_read, size_t capacity)
     : default_ttl_s_(default_ttl_s),
       started_ms_(started_ms),
+      max_read_(max_read),
       capacity_(std::max<size_t>(capacity, 1)),
       validator_(std::move(timestamp_field)) {
   ring_.reserve(capacity_);
@@ -160,7 +161,7 @@ const Lifetime& Lifetimes::Of(const void* payload, uint32_t payloadlen) {
   ++parsed_;
   std::string_view body(p, payload != nullptr ? payloadlen : 0);
   const NotificationCheck& check =
-      validator_.Check(body, UINT32_MAX, 0, INT_MAX);
+      validator_.Check(body, max_read_, 0, INT_MAX);
   int64_t received_ms = started_ms_;
   int64_t ttl_s = -1;
   size_t fp_offset = 0;

@@ -75,9 +75,12 @@ class Lifetimes {
   static constexpr size_t kDefaultCapacity = 65536;
 
   // `default_ttl_s`: for notifications without "ttl" (0 = no limit).
-  // `started_ms`: wall clock when the plugin started.
+  // `started_ms`: wall clock when the plugin started. `max_read`: the
+  // largest payload read once (max_payload); a larger unknown one is never
+  // parsed and counts as received at `started_ms`.
   Lifetimes(std::string timestamp_field, int64_t default_ttl_s,
-            int64_t started_ms, size_t capacity = kDefaultCapacity);
+            int64_t started_ms, uint32_t max_read,
+            size_t capacity = kDefaultCapacity);
   Lifetimes(const Lifetimes&) = delete;
   Lifetimes& operator=(const Lifetimes&) = delete;
 
@@ -115,6 +118,7 @@ class Lifetimes {
 
   const int64_t default_ttl_s_;
   const int64_t started_ms_;
+  const uint32_t max_read_;
   const size_t capacity_;
   NotificationValidator validator_;
   std::vector<Entry> ring_;

@@ -10,6 +10,7 @@ namespace homepot {
 namespace {
 
 constexpr int64_t kStarted = 1795000000000;  // 2026-11-18
+constexpr uint32_t kMaxRead = 262144;
 
 std::string Stamp(int64_t ms) {
   char out[kStampLen];
@@ -43,7 +44,7 @@ TEST(ParseRfc3339Test, ReadsZonesAndFractions) {
 }
 
 TEST(LifetimesTest, RememberedPayloadLivesForItsTtl) {
-  Lifetimes lifetimes("received_at", 0, kStarted);
+  Lifetimes lifetimes("received_at", 0, kStarted, kMaxRead);
   const int64_t received = kStarted + 5000;
   std::string p = Stamped(received, R"(,"ttl":2)");
   DeviceEntry entry;
@@ -62,18 +63,18 @@ TEST(LifetimesTest, RememberedPayloadLivesForItsTtl) {
 
 TEST(LifetimesTest, DefaultTtlAppliesWithoutTtlAndZeroMeansNoLimit) {
   std::string p = Stamped(kStarted);
-  Lifetimes unlimited("received_at", 0, kStarted);
+  Lifetimes unlimited("received_at", 0, kStarted, kMaxRead);
   unlimited.Remember(p.data(), p.size(), StampOffset(p), kStarted, -1, nullptr,
                      "");
   EXPECT_EQ(unlimited.Of(p.data(), p.size()).expires_ms, kNoExpiry);
-  Lifetimes limited("received_at", 60, kStarted);
+  Lifetimes limited("received_at", 60, kStarted, kMaxRead);
   limited.Remember(p.data(), p.size(), StampOffset(p), kStarted, -1, nullptr,
                    "");
   EXPECT_EQ(limited.Of(p.data(), p.size()).expires_ms, kStarted + 60000);
 }
 
 TEST(LifetimesTest, TtlZeroIsLiveOnlyWhenRoutedToAConnectedSession) {
-  Lifetimes lifetimes("received_at", 60, kStarted);
+  Lifetimes lifetimes("received_at", 60, kStarted, kMaxRead);
   std::string p = Stamped(kStarted, R"(,"ttl":0)");
   const Lifetime& l = lifetimes.Remember(p.data(), p.size(), StampOffset(p),
                                          kStarted, 0, nullptr, "");
@@ -83,7 +84,7 @@ TEST(LifetimesTest, TtlZeroIsLiveOnlyWhenRoutedToAConnectedSession) {
 }
 
 TEST(LifetimesTest, AReusedBufferIsReadAgain) {
-  Lifetimes lifetimes("received_at", 0, kStarted);
+  Lifetimes lifetimes("received_at", 0, kStarted, kMaxRead);
   std::string p = Stamped(kStarted, R"(,"ttl":5)");
   lifetimes.Remember(p.data(), p.size(), StampOffset(p), kStarted, 5, nullptr,
                      "");
@@ -101,7 +102,7 @@ TEST(LifetimesTest, AReusedBufferIsReadAgain) {
 }
 
 TEST(LifetimesTest, UnknownPayloadIsReadOnce) {
-  Lifetimes lifetimes("received_at", 0, kStarted);
+  Lifetimes lifetimes("received_at", 0, kStarted, kMaxRead);
   const std::string p =
       R"({"title":"t","body":"b","ttl":30,"message_id":"abc",)"
       R"("received_at":"2026-11-18T10:00:00.250+01:00"})";
@@ -116,10 +117,13 @@ TEST(LifetimesTest, UnknownPayloadIsReadOnce) {
 }
 
 TEST(LifetimesTest, PayloadWithoutAStampCountsAsReceivedAtStart) {
-  Lifetimes lifetimes("received_at", 10, kStarted);
+  Lifetimes lifetimes("received_at", 10, kStarted, /*max_read=*/80);
+  // The last one is stamped but larger than the plugin accepts: not parsed.
   for (std::string p :
        {std::string(R"({"title":"t","body":"b"})"),
-        std::string(R"({"received_at":"soon"})"), std::string("not json")}) {
+        std::string(R"({"received_at":"soon"})"), std::string("not json"),
+        R"({"title":"t","body":")" + std::string(80, 'x') +
+            R"(","received_at":"2026-11-18T09:00:00.250Z"})"}) {
     const Lifetime& l = lifetimes.Of(p.data(), p.size());
     EXPECT_EQ(l.received_ms, kStarted) << p;
     EXPECT_EQ(l.expires_ms, kStarted + 10000) << p;
@@ -127,7 +131,7 @@ TEST(LifetimesTest, PayloadWithoutAStampCountsAsReceivedAtStart) {
 }
 
 TEST(LifetimesTest, LongMessageIdsAreNotKept) {
-  Lifetimes lifetimes("received_at", 0, kStarted);
+  Lifetimes lifetimes("received_at", 0, kStarted, kMaxRead);
   std::string p = Stamped(kStarted);
   const Lifetime& l =
       lifetimes.Remember(p.data(), p.size(), StampOffset(p), kStarted, -1,
@@ -140,7 +144,7 @@ TEST(LifetimesTest, LongMessageIdsAreNotKept) {
 }
 
 TEST(LifetimesTest, CapacityIsBoundedAndTheOldestIsReplaced) {
-  Lifetimes lifetimes("received_at", 0, kStarted, /*capacity=*/2);
+  Lifetimes lifetimes("received_at", 0, kStarted, kMaxRead, /*capacity=*/2);
   std::string a = Stamped(kStarted, R"(,"ttl":1)");
   std::string b = Stamped(kStarted, R"(,"ttl":2)");
   std::string c = Stamped(kStarted, R"(,"ttl":3)");
