@@ -70,6 +70,27 @@ Status ParseTopics(const std::string& name, const std::string& value,
 
 }  // namespace
 
+bool IsAckTopicPattern(std::string_view pattern) {
+  if (pattern.empty() || pattern[0] == '$' || !IsValidTopic(pattern)) {
+    return false;
+  }
+  int user_levels = 0;
+  size_t start = 0;
+  while (true) {
+    size_t end = pattern.find('/', start);
+    std::string_view level = pattern.substr(
+        start, end == std::string_view::npos ? end : end - start);
+    if (level == "%u") {
+      ++user_levels;
+    } else if (level.find('%') != std::string_view::npos) {
+      return false;
+    }
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return user_levels == 1;
+}
+
 Result<Config> ParseConfig(const OptionList& options) {
   Config c;
   using Parser = std::function<Status(const std::string&, const std::string&)>;
@@ -83,10 +104,12 @@ Result<Config> ParseConfig(const OptionList& options) {
       {"stats_topic",
        [&](const std::string& n, const std::string& v) {
          if (v.rfind("$SYS/homepot/", 0) != 0 || !IsValidTopic(v) ||
-             v.rfind("$SYS/homepot/rejections/", 0) == 0) {
+             v.rfind("$SYS/homepot/rejections/", 0) == 0 ||
+             v.rfind("$SYS/homepot/receipts/", 0) == 0) {
            return OptionError(n, "'" + v +
                                      "' must be a topic name under "
-                                     "$SYS/homepot/ (outside rejections/)");
+                                     "$SYS/homepot/ (outside rejections/ "
+                                     "and receipts/)");
          }
          c.stats_topic = v;
          return Status::Ok();
@@ -144,6 +167,34 @@ Result<Config> ParseConfig(const OptionList& options) {
        [&](const std::string& n, const std::string& v) {
          return ParseInt<int64_t>(n, v, 0, kMaxTtlSeconds, &c.default_ttl_s);
        }},
+      {"receipts",
+       [&](const std::string& n, const std::string& v) {
+         return ParseBool(n, v, &c.receipts);
+       }},
+      {"ack_topic",
+       [&](const std::string& n, const std::string& v) {
+         if (v == "none") {
+           c.ack_topic.clear();
+           return Status::Ok();
+         }
+         if (!IsAckTopicPattern(v)) {
+           return OptionError(n, "'" + v +
+                                     "' must be a topic name outside $ "
+                                     "with one level that is exactly %u, "
+                                     "or none");
+         }
+         c.ack_topic = v;
+         return Status::Ok();
+       }},
+      {"log_retention_rows",
+       [&](const std::string& n, const std::string& v) {
+         return ParseInt<int64_t>(n, v, 0, int64_t{1} << 40,
+                                  &c.log_retention_rows);
+       }},
+      {"log_retention_days",
+       [&](const std::string& n, const std::string& v) {
+         return ParseInt(n, v, 0, 36500, &c.log_retention_days);
+       }},
   };
   for (const auto& [name, value] : options) {
     auto it = parsers.find(name);
@@ -155,6 +206,18 @@ Result<Config> ParseConfig(const OptionList& options) {
   }
   if (c.db_path.empty()) {
     return Status::Error("option plugin_opt_db_path is required");
+  }
+  if (!c.ack_topic.empty()) {
+    // An acknowledgement is never a notification.
+    std::string sample = c.ack_topic;
+    sample.replace(sample.find("%u"), 2, "device");
+    for (const std::string& f : c.notification_topics) {
+      if (FilterMatches(f, sample)) {
+        return OptionError(
+            "ack_topic",
+            "'" + c.ack_topic + "' overlaps notification topic '" + f + "'");
+      }
+    }
   }
   return c;
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -41,7 +42,21 @@ struct Config {
   // Lifetime of a notification without "ttl", seconds from its receipt;
   // 0 = no limit (what MQTT promises a publisher that asks for nothing).
   int64_t default_ttl_s = 0;
+  // Receipts on $SYS/homepot/receipts/<publisher> for publishers that
+  // subscribe to them.
+  bool receipts = true;
+  // Where a device acknowledges notifications: a topic name whose one
+  // whole level is %u (its device id). Empty: acknowledgements are off.
+  std::string ack_topic = "devices/%u/acks";
+  // notification_log retention: at most this many rows (0: the log is not
+  // written) and rows at most this many days old (0: no age limit).
+  int64_t log_retention_rows = 100000;
+  int log_retention_days = 30;
 };
+
+// Whether `pattern` is a valid ack_topic: a topic name (no wildcards, not
+// under $) with exactly one level that is exactly "%u".
+bool IsAckTopicPattern(std::string_view pattern);
 
 using OptionList = std::vector<std::pair<std::string, std::string>>;
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "delivery_log.h"
 #include "registry.h"
 #include "stats.h"
 
@@ -50,6 +51,9 @@ class RegistrySource {
   // Takes per-device deltas to add to device_stats. Returns false, leaving
   // `batch` as it was, when it cannot take them right now.
   virtual bool SubmitStats(std::vector<DeviceStatsDelta>* batch) = 0;
+  // Takes delivery log events (delivery_log.h) to write in order. Returns
+  // false, leaving `batch` as it was, when it cannot take them right now.
+  virtual bool SubmitLog(std::vector<DeliveryEvent>* batch) = 0;
   // The last load error, empty when the last attempt succeeded. Returns
   // false if it could not be read now.
   virtual bool LastError(std::string* out) = 0;

@@ -52,6 +52,10 @@ class RegistryWorker : public RegistrySource {
     return log_.Take(out);
   }
   bool SubmitStats(std::vector<DeviceStatsDelta>* batch) override;
+  bool SubmitLog(std::vector<DeliveryEvent>* batch) override {
+    batch->clear();  // not written yet
+    return true;
+  }
   bool LastError(std::string* out) override { return reloader_.LastError(out); }
   // Stops the thread and writes pending device stats on the calling thread.
   void Shutdown() override;

@@ -78,6 +78,12 @@ struct DeviceCounters {
   int64_t last_connect_ms = 0;  // 0 = unchanged since the last flush
   int64_t last_publish_ms = 0;
   int64_t last_delivery_ms = 0;
+  // Presence, written over the stored values (not added) when
+  // presence_changed: the device's sessions connected now, and how many of
+  // them hold a subscription that covers its token.
+  int64_t sessions = 0;
+  int64_t subscribed = 0;
+  bool presence_changed = false;
   bool dirty = false;
 };
 

@@ -41,6 +41,10 @@ TEST(ConfigTest, DefaultsMatchTheDocs) {
   EXPECT_EQ(c.auth_lockout_seconds, 60);
   EXPECT_FALSE(c.defer_unknown);
   EXPECT_EQ(c.default_ttl_s, 0);
+  EXPECT_TRUE(c.receipts);
+  EXPECT_EQ(c.ack_topic, "devices/%u/acks");
+  EXPECT_EQ(c.log_retention_rows, 100000);
+  EXPECT_EQ(c.log_retention_days, 30);
 }
 
 TEST(ConfigTest, EveryOptionIsParsed) {
@@ -57,6 +61,10 @@ TEST(ConfigTest, EveryOptionIsParsed) {
       {"auth_lockout_seconds", "3600"},
       {"defer_unknown", "true"},
       {"default_ttl", "300"},
+      {"receipts", "false"},
+      {"ack_topic", "acks/%u"},
+      {"log_retention_rows", "0"},
+      {"log_retention_days", "7"},
   });
   ASSERT_TRUE(r.ok()) << r.status().message();
   const Config& c = *r;
@@ -73,6 +81,16 @@ TEST(ConfigTest, EveryOptionIsParsed) {
   EXPECT_EQ(c.auth_lockout_seconds, 3600);
   EXPECT_TRUE(c.defer_unknown);
   EXPECT_EQ(c.default_ttl_s, 300);
+  EXPECT_FALSE(c.receipts);
+  EXPECT_EQ(c.ack_topic, "acks/%u");
+  EXPECT_EQ(c.log_retention_rows, 0);
+  EXPECT_EQ(c.log_retention_days, 7);
+}
+
+TEST(ConfigTest, AckTopicNoneTurnsAcknowledgementsOff) {
+  Result<Config> r = ParseConfig({{"db_path", "x.db"}, {"ack_topic", "none"}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->ack_topic, "");
 }
 
 TEST(ConfigTest, RangeBoundsAreAccepted) {
@@ -187,22 +205,52 @@ TEST(ConfigTest, BadValuesGiveExactMessages) {
       // Stats topic.
       {"stats_topic", "homepot/stats",
        "option plugin_opt_stats_topic: 'homepot/stats' must be a topic name "
-       "under $SYS/homepot/ (outside rejections/)"},
+       "under $SYS/homepot/ (outside rejections/ and receipts/)"},
       {"stats_topic", "$SYS/broker/stats",
        "option plugin_opt_stats_topic: '$SYS/broker/stats' must be a topic "
-       "name under $SYS/homepot/ (outside rejections/)"},
+       "name under $SYS/homepot/ (outside rejections/ and receipts/)"},
       {"stats_topic", "$SYS/homepot/+",
        "option plugin_opt_stats_topic: '$SYS/homepot/+' must be a topic name "
-       "under $SYS/homepot/ (outside rejections/)"},
+       "under $SYS/homepot/ (outside rejections/ and receipts/)"},
       {"stats_topic", "$SYS/homepot/#",
        "option plugin_opt_stats_topic: '$SYS/homepot/#' must be a topic name "
-       "under $SYS/homepot/ (outside rejections/)"},
+       "under $SYS/homepot/ (outside rejections/ and receipts/)"},
       {"stats_topic", "$SYS/homepot/rejections/x",
        "option plugin_opt_stats_topic: '$SYS/homepot/rejections/x' must be a "
-       "topic name under $SYS/homepot/ (outside rejections/)"},
+       "topic name under $SYS/homepot/ (outside rejections/ and receipts/)"},
       {"stats_topic", "",
        "option plugin_opt_stats_topic: '' must be a topic name under "
-       "$SYS/homepot/ (outside rejections/)"},
+       "$SYS/homepot/ (outside rejections/ and receipts/)"},
+      {"stats_topic", "$SYS/homepot/receipts/x",
+       "option plugin_opt_stats_topic: '$SYS/homepot/receipts/x' must be a "
+       "topic name under $SYS/homepot/ (outside rejections/ and receipts/)"},
+      // Acknowledgement topic.
+      {"ack_topic", "devices/acks",
+       "option plugin_opt_ack_topic: 'devices/acks' must be a topic name "
+       "outside $ with one level that is exactly %u, or none"},
+      {"ack_topic", "devices/%u/%u",
+       "option plugin_opt_ack_topic: 'devices/%u/%u' must be a topic name "
+       "outside $ with one level that is exactly %u, or none"},
+      {"ack_topic", "devices/x%u/acks",
+       "option plugin_opt_ack_topic: 'devices/x%u/acks' must be a topic name "
+       "outside $ with one level that is exactly %u, or none"},
+      {"ack_topic", "devices/%u/+",
+       "option plugin_opt_ack_topic: 'devices/%u/+' must be a topic name "
+       "outside $ with one level that is exactly %u, or none"},
+      {"ack_topic", "$SYS/%u/acks",
+       "option plugin_opt_ack_topic: '$SYS/%u/acks' must be a topic name "
+       "outside $ with one level that is exactly %u, or none"},
+      {"ack_topic", "home/%u/acks",
+       "option plugin_opt_ack_topic: 'home/%u/acks' overlaps notification "
+       "topic 'home/#'"},
+      {"receipts", "yes",
+       "option plugin_opt_receipts: 'yes' is not true or false"},
+      {"log_retention_rows", "-1",
+       "option plugin_opt_log_retention_rows: '-1' is out of range (0 to "
+       "1099511627776)"},
+      {"log_retention_days", "36501",
+       "option plugin_opt_log_retention_days: '36501' is out of range (0 to "
+       "36500)"},
       // Timestamp field.
       {"timestamp_field", "",
        "option plugin_opt_timestamp_field: '' must be 1-64 characters "

@@ -146,7 +146,19 @@ class FakeRegistrySource : public RegistrySource {
           std::max(c.last_publish_ms, d.counters.last_publish_ms);
       c.last_delivery_ms =
           std::max(c.last_delivery_ms, d.counters.last_delivery_ms);
+      c.acked += d.counters.acked;
+      if (d.counters.presence_changed) {
+        c.sessions = d.counters.sessions;
+        c.subscribed = d.counters.subscribed;
+        c.presence_changed = true;
+      }
     }
+    batch->clear();
+    return true;
+  }
+  bool SubmitLog(std::vector<DeliveryEvent>* batch) override {
+    if (busy_until_shutdown && shutdowns == 0) return false;
+    log.insert(log.end(), batch->begin(), batch->end());
     batch->clear();
     return true;
   }
@@ -165,6 +177,7 @@ class FakeRegistrySource : public RegistrySource {
   bool busy_until_shutdown = false;
   std::string last_error;
   std::map<std::string, DeviceCounters> stats;  // submitted, merged
+  std::vector<DeliveryEvent> log;               // submitted, in order
 
  private:
   std::optional<RegistryUpdate> pending_;
