@@ -35,9 +35,15 @@ The registry is PATH, or $HOMEPOT_DB when --db is not given.
   import-passwd FILE                     a Mosquitto password_file
   import-acl FILE                        a Mosquitto acl_file (user/topic/pattern)
   stats [ID] [--json]                    per-device delivery statistics
+  log [--device ID] [--message ID] [--since TIME] [--limit N] [--json]
+                                         delivery log rows, newest first
+  delivery [--since TIME] [--json]       delivery rate and ack latency per
+                                         target device
 
 The password is the first line of standard input (trailing CR/LF removed).
 --generate-password makes a random one and prints it once, alone on stdout.
+TIME is an RFC 3339 time (2026-11-18T08:00:00Z) or a duration back from now
+(30s, 30m, 12h, 7d).
 Exit status: 0 done, 1 refused (nothing changed), 2 bad command line.
 )";
 
@@ -418,6 +424,8 @@ int RunAdmin(const std::vector<std::string>& args, std::istream& in,
       {"import-passwd", internal::RunImportPasswd},
       {"import-acl", internal::RunImportAcl},
       {"stats", internal::RunStats},
+      {"log", internal::RunLog},
+      {"delivery", internal::RunDelivery},
   };
   Handler handler = nullptr;
   for (const auto& [name, fn] : kCommands) {

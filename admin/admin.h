@@ -18,6 +18,7 @@
 #ifndef HOMEPOT_ADMIN_ADMIN_H_
 #define HOMEPOT_ADMIN_ADMIN_H_
 
+#include <cstdint>
 #include <functional>
 #include <iosfwd>
 #include <optional>
@@ -45,6 +46,9 @@ struct AdminEnv {
   // set_echo(false) while a password is typed (set_echo(true) after) and asks
   // for it twice.
   std::function<void(bool)> set_echo;
+  // Unix milliseconds now (durations in --since count back from it); unset:
+  // the system clock.
+  std::function<int64_t()> wall_ms;
 };
 
 // `args` excludes the program name.

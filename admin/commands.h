@@ -1,5 +1,5 @@
 // Internals of homepot-admin shared by the command files (admin.cc,
-// device_commands.cc, acl_commands.cc). Not part of the tool's contract;
+// device_commands.cc, acl_commands.cc, log_commands.cc). Not part of the tool's contract;
 // admin.h is.
 #ifndef HOMEPOT_ADMIN_COMMANDS_H_
 #define HOMEPOT_ADMIN_COMMANDS_H_
@@ -108,6 +108,8 @@ Status RunDevice(Context* ctx, const std::vector<std::string>& words);
 Status RunImportPasswd(Context* ctx, const std::vector<std::string>& words);
 Status RunAcl(Context* ctx, const std::vector<std::string>& words);
 Status RunImportAcl(Context* ctx, const std::vector<std::string>& words);
+Status RunLog(Context* ctx, const std::vector<std::string>& words);
+Status RunDelivery(Context* ctx, const std::vector<std::string>& words);
 
 // Reads a whole file for the import commands.
 Result<std::string> ReadFile(const std::string& path);

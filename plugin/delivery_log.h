@@ -9,8 +9,17 @@
 #ifndef HOMEPOT_PLUGIN_DELIVERY_LOG_H_
 #define HOMEPOT_PLUGIN_DELIVERY_LOG_H_
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <vector>
+
+#include "broker.h"
+#include "log_queue.h"
+#include "sqlite.h"
+#include "status.h"
 
 namespace homepot {
 
@@ -45,6 +54,91 @@ struct DeliveryEvent {
   int64_t latency_ms = 0;     // kAcked: at_ms - received_ms
   uint32_t routed = 0;        // kAccepted
   uint32_t queued = 0;        // kAccepted
+};
+
+// How much of the log is kept (the options log_retention_rows and
+// log_retention_days).
+struct DeliveryLogRetention {
+  int64_t rows = 0;  // the newest rows kept (by id); 0: the log is not written
+  int days = 0;      // rows received longer ago are deleted; 0: no age limit
+};
+
+// Writes DeliveryEvents to notification_log, in the order submitted: the
+// broker thread hands them over without waiting (Submit), the registry
+// thread writes what accumulated in one transaction and then trims the
+// table to its retention (Flush). Rows are only written by this class; the
+// update events (kAcked, kExpired) change a row it wrote earlier, or nothing
+// when that row is gone.
+//
+// Memory is bounded: at most `max_pending` events wait. Beyond that new
+// events are dropped and counted (dropped()); the first drop is logged once,
+// and the count when writing works again. A busy or locked file delays the
+// write and nothing is lost (the events wait for the next attempt, the
+// delay is logged once per distinct error, and so is the recovery); any
+// other write error is handled the same way, so a table that stays unusable
+// ends up dropping new events at the bound while the broker goes on.
+//
+// Threads: Submit on the broker thread (try-lock: never blocks); Flush on
+// the registry thread, or on the thread shutting the plugin down after the
+// registry thread stopped; the figures from any thread.
+class DeliveryLogWriter {
+ public:
+  static constexpr size_t kMaxPending = 100000;
+
+  // `path` names the file in messages; `clock` gives "now" for the age
+  // limit and times flushes.
+  DeliveryLogWriter(std::string path, DeliveryLogRetention retention,
+                    Clock* clock, LogQueue* log,
+                    size_t max_pending = kMaxPending);
+  DeliveryLogWriter(const DeliveryLogWriter&) = delete;
+  DeliveryLogWriter& operator=(const DeliveryLogWriter&) = delete;
+
+  // Appends `batch` to the pending events (those beyond the bound are
+  // dropped) and clears it; with retention.rows 0 it only clears it. Returns
+  // false, leaving `batch` as it was, when the lock is held right now.
+  bool Submit(std::vector<DeliveryEvent>* batch);
+
+  // Writes the pending events through `db` (nullptr: the file is not open,
+  // they wait), waiting at most `busy_timeout_ms` for the file's lock, then
+  // applies the retention in the same transaction. True when it committed
+  // (the file changed).
+  bool Flush(Database* db, int busy_timeout_ms);
+
+  // Events dropped because `max_pending` were waiting, since construction.
+  uint64_t dropped() const { return dropped_.load(); }
+  // Events waiting to be written.
+  size_t pending();
+  // Duration of the last successful flush and its event count.
+  int64_t last_flush_ms() const { return last_flush_ms_.load(); }
+  int64_t last_flush_rows() const { return last_flush_rows_.load(); }
+
+ private:
+  // Apply with the connection's busy timeout set to `busy_timeout_ms`
+  // meanwhile; errors say that notification_log was not written.
+  Status Write(Database* db, int busy_timeout_ms,
+               const std::vector<DeliveryEvent>& batch);
+  // Writes `batch` and applies the retention in one transaction.
+  Status Apply(Database* db, const std::vector<DeliveryEvent>& batch);
+  // Deletes the rows beyond the retention (inside Apply's transaction).
+  Status Trim(Database* db);
+  // Puts a batch that could not be written back in front of the events
+  // submitted since, within the bound.
+  void Restore(std::vector<DeliveryEvent>* batch);
+
+  const std::string path_;
+  const DeliveryLogRetention retention_;
+  Clock* const clock_;
+  LogQueue* const log_;
+  const size_t max_pending_;
+  std::mutex mu_;  // guards pending_ and writes of dropped_
+  std::vector<DeliveryEvent> pending_;
+  std::atomic<uint64_t> dropped_{0};
+  // Flushing thread only.
+  std::string error_;           // the last write error
+  uint64_t dropped_logged_ = 0;  // dropped() when the last drop was reported
+  bool dropping_ = false;        // a drop was logged and writing not resumed
+  std::atomic<int64_t> last_flush_ms_{0};
+  std::atomic<int64_t> last_flush_rows_{0};
 };
 
 }  // namespace homepot

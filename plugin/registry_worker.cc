@@ -8,11 +8,13 @@
 
 namespace homepot {
 
-RegistryWorker::RegistryWorker(std::string path, int interval_ms, Clock* clock)
+RegistryWorker::RegistryWorker(std::string path, int interval_ms,
+                               DeliveryLogRetention retention, Clock* clock)
     : interval_ms_(interval_ms),
       log_(log_flag()),
       reloader_(path, clock, &log_, update_flag()),
-      stats_(path, clock, &log_) {}
+      stats_(path, clock, &log_),
+      log_writer_(path, retention, clock, &log_) {}
 
 RegistryWorker::~RegistryWorker() { Shutdown(); }
 
@@ -31,6 +33,7 @@ void RegistryWorker::Shutdown() {
   if (thread_.joinable()) thread_.join();
   reloader_.OpenIfClosed();
   stats_.Flush(reloader_.db(), 5000);
+  log_writer_.Flush(reloader_.db(), 5000);
   reloader_.Close();
 }
 
@@ -51,6 +54,15 @@ bool RegistryWorker::SubmitStats(std::vector<DeviceStatsDelta>* batch) {
   return true;
 }
 
+bool RegistryWorker::SubmitLog(std::vector<DeliveryEvent>* batch) {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock() || !log_writer_.Submit(batch)) return false;
+  log_submitted_ = true;
+  lock.unlock();
+  cv_.notify_all();
+  return true;
+}
+
 void RegistryWorker::PollUntilStopped() {
   // Registry loads must not compete with the broker thread for a core: run
   // this thread at a lower priority (Linux nice is per thread).
@@ -58,15 +70,18 @@ void RegistryWorker::PollUntilStopped() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] {
-      return stop_ || reload_requested_ || stats_submitted_;
+      return stop_ || reload_requested_ || stats_submitted_ || log_submitted_;
     });
     if (stop_) break;
     bool forced = reload_requested_;
     reload_requested_ = false;
     stats_submitted_ = false;
+    log_submitted_ = false;
     lock.unlock();
     reloader_.Poll(forced);
-    if (stats_.Flush(reloader_.db(), 200)) reloader_.AcceptOwnWrite();
+    const bool stats_written = stats_.Flush(reloader_.db(), 200);
+    const bool log_written = log_writer_.Flush(reloader_.db(), 200);
+    if (stats_written || log_written) reloader_.AcceptOwnWrite();
     lock.lock();
   }
 }

@@ -1,11 +1,11 @@
 // The real RegistrySource: one background thread over the registry file
 // that runs a RegistryReloader (polls every reload_interval_ms, or at once
-// after RequestReload) and a DeviceStatsWriter (writes submitted device
-// stats on its next pass). The broker thread never waits for it: every
+// after RequestReload), a DeviceStatsWriter and a DeliveryLogWriter (write
+// submitted device stats and delivery events on its next pass). The broker thread never waits for it: every
 // RegistrySource method it calls only tries the lock.
 //
-// One thread, not two: both jobs share the one SQLite connection to the
-// file, and a stats commit must update the reloader's view of the file
+// One thread, not three: the jobs share the one SQLite connection to the
+// file, and a stats or log commit must update the reloader's view of the file
 // (AcceptOwnWrite) before its next poll, or the checkpoint it may cause
 // would look like a file rewritten by someone else and force a full reload.
 // Both are slow, rare and low-priority; the thread runs at nice 10.
@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "broker.h"
+#include "delivery_log.h"
 #include "device_stats_writer.h"
 #include "log_queue.h"
 #include "registry.h"
@@ -32,8 +33,10 @@ namespace homepot {
 
 class RegistryWorker : public RegistrySource {
  public:
-  // `clock` times loads and flushes (read on the worker thread).
+  // `retention` bounds the delivery log; `clock` times loads and flushes
+  // and dates the log's age limit (read on the worker thread).
   RegistryWorker(std::string path, int interval_ms,
+                 DeliveryLogRetention retention,
                  Clock* clock = SystemClock::Instance());
   ~RegistryWorker() override;  // Shutdown()
   RegistryWorker(const RegistryWorker&) = delete;
@@ -52,35 +55,38 @@ class RegistryWorker : public RegistrySource {
     return log_.Take(out);
   }
   bool SubmitStats(std::vector<DeviceStatsDelta>* batch) override;
-  bool SubmitLog(std::vector<DeliveryEvent>* batch) override {
-    batch->clear();  // not written yet
-    return true;
-  }
+  bool SubmitLog(std::vector<DeliveryEvent>* batch) override;
   bool LastError(std::string* out) override { return reloader_.LastError(out); }
-  // Stops the thread and writes pending device stats on the calling thread.
+  // Stops the thread and writes pending device stats and delivery events on
+  // the calling thread.
   void Shutdown() override;
 
   // Duration of the last device_stats flush and its row count.
   int64_t last_flush_ms() const { return stats_.last_flush_ms(); }
   int64_t last_flush_rows() const { return stats_.last_flush_rows(); }
+  // The delivery log writer's figures (dropped events, last flush).
+  const DeliveryLogWriter& delivery_log() const { return log_writer_; }
   // Finished registry polls (tests wait on it).
   uint64_t polls() const { return reloader_.polls(); }
 
  private:
   // The registry thread: polls every interval (at once when a reload is
-  // requested) and flushes submitted device stats, until Shutdown.
+  // requested) and flushes submitted device stats and delivery events, until
+  // Shutdown.
   void PollUntilStopped();
 
   const int interval_ms_;
   LogQueue log_;
   RegistryReloader reloader_;
   DeviceStatsWriter stats_;
+  DeliveryLogWriter log_writer_;
 
   std::mutex mu_;  // guards the wake-up reasons
   std::condition_variable cv_;
   bool stop_ = false;
   bool reload_requested_ = false;
   bool stats_submitted_ = false;
+  bool log_submitted_ = false;
   std::thread thread_;
 };
 

@@ -24,6 +24,8 @@ using std::chrono::steady_clock;
 
 constexpr int kFastInterval = 50;               // ms
 constexpr auto kPatience = milliseconds(5000);  // upper bound for any wait
+// The delivery log as the plugin keeps it by default.
+constexpr DeliveryLogRetention kRetention{100000, 30};
 
 class RegistryWorkerTest : public ::testing::Test {
  protected:
@@ -40,7 +42,7 @@ class RegistryWorkerTest : public ::testing::Test {
   }
 
   std::shared_ptr<const Snapshot> StartWorker(int interval_ms) {
-    worker_ = std::make_unique<RegistryWorker>(path_, interval_ms);
+    worker_ = std::make_unique<RegistryWorker>(path_, interval_ms, kRetention);
     auto r = worker_->Start();
     EXPECT_TRUE(r.ok()) << r.status().message();
     current_ = r.ok() ? *r : nullptr;
@@ -372,7 +374,7 @@ TEST_F(RegistryWorkerTest, ReplacedFileIsReloadedEvenAtTheSameGeneration) {
 }
 
 TEST_F(RegistryWorkerTest, StartFailsOnANonexistentFile) {
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "registry file " + path_ + " does not exist");
@@ -383,7 +385,7 @@ TEST_F(RegistryWorkerTest, StartFailsOnANonexistentFile) {
 TEST_F(RegistryWorkerTest, StartFailsOnAFileWithoutTheSchema) {
   ASSERT_TRUE(test::WriteFile(path_, ""));
   ASSERT_TRUE(test::ExecSqlOn(path_, "CREATE TABLE unrelated (x INTEGER)"));
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(),
@@ -404,7 +406,7 @@ constexpr const char* kVersionOneMessage =
 
 TEST_F(RegistryWorkerTest, StartFailsOnAVersionOneFile) {
   CreateVersionOneRegistry(path_);
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(),
@@ -432,7 +434,7 @@ TEST_F(RegistryWorkerTest, VersionOneFileRenamedOverTheRegistryIsRefused) {
 
 TEST_F(RegistryWorkerTest, StartFailsOnAnEmptyFile) {
   { std::ofstream out(path_); }
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find(path_), std::string::npos)
@@ -444,7 +446,7 @@ TEST_F(RegistryWorkerTest, StartFailsOnAGarbageFile) {
     std::ofstream out(path_, std::ios::binary);
     for (int i = 0; i < 512; ++i) out << "not sqlite at all, not at all. ";
   }
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval);
+  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find(path_), std::string::npos)
@@ -542,6 +544,114 @@ TEST_F(RegistryWorkerTest, ShutdownWritesPendingStats) {
   }
   worker_->Shutdown();
   EXPECT_EQ(DeviceStat(path_, "delivered"), "3");
+}
+
+// The first column of the rows of `sql` on the file, NULL as "NULL".
+std::vector<std::string> Column(const std::string& path,
+                                const std::string& sql) {
+  std::vector<std::string> values;
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+      const auto* text =
+          reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+      values.push_back(text ? text : "NULL");
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return values;
+}
+
+// A notification from homepot to sensor-001 that reached it, and its ack.
+std::vector<DeliveryEvent> RoutedAndAcked(const std::string& message_id,
+                                          int64_t received_ms) {
+  DeliveryEvent accepted;
+  accepted.kind = DeliveryEvent::Kind::kAccepted;
+  accepted.message_id = message_id;
+  accepted.publisher = "homepot";
+  accepted.topic = "devices/sensor-001/notifications";
+  accepted.target_device = "sensor-001";
+  accepted.received_ms = received_ms;
+  accepted.routed = 1;
+  DeliveryEvent acked;
+  acked.kind = DeliveryEvent::Kind::kAcked;
+  acked.message_id = message_id;
+  acked.publisher = "homepot";
+  acked.device = "sensor-001";
+  acked.status = "ok";
+  acked.received_ms = received_ms;
+  acked.at_ms = received_ms + 40;
+  acked.latency_ms = 40;
+  return {accepted, acked};
+}
+
+// Submitted delivery events are written on the worker's next pass, in
+// order, without a reload (the generation stays, no update is announced).
+TEST_F(RegistryWorkerTest, SubmittedDeliveryEventsAreWritten) {
+  CreateRegistry(path_);
+  StartWorker(3600000);
+  const std::vector<std::string> generation =
+      Column(path_, "SELECT generation FROM registry_meta");
+  const int64_t now = SystemClock::Instance()->WallMs();
+  std::vector<DeliveryEvent> batch = RoutedAndAcked("m1", now);
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitLog(&batch); }));
+  EXPECT_TRUE(batch.empty());
+  const std::string outcomes =
+      "SELECT outcome || ' ' || coalesce(latency_ms, '-') FROM "
+      "notification_log ORDER BY id";
+  ASSERT_TRUE(WaitFor([&] { return !Column(path_, outcomes).empty(); }));
+  EXPECT_EQ(Column(path_, outcomes), std::vector<std::string>{"acked 40"});
+  // A second pass: our own writes were not taken for a change.
+  batch = RoutedAndAcked("m2", now + 1);
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitLog(&batch); }));
+  ASSERT_TRUE(WaitFor([&] { return Column(path_, outcomes).size() == 2; }));
+  EXPECT_FALSE(worker_->HasUpdate());
+  EXPECT_EQ(Column(path_, "SELECT generation FROM registry_meta"),
+            generation);
+  EXPECT_EQ(worker_->delivery_log().dropped(), 0u);
+}
+
+// Shutdown writes the pending delivery events on the calling thread.
+TEST_F(RegistryWorkerTest, ShutdownWritesPendingDeliveryEvents) {
+  CreateRegistry(path_);
+  StartWorker(3600000);
+  {
+    // Held by another connection: the worker's pass cannot write.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    std::vector<DeliveryEvent> batch =
+        RoutedAndAcked("m1", SystemClock::Instance()->WallMs());
+    ASSERT_TRUE(WaitFor([&] { return worker_->SubmitLog(&batch); }));
+    std::vector<std::string> logs = WaitForLog("delivery log flush delayed", 0);
+    EXPECT_EQ(Count(logs, "delivery log flush delayed"), 1)
+        << ::testing::PrintToString(logs);
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  worker_->Shutdown();
+  EXPECT_EQ(Column(path_, "SELECT message_id || ' ' || outcome FROM "
+                          "notification_log"),
+            std::vector<std::string>{"m1 acked"});
+}
+
+// With log_retention_rows 0 nothing is written.
+TEST_F(RegistryWorkerTest, ZeroRetentionRowsWritesNoLog) {
+  CreateRegistry(path_);
+  worker_ = std::make_unique<RegistryWorker>(path_, 3600000,
+                                             DeliveryLogRetention{0, 30});
+  ASSERT_TRUE(worker_->Start().ok());
+  std::vector<DeliveryEvent> batch =
+      RoutedAndAcked("m1", SystemClock::Instance()->WallMs());
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitLog(&batch); }));
+  EXPECT_TRUE(batch.empty());
+  worker_->Shutdown();
+  EXPECT_EQ(Column(path_, "SELECT count(*) FROM notification_log"),
+            std::vector<std::string>{"0"});
 }
 
 }  // namespace

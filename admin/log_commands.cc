@@ -1,0 +1,435 @@
+// homepot-admin log and delivery: the delivery log (notification_log) as
+// rows, and summed up per target device.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "admin/commands.h"
+
+namespace homepot::admin::internal {
+namespace {
+
+using nlohmann::ordered_json;
+
+constexpr int64_t kDefaultLimit = 100;
+constexpr int64_t kMaxLimit = 1000000000;
+
+int64_t NowMs(const Context& ctx) {
+  if (ctx.env.wall_ms) return ctx.env.wall_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+// days_from_civil).
+int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+// `count` digits at `text[*pos]`, advancing; nullopt when they are not all
+// digits.
+std::optional<int64_t> Digits(std::string_view text, size_t* pos,
+                              size_t count) {
+  if (*pos + count > text.size()) return std::nullopt;
+  int64_t value = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const char c = text[*pos + i];
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + (c - '0');
+  }
+  *pos += count;
+  return value;
+}
+
+bool Expect(std::string_view text, size_t* pos, std::string_view chars) {
+  if (*pos >= text.size() || chars.find(text[*pos]) == std::string_view::npos) {
+    return false;
+  }
+  ++*pos;
+  return true;
+}
+
+// An RFC 3339 time (YYYY-MM-DDTHH:MM:SS[.fraction] with Z or ±HH:MM) or a
+// date (YYYY-MM-DD, midnight UTC), as Unix milliseconds.
+std::optional<int64_t> ParseRfc3339(std::string_view text) {
+  size_t pos = 0;
+  const auto year = Digits(text, &pos, 4);
+  if (!year || !Expect(text, &pos, "-")) return std::nullopt;
+  const auto month = Digits(text, &pos, 2);
+  if (!month || !Expect(text, &pos, "-")) return std::nullopt;
+  const auto day = Digits(text, &pos, 2);
+  if (!day || *month < 1 || *month > 12 || *day < 1) return std::nullopt;
+  static constexpr int kMonthDays[] = {31, 29, 31, 30, 31, 30,
+                                       31, 31, 30, 31, 30, 31};
+  const bool leap =
+      (*year % 4 == 0 && *year % 100 != 0) || *year % 400 == 0;
+  if (*day > kMonthDays[*month - 1] || (*month == 2 && *day == 29 && !leap)) {
+    return std::nullopt;
+  }
+  int64_t ms = DaysFromCivil(*year, *month, *day) * 86400000;
+  if (pos == text.size()) return ms;
+  if (!Expect(text, &pos, "Tt ")) return std::nullopt;
+  const auto hour = Digits(text, &pos, 2);
+  if (!hour || !Expect(text, &pos, ":")) return std::nullopt;
+  const auto minute = Digits(text, &pos, 2);
+  if (!minute || !Expect(text, &pos, ":")) return std::nullopt;
+  const auto second = Digits(text, &pos, 2);
+  if (!second || *hour > 23 || *minute > 59 || *second > 60) {
+    return std::nullopt;
+  }
+  ms += ((*hour * 60 + *minute) * 60 + *second) * 1000;
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    const size_t start = pos;
+    int64_t scale = 100;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+      ms += (text[pos] - '0') * scale;  // beyond milliseconds: cut off
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) return std::nullopt;
+  }
+  if (Expect(text, &pos, "Zz")) {
+    return pos == text.size() ? std::optional<int64_t>(ms) : std::nullopt;
+  }
+  if (pos >= text.size()) return std::nullopt;
+  const int sign = text[pos] == '+' ? -1 : text[pos] == '-' ? 1 : 0;
+  if (sign == 0) return std::nullopt;
+  ++pos;
+  const auto off_hour = Digits(text, &pos, 2);
+  if (!off_hour || !Expect(text, &pos, ":")) return std::nullopt;
+  const auto off_minute = Digits(text, &pos, 2);
+  if (!off_minute || *off_hour > 23 || *off_minute > 59 ||
+      pos != text.size()) {
+    return std::nullopt;
+  }
+  return ms + sign * (*off_hour * 60 + *off_minute) * 60000;
+}
+
+// The time as notification_log stores it (RFC 3339 UTC with milliseconds),
+// so that text comparison is time order.
+std::string StampText(int64_t unix_ms) {
+  const int64_t days = (unix_ms >= 0 ? unix_ms : unix_ms - 86399999) / 86400000;
+  const int64_t in_day = unix_ms - days * 86400000;
+  // civil_from_days (H. Hinnant).
+  const int64_t z = days + 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const int64_t doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = yoe + era * 400 + (m <= 2);
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03lldZ",
+                static_cast<long long>(y), static_cast<long long>(m),
+                static_cast<long long>(d),
+                static_cast<long long>(in_day / 3600000),
+                static_cast<long long>(in_day / 60000 % 60),
+                static_cast<long long>(in_day / 1000 % 60),
+                static_cast<long long>(in_day % 1000));
+  return buf;
+}
+
+// --since: an RFC 3339 time, or a duration back from now (N followed by s,
+// m, h or d). The cutoff as stored text.
+Result<std::string> ParseSince(const Context& ctx, std::string_view text) {
+  if (std::optional<int64_t> at = ParseRfc3339(text)) return StampText(*at);
+  static constexpr std::pair<char, int64_t> kUnits[] = {
+      {'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+  int64_t unit = 0;
+  for (const auto& [suffix, ms] : kUnits) {
+    if (!text.empty() && text.back() == suffix) unit = ms;
+  }
+  size_t pos = 0;
+  const std::optional<int64_t> count =
+      text.size() >= 2 && text.size() <= 7
+          ? Digits(text, &pos, text.size() - 1)
+          : std::nullopt;
+  if (unit == 0 || !count) {
+    return Status::Error("invalid --since " + Quote(text) +
+                         ": expected an RFC 3339 time "
+                         "(2026-11-18T08:00:00Z) or a duration (30m, 12h, "
+                         "7d)");
+  }
+  return StampText(NowMs(ctx) - *count * unit);
+}
+
+// --limit: 1..kMaxLimit.
+Result<int64_t> ParseLimit(std::string_view text) {
+  size_t pos = 0;
+  const std::optional<int64_t> value =
+      text.size() <= 10 ? Digits(text, &pos, text.size()) : std::nullopt;
+  if (text.empty() || !value || *value < 1 || *value > kMaxLimit) {
+    return Status::Error("invalid --limit " + Quote(text) +
+                         ": expected an integer from 1 to " +
+                         std::to_string(kMaxLimit));
+  }
+  return *value;
+}
+
+ordered_json TextOrNull(const Statement& stmt, int column) {
+  return stmt.IsNull(column) ? ordered_json(nullptr)
+                             : ordered_json(stmt.Text(column));
+}
+
+ordered_json IntOrNull(const Statement& stmt, int column) {
+  return stmt.IsNull(column) ? ordered_json(nullptr)
+                             : ordered_json(stmt.Int(column));
+}
+
+std::string Cell(const Statement& stmt, int column) {
+  return stmt.IsNull(column) ? "-" : Printable(stmt.Text(column));
+}
+
+void PrintJson(Context* ctx, const ordered_json& value) {
+  ctx->out << value.dump(2, ' ', false, ordered_json::error_handler_t::replace)
+           << "\n";
+}
+
+// Per-device (or total) figures of `delivery`.
+struct Delivery {
+  int64_t notifications = 0;
+  int64_t routed = 0;
+  int64_t queued = 0;
+  int64_t expired = 0;
+  int64_t unreachable = 0;
+  int64_t acked = 0;
+  int64_t rejected = 0;
+  std::vector<int64_t> latencies;  // of acked rows
+
+  void Add(const std::string& outcome, const std::optional<int64_t>& latency) {
+    if (outcome == "rejected") {
+      ++rejected;
+      return;
+    }
+    ++notifications;
+    if (outcome == "routed") ++routed;
+    if (outcome == "queued") ++queued;
+    if (outcome == "expired") ++expired;
+    if (outcome == "unreachable") ++unreachable;
+    if (outcome == "acked") {
+      ++acked;
+      if (latency) latencies.push_back(*latency);
+    }
+  }
+
+  std::optional<double> Rate() const {
+    if (notifications == 0) return std::nullopt;
+    return static_cast<double>(routed + acked) /
+           static_cast<double>(notifications);
+  }
+
+  // Nearest rank: the smallest latency with at least p% of them at or below
+  // it. Sorts `latencies`.
+  std::optional<int64_t> Percentile(int p) {
+    if (latencies.empty()) return std::nullopt;
+    std::sort(latencies.begin(), latencies.end());
+    const size_t n = latencies.size();
+    const size_t rank = (static_cast<size_t>(p) * n + 99) / 100;  // ceil
+    return latencies[std::max<size_t>(rank, 1) - 1];
+  }
+
+  ordered_json Json(const std::optional<std::string>& device) {
+    ordered_json j;
+    if (device) j["device_id"] = *device;
+    j["notifications"] = notifications;
+    j["routed"] = routed;
+    j["queued"] = queued;
+    j["expired"] = expired;
+    j["unreachable"] = unreachable;
+    j["acked"] = acked;
+    j["rejected"] = rejected;
+    const std::optional<double> rate = Rate();
+    j["delivery_rate"] = rate ? ordered_json(*rate) : ordered_json(nullptr);
+    const std::optional<int64_t> p50 = Percentile(50);
+    const std::optional<int64_t> p99 = Percentile(99);
+    j["p50_ack_ms"] = p50 ? ordered_json(*p50) : ordered_json(nullptr);
+    j["p99_ack_ms"] = p99 ? ordered_json(*p99) : ordered_json(nullptr);
+    return j;
+  }
+
+  std::vector<std::string> Cells(std::string label) {
+    const std::optional<double> rate = Rate();
+    std::string rate_text = "-";
+    if (rate) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "%.1f%%", *rate * 100);
+      rate_text = buf;
+    }
+    const auto ms = [](const std::optional<int64_t>& v) {
+      return v ? std::to_string(*v) : std::string("-");
+    };
+    return {std::move(label),
+            std::to_string(notifications),
+            std::to_string(routed),
+            std::to_string(queued),
+            std::to_string(expired),
+            std::to_string(unreachable),
+            std::to_string(acked),
+            std::to_string(rejected),
+            rate_text,
+            ms(Percentile(50)),
+            ms(Percentile(99))};
+  }
+};
+
+}  // namespace
+
+Status RunLog(Context* ctx, const std::vector<std::string>& words) {
+  Result<CommandLine> line = ParseCommandLine(
+      ctx, "log", words,
+      {{"--device", "--message", "--since", "--limit"}, {"--json"}});
+  if (!line.ok()) return line.status();
+  if (Status s = ExpectPositionals(ctx, "log", *line, {}); !s.ok()) return s;
+  const std::optional<std::string> device = line->Get("--device");
+  if (device) {
+    if (Status s = ValidateDeviceId(*device); !s.ok()) return s;
+  }
+  const std::optional<std::string> message = line->Get("--message");
+  std::optional<std::string> since;
+  if (std::optional<std::string> text = line->Get("--since")) {
+    Result<std::string> cutoff = ParseSince(*ctx, *text);
+    if (!cutoff.ok()) return cutoff.status();
+    since = *cutoff;
+  }
+  int64_t limit = kDefaultLimit;
+  if (std::optional<std::string> text = line->Get("--limit")) {
+    Result<int64_t> parsed = ParseLimit(*text);
+    if (!parsed.ok()) return parsed.status();
+    limit = *parsed;
+  }
+
+  Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadOnly);
+  if (!db.ok()) return db.status();
+  Result<Statement> stmt = db->Prepare(
+      "SELECT id, received_at, outcome, message_id, publisher, topic, "
+      "target_device, routed, queued, expires_at, acked_at, latency_ms, "
+      "status, reason FROM notification_log "
+      "WHERE (?1 IS NULL OR target_device = ?1 OR publisher = ?1) "
+      "AND (?2 IS NULL OR message_id = ?2) "
+      "AND (?3 IS NULL OR received_at >= ?3) "
+      "ORDER BY id DESC LIMIT ?4");
+  if (!stmt.ok()) return DbError("reading the delivery log", stmt.status());
+  stmt->BindOptional(1, device)
+      .BindOptional(2, message)
+      .BindOptional(3, since)
+      .Bind(4, limit);
+
+  const bool json = line->Has("--json");
+  ordered_json list = ordered_json::array();
+  std::vector<std::vector<std::string>> rows;
+  for (;;) {
+    Result<bool> row = stmt->Step();
+    if (!row.ok()) return DbError("reading the delivery log", row.status());
+    if (!*row) break;
+    if (json) {
+      ordered_json item;
+      item["id"] = stmt->Int(0);
+      item["received_at"] = stmt->Text(1);
+      item["outcome"] = stmt->Text(2);
+      item["message_id"] = TextOrNull(*stmt, 3);
+      item["publisher"] = TextOrNull(*stmt, 4);
+      item["topic"] = stmt->Text(5);
+      item["target_device"] = TextOrNull(*stmt, 6);
+      item["routed"] = stmt->Int(7);
+      item["queued"] = stmt->Int(8);
+      item["expires_at"] = TextOrNull(*stmt, 9);
+      item["acked_at"] = TextOrNull(*stmt, 10);
+      item["latency_ms"] = IntOrNull(*stmt, 11);
+      item["status"] = TextOrNull(*stmt, 12);
+      item["reason"] = TextOrNull(*stmt, 13);
+      list.push_back(std::move(item));
+    } else {
+      // The status of an ack, or the reason of a refusal.
+      const int detail = stmt->IsNull(12) ? 13 : 12;
+      rows.push_back({Cell(*stmt, 1), Cell(*stmt, 2), Cell(*stmt, 3),
+                      Cell(*stmt, 4), Cell(*stmt, 6),
+                      std::to_string(stmt->Int(7)),
+                      std::to_string(stmt->Int(8)), Cell(*stmt, 11),
+                      Cell(*stmt, detail), Cell(*stmt, 5)});
+    }
+  }
+  if (json) {
+    PrintJson(ctx, list);
+  } else {
+    PrintTable(ctx->out,
+               {"RECEIVED_AT", "OUTCOME", "MESSAGE_ID", "PUBLISHER", "TARGET",
+                "ROUTED", "QUEUED", "LATENCY_MS", "DETAIL", "TOPIC"},
+               rows);
+  }
+  return Status::Ok();
+}
+
+Status RunDelivery(Context* ctx, const std::vector<std::string>& words) {
+  Result<CommandLine> line =
+      ParseCommandLine(ctx, "delivery", words, {{"--since"}, {"--json"}});
+  if (!line.ok()) return line.status();
+  if (Status s = ExpectPositionals(ctx, "delivery", *line, {}); !s.ok()) {
+    return s;
+  }
+  std::optional<std::string> since;
+  if (std::optional<std::string> text = line->Get("--since")) {
+    Result<std::string> cutoff = ParseSince(*ctx, *text);
+    if (!cutoff.ok()) return cutoff.status();
+    since = *cutoff;
+  }
+
+  Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadOnly);
+  if (!db.ok()) return db.status();
+  Result<Statement> stmt = db->Prepare(
+      "SELECT target_device, outcome, latency_ms FROM notification_log "
+      "WHERE ?1 IS NULL OR received_at >= ?1");
+  if (!stmt.ok()) return DbError("reading the delivery log", stmt.status());
+  stmt->BindOptional(1, since);
+  std::map<std::string, Delivery> devices;
+  Delivery total;
+  for (;;) {
+    Result<bool> row = stmt->Step();
+    if (!row.ok()) return DbError("reading the delivery log", row.status());
+    if (!*row) break;
+    const std::string outcome = stmt->Text(1);
+    const std::optional<int64_t> latency =
+        stmt->IsNull(2) ? std::nullopt : std::optional<int64_t>(stmt->Int(2));
+    total.Add(outcome, latency);
+    if (!stmt->IsNull(0)) devices[stmt->Text(0)].Add(outcome, latency);
+  }
+
+  if (line->Has("--json")) {
+    ordered_json result;
+    result["devices"] = ordered_json::array();
+    for (auto& [id, figures] : devices) {
+      result["devices"].push_back(figures.Json(id));
+    }
+    result["total"] = total.Json(std::nullopt);
+    PrintJson(ctx, result);
+    return Status::Ok();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (auto& [id, figures] : devices) {
+    rows.push_back(figures.Cells(Printable(id)));
+  }
+  rows.push_back(total.Cells("(total)"));
+  PrintTable(ctx->out,
+             {"DEVICE", "NOTIFICATIONS", "ROUTED", "QUEUED", "EXPIRED",
+              "UNREACHABLE", "ACKED", "REJECTED", "DELIVERY_RATE", "P50_MS",
+              "P99_MS"},
+             rows);
+  return Status::Ok();
+}
+
+}  // namespace homepot::admin::internal

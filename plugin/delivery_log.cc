@@ -1,0 +1,240 @@
+#include "delivery_log.h"
+
+#include <algorithm>
+#include <iterator>
+#include <string_view>
+#include <utility>
+
+#include "registry_reloader.h"
+#include "stats.h"
+
+namespace homepot {
+namespace {
+
+constexpr int64_t kDayMs = 24 * 60 * 60 * 1000;
+
+// Text as stored: NULL for "none".
+void BindText(Statement* stmt, int index, const std::string& text) {
+  if (text.empty()) {
+    stmt->BindNull(index);
+  } else {
+    stmt->Bind(index, std::string_view(text));
+  }
+}
+
+// A time as stored in the registry, NULL for "none".
+void BindStamp(Statement* stmt, int index, int64_t ms) {
+  if (ms == 0) {
+    stmt->BindNull(index);
+  } else {
+    stmt->Bind(index, std::string_view(StampString(ms)));
+  }
+}
+
+const char* AcceptedOutcome(const DeliveryEvent& e) {
+  if (e.routed > 0) return "routed";
+  if (e.queued > 0) return "queued";
+  return "unreachable";
+}
+
+// One integer column of the first row (0 when it is NULL).
+Result<int64_t> QueryInt(Database* db, std::string_view sql) {
+  Result<Statement> stmt = db->Prepare(sql);
+  if (!stmt.ok()) return stmt.status();
+  Result<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  return *row && !stmt->IsNull(0) ? stmt->Int(0) : 0;
+}
+
+}  // namespace
+
+DeliveryLogWriter::DeliveryLogWriter(std::string path,
+                                     DeliveryLogRetention retention,
+                                     Clock* clock, LogQueue* log,
+                                     size_t max_pending)
+    : path_(std::move(path)),
+      retention_(retention),
+      clock_(clock),
+      log_(log),
+      max_pending_(max_pending) {}
+
+bool DeliveryLogWriter::Submit(std::vector<DeliveryEvent>* batch) {
+  if (retention_.rows == 0) {  // the log is not written
+    batch->clear();
+    return true;
+  }
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  const size_t room =
+      max_pending_ - std::min(max_pending_, pending_.size());
+  const size_t taken = std::min(room, batch->size());
+  pending_.insert(pending_.end(), std::make_move_iterator(batch->begin()),
+                  std::make_move_iterator(batch->begin() + taken));
+  if (taken < batch->size()) {
+    dropped_.fetch_add(batch->size() - taken);
+  }
+  batch->clear();
+  return true;
+}
+
+size_t DeliveryLogWriter::pending() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_.size();
+}
+
+void DeliveryLogWriter::Restore(std::vector<DeliveryEvent>* batch) {
+  std::lock_guard<std::mutex> lock(mu_);
+  batch->insert(batch->end(), std::make_move_iterator(pending_.begin()),
+                std::make_move_iterator(pending_.end()));
+  pending_.swap(*batch);
+  batch->clear();
+  if (pending_.size() > max_pending_) {
+    // The newest go, as they would have at Submit.
+    dropped_.fetch_add(pending_.size() - max_pending_);
+    pending_.resize(max_pending_);
+  }
+}
+
+Status DeliveryLogWriter::Trim(Database* db) {
+  if (retention_.days > 0) {
+    Result<Statement> old = db->Prepare(
+        "DELETE FROM notification_log WHERE received_at < ?1");
+    if (!old.ok()) return old.status();
+    const int64_t cutoff_ms = clock_->WallMs() - retention_.days * kDayMs;
+    old->Bind(1, std::string_view(StampString(cutoff_ms)));
+    if (Status s = old->Run(); !s.ok()) return s;
+  }
+  // Counting walks an index: only when the id range says there may be more
+  // rows than kept.
+  Result<int64_t> span = QueryInt(
+      db, "SELECT max(id) - min(id) + 1 FROM notification_log");
+  if (!span.ok()) return span.status();
+  if (*span <= retention_.rows) return Status::Ok();
+  Result<int64_t> rows = QueryInt(db, "SELECT count(*) FROM notification_log");
+  if (!rows.ok()) return rows.status();
+  if (*rows <= retention_.rows) return Status::Ok();
+  Result<Statement> oldest = db->Prepare(
+      "DELETE FROM notification_log WHERE id IN "
+      "(SELECT id FROM notification_log ORDER BY id LIMIT ?1)");
+  if (!oldest.ok()) return oldest.status();
+  oldest->Bind(1, *rows - retention_.rows);
+  return oldest->Run();
+}
+
+Status DeliveryLogWriter::Apply(Database* db,
+                                const std::vector<DeliveryEvent>& batch) {
+  Result<Transaction> transaction = Transaction::Begin(db);
+  if (!transaction.ok()) return transaction.status();
+  Result<Statement> insert = db->Prepare(
+      "INSERT INTO notification_log (message_id, publisher, topic, "
+      "target_device, received_at, routed, queued, expires_at, outcome, "
+      "reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  if (!insert.ok()) return insert.status();
+  // The newest row of the notification that can still take the change; a
+  // rejected notification was never delivered.
+  Result<Statement> ack = db->Prepare(
+      "UPDATE notification_log SET acked_at = ?3, latency_ms = ?4, "
+      "status = ?5, outcome = 'acked' WHERE id = (SELECT max(id) FROM "
+      "notification_log WHERE message_id = ?1 AND publisher IS ?2 "
+      "AND acked_at IS NULL AND outcome <> 'rejected')");
+  if (!ack.ok()) return ack.status();
+  Result<Statement> expire = db->Prepare(
+      "UPDATE notification_log SET outcome = 'expired' WHERE id = "
+      "(SELECT max(id) FROM notification_log WHERE message_id = ?1 "
+      "AND publisher IS ?2 AND outcome = 'queued')");
+  if (!expire.ok()) return expire.status();
+  for (const DeliveryEvent& e : batch) {
+    Statement* stmt = nullptr;
+    switch (e.kind) {
+      case DeliveryEvent::Kind::kAccepted:
+      case DeliveryEvent::Kind::kRejected: {
+        const bool accepted = e.kind == DeliveryEvent::Kind::kAccepted;
+        stmt = &*insert;
+        BindText(stmt, 1, e.message_id);
+        BindText(stmt, 2, e.publisher);
+        stmt->Bind(3, std::string_view(e.topic));
+        BindText(stmt, 4, e.target_device);
+        stmt->Bind(5, std::string_view(StampString(e.received_ms)))
+            .Bind(6, static_cast<int64_t>(e.routed))
+            .Bind(7, static_cast<int64_t>(e.queued));
+        BindStamp(stmt, 8, e.expires_ms);
+        stmt->Bind(9, std::string_view(accepted ? AcceptedOutcome(e)
+                                                : "rejected"));
+        BindText(stmt, 10, accepted ? std::string() : e.reason);
+        break;
+      }
+      case DeliveryEvent::Kind::kAcked:
+        if (e.message_id.empty()) continue;
+        stmt = &*ack;
+        stmt->Bind(1, std::string_view(e.message_id));
+        BindText(stmt, 2, e.publisher);
+        stmt->Bind(3, std::string_view(StampString(e.at_ms)))
+            .Bind(4, e.latency_ms);
+        BindText(stmt, 5, e.status);
+        break;
+      case DeliveryEvent::Kind::kExpired:
+        if (e.message_id.empty()) continue;
+        stmt = &*expire;
+        stmt->Bind(1, std::string_view(e.message_id));
+        BindText(stmt, 2, e.publisher);
+        break;
+    }
+    if (Status s = stmt->Run(); !s.ok()) return s;
+  }
+  if (Status s = Trim(db); !s.ok()) return s;
+  return transaction->Commit();
+}
+
+Status DeliveryLogWriter::Write(Database* db, int busy_timeout_ms,
+                                const std::vector<DeliveryEvent>& batch) {
+  if (db == nullptr) {
+    return Status::Error("registry file " + path_ + " is not open");
+  }
+  db->SetBusyTimeout(busy_timeout_ms);
+  Status applied = Apply(db, batch);
+  db->SetBusyTimeout(RegistryReloader::kBusyTimeoutMs);
+  if (!applied.ok()) {
+    return Status::Error("cannot write notification_log: " +
+                         applied.message());
+  }
+  return Status::Ok();
+}
+
+bool DeliveryLogWriter::Flush(Database* db, int busy_timeout_ms) {
+  std::vector<DeliveryEvent> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch.swap(pending_);
+  }
+  if (dropped_.load() > dropped_logged_ && !dropping_) {
+    log_->Push("delivery log: " + std::to_string(max_pending_) +
+               " events wait to be written; newer events are dropped until "
+               "writing catches up");
+    dropping_ = true;
+  }
+  if (batch.empty()) return false;
+  const int64_t start_us = clock_->MonotonicUs();
+  Status written = Write(db, busy_timeout_ms, batch);
+  if (!written.ok()) {
+    Restore(&batch);
+    if (written.message() != error_) {
+      log_->Push("delivery log flush delayed: " + written.message());
+    }
+    error_ = written.message();
+    return false;
+  }
+  if (!error_.empty()) log_->Push("delivery log flush succeeded again");
+  error_.clear();
+  if (dropping_) {
+    const uint64_t dropped = dropped_.load();
+    log_->Push("delivery log: " + std::to_string(dropped - dropped_logged_) +
+               " events were dropped while the pending events were full");
+    dropped_logged_ = dropped;
+    dropping_ = false;
+  }
+  last_flush_ms_.store((clock_->MonotonicUs() - start_us) / 1000);
+  last_flush_rows_.store(static_cast<int64_t>(batch.size()));
+  return true;
+}
+
+}  // namespace homepot

@@ -1,0 +1,389 @@
+#include "delivery_log.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stats.h"
+#include "testing.h"
+
+namespace homepot {
+namespace {
+
+// A wall clock that moves only when told.
+class FixedClock : public Clock {
+ public:
+  int64_t MonotonicMs() override { return 1000000; }
+  int64_t WallMs() override { return wall; }
+  int64_t wall = 1795000000123;  // 2026-11-18T11:06:40.123Z
+};
+
+constexpr int64_t kDayMs = 24 * 60 * 60 * 1000;
+
+DeliveryEvent Accepted(const std::string& message_id, int64_t received_ms,
+                       uint32_t routed, uint32_t queued) {
+  DeliveryEvent e;
+  e.kind = DeliveryEvent::Kind::kAccepted;
+  e.message_id = message_id;
+  e.publisher = "homepot";
+  e.topic = "devices/sensor-001/notifications";
+  e.target_device = "sensor-001";
+  e.received_ms = received_ms;
+  e.routed = routed;
+  e.queued = queued;
+  return e;
+}
+
+DeliveryEvent Acked(const std::string& message_id, int64_t received_ms,
+                    int64_t at_ms, const std::string& status) {
+  DeliveryEvent e;
+  e.kind = DeliveryEvent::Kind::kAcked;
+  e.message_id = message_id;
+  e.publisher = "homepot";
+  e.device = "sensor-001";
+  e.status = status;
+  e.received_ms = received_ms;
+  e.at_ms = at_ms;
+  e.latency_ms = at_ms - received_ms;
+  return e;
+}
+
+DeliveryEvent Expired(const std::string& message_id, int64_t at_ms) {
+  DeliveryEvent e;
+  e.kind = DeliveryEvent::Kind::kExpired;
+  e.message_id = message_id;
+  e.publisher = "homepot";
+  e.device = "sensor-001";
+  e.at_ms = at_ms;
+  return e;
+}
+
+class DeliveryLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(dir_.ok());
+    ASSERT_TRUE(test::CreateRegistryFile(path_));
+    Result<Database> db = Database::Open(path_, Database::Mode::kReadWrite);
+    ASSERT_TRUE(db.ok()) << db.status().message();
+    db_ = std::make_unique<Database>(std::move(*db));
+  }
+
+  std::unique_ptr<DeliveryLogWriter> Writer(
+      DeliveryLogRetention retention = {100000, 0},
+      size_t max_pending = DeliveryLogWriter::kMaxPending) {
+    return std::make_unique<DeliveryLogWriter>(path_, retention, &clock_,
+                                               &log_, max_pending);
+  }
+
+  // Submits `events` (the writer's lock is free here) and flushes.
+  bool Write(DeliveryLogWriter* writer, std::vector<DeliveryEvent> events) {
+    EXPECT_TRUE(writer->Submit(&events));
+    EXPECT_TRUE(events.empty());
+    return writer->Flush(db_.get(), 100);
+  }
+
+  // Rows of `sql` on a separate connection as "a|b|c"; NULL shows as "NULL".
+  std::vector<std::string> Rows(const std::string& sql) {
+    std::vector<std::string> rows;
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY,
+                              nullptr),
+              SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+      std::string row;
+      for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
+        if (i > 0) row += "|";
+        const auto* text =
+            reinterpret_cast<const char*>(sqlite3_column_text(stmt, i));
+        row += text ? text : "NULL";
+      }
+      rows.push_back(row);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return rows;
+  }
+
+  std::vector<std::string> Logs() {
+    std::vector<std::string> lines;
+    EXPECT_TRUE(log_.Take(&lines));
+    return lines;
+  }
+
+  static int Count(const std::vector<std::string>& lines,
+                   const std::string& text) {
+    return static_cast<int>(
+        std::count_if(lines.begin(), lines.end(), [&](const std::string& l) {
+          return l.find(text) != std::string::npos;
+        }));
+  }
+
+  test::TempDir dir_{"homepot-dlog-test"};
+  std::string path_ = dir_.Path("registry.db");
+  std::unique_ptr<Database> db_;
+  FixedClock clock_;
+  std::atomic<bool> log_ready_{false};
+  LogQueue log_{&log_ready_};
+  const int64_t t_ = clock_.wall;
+};
+
+TEST_F(DeliveryLogTest, AcceptedAndRejectedEventsAddRows) {
+  auto writer = Writer();
+  DeliveryEvent queued = Accepted("m2", t_ + 1, 0, 1);
+  queued.expires_ms = t_ + 300000;
+  DeliveryEvent rejected;
+  rejected.kind = DeliveryEvent::Kind::kRejected;
+  rejected.topic = "devices/sensor-001/notifications";
+  rejected.target_device = "sensor-001";
+  rejected.reason = "payload_too_large";
+  rejected.received_ms = t_ + 3;
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_, 2, 0), queued,
+                                   Accepted("m3", t_ + 2, 0, 0), rejected}));
+  EXPECT_EQ(
+      Rows("SELECT id, message_id, publisher, topic, target_device, "
+           "received_at, routed, queued, expires_at, acked_at, latency_ms, "
+           "status, outcome, reason FROM notification_log ORDER BY id"),
+      (std::vector<std::string>{
+          "1|m1|homepot|devices/sensor-001/notifications|sensor-001|" +
+              StampString(t_) + "|2|0|NULL|NULL|NULL|NULL|routed|NULL",
+          "2|m2|homepot|devices/sensor-001/notifications|sensor-001|" +
+              StampString(t_ + 1) + "|0|1|" + StampString(t_ + 300000) +
+              "|NULL|NULL|NULL|queued|NULL",
+          "3|m3|homepot|devices/sensor-001/notifications|sensor-001|" +
+              StampString(t_ + 2) + "|0|0|NULL|NULL|NULL|NULL|unreachable|NULL",
+          "4|NULL|NULL|devices/sensor-001/notifications|sensor-001|" +
+              StampString(t_ + 3) +
+              "|0|0|NULL|NULL|NULL|NULL|rejected|payload_too_large"}));
+  EXPECT_EQ(StampString(t_), "2026-11-18T11:06:40.123Z");
+  EXPECT_EQ(writer->last_flush_rows(), 4);
+  EXPECT_EQ(Logs(), std::vector<std::string>{});
+}
+
+// An ack in the same batch as its notification finds the row written just
+// before it: events are applied in order.
+TEST_F(DeliveryLogTest, AckInTheSameBatchAsItsNotification) {
+  auto writer = Writer();
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_, 1, 0),
+                                   Acked("m1", t_, t_ + 250, "opened")}));
+  EXPECT_EQ(Rows("SELECT outcome, acked_at, latency_ms, status, routed "
+                 "FROM notification_log"),
+            (std::vector<std::string>{"acked|" + StampString(t_ + 250) +
+                                      "|250|opened|1"}));
+}
+
+// An ack goes to the newest row of (message_id, publisher) not acked yet;
+// other publishers' rows, acked rows and rejected rows are left alone.
+TEST_F(DeliveryLogTest, AckTakesTheNewestRowNotAckedYet) {
+  auto writer = Writer();
+  DeliveryEvent other = Accepted("m1", t_ + 2, 1, 0);
+  other.publisher = "other-backend";
+  DeliveryEvent rejected = Accepted("m1", t_ + 3, 0, 0);
+  rejected.kind = DeliveryEvent::Kind::kRejected;
+  rejected.reason = "duplicate";
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_, 1, 0),
+                                   Accepted("m1", t_ + 1, 1, 0), other,
+                                   rejected}));
+  ASSERT_TRUE(Write(writer.get(), {Acked("m1", t_ + 1, t_ + 11, "ok")}));
+  EXPECT_EQ(Rows("SELECT id, outcome, latency_ms FROM notification_log "
+                 "ORDER BY id"),
+            (std::vector<std::string>{"1|routed|NULL", "2|acked|10",
+                                      "3|routed|NULL", "4|rejected|NULL"}));
+  ASSERT_TRUE(Write(writer.get(), {Acked("m1", t_, t_ + 20, "ok")}));
+  EXPECT_EQ(Rows("SELECT id, outcome, latency_ms FROM notification_log "
+                 "ORDER BY id"),
+            (std::vector<std::string>{"1|acked|20", "2|acked|10",
+                                      "3|routed|NULL", "4|rejected|NULL"}));
+  // Nothing left to ack, and an unknown message: no change, no error.
+  ASSERT_TRUE(Write(writer.get(), {Acked("m1", t_, t_ + 30, "ok"),
+                                   Acked("unknown", t_, t_ + 30, "ok")}));
+  EXPECT_EQ(Rows("SELECT count(*) FROM notification_log WHERE "
+                 "outcome = 'acked'"),
+            std::vector<std::string>{"2"});
+  EXPECT_EQ(Logs(), std::vector<std::string>{});
+}
+
+// Expiry turns the newest queued row of the notification to "expired".
+TEST_F(DeliveryLogTest, ExpiryChangesTheNewestQueuedRow) {
+  auto writer = Writer();
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_, 0, 1),
+                                   Accepted("m1", t_ + 1, 0, 1),
+                                   Accepted("m1", t_ + 2, 1, 0)}));
+  ASSERT_TRUE(Write(writer.get(), {Expired("m1", t_ + 100)}));
+  EXPECT_EQ(Rows("SELECT outcome FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"queued", "expired", "routed"}));
+  ASSERT_TRUE(Write(writer.get(), {Expired("m1", t_ + 100),
+                                   Expired("m1", t_ + 100),
+                                   Expired("m2", t_ + 100)}));
+  EXPECT_EQ(Rows("SELECT outcome FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"expired", "expired", "routed"}));
+}
+
+TEST_F(DeliveryLogTest, RetentionKeepsTheNewestRows) {
+  auto writer = Writer({3, 0});
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_, 1, 0),
+                                   Accepted("m2", t_, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"m1", "m2"}));
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m3", t_, 1, 0),
+                                   Accepted("m4", t_, 1, 0),
+                                   Accepted("m5", t_, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"m3", "m4", "m5"}));
+  // A gap in the ids (rows deleted by hand) still keeps three rows.
+  ASSERT_TRUE(test::ExecSqlOn(path_,
+                              "DELETE FROM notification_log WHERE "
+                              "message_id = 'm4'"));
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m6", t_, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"m3", "m5", "m6"}));
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m7", t_, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"m5", "m6", "m7"}));
+}
+
+TEST_F(DeliveryLogTest, RetentionDeletesRowsOlderThanTheDays) {
+  auto writer = Writer({100000, 2});
+  ASSERT_TRUE(Write(writer.get(), {Accepted("old", t_ - 3 * kDayMs, 1, 0),
+                                   Accepted("day", t_ - kDayMs, 1, 0),
+                                   Accepted("now", t_, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"day", "now"}));
+  clock_.wall += kDayMs + 1;
+  ASSERT_TRUE(Write(writer.get(), {Accepted("later", clock_.wall, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"now", "later"}));
+  // No age limit: old rows stay.
+  auto unlimited = Writer({100000, 0});
+  ASSERT_TRUE(Write(unlimited.get(),
+                    {Accepted("ancient", t_ - 400 * kDayMs, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT count(*) FROM notification_log"),
+            std::vector<std::string>{"3"});
+}
+
+TEST_F(DeliveryLogTest, ZeroRowsWritesNothing) {
+  auto writer = Writer({0, 30});
+  EXPECT_FALSE(Write(writer.get(), {Accepted("m1", t_, 1, 0)}));
+  EXPECT_EQ(writer->pending(), 0u);
+  EXPECT_EQ(writer->dropped(), 0u);
+  EXPECT_EQ(Rows("SELECT count(*) FROM notification_log"),
+            std::vector<std::string>{"0"});
+}
+
+// Beyond the bound new events are dropped and counted; the drop is logged
+// once, and the count when writing catches up.
+TEST_F(DeliveryLogTest, PendingEventsAreBounded) {
+  auto writer = Writer({100000, 0}, 3);
+  std::vector<DeliveryEvent> batch = {Accepted("m1", t_, 1, 0),
+                                      Accepted("m2", t_, 1, 0)};
+  ASSERT_TRUE(writer->Submit(&batch));
+  batch = {Accepted("m3", t_, 1, 0), Accepted("m4", t_, 1, 0)};
+  ASSERT_TRUE(writer->Submit(&batch));
+  batch = {Accepted("m5", t_, 1, 0)};
+  ASSERT_TRUE(writer->Submit(&batch));
+  EXPECT_TRUE(batch.empty());
+  EXPECT_EQ(writer->pending(), 3u);
+  EXPECT_EQ(writer->dropped(), 2u);
+  ASSERT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"m1", "m2", "m3"}));
+  std::vector<std::string> logs = Logs();
+  EXPECT_EQ(Count(logs, "3 events wait to be written; newer events are "
+                        "dropped"),
+            1)
+      << ::testing::PrintToString(logs);
+  EXPECT_EQ(Count(logs, "2 events were dropped"), 1)
+      << ::testing::PrintToString(logs);
+  EXPECT_EQ(logs.size(), 2u);
+  // Room again.
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m6", t_, 1, 0)}));
+  EXPECT_EQ(writer->dropped(), 2u);
+  EXPECT_EQ(Logs(), std::vector<std::string>{});
+}
+
+// Another connection holding the write lock delays the write; the events
+// wait (with those submitted meanwhile) and are all written, in order, once
+// the lock is gone. The delay and the recovery are logged once each.
+TEST_F(DeliveryLogTest, BusyFileDelaysAndLaterWritesEverything) {
+  auto writer = Writer();
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  EXPECT_FALSE(Write(writer.get(), {Accepted("m1", t_, 0, 1)}));
+  EXPECT_FALSE(Write(writer.get(), {Acked("m1", t_, t_ + 5, "ok"),
+                                    Accepted("m2", t_, 1, 0)}));
+  EXPECT_EQ(writer->pending(), 3u);
+  std::vector<std::string> logs = Logs();
+  EXPECT_EQ(logs.size(), 1u) << ::testing::PrintToString(logs);
+  EXPECT_EQ(Count(logs, "delivery log flush delayed: cannot write "
+                        "notification_log: database is locked"),
+            1)
+      << ::testing::PrintToString(logs);
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(other);
+
+  EXPECT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->pending(), 0u);
+  EXPECT_EQ(Rows("SELECT message_id, outcome, latency_ms FROM "
+                 "notification_log ORDER BY id"),
+            (std::vector<std::string>{"m1|acked|5", "m2|routed|NULL"}));
+  EXPECT_EQ(Logs(), std::vector<std::string>{
+                        "delivery log flush succeeded again"});
+}
+
+// A table that cannot be written (here: gone) is logged once; the events
+// wait, and are written once the table is back.
+TEST_F(DeliveryLogTest, UnusableTableIsLoggedOnceAndWritingGoesOn) {
+  auto writer = Writer();
+  ASSERT_TRUE(test::ExecSqlOn(path_, "DROP TABLE notification_log"));
+  EXPECT_FALSE(Write(writer.get(), {Accepted("m1", t_, 1, 0)}));
+  EXPECT_FALSE(Write(writer.get(), {Accepted("m2", t_, 1, 0)}));
+  std::vector<std::string> logs = Logs();
+  EXPECT_EQ(logs.size(), 1u) << ::testing::PrintToString(logs);
+  EXPECT_EQ(Count(logs, "no such table: notification_log"), 1)
+      << ::testing::PrintToString(logs);
+  ASSERT_TRUE(test::CreateRegistryFile(path_));  // the schema again
+  EXPECT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"m1", "m2"}));
+}
+
+TEST_F(DeliveryLogTest, NoOpenFileKeepsTheEvents) {
+  auto writer = Writer();
+  std::vector<DeliveryEvent> batch = {Accepted("m1", t_, 1, 0)};
+  ASSERT_TRUE(writer->Submit(&batch));
+  EXPECT_FALSE(writer->Flush(nullptr, 100));
+  EXPECT_EQ(writer->pending(), 1u);
+  EXPECT_EQ(Count(Logs(), "is not open"), 1);
+  EXPECT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log"),
+            std::vector<std::string>{"m1"});
+}
+
+// The log is not part of the registry snapshot: writing it (rows, updates
+// and retention deletes) leaves the generation alone.
+TEST_F(DeliveryLogTest, WritingNeverBumpsTheGeneration) {
+  const std::vector<std::string> generation =
+      Rows("SELECT generation FROM registry_meta");
+  auto writer = Writer({1, 1});
+  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_ - 2 * kDayMs, 0, 1),
+                                   Accepted("m2", t_, 0, 1),
+                                   Accepted("m3", t_, 0, 1),
+                                   Expired("m3", t_), Acked("m2", t_, t_, "")}));
+  EXPECT_EQ(Rows("SELECT message_id, outcome FROM notification_log"),
+            std::vector<std::string>{"m3|expired"});
+  EXPECT_EQ(Rows("SELECT generation FROM registry_meta"), generation);
+}
+
+}  // namespace
+}  // namespace homepot
