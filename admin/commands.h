@@ -1,6 +1,6 @@
 // Internals of homepot-admin shared by the command files (admin.cc,
-// device_commands.cc, acl_commands.cc, log_commands.cc). Not part of the tool's contract;
-// admin.h is.
+// device_commands.cc, acl_commands.cc, log_commands.cc). Not part of the tool's
+// contract; admin.h is.
 #ifndef HOMEPOT_ADMIN_COMMANDS_H_
 #define HOMEPOT_ADMIN_COMMANDS_H_
 

@@ -74,8 +74,7 @@ std::optional<int64_t> ParseRfc3339(std::string_view text) {
   if (!day || *month < 1 || *month > 12 || *day < 1) return std::nullopt;
   static constexpr int kMonthDays[] = {31, 29, 31, 30, 31, 30,
                                        31, 31, 30, 31, 30, 31};
-  const bool leap =
-      (*year % 4 == 0 && *year % 100 != 0) || *year % 400 == 0;
+  const bool leap = (*year % 4 == 0 && *year % 100 != 0) || *year % 400 == 0;
   if (*day > kMonthDays[*month - 1] || (*month == 2 && *day == 29 && !leap)) {
     return std::nullopt;
   }
@@ -112,8 +111,7 @@ std::optional<int64_t> ParseRfc3339(std::string_view text) {
   const auto off_hour = Digits(text, &pos, 2);
   if (!off_hour || !Expect(text, &pos, ":")) return std::nullopt;
   const auto off_minute = Digits(text, &pos, 2);
-  if (!off_minute || *off_hour > 23 || *off_minute > 59 ||
-      pos != text.size()) {
+  if (!off_minute || *off_hour > 23 || *off_minute > 59 || pos != text.size()) {
     return std::nullopt;
   }
   return ms + sign * (*off_hour * 60 + *off_minute) * 60000;
@@ -135,13 +133,13 @@ std::string StampText(int64_t unix_ms) {
   const int64_t m = mp < 10 ? mp + 3 : mp - 9;
   const int64_t y = yoe + era * 400 + (m <= 2);
   char buf[128];
-  std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03lldZ",
-                static_cast<long long>(y), static_cast<long long>(m),
-                static_cast<long long>(d),
-                static_cast<long long>(in_day / 3600000),
-                static_cast<long long>(in_day / 60000 % 60),
-                static_cast<long long>(in_day / 1000 % 60),
-                static_cast<long long>(in_day % 1000));
+  std::snprintf(
+      buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03lldZ",
+      static_cast<long long>(y), static_cast<long long>(m),
+      static_cast<long long>(d), static_cast<long long>(in_day / 3600000),
+      static_cast<long long>(in_day / 60000 % 60),
+      static_cast<long long>(in_day / 1000 % 60),
+      static_cast<long long>(in_day % 1000));
   return buf;
 }
 
@@ -156,10 +154,9 @@ Result<std::string> ParseSince(const Context& ctx, std::string_view text) {
     if (!text.empty() && text.back() == suffix) unit = ms;
   }
   size_t pos = 0;
-  const std::optional<int64_t> count =
-      text.size() >= 2 && text.size() <= 7
-          ? Digits(text, &pos, text.size() - 1)
-          : std::nullopt;
+  const std::optional<int64_t> count = text.size() >= 2 && text.size() <= 7
+                                           ? Digits(text, &pos, text.size() - 1)
+                                           : std::nullopt;
   if (unit == 0 || !count) {
     return Status::Error("invalid --since " + Quote(text) +
                          ": expected an RFC 3339 time "
@@ -424,11 +421,11 @@ Status RunDelivery(Context* ctx, const std::vector<std::string>& words) {
     rows.push_back(figures.Cells(Printable(id)));
   }
   rows.push_back(total.Cells("(total)"));
-  PrintTable(ctx->out,
-             {"DEVICE", "NOTIFICATIONS", "ROUTED", "QUEUED", "EXPIRED",
-              "UNREACHABLE", "ACKED", "REJECTED", "DELIVERY_RATE", "P50_MS",
-              "P99_MS"},
-             rows);
+  PrintTable(
+      ctx->out,
+      {"DEVICE", "NOTIFICATIONS", "ROUTED", "QUEUED", "EXPIRED", "UNREACHABLE",
+       "ACKED", "REJECTED", "DELIVERY_RATE", "P50_MS", "P99_MS"},
+      rows);
   return Status::Ok();
 }
 

@@ -65,8 +65,7 @@ bool DeliveryLogWriter::Submit(std::vector<DeliveryEvent>* batch) {
   }
   std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
   if (!lock.owns_lock()) return false;
-  const size_t room =
-      max_pending_ - std::min(max_pending_, pending_.size());
+  const size_t room = max_pending_ - std::min(max_pending_, pending_.size());
   const size_t taken = std::min(room, batch->size());
   pending_.insert(pending_.end(), std::make_move_iterator(batch->begin()),
                   std::make_move_iterator(batch->begin() + taken));
@@ -97,8 +96,8 @@ void DeliveryLogWriter::Restore(std::vector<DeliveryEvent>* batch) {
 
 Status DeliveryLogWriter::Trim(Database* db) {
   if (retention_.days > 0) {
-    Result<Statement> old = db->Prepare(
-        "DELETE FROM notification_log WHERE received_at < ?1");
+    Result<Statement> old =
+        db->Prepare("DELETE FROM notification_log WHERE received_at < ?1");
     if (!old.ok()) return old.status();
     const int64_t cutoff_ms = clock_->WallMs() - retention_.days * kDayMs;
     old->Bind(1, std::string_view(StampString(cutoff_ms)));
@@ -106,8 +105,8 @@ Status DeliveryLogWriter::Trim(Database* db) {
   }
   // Counting walks an index: only when the id range says there may be more
   // rows than kept.
-  Result<int64_t> span = QueryInt(
-      db, "SELECT max(id) - min(id) + 1 FROM notification_log");
+  Result<int64_t> span =
+      QueryInt(db, "SELECT max(id) - min(id) + 1 FROM notification_log");
   if (!span.ok()) return span.status();
   if (*span <= retention_.rows) return Status::Ok();
   Result<int64_t> rows = QueryInt(db, "SELECT count(*) FROM notification_log");
@@ -158,8 +157,8 @@ Status DeliveryLogWriter::Apply(Database* db,
             .Bind(6, static_cast<int64_t>(e.routed))
             .Bind(7, static_cast<int64_t>(e.queued));
         BindStamp(stmt, 8, e.expires_ms);
-        stmt->Bind(9, std::string_view(accepted ? AcceptedOutcome(e)
-                                                : "rejected"));
+        stmt->Bind(
+            9, std::string_view(accepted ? AcceptedOutcome(e) : "rejected"));
         BindText(stmt, 10, accepted ? std::string() : e.reason);
         break;
       }
@@ -194,8 +193,7 @@ Status DeliveryLogWriter::Write(Database* db, int busy_timeout_ms,
   Status applied = Apply(db, batch);
   db->SetBusyTimeout(RegistryReloader::kBusyTimeoutMs);
   if (!applied.ok()) {
-    return Status::Error("cannot write notification_log: " +
-                         applied.message());
+    return Status::Error("cannot write notification_log: " + applied.message());
   }
   return Status::Ok();
 }

@@ -134,7 +134,7 @@ class DeliveryLogWriter {
   std::vector<DeliveryEvent> pending_;
   std::atomic<uint64_t> dropped_{0};
   // Flushing thread only.
-  std::string error_;           // the last write error
+  std::string error_;            // the last write error
   uint64_t dropped_logged_ = 0;  // dropped() when the last drop was reported
   bool dropping_ = false;        // a drop was logged and writing not resumed
   std::atomic<int64_t> last_flush_ms_{0};

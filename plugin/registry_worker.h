@@ -1,8 +1,9 @@
 // The real RegistrySource: one background thread over the registry file
 // that runs a RegistryReloader (polls every reload_interval_ms, or at once
 // after RequestReload), a DeviceStatsWriter and a DeliveryLogWriter (write
-// submitted device stats and delivery events on its next pass). The broker thread never waits for it: every
-// RegistrySource method it calls only tries the lock.
+// submitted device stats and delivery events on its next pass). The broker
+// thread never waits for it: every RegistrySource method it calls only tries
+// the lock.
 //
 // One thread, not three: the jobs share the one SQLite connection to the
 // file, and a stats or log commit must update the reloader's view of the file

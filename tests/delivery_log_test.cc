@@ -76,8 +76,8 @@ class DeliveryLogTest : public ::testing::Test {
   std::unique_ptr<DeliveryLogWriter> Writer(
       DeliveryLogRetention retention = {100000, 0},
       size_t max_pending = DeliveryLogWriter::kMaxPending) {
-    return std::make_unique<DeliveryLogWriter>(path_, retention, &clock_,
-                                               &log_, max_pending);
+    return std::make_unique<DeliveryLogWriter>(path_, retention, &clock_, &log_,
+                                               max_pending);
   }
 
   // Submits `events` (the writer's lock is free here) and flushes.
@@ -91,9 +91,9 @@ class DeliveryLogTest : public ::testing::Test {
   std::vector<std::string> Rows(const std::string& sql) {
     std::vector<std::string> rows;
     sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY,
-                              nullptr),
-              SQLITE_OK);
+    EXPECT_EQ(
+        sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+        SQLITE_OK);
     sqlite3_stmt* stmt = nullptr;
     EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr),
               SQLITE_OK)
@@ -189,9 +189,9 @@ TEST_F(DeliveryLogTest, AckTakesTheNewestRowNotAckedYet) {
   DeliveryEvent rejected = Accepted("m1", t_ + 3, 0, 0);
   rejected.kind = DeliveryEvent::Kind::kRejected;
   rejected.reason = "duplicate";
-  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_, 1, 0),
-                                   Accepted("m1", t_ + 1, 1, 0), other,
-                                   rejected}));
+  ASSERT_TRUE(
+      Write(writer.get(), {Accepted("m1", t_, 1, 0),
+                           Accepted("m1", t_ + 1, 1, 0), other, rejected}));
   ASSERT_TRUE(Write(writer.get(), {Acked("m1", t_ + 1, t_ + 11, "ok")}));
   EXPECT_EQ(Rows("SELECT id, outcome, latency_ms FROM notification_log "
                  "ORDER BY id"),
@@ -214,28 +214,28 @@ TEST_F(DeliveryLogTest, AckTakesTheNewestRowNotAckedYet) {
 // Expiry turns the newest queued row of the notification to "expired".
 TEST_F(DeliveryLogTest, ExpiryChangesTheNewestQueuedRow) {
   auto writer = Writer();
-  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_, 0, 1),
-                                   Accepted("m1", t_ + 1, 0, 1),
-                                   Accepted("m1", t_ + 2, 1, 0)}));
+  ASSERT_TRUE(Write(writer.get(),
+                    {Accepted("m1", t_, 0, 1), Accepted("m1", t_ + 1, 0, 1),
+                     Accepted("m1", t_ + 2, 1, 0)}));
   ASSERT_TRUE(Write(writer.get(), {Expired("m1", t_ + 100)}));
   EXPECT_EQ(Rows("SELECT outcome FROM notification_log ORDER BY id"),
             (std::vector<std::string>{"queued", "expired", "routed"}));
-  ASSERT_TRUE(Write(writer.get(), {Expired("m1", t_ + 100),
-                                   Expired("m1", t_ + 100),
-                                   Expired("m2", t_ + 100)}));
+  ASSERT_TRUE(
+      Write(writer.get(), {Expired("m1", t_ + 100), Expired("m1", t_ + 100),
+                           Expired("m2", t_ + 100)}));
   EXPECT_EQ(Rows("SELECT outcome FROM notification_log ORDER BY id"),
             (std::vector<std::string>{"expired", "expired", "routed"}));
 }
 
 TEST_F(DeliveryLogTest, RetentionKeepsTheNewestRows) {
   auto writer = Writer({3, 0});
-  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_, 1, 0),
-                                   Accepted("m2", t_, 1, 0)}));
+  ASSERT_TRUE(Write(writer.get(),
+                    {Accepted("m1", t_, 1, 0), Accepted("m2", t_, 1, 0)}));
   EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
             (std::vector<std::string>{"m1", "m2"}));
-  ASSERT_TRUE(Write(writer.get(), {Accepted("m3", t_, 1, 0),
-                                   Accepted("m4", t_, 1, 0),
-                                   Accepted("m5", t_, 1, 0)}));
+  ASSERT_TRUE(
+      Write(writer.get(), {Accepted("m3", t_, 1, 0), Accepted("m4", t_, 1, 0),
+                           Accepted("m5", t_, 1, 0)}));
   EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
             (std::vector<std::string>{"m3", "m4", "m5"}));
   // A gap in the ids (rows deleted by hand) still keeps three rows.
@@ -263,8 +263,8 @@ TEST_F(DeliveryLogTest, RetentionDeletesRowsOlderThanTheDays) {
             (std::vector<std::string>{"now", "later"}));
   // No age limit: old rows stay.
   auto unlimited = Writer({100000, 0});
-  ASSERT_TRUE(Write(unlimited.get(),
-                    {Accepted("ancient", t_ - 400 * kDayMs, 1, 0)}));
+  ASSERT_TRUE(
+      Write(unlimited.get(), {Accepted("ancient", t_ - 400 * kDayMs, 1, 0)}));
   EXPECT_EQ(Rows("SELECT count(*) FROM notification_log"),
             std::vector<std::string>{"3"});
 }
@@ -296,8 +296,9 @@ TEST_F(DeliveryLogTest, PendingEventsAreBounded) {
   EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
             (std::vector<std::string>{"m1", "m2", "m3"}));
   std::vector<std::string> logs = Logs();
-  EXPECT_EQ(Count(logs, "3 events wait to be written; newer events are "
-                        "dropped"),
+  EXPECT_EQ(Count(logs,
+                  "3 events wait to be written; newer events are "
+                  "dropped"),
             1)
       << ::testing::PrintToString(logs);
   EXPECT_EQ(Count(logs, "2 events were dropped"), 1)
@@ -319,13 +320,14 @@ TEST_F(DeliveryLogTest, BusyFileDelaysAndLaterWritesEverything) {
   ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
             SQLITE_OK);
   EXPECT_FALSE(Write(writer.get(), {Accepted("m1", t_, 0, 1)}));
-  EXPECT_FALSE(Write(writer.get(), {Acked("m1", t_, t_ + 5, "ok"),
-                                    Accepted("m2", t_, 1, 0)}));
+  EXPECT_FALSE(Write(
+      writer.get(), {Acked("m1", t_, t_ + 5, "ok"), Accepted("m2", t_, 1, 0)}));
   EXPECT_EQ(writer->pending(), 3u);
   std::vector<std::string> logs = Logs();
   EXPECT_EQ(logs.size(), 1u) << ::testing::PrintToString(logs);
-  EXPECT_EQ(Count(logs, "delivery log flush delayed: cannot write "
-                        "notification_log: database is locked"),
+  EXPECT_EQ(Count(logs,
+                  "delivery log flush delayed: cannot write "
+                  "notification_log: database is locked"),
             1)
       << ::testing::PrintToString(logs);
   ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr),
@@ -337,8 +339,8 @@ TEST_F(DeliveryLogTest, BusyFileDelaysAndLaterWritesEverything) {
   EXPECT_EQ(Rows("SELECT message_id, outcome, latency_ms FROM "
                  "notification_log ORDER BY id"),
             (std::vector<std::string>{"m1|acked|5", "m2|routed|NULL"}));
-  EXPECT_EQ(Logs(), std::vector<std::string>{
-                        "delivery log flush succeeded again"});
+  EXPECT_EQ(Logs(),
+            std::vector<std::string>{"delivery log flush succeeded again"});
 }
 
 // A table that cannot be written (here: gone) is logged once; the events
@@ -376,10 +378,10 @@ TEST_F(DeliveryLogTest, WritingNeverBumpsTheGeneration) {
   const std::vector<std::string> generation =
       Rows("SELECT generation FROM registry_meta");
   auto writer = Writer({1, 1});
-  ASSERT_TRUE(Write(writer.get(), {Accepted("m1", t_ - 2 * kDayMs, 0, 1),
-                                   Accepted("m2", t_, 0, 1),
-                                   Accepted("m3", t_, 0, 1),
-                                   Expired("m3", t_), Acked("m2", t_, t_, "")}));
+  ASSERT_TRUE(Write(
+      writer.get(),
+      {Accepted("m1", t_ - 2 * kDayMs, 0, 1), Accepted("m2", t_, 0, 1),
+       Accepted("m3", t_, 0, 1), Expired("m3", t_), Acked("m2", t_, t_, "")}));
   EXPECT_EQ(Rows("SELECT message_id, outcome FROM notification_log"),
             std::vector<std::string>{"m3|expired"});
   EXPECT_EQ(Rows("SELECT generation FROM registry_meta"), generation);

@@ -609,8 +609,7 @@ TEST_F(RegistryWorkerTest, SubmittedDeliveryEventsAreWritten) {
   ASSERT_TRUE(WaitFor([&] { return worker_->SubmitLog(&batch); }));
   ASSERT_TRUE(WaitFor([&] { return Column(path_, outcomes).size() == 2; }));
   EXPECT_FALSE(worker_->HasUpdate());
-  EXPECT_EQ(Column(path_, "SELECT generation FROM registry_meta"),
-            generation);
+  EXPECT_EQ(Column(path_, "SELECT generation FROM registry_meta"), generation);
   EXPECT_EQ(worker_->delivery_log().dropped(), 0u);
 }
 
@@ -634,8 +633,9 @@ TEST_F(RegistryWorkerTest, ShutdownWritesPendingDeliveryEvents) {
     sqlite3_close(db);
   }
   worker_->Shutdown();
-  EXPECT_EQ(Column(path_, "SELECT message_id || ' ' || outcome FROM "
-                          "notification_log"),
+  EXPECT_EQ(Column(path_,
+                   "SELECT message_id || ' ' || outcome FROM "
+                   "notification_log"),
             std::vector<std::string>{"m1 acked"});
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -19,6 +20,7 @@
 
 #include "admin/validate.h"
 #include "credentials.h"
+#include "delivery_log.h"
 #include "testing.h"
 
 namespace homepot::admin {
@@ -1284,6 +1286,261 @@ TEST_F(AdminTest, StatsListsDeviceStatistics) {
   EXPECT_REFUSED((Args{"stats", "ghost"}), "", 1, "unknown device 'ghost'");
   EXPECT_REFUSED((Args{"stats", "a/b"}), "", 1,
                  "invalid device id 'a/b': contains '/'");
+}
+
+// ------------------------------------------------------ log, delivery ----
+
+// notification_log rows as the plugin writes them (delivery_log.h): two
+// devices, every outcome, one notification on a topic that is no device's
+// token.
+constexpr const char* kLogRows = R"(
+INSERT INTO notification_log (id, message_id, publisher, topic,
+  target_device, received_at, routed, queued, expires_at, acked_at,
+  latency_ms, status, outcome, reason) VALUES
+(1, 'm1', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
+ '2026-11-18T09:00:00.000Z', 1, 0, NULL, NULL, NULL, NULL, 'routed', NULL),
+(2, 'm2', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
+ '2026-11-18T09:30:00.000Z', 1, 0, '2026-11-18T09:35:00.000Z',
+ '2026-11-18T09:30:00.300Z', 300, 'opened', 'acked', NULL),
+(3, 'm3', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
+ '2026-11-18T10:00:00.000Z', 0, 1, '2026-11-18T10:05:00.000Z', NULL, NULL,
+ NULL, 'queued', NULL),
+(4, 'm4', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
+ '2026-11-18T10:15:00.000Z', 0, 1, '2026-11-18T10:20:00.000Z', NULL, NULL,
+ NULL, 'expired', NULL),
+(5, 'm5', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
+ '2026-11-18T10:30:00.000Z', 0, 0, NULL, NULL, NULL, NULL, 'unreachable',
+ NULL),
+(6, NULL, 'sensor-002', 'devices/sensor-001/notifications', 'sensor-001',
+ '2026-11-18T10:45:00.000Z', 0, 0, NULL, NULL, NULL, NULL, 'rejected',
+ 'not_allowed'),
+(7, 'm7', 'homepot', 'devices/sensor-002/notifications', 'sensor-002',
+ '2026-11-18T11:00:00.000Z', 1, 0, NULL, '2026-11-18T11:00:00.050Z', 50,
+ 'ok', 'acked', NULL),
+(8, 'm8', 'homepot', 'home/all', NULL, '2026-11-18T11:30:00.000Z', 3, 0,
+ NULL, NULL, NULL, NULL, 'routed', NULL),
+(9, 'm9', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
+ '2026-11-18T11:45:00.000Z', 1, 0, NULL, '2026-11-18T11:45:00.100Z', 100,
+ 'ok', 'acked', NULL);
+)";
+
+// 2026-11-18T12:00:00.000Z
+constexpr int64_t kLogNowMs = 1795003200000;
+
+class AdminLogTest : public AdminTest {
+ protected:
+  void SetUp() override {
+    AdminTest::SetUp();
+    env_.wall_ms = [] { return kLogNowMs; };
+    Init();
+    Peek(db_).Exec(kLogRows);
+  }
+
+  // The message ids of `log --json` with `options`, in the order printed.
+  std::vector<std::string> LoggedIds(std::vector<std::string> options) {
+    options.insert(options.begin(), "log");
+    options.push_back("--json");
+    const Outcome r = Admin(options);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    std::vector<std::string> ids;
+    for (const nlohmann::json& row : nlohmann::json::parse(r.out)) {
+      ids.push_back(row["message_id"].is_null()
+                        ? "null"
+                        : row["message_id"].get<std::string>());
+    }
+    return ids;
+  }
+};
+
+TEST_F(AdminLogTest, LogPrintsRowsNewestFirst) {
+  Outcome r = Admin({"log", "--limit", "3"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "RECEIVED_AT               OUTCOME  MESSAGE_ID  PUBLISHER  "
+            "TARGET      ROUTED  QUEUED  LATENCY_MS  DETAIL  TOPIC\n"
+            "2026-11-18T11:45:00.000Z  acked    m9          homepot    "
+            "sensor-001  1       0       100         ok      "
+            "devices/sensor-001/notifications\n"
+            "2026-11-18T11:30:00.000Z  routed   m8          homepot    "
+            "-           3       0       -           -       home/all\n"
+            "2026-11-18T11:00:00.000Z  acked    m7          homepot    "
+            "sensor-002  1       0       50          ok      "
+            "devices/sensor-002/notifications\n");
+}
+
+TEST_F(AdminLogTest, LogJsonHasEveryColumn) {
+  Outcome r = Admin({"log", "--message", "m2", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
+    {"id": 2, "received_at": "2026-11-18T09:30:00.000Z", "outcome": "acked",
+     "message_id": "m2", "publisher": "homepot",
+     "topic": "devices/sensor-001/notifications",
+     "target_device": "sensor-001", "routed": 1, "queued": 0,
+     "expires_at": "2026-11-18T09:35:00.000Z",
+     "acked_at": "2026-11-18T09:30:00.300Z", "latency_ms": 300,
+     "status": "opened", "reason": null}])"));
+  r = Admin({"log", "--message", "nothing", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::array());
+}
+
+TEST_F(AdminLogTest, LogFilters) {
+  EXPECT_EQ(LoggedIds({}),
+            (std::vector<std::string>{"m9", "m8", "m7", "null", "m5", "m4",
+                                      "m3", "m2", "m1"}));
+  // Target or publisher.
+  EXPECT_EQ(LoggedIds({"--device", "sensor-002"}),
+            (std::vector<std::string>{"m7", "null"}));
+  EXPECT_EQ(LoggedIds({"--device=homepot", "--limit=2"}),
+            (std::vector<std::string>{"m9", "m8"}));
+  EXPECT_EQ(LoggedIds({"--since", "2026-11-18T11:00:00Z"}),
+            (std::vector<std::string>{"m9", "m8", "m7"}));
+  EXPECT_EQ(LoggedIds({"--since", "2026-11-18T12:00:00.001+01:00"}),
+            (std::vector<std::string>{"m9", "m8"}));
+  EXPECT_EQ(LoggedIds({"--since", "1h"}),
+            (std::vector<std::string>{"m9", "m8", "m7"}));
+  EXPECT_EQ(LoggedIds({"--since", "61m", "--device", "sensor-001"}),
+            (std::vector<std::string>{"m9"}));
+  EXPECT_EQ(LoggedIds({"--since", "7200s", "--message", "m3"}),
+            (std::vector<std::string>{"m3"}));
+  EXPECT_EQ(LoggedIds({"--since", "2026-11-19"}), (std::vector<std::string>{}));
+  EXPECT_EQ(LoggedIds({"--since", "1d"}).size(), 9u);
+}
+
+TEST_F(AdminLogTest, LogAndDeliveryRefuseBadValues) {
+  EXPECT_REFUSED((Args{"log", "--since", "yesterday"}), "", 1,
+                 "invalid --since 'yesterday': expected an RFC 3339 time "
+                 "(2026-11-18T08:00:00Z) or a duration (30m, 12h, 7d)");
+  EXPECT_REFUSED((Args{"log", "--since", "2026-02-30T00:00:00Z"}), "", 1,
+                 "invalid --since '2026-02-30T00:00:00Z': expected an RFC "
+                 "3339 time (2026-11-18T08:00:00Z) or a duration (30m, 12h, "
+                 "7d)");
+  EXPECT_REFUSED((Args{"delivery", "--since", "5w"}), "", 1,
+                 "invalid --since '5w': expected an RFC 3339 time "
+                 "(2026-11-18T08:00:00Z) or a duration (30m, 12h, 7d)");
+  EXPECT_REFUSED((Args{"log", "--limit", "0"}), "", 1,
+                 "invalid --limit '0': expected an integer from 1 to "
+                 "1000000000");
+  EXPECT_REFUSED((Args{"log", "--device", "a/b"}), "", 1,
+                 "invalid device id 'a/b': contains '/'");
+  EXPECT_REFUSED((Args{"log", "--follow"}), "", 2,
+                 "log: unknown option '--follow' (try --help)");
+  EXPECT_REFUSED((Args{"delivery", "sensor-001"}), "", 2,
+                 "delivery: unexpected argument 'sensor-001'");
+}
+
+// Per target device; the total also counts rows without one.
+TEST_F(AdminLogTest, DeliverySumsUpPerTargetDevice) {
+  Outcome r = Admin({"delivery", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"({
+    "devices": [
+      {"device_id": "sensor-001", "notifications": 6, "routed": 1,
+       "queued": 1, "expired": 1, "unreachable": 1, "acked": 2,
+       "rejected": 1, "delivery_rate": 0.5, "p50_ack_ms": 100,
+       "p99_ack_ms": 300},
+      {"device_id": "sensor-002", "notifications": 1, "routed": 0,
+       "queued": 0, "expired": 0, "unreachable": 0, "acked": 1,
+       "rejected": 0, "delivery_rate": 1.0, "p50_ack_ms": 50,
+       "p99_ack_ms": 50}],
+    "total": {"notifications": 8, "routed": 2, "queued": 1, "expired": 1,
+              "unreachable": 1, "acked": 3, "rejected": 1,
+              "delivery_rate": 0.625, "p50_ack_ms": 100,
+              "p99_ack_ms": 300}})"));
+
+  r = Admin({"delivery"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE      NOTIFICATIONS  ROUTED  QUEUED  EXPIRED  UNREACHABLE  "
+            "ACKED  REJECTED  DELIVERY_RATE  P50_MS  P99_MS\n"
+            "sensor-001  6              1       1       1        1            "
+            "2      1         50.0%          100     300\n"
+            "sensor-002  1              0       0       0        0            "
+            "1      0         100.0%         50      50\n"
+            "(total)     8              2       1       1        1            "
+            "3      1         62.5%          100     300\n");
+
+  // From 11:00: m7, m8, m9.
+  r = Admin({"delivery", "--since", "1h", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const nlohmann::json since = nlohmann::json::parse(r.out);
+  ASSERT_EQ(since["devices"].size(), 2u);
+  EXPECT_EQ(since["devices"][0]["notifications"], 1);
+  EXPECT_EQ(since["devices"][0]["acked"], 1);
+  EXPECT_EQ(since["devices"][0]["p50_ack_ms"], 100);
+  EXPECT_EQ(since["total"]["notifications"], 3);
+  EXPECT_EQ(since["total"]["delivery_rate"], 1.0);
+  EXPECT_EQ(since["total"]["p99_ack_ms"], 100);
+}
+
+TEST_F(AdminLogTest, DeliveryOfAnEmptyLog) {
+  Peek(db_).Exec("DELETE FROM notification_log");
+  Outcome r = Admin({"delivery", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"({
+    "devices": [],
+    "total": {"notifications": 0, "routed": 0, "queued": 0, "expired": 0,
+              "unreachable": 0, "acked": 0, "rejected": 0,
+              "delivery_rate": null, "p50_ack_ms": null,
+              "p99_ack_ms": null}})"));
+  r = Admin({"delivery"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE   NOTIFICATIONS  ROUTED  QUEUED  EXPIRED  UNREACHABLE  "
+            "ACKED  REJECTED  DELIVERY_RATE  P50_MS  P99_MS\n"
+            "(total)  0              0       0       0        0            "
+            "0      0         -              -       -\n");
+}
+
+// What the plugin's writer stores, `log` reads back; a --since equal to a
+// stored received_at includes that row (both write the same time format).
+TEST_F(AdminTest, LogReadsWhatThePluginWrites) {
+  Init();
+  std::atomic<bool> ready{false};
+  LogQueue lines(&ready);
+  const int64_t received_ms = kLogNowMs - 1500;  // 11:59:58.500Z
+  DeliveryLogWriter writer(db_.string(), {100, 0}, SystemClock::Instance(),
+                           &lines);
+  DeliveryEvent accepted;
+  accepted.message_id = "m1";
+  accepted.publisher = "homepot";
+  accepted.topic = "devices/sensor-001/notifications";
+  accepted.target_device = "sensor-001";
+  accepted.received_ms = received_ms;
+  accepted.queued = 1;
+  accepted.expires_ms = received_ms + 300000;
+  DeliveryEvent acked;
+  acked.kind = DeliveryEvent::Kind::kAcked;
+  acked.message_id = "m1";
+  acked.publisher = "homepot";
+  acked.device = "sensor-001";
+  acked.status = "ok";
+  acked.at_ms = received_ms + 1234;
+  acked.latency_ms = 1234;
+  std::vector<DeliveryEvent> events = {accepted, acked};
+  ASSERT_TRUE(writer.Submit(&events));
+  {
+    Result<Database> db =
+        Database::Open(db_.string(), Database::Mode::kReadWrite);
+    ASSERT_TRUE(db.ok()) << db.status().message();
+    ASSERT_TRUE(writer.Flush(&*db, 1000));
+  }
+  const Outcome r =
+      Admin({"log", "--since", "2026-11-18T11:59:58.500Z", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
+    {"id": 1, "received_at": "2026-11-18T11:59:58.500Z", "outcome": "acked",
+     "message_id": "m1", "publisher": "homepot",
+     "topic": "devices/sensor-001/notifications",
+     "target_device": "sensor-001", "routed": 0, "queued": 1,
+     "expires_at": "2026-11-18T12:04:58.500Z",
+     "acked_at": "2026-11-18T11:59:59.734Z", "latency_ms": 1234,
+     "status": "ok", "reason": null}])"));
+  const Outcome later =
+      Admin({"log", "--since", "2026-11-18T11:59:58.501Z", "--json"});
+  EXPECT_EQ(later.code, 0) << later.err;
+  EXPECT_EQ(nlohmann::json::parse(later.out), nlohmann::json::array());
 }
 
 // ---------------------------------------------------- acl/*.sql scripts ----
