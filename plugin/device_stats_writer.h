@@ -10,7 +10,8 @@
 //
 // Threads: Submit on the broker thread (try-lock: never blocks); Flush on
 // the registry thread, or on the thread shutting the plugin down after the
-// registry thread stopped; the figures from any thread.
+// registry thread stopped; ResetPresence on the thread starting the plugin,
+// before the registry thread starts; the figures from any thread.
 #ifndef HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_
 #define HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_
 
@@ -42,7 +43,7 @@ class DeviceStatsWriter {
 
   // Writes the pending deltas through `db` (nullptr: the file is not open,
   // they wait), waiting at most `busy_timeout_ms` for the file's lock.
-  // True when rows were committed (the file changed).
+  // True when a write was committed (the file may have changed).
   bool Flush(Database* db, int busy_timeout_ms);
 
   // Sets sessions and subscribed to 0 on every row (nobody is connected yet
