@@ -28,9 +28,9 @@ struct Migration {
 // N+1, append {N, "..."}.
 const std::vector<Migration>& BuiltinMigrations();
 
-// A column that schema.sql gained at `version` while that version was not
-// yet released, so a file made by an earlier build of the same version lacks
-// it. `definition` is what follows the column name in ADD COLUMN.
+// A column of schema.sql at `version` that a file already at that version
+// may lack; `homepot-admin init` adds it. `definition` is what follows the
+// column name in ADD COLUMN.
 struct LateColumn {
   int version;
   std::string_view table;

@@ -1381,8 +1381,8 @@ TEST_F(AdminTest, EveryAclScriptAppliesIdempotently) {
 
 // ------------------------------------------------------- presence ----
 
-// schema.sql as an earlier build of version 2 had it: device_stats without
-// sessions and subscribed.
+// schema.sql without device_stats.sessions and .subscribed: a version-2
+// file that lacks them.
 std::string EarlyVersionTwoSchema() {
   std::string sql = test::SchemaSql();
   const std::string columns =
