@@ -105,6 +105,7 @@ void PrintTable(std::ostream& out, const std::vector<std::string>& header,
 Status RunInit(Context* ctx, const std::vector<std::string>& words);
 Status RunStats(Context* ctx, const std::vector<std::string>& words);
 Status RunDevice(Context* ctx, const std::vector<std::string>& words);
+Status RunDevices(Context* ctx, const std::vector<std::string>& words);
 Status RunImportPasswd(Context* ctx, const std::vector<std::string>& words);
 Status RunAcl(Context* ctx, const std::vector<std::string>& words);
 Status RunImportAcl(Context* ctx, const std::vector<std::string>& words);
