@@ -76,7 +76,7 @@ class ReceiptsTest : public BrokerTest {
 };
 
 TEST_F(ReceiptsTest, CountsConnectedOfflineAndAbsentDevices) {
-  ASSERT_TRUE(StartBroker());
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
   auto live = Sensor("sensor-001");
   ASSERT_TRUE(live);
   ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
@@ -148,7 +148,7 @@ TEST_F(ReceiptsTest, NotificationWithoutMessageIdOrTtl) {
 }
 
 TEST_F(ReceiptsTest, AckGivesTheLatencyAndForeignAcksAreIgnored) {
-  ASSERT_TRUE(StartBroker());
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
   auto sensor = Sensor("sensor-001");
   auto other = Sensor("sensor-002");
   ASSERT_TRUE(sensor && other);
