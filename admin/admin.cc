@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
@@ -29,6 +30,10 @@ The registry is PATH, or $HOMEPOT_DB when --db is not given.
                                          new password from stdin
   device enable|disable|remove ID
   device list [--json]
+  devices --unreachable [--idle DURATION] [--json]
+                                         connected but not subscribed to
+                                         their token, or not seen for
+                                         DURATION (default 24h; 30m, 6h, 7d)
   acl grant ID|--all read|write|readwrite|deny FILTER
   acl revoke ID|--all FILTER
   acl list [ID] [--json]
@@ -54,6 +59,17 @@ size_t DisplayWidth(std::string_view text) {
       [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
+// The columns of `stats` (JSON keys; the table's header says the same in
+// capitals), in the order the statement selects them after device_id:
+// figures, then times (NULL = never).
+constexpr const char* kStatsFigures[] = {"published", "delivered", "rejected",
+                                         "expired",   "acked",     "sessions",
+                                         "subscribed"};
+constexpr const char* kStatsTimes[] = {"last_connect", "last_publish",
+                                       "last_delivery"};
+constexpr int kStatsFigureCount = std::size(kStatsFigures);
+constexpr int kStatsTimeCount = std::size(kStatsTimes);
+
 Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
   std::vector<std::vector<std::string>> rows;
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
@@ -64,25 +80,23 @@ Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
     if (json) {
       nlohmann::ordered_json item;
       item["device_id"] = stmt->Text(0);
-      item["published"] = stmt->Int(1);
-      item["delivered"] = stmt->Int(2);
-      item["rejected"] = stmt->Int(3);
-      item["expired"] = stmt->Int(4);
-      item["acked"] = stmt->Int(5);
-      for (int col = 6; col <= 8; ++col) {
-        static constexpr const char* kNames[] = {"last_connect", "last_publish",
-                                                 "last_delivery"};
-        item[kNames[col - 6]] = stmt->IsNull(col)
-                                    ? nlohmann::ordered_json(nullptr)
-                                    : nlohmann::ordered_json(stmt->Text(col));
+      for (int i = 0; i < kStatsFigureCount; ++i) {
+        item[kStatsFigures[i]] = stmt->Int(1 + i);
+      }
+      for (int i = 0; i < kStatsTimeCount; ++i) {
+        const int col = 1 + kStatsFigureCount + i;
+        item[kStatsTimes[i]] = stmt->IsNull(col)
+                                   ? nlohmann::ordered_json(nullptr)
+                                   : nlohmann::ordered_json(stmt->Text(col));
       }
       list.push_back(std::move(item));
     } else {
-      std::vector<std::string> cells = {
-          Printable(stmt->Text(0)),     std::to_string(stmt->Int(1)),
-          std::to_string(stmt->Int(2)), std::to_string(stmt->Int(3)),
-          std::to_string(stmt->Int(4)), std::to_string(stmt->Int(5))};
-      for (int col = 6; col <= 8; ++col) {
+      std::vector<std::string> cells = {Printable(stmt->Text(0))};
+      for (int i = 0; i < kStatsFigureCount; ++i) {
+        cells.push_back(std::to_string(stmt->Int(1 + i)));
+      }
+      for (int i = 0; i < kStatsTimeCount; ++i) {
+        const int col = 1 + kStatsFigureCount + i;
         cells.push_back(stmt->IsNull(col) ? "-" : Printable(stmt->Text(col)));
       }
       rows.push_back(std::move(cells));
@@ -96,7 +110,8 @@ Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
   }
   PrintTable(ctx->out,
              {"DEVICE", "PUBLISHED", "DELIVERED", "REJECTED", "EXPIRED",
-              "ACKED", "LAST_CONNECT", "LAST_PUBLISH", "LAST_DELIVERY"},
+              "ACKED", "SESSIONS", "SUBSCRIBED", "LAST_CONNECT", "LAST_PUBLISH",
+              "LAST_DELIVERY"},
              rows);
   return static_cast<int64_t>(rows.size());
 }
@@ -318,6 +333,13 @@ Status RunInit(Context* ctx, const std::vector<std::string>& words) {
   if (outcome->from_version == 0) {
     ctx->out << "created registry " << Quote(path) << " (schema version "
              << version << ")\n";
+  } else if (!outcome->added_columns.empty()) {
+    std::string columns;
+    for (const std::string& c : outcome->added_columns) {
+      columns += (columns.empty() ? "" : ", ") + c;
+    }
+    ctx->out << "completed registry " << Quote(path) << " (schema version "
+             << version << "): added " << columns << "\n";
   } else if (outcome->from_version == outcome->to_version) {
     ctx->out << "registry " << Quote(path) << " is up to date (schema version "
              << version << ")\n";
@@ -353,12 +375,13 @@ Status RunStats(Context* ctx, const std::vector<std::string>& words) {
   Result<Statement> stmt = db->Prepare(
       id ? "SELECT ?1, coalesce(s.published, 0), coalesce(s.delivered, 0), "
            "coalesce(s.rejected, 0), coalesce(s.expired, 0), "
-           "coalesce(s.acked, 0), s.last_connect, s.last_publish, "
+           "coalesce(s.acked, 0), coalesce(s.sessions, 0), "
+           "coalesce(s.subscribed, 0), s.last_connect, s.last_publish, "
            "s.last_delivery FROM (SELECT 1) LEFT JOIN device_stats s "
            "ON s.device_id = ?1"
          : "SELECT device_id, published, delivered, rejected, expired, acked, "
-           "last_connect, last_publish, last_delivery FROM device_stats "
-           "ORDER BY device_id");
+           "sessions, subscribed, last_connect, last_publish, last_delivery "
+           "FROM device_stats ORDER BY device_id");
   if (!stmt.ok()) return DbError("reading statistics", stmt.status());
   if (id) stmt->Bind(1, *id);
   Result<int64_t> printed = PrintStatsTable(ctx, &*stmt, line->Has("--json"));
@@ -420,6 +443,7 @@ int RunAdmin(const std::vector<std::string>& args, std::istream& in,
   static const std::pair<std::string_view, Handler> kCommands[] = {
       {"init", internal::RunInit},
       {"device", internal::RunDevice},
+      {"devices", internal::RunDevices},
       {"acl", internal::RunAcl},
       {"import-passwd", internal::RunImportPasswd},
       {"import-acl", internal::RunImportAcl},

@@ -96,6 +96,10 @@ Result<bool> InsertAclRule(Database* db,
                            const std::optional<std::string>& device,
                            std::string_view filter, RuleAccess access);
 
+// A duration as a whole number and a unit, s, m, h or d ("30m", "6h",
+// "7d"), in seconds: 1 second to 36500 days. Errors name `option`.
+Result<int64_t> ParseDuration(std::string_view option, std::string_view text);
+
 // Writes `rows` as aligned columns under `header`; the last column is not
 // padded. Cells must already be printable (see Printable()).
 void PrintTable(std::ostream& out, const std::vector<std::string>& header,
@@ -105,6 +109,7 @@ void PrintTable(std::ostream& out, const std::vector<std::string>& header,
 Status RunInit(Context* ctx, const std::vector<std::string>& words);
 Status RunStats(Context* ctx, const std::vector<std::string>& words);
 Status RunDevice(Context* ctx, const std::vector<std::string>& words);
+Status RunDevices(Context* ctx, const std::vector<std::string>& words);
 Status RunImportPasswd(Context* ctx, const std::vector<std::string>& words);
 Status RunAcl(Context* ctx, const std::vector<std::string>& words);
 Status RunImportAcl(Context* ctx, const std::vector<std::string>& words);

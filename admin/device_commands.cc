@@ -1,4 +1,5 @@
-// homepot-admin device ... and import-passwd.
+// homepot-admin device ..., devices and import-passwd.
+#include <cstdint>
 #include <istream>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -356,6 +357,132 @@ Status DeviceList(Context* ctx, const std::vector<std::string>& words) {
 }
 
 }  // namespace
+
+// The longest duration accepted: 100 years.
+constexpr int64_t kMaxDurationSeconds = int64_t{36500} * 86400;
+
+Result<int64_t> ParseDuration(std::string_view option, std::string_view text) {
+  const Status bad = Status::Error(
+      "invalid " + std::string(option) + " " + Quote(text) +
+      ": expected a whole number and a unit s, m, h or d (e.g. 30m, 6h, 7d), "
+      "at most 36500d");
+  if (text.size() < 2 || text.size() > 12) return bad;
+  int64_t unit = 0;
+  switch (text.back()) {
+    case 's':
+      unit = 1;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'd':
+      unit = 86400;
+      break;
+    default:
+      return bad;
+  }
+  int64_t value = 0;
+  for (const char c : text.substr(0, text.size() - 1)) {
+    if (c < '0' || c > '9') return bad;
+    value = value * 10 + (c - '0');
+  }
+  if (value < 1 || value > kMaxDurationSeconds / unit) return bad;
+  return value * unit;
+}
+
+namespace {
+
+// devices --unreachable [--idle DURATION] [--json]: enabled devices that
+// are connected without a subscription covering their token, and those not
+// connected and not seen (last_connect, last_publish, last_delivery) within
+// DURATION.
+Status DevicesUnreachable(Context* ctx, const CommandLine& line) {
+  int64_t idle_seconds = 24 * 3600;
+  if (std::optional<std::string> text = line.Get("--idle")) {
+    Result<int64_t> parsed = ParseDuration("--idle", *text);
+    if (!parsed.ok()) return parsed.status();
+    idle_seconds = *parsed;
+  }
+  Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadOnly);
+  if (!db.ok()) return db.status();
+  constexpr std::string_view kDoing = "listing unreachable devices";
+  // Times are RFC 3339 UTC with milliseconds: they compare as text.
+  Result<Statement> stmt = db->Prepare(
+      "WITH presence AS ("
+      "  SELECT d.device_id, coalesce(s.sessions, 0) AS sessions, "
+      "  coalesce(s.subscribed, 0) AS subscribed, "
+      "  nullif(max(coalesce(s.last_connect, ''), "
+      "  coalesce(s.last_publish, ''), coalesce(s.last_delivery, '')), '') "
+      "  AS last_seen "
+      "  FROM devices d LEFT JOIN device_stats s USING (device_id) "
+      "  WHERE d.enabled = 1) "
+      "SELECT device_id, sessions > 0, sessions, subscribed, last_seen "
+      "FROM presence "
+      "WHERE (sessions > 0 AND subscribed = 0) "
+      "OR (sessions <= 0 AND (last_seen IS NULL OR last_seen < "
+      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1))) "
+      "ORDER BY device_id");
+  if (!stmt.ok()) return DbError(kDoing, stmt.status());
+  stmt->Bind(1, "-" + std::to_string(idle_seconds) + " seconds");
+  const bool json = line.Has("--json");
+  Json list = Json::array();
+  std::vector<std::vector<std::string>> rows;
+  for (;;) {
+    Result<bool> row = stmt->Step();
+    if (!row.ok()) return DbError(kDoing, row.status());
+    if (!*row) break;
+    const bool connected = stmt->Int(1) != 0;
+    const std::optional<std::string> last_seen = stmt->OptionalText(4);
+    if (json) {
+      Json item;
+      item["device_id"] = stmt->Text(0);
+      item["state"] = connected ? "connected_not_subscribed" : "not_seen";
+      item["sessions"] = stmt->Int(2);
+      item["subscribed"] = stmt->Int(3);
+      item["last_seen"] = last_seen ? Json(*last_seen) : Json(nullptr);
+      list.push_back(std::move(item));
+    } else {
+      std::string state = "never seen";
+      if (connected) {
+        state = "connected, not subscribed";
+      } else if (last_seen) {
+        state = "not seen";
+      }
+      rows.push_back({Printable(stmt->Text(0)), state,
+                      std::to_string(stmt->Int(2)),
+                      std::to_string(stmt->Int(3)),
+                      last_seen ? Printable(*last_seen) : "-"});
+    }
+  }
+  if (json) {
+    ctx->out << list.dump(2, ' ', false, Json::error_handler_t::replace)
+             << "\n";
+  } else {
+    PrintTable(ctx->out,
+               {"DEVICE", "STATE", "SESSIONS", "SUBSCRIBED", "LAST_SEEN"},
+               rows);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RunDevices(Context* ctx, const std::vector<std::string>& words) {
+  constexpr std::string_view kCommand = "devices";
+  Result<CommandLine> line = ParseCommandLine(
+      ctx, kCommand, words, {{"--idle"}, {"--unreachable", "--json"}});
+  if (!line.ok()) return line.status();
+  if (Status s = ExpectPositionals(ctx, kCommand, *line, {}); !s.ok()) return s;
+  if (!line->Has("--unreachable")) {
+    return UsageError(ctx,
+                      "devices: --unreachable is required (every device: "
+                      "device list)");
+  }
+  return DevicesUnreachable(ctx, *line);
+}
 
 Status RunDevice(Context* ctx, const std::vector<std::string>& words) {
   if (words.empty()) {

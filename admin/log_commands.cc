@@ -143,27 +143,18 @@ std::string StampText(int64_t unix_ms) {
   return buf;
 }
 
-// --since: an RFC 3339 time, or a duration back from now (N followed by s,
-// m, h or d). The cutoff as stored text.
+// --since: an RFC 3339 time, or a duration back from now (ParseDuration).
+// The cutoff as stored text.
 Result<std::string> ParseSince(const Context& ctx, std::string_view text) {
   if (std::optional<int64_t> at = ParseRfc3339(text)) return StampText(*at);
-  static constexpr std::pair<char, int64_t> kUnits[] = {
-      {'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
-  int64_t unit = 0;
-  for (const auto& [suffix, ms] : kUnits) {
-    if (!text.empty() && text.back() == suffix) unit = ms;
-  }
-  size_t pos = 0;
-  const std::optional<int64_t> count = text.size() >= 2 && text.size() <= 7
-                                           ? Digits(text, &pos, text.size() - 1)
-                                           : std::nullopt;
-  if (unit == 0 || !count) {
+  Result<int64_t> seconds = ParseDuration("--since", text);
+  if (!seconds.ok()) {
     return Status::Error("invalid --since " + Quote(text) +
                          ": expected an RFC 3339 time "
                          "(2026-11-18T08:00:00Z) or a duration (30m, 12h, "
                          "7d)");
   }
-  return StampText(NowMs(ctx) - *count * unit);
+  return StampText(NowMs(ctx) - *seconds * 1000);
 }
 
 // --limit: 1..kMaxLimit.

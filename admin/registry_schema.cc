@@ -1,6 +1,7 @@
 #include "admin/registry_schema.h"
 
 #include <cctype>
+#include <utility>
 
 #include "admin/validate.h"
 
@@ -24,7 +25,65 @@ Result<int64_t> CountTables(Database* db) {
   return stmt->Int(0);
 }
 
+Result<bool> HasColumn(Database* db, std::string_view table,
+                       std::string_view column) {
+  Result<Statement> stmt =
+      db->Prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, table).Bind(2, column);
+  return stmt->Step();
+}
+
+// The late columns of `version` that the file lacks.
+Result<std::vector<const LateColumn*>> MissingLateColumns(
+    Database* db, int version, const std::vector<LateColumn>& late_columns) {
+  std::vector<const LateColumn*> missing;
+  for (const LateColumn& c : late_columns) {
+    if (c.version != version) continue;
+    Result<bool> has = HasColumn(db, c.table, c.column);
+    if (!has.ok()) return has.status();
+    if (!*has) missing.push_back(&c);
+  }
+  return missing;
+}
+
+// Adds the late columns of `version` that the file lacks, in one
+// transaction; returns them as "table.column". Writes nothing when none is
+// missing.
+Result<std::vector<std::string>> AddLateColumns(
+    Database* db, int version, const std::vector<LateColumn>& late_columns) {
+  std::vector<std::string> added;
+  Result<std::vector<const LateColumn*>> missing =
+      MissingLateColumns(db, version, late_columns);
+  if (!missing.ok()) return missing.status();
+  if (missing->empty()) return added;
+  Result<Transaction> txn = Transaction::Begin(db);
+  if (!txn.ok()) return txn.status();
+  // Another process may have added them since the check above.
+  missing = MissingLateColumns(db, version, late_columns);
+  if (!missing.ok()) return missing.status();
+  for (const LateColumn* c : *missing) {
+    if (Status s =
+            db->Exec("ALTER TABLE " + std::string(c->table) + " ADD COLUMN " +
+                     std::string(c->column) + " " + std::string(c->definition));
+        !s.ok()) {
+      return s;
+    }
+    added.push_back(std::string(c->table) + "." + std::string(c->column));
+  }
+  if (Status s = txn->Commit(); !s.ok()) return s;
+  return added;
+}
+
 }  // namespace
+
+const std::vector<LateColumn>& BuiltinLateColumns() {
+  static const std::vector<LateColumn> kLateColumns = {
+      {2, "device_stats", "sessions", "INTEGER NOT NULL DEFAULT 0"},
+      {2, "device_stats", "subscribed", "INTEGER NOT NULL DEFAULT 0"},
+  };
+  return kLateColumns;
+}
 
 const std::vector<Migration>& BuiltinMigrations() {
   // Each step leaves the file as schema.sql at the next version creates it.
@@ -33,6 +92,10 @@ const std::vector<Migration>& BuiltinMigrations() {
        "ALTER TABLE device_stats ADD COLUMN expired INTEGER NOT NULL "
        "DEFAULT 0;\n"
        "ALTER TABLE device_stats ADD COLUMN acked INTEGER NOT NULL "
+       "DEFAULT 0;\n"
+       "ALTER TABLE device_stats ADD COLUMN sessions INTEGER NOT NULL "
+       "DEFAULT 0;\n"
+       "ALTER TABLE device_stats ADD COLUMN subscribed INTEGER NOT NULL "
        "DEFAULT 0;\n"
        "CREATE TABLE IF NOT EXISTS notification_log (\n"
        "  id            INTEGER PRIMARY KEY,\n"
@@ -106,7 +169,8 @@ Result<int> ReadUserVersion(Database* db) {
 
 Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
                                  std::string_view schema_sql,
-                                 const std::vector<Migration>& migrations) {
+                                 const std::vector<Migration>& migrations,
+                                 const std::vector<LateColumn>& late_columns) {
   // Every message names the file.
   const auto fail = [&](std::string_view doing, const Status& s) {
     return Status::Error(std::string(doing) + " " + Quote(path) + ": " +
@@ -121,7 +185,13 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
   outcome.from_version = *found;
   outcome.to_version = *latest;
   if (*found > *latest) return NewerThanTool(path, *found, *latest);
-  if (*found == *latest) return outcome;
+  if (*found == *latest) {
+    Result<std::vector<std::string>> added =
+        AddLateColumns(db, *latest, late_columns);
+    if (!added.ok()) return fail("cannot complete registry", added.status());
+    outcome.added_columns = std::move(*added);
+    return outcome;
+  }
 
   if (*found == 0) {
     Result<int64_t> tables = CountTables(db);

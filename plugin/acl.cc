@@ -11,10 +11,19 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-// True when `topic` is `$SYS/homepot/rejections/<device id>`.
-bool IsOwnRejectionTopic(const Device& d, std::string_view topic) {
-  return StartsWith(topic, kRejectionsPrefix) &&
-         topic.substr(kRejectionsPrefix.size()) == d.id;
+// True when `topic` is `$SYS/homepot/rejections/<device id>` or
+// `$SYS/homepot/receipts/<device id>`.
+bool IsOwnNoticeTopic(const Device& d, std::string_view topic) {
+  for (std::string_view prefix : {kRejectionsPrefix, kReceiptsPrefix}) {
+    if (StartsWith(topic, prefix)) return topic.substr(prefix.size()) == d.id;
+  }
+  return false;
+}
+
+// True when `topic` lies under the per-device notice prefixes.
+bool IsNoticeTopic(std::string_view topic) {
+  return StartsWith(topic, kRejectionsPrefix) ||
+         StartsWith(topic, kReceiptsPrefix);
 }
 
 // Applies `test(filter)` to every rule of the device and every global rule
@@ -33,12 +42,15 @@ bool AnyRule(const Snapshot& snapshot, const Device& d, uint8_t bits,
 
 bool TopicAllowed(const Snapshot& snapshot, const Device& d,
                   std::string_view client_id, std::string_view topic,
-                  uint8_t bit) {
+                  uint8_t bit, const AckTopic* ack) {
   auto matches = [&](const std::string& f) {
     return FilterMatches(f, topic, d.id, client_id);
   };
   if (AnyRule(snapshot, d, kRuleDeny, matches)) return false;
-  if (bit == kRuleRead && (d.IsToken(topic) || IsOwnRejectionTopic(d, topic))) {
+  if (bit == kRuleRead && (d.IsToken(topic) || IsOwnNoticeTopic(d, topic))) {
+    return true;
+  }
+  if (bit == kRuleWrite && ack != nullptr && ack->IsOf(topic, d.id)) {
     return true;
   }
   return AnyRule(snapshot, d, bit, matches);
@@ -52,11 +64,14 @@ bool SubscriptionAllowed(const Snapshot& snapshot, const Device& d,
     return FilterInside(filter, f, d.id, client_id);
   };
   if (AnyRule(snapshot, d, kRuleDeny, inside)) return false;
-  // Own token / rejection topic: exact subscriptions only.
-  if (d.IsToken(filter) || IsOwnRejectionTopic(d, filter)) return true;
-  // Filters aimed at other devices' rejection notices are refused outright
-  // (wider ones such as $SYS/# are filtered per delivery).
-  if (FilterInside(filter, "$SYS/homepot/rejections/#")) return false;
+  // Own token / notice topics: exact subscriptions only.
+  if (d.IsToken(filter) || IsOwnNoticeTopic(d, filter)) return true;
+  // Filters aimed at other devices' notices are refused outright (wider
+  // ones such as $SYS/# are filtered per delivery).
+  if (FilterInside(filter, "$SYS/homepot/rejections/#") ||
+      FilterInside(filter, "$SYS/homepot/receipts/#")) {
+    return false;
+  }
   return AnyRule(snapshot, d, kRuleRead, inside);
 }
 
@@ -83,9 +98,17 @@ bool ClientIdMayExpand(const Snapshot& snapshot, const Device& device,
   return other == nullptr || other == &device;
 }
 
+AckTopic::AckTopic(std::string_view pattern) {
+  const size_t at = pattern.find("%u");
+  if (at == std::string_view::npos) return;
+  enabled_ = true;
+  prefix_ = pattern.substr(0, at);
+  suffix_ = pattern.substr(at + 2);
+}
+
 bool AclAllows(const Snapshot& snapshot, const Device* device,
                std::string_view client_id, std::string_view topic,
-               Access access) {
+               Access access, const AckTopic* ack) {
   if (device == nullptr || !device->enabled) return false;
   if (access == Access::kUnsubscribe) return true;
   if (StartsWith(topic, "$CONTROL/")) return false;
@@ -97,13 +120,12 @@ bool AclAllows(const Snapshot& snapshot, const Device* device,
           std::memchr(topic.data(), '#', topic.size()) != nullptr) {
         return false;
       }
-      return TopicAllowed(snapshot, *device, client_id, topic, kRuleWrite);
+      return TopicAllowed(snapshot, *device, client_id, topic, kRuleWrite, ack);
     case Access::kRead:
-      if (StartsWith(topic, kRejectionsPrefix) &&
-          !IsOwnRejectionTopic(*device, topic)) {
+      if (IsNoticeTopic(topic) && !IsOwnNoticeTopic(*device, topic)) {
         return false;
       }
-      return TopicAllowed(snapshot, *device, client_id, topic, kRuleRead);
+      return TopicAllowed(snapshot, *device, client_id, topic, kRuleRead, ack);
     case Access::kSubscribe:
       return SubscriptionAllowed(snapshot, *device, client_id, topic);
     case Access::kUnsubscribe:

@@ -3,6 +3,7 @@
 #ifndef HOMEPOT_PLUGIN_ACL_H_
 #define HOMEPOT_PLUGIN_ACL_H_
 
+#include <string>
 #include <string_view>
 
 #include "registry.h"
@@ -16,6 +17,30 @@ enum class Access { kRead = 1, kWrite = 2, kSubscribe = 4, kUnsubscribe = 8 };
 inline constexpr std::string_view kReservedPrefix = "$SYS/homepot/";
 inline constexpr std::string_view kRejectionsPrefix =
     "$SYS/homepot/rejections/";
+inline constexpr std::string_view kReceiptsPrefix = "$SYS/homepot/receipts/";
+
+// The acknowledgement topic of each device (option ack_topic, a pattern
+// whose one %u level is the device id; see IsAckTopicPattern), which the
+// device may write without a rule. Empty pattern: no such topic.
+class AckTopic {
+ public:
+  explicit AckTopic(std::string_view pattern);
+  bool enabled() const { return enabled_; }
+  // True when `topic` is the acknowledgement topic of `device_id`.
+  bool IsOf(std::string_view topic, std::string_view device_id) const {
+    return enabled_ &&
+           topic.size() == prefix_.size() + device_id.size() + suffix_.size() &&
+           topic.compare(0, prefix_.size(), prefix_) == 0 &&
+           topic.compare(prefix_.size(), device_id.size(), device_id) == 0 &&
+           topic.compare(prefix_.size() + device_id.size(), suffix_.size(),
+                         suffix_) == 0;
+  }
+
+ private:
+  bool enabled_ = false;
+  std::string prefix_;  // before %u
+  std::string suffix_;  // after %u
+};
 
 // Limit on client ids (checked at login, before anything is stored).
 inline constexpr size_t kMaxClientIdBytes = 256;
@@ -38,11 +63,13 @@ bool ClientIdMayExpand(const Snapshot& snapshot, const Device& device,
 // and its own rejection topic; everything else needs a rule; nothing under
 // $SYS/ or $CONTROL/ is writable; rejection topics are readable by their
 // device alone (subscriptions inside $SYS/homepot/rejections/# other than
-// the own topic are refused); an unknown or disabled device is denied
+// the own topic are refused); the same holds for receipt topics
+// ($SYS/homepot/receipts/<device id>); a device may write its own
+// acknowledgement topic (`ack`); an unknown or disabled device is denied
 // everything.
 bool AclAllows(const Snapshot& snapshot, const Device* device,
                std::string_view client_id, std::string_view topic,
-               Access access);
+               Access access, const AckTopic* ack = nullptr);
 
 }  // namespace homepot
 

@@ -8,7 +8,9 @@
 namespace homepot {
 namespace {
 
-void MergeCounters(DeviceCounters* into, const DeviceCounters& from) {
+// Adds the counts of `from` to `into` and keeps the later times. Presence
+// is left to the callers below.
+void AddCounters(DeviceCounters* into, const DeviceCounters& from) {
   into->published += from.published;
   into->delivered += from.delivered;
   into->rejected += from.rejected;
@@ -18,6 +20,28 @@ void MergeCounters(DeviceCounters* into, const DeviceCounters& from) {
   into->last_publish_ms = std::max(into->last_publish_ms, from.last_publish_ms);
   into->last_delivery_ms =
       std::max(into->last_delivery_ms, from.last_delivery_ms);
+}
+
+void TakePresence(DeviceCounters* into, const DeviceCounters& from) {
+  into->sessions = from.sessions;
+  into->subscribed = from.subscribed;
+  into->presence_changed = true;
+}
+
+// Merges deltas made after those in `into`: their presence, when changed,
+// replaces it.
+void MergeLater(DeviceCounters* into, const DeviceCounters& later) {
+  AddCounters(into, later);
+  if (later.presence_changed) TakePresence(into, later);
+}
+
+// Merges deltas made before those in `into`: their presence counts only
+// when `into` has none.
+void MergeEarlier(DeviceCounters* into, const DeviceCounters& earlier) {
+  AddCounters(into, earlier);
+  if (earlier.presence_changed && !into->presence_changed) {
+    TakePresence(into, earlier);
+  }
 }
 
 // The time as stored in device_stats, NULL for "never".
@@ -39,23 +63,28 @@ bool DeviceStatsWriter::Submit(std::vector<DeviceStatsDelta>* batch) {
   std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
   if (!lock.owns_lock()) return false;
   for (DeviceStatsDelta& d : *batch) {
-    MergeCounters(&pending_[d.device_id], d.counters);
+    MergeLater(&pending_[d.device_id], d.counters);
   }
   batch->clear();
   return true;
 }
 
 Status DeviceStatsWriter::Upsert(
-    Database* db,
+    Database* db, bool reset_presence,
     const std::unordered_map<std::string, DeviceCounters>& batch) {
   Result<Transaction> transaction = Transaction::Begin(db);
   if (!transaction.ok()) return transaction.status();
+  if (reset_presence) {
+    if (Status s = ResetPresenceRows(db); !s.ok()) return s;
+  }
   Result<Statement> upsert = db->Prepare(
       // Only for devices still registered: a removed device's statistics
-      // stay removed.
+      // stay removed. Presence (?10, ?11) is written only when it changed
+      // (?12); otherwise the stored values stay.
       "INSERT INTO device_stats (device_id, published, delivered, "
-      "rejected, last_connect, last_publish, last_delivery, expired, acked) "
-      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS "
+      "rejected, last_connect, last_publish, last_delivery, expired, acked, "
+      "sessions, subscribed) "
+      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE EXISTS "
       "(SELECT 1 FROM devices WHERE device_id = ?1) "
       "ON CONFLICT (device_id) DO UPDATE SET "
       "published = published + excluded.published, "
@@ -65,7 +94,10 @@ Status DeviceStatsWriter::Upsert(
       "acked = acked + excluded.acked, "
       "last_connect = coalesce(excluded.last_connect, last_connect), "
       "last_publish = coalesce(excluded.last_publish, last_publish), "
-      "last_delivery = coalesce(excluded.last_delivery, last_delivery)");
+      "last_delivery = coalesce(excluded.last_delivery, last_delivery), "
+      "sessions = CASE WHEN ?12 THEN excluded.sessions ELSE sessions END, "
+      "subscribed = CASE WHEN ?12 THEN excluded.subscribed "
+      "ELSE subscribed END");
   if (!upsert.ok()) return upsert.status();
   for (const auto& [device_id, c] : batch) {
     upsert->Bind(1, std::string_view(device_id))
@@ -76,10 +108,24 @@ Status DeviceStatsWriter::Upsert(
     BindStamp(&*upsert, 6, c.last_publish_ms);
     BindStamp(&*upsert, 7, c.last_delivery_ms);
     upsert->Bind(8, static_cast<int64_t>(c.expired))
-        .Bind(9, static_cast<int64_t>(c.acked));
+        .Bind(9, static_cast<int64_t>(c.acked))
+        .Bind(10, c.presence_changed ? c.sessions : int64_t{0})
+        .Bind(11, c.presence_changed ? c.subscribed : int64_t{0})
+        .Bind(12, int64_t{c.presence_changed ? 1 : 0});
     if (Status s = upsert->Run(); !s.ok()) return s;
   }
   return transaction->Commit();
+}
+
+Status DeviceStatsWriter::ResetPresenceRows(Database* db) {
+  return db->Exec(
+      "UPDATE device_stats SET sessions = 0, subscribed = 0 "
+      "WHERE sessions <> 0 OR subscribed <> 0");
+}
+
+bool DeviceStatsWriter::ResetPresence(Database* db, int busy_timeout_ms) {
+  reset_pending_ = true;
+  return Flush(db, busy_timeout_ms);
 }
 
 Status DeviceStatsWriter::Write(
@@ -89,7 +135,7 @@ Status DeviceStatsWriter::Write(
     return Status::Error("registry file " + path_ + " is not open");
   }
   db->SetBusyTimeout(busy_timeout_ms);
-  Status upserted = Upsert(db, batch);
+  Status upserted = Upsert(db, reset_pending_, batch);
   db->SetBusyTimeout(RegistryReloader::kBusyTimeoutMs);
   if (!upserted.ok()) {
     return Status::Error("cannot write device_stats: " + upserted.message());
@@ -103,14 +149,14 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(pending_);
   }
-  if (batch.empty()) return false;
+  if (batch.empty() && !reset_pending_) return false;
   const int64_t start_us = clock_->MonotonicUs();
   Status written = Write(db, busy_timeout_ms, batch);
   if (!written.ok()) {
     {
-      // Keep the counts for the next attempt.
+      // Keep the counts for the next attempt, before what came meanwhile.
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [id, c] : batch) MergeCounters(&pending_[id], c);
+      for (auto& [id, c] : batch) MergeEarlier(&pending_[id], c);
     }
     if (written.message() != error_) {
       log_->Push("device_stats flush delayed: " + written.message());
@@ -120,6 +166,7 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   }
   if (!error_.empty()) log_->Push("device_stats flush succeeded again");
   error_.clear();
+  reset_pending_ = false;
   last_flush_ms_.store((clock_->MonotonicUs() - start_us) / 1000);
   last_flush_rows_.store(static_cast<int64_t>(batch.size()));
   return true;

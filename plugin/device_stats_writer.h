@@ -1,13 +1,17 @@
 // Adds per-device statistics to the registry's device_stats table: the
 // broker thread hands deltas over without waiting (Submit), the registry
 // thread merges what accumulated and writes it in one transaction (Flush).
-// A busy or locked file delays the write; nothing is lost (the counts are
-// kept for the next attempt, and the delay is logged once). Rows of devices
-// no longer registered are not written.
+// Counters are added and times keep the latest; presence (sessions,
+// subscribed) is absolute: a delta with presence_changed replaces the
+// pending or stored values, one without leaves them. A busy or locked file
+// delays the write; nothing is lost (the counts are kept for the next
+// attempt, and the delay is logged once). Rows of devices no longer
+// registered are not written.
 //
 // Threads: Submit on the broker thread (try-lock: never blocks); Flush on
 // the registry thread, or on the thread shutting the plugin down after the
-// registry thread stopped; the figures from any thread.
+// registry thread stopped; ResetPresence on the thread starting the plugin,
+// before the registry thread starts; the figures from any thread.
 #ifndef HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_
 #define HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_
 
@@ -39,8 +43,15 @@ class DeviceStatsWriter {
 
   // Writes the pending deltas through `db` (nullptr: the file is not open,
   // they wait), waiting at most `busy_timeout_ms` for the file's lock.
-  // True when rows were committed (the file changed).
+  // True when a write was committed (the file may have changed).
   bool Flush(Database* db, int busy_timeout_ms);
+
+  // Sets sessions and subscribed to 0 on every row (nobody is connected yet
+  // when the plugin starts), then flushes as Flush does; registry tables
+  // and their generation are untouched. When the write fails the reset
+  // stays pending and goes first, in the same transaction, with the next
+  // flush that succeeds. True when committed.
+  bool ResetPresence(Database* db, int busy_timeout_ms);
 
   // Duration of the last successful flush and its row count.
   int64_t last_flush_ms() const { return last_flush_ms_.load(); }
@@ -51,16 +62,19 @@ class DeviceStatsWriter {
   // meanwhile; errors say that device_stats was not written.
   Status Write(Database* db, int busy_timeout_ms,
                const std::unordered_map<std::string, DeviceCounters>& batch);
-  // Adds `batch` to device_stats in one transaction.
-  Status Upsert(Database* db,
+  // Adds `batch` to device_stats in one transaction, after resetting the
+  // presence of every row when `reset_presence`.
+  Status Upsert(Database* db, bool reset_presence,
                 const std::unordered_map<std::string, DeviceCounters>& batch);
+  static Status ResetPresenceRows(Database* db);
 
   const std::string path_;
   Clock* const clock_;
   LogQueue* const log_;
   std::mutex mu_;  // guards pending_
   std::unordered_map<std::string, DeviceCounters> pending_;
-  std::string error_;  // flushing thread only: the last write error
+  std::string error_;           // flushing thread only: the last write error
+  bool reset_pending_ = false;  // flushing thread only
   std::atomic<int64_t> last_flush_ms_{0};
   std::atomic<int64_t> last_flush_rows_{0};
 };

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "acl.h"
+#include "topic.h"
 
 namespace homepot {
 namespace {
@@ -32,9 +34,12 @@ Homepot::Homepot(const Config& config, Broker* broker, Clock* clock,
       snapshot_(std::move(first)),
       loaded_at_ms_(clock->WallMs()),
       auth_(MakeAuthOptions(config), clock),
-      intake_(config, broker, clock, &counters_, &device_stats_),
+      log_on_(config.log_retention_rows > 0),
+      intake_(config, broker, clock, &counters_, &device_stats_,
+              log_on_ ? &log_ : nullptr),
       lifetimes_(config.timestamp_field, config.default_ttl_s, clock->WallMs(),
                  config.max_payload),
+      ack_topic_(config.ack_topic),
       revocations_(&sessions_, &auth_, broker),
       stats_schedule_(int64_t{config.stats_interval_s} * 1000, started_ms) {}
 
@@ -60,13 +65,170 @@ std::unique_ptr<Homepot> Homepot::Create(const Config& config, Broker* broker,
 
 void Homepot::Shutdown() {
   if (!source_) return;
-  PublishStats();  // hands the last device deltas to the source
+  tally_.FinishDue(kNoExpiry, [this](const Routing& r) { FinishRouting(r); });
+  PublishStats();  // hands the last device deltas and log events over
   source_->Shutdown();
   // The hand-over fails while the registry thread holds a lock; once the
   // source has stopped, it cannot, and a second Shutdown writes what it got.
-  if (device_stats_.pending()) {
+  if (device_stats_.pending() || log_.pending()) {
     device_stats_.Submit(source_.get());
+    log_.Submit(source_.get());
     source_->Shutdown();
+  }
+}
+
+void Homepot::DropSession(const void* handle) {
+  Session* st = sessions_.Find(handle);
+  if (st == nullptr) return;
+  DeviceEntry* dev = st->device;
+  if (st->reachable) --counters_.reachable;
+  if (sessions_.Drop(handle)) {
+    --counters_.connected;
+    if (dev != nullptr) UpdatePresence(dev, {});
+  }
+}
+
+void Homepot::UpdatePresence(DeviceEntry* dev, std::string_view client_id) {
+  int64_t sessions = 0;
+  int64_t subscribed = 0;
+  for (const void* h : dev->second.sessions) {
+    Session* s = sessions_.Find(h);
+    if (s == nullptr || !s->counted) continue;
+    ++sessions;
+    if (client_id.empty() || s->client_id == client_id) {
+      const bool reach = dev->second.presence.ReachesToken(s->client_id);
+      if (reach != s->reachable) {
+        counters_.reachable += reach ? 1 : -1;
+        s->reachable = reach;
+      }
+    }
+    if (s->reachable) ++subscribed;
+  }
+  DeviceCounters* d = device_stats_.CountersToFlush(dev);
+  d->sessions = sessions;
+  d->subscribed = subscribed;
+  d->presence_changed = true;
+}
+
+void Homepot::TrackSubscription(Session* st, const Device& device,
+                                std::string_view client_id,
+                                std::string_view filter, bool subscribe) {
+  DeviceEntry* dev = DeviceOf(st);
+  if (dev == nullptr || client_id.empty()) return;
+  Presence& presence = dev->second.presence;
+  if (!subscribe) {
+    presence.Unsubscribed(client_id, filter);
+  } else {
+    const std::string_view plain = StripSharePrefix(filter);
+    const std::string token = device.token.empty()
+                                  ? "devices/" + device.id + "/notifications"
+                                  : device.token;
+    const std::string receipts = std::string(kReceiptsPrefix) + device.id;
+    presence.Subscribed(client_id, filter, FilterMatches(plain, token),
+                        FilterMatches(plain, receipts));
+  }
+  UpdatePresence(dev, client_id);
+}
+
+void Homepot::CountExpired(Session* st, const Lifetime& l) {
+  ++counters_.expired;
+  DeviceEntry* dev = DeviceOf(st);
+  if (DeviceCounters* d = device_stats_.CountersToFlush(dev)) ++d->expired;
+  if (l.message_id().empty()) return;
+  if (DeliveryEvent* e = LogEvent(DeliveryEvent::Kind::kExpired)) {
+    e->message_id.assign(l.message_id());
+    if (l.publisher != nullptr) e->publisher = l.publisher->first;
+    if (dev != nullptr) e->device = dev->first;
+    e->at_ms = CoarseNowMs();
+  }
+}
+
+void Homepot::CountCopy(Session* st, Routing* r, const Lifetime& l,
+                        bool routed) {
+  if (r != nullptr) ++(routed ? r->routed : r->queued);
+  if (ack_topic_.enabled()) sent_.Add(DeviceOf(st), l);
+}
+
+void Homepot::SendReceipt(DeviceEntry* publisher, const std::string& receipt) {
+  if (!config_.receipts || publisher == nullptr ||
+      !publisher->second.presence.ReadsReceipts()) {
+    return;
+  }
+  broker_->Publish(std::string(kReceiptsPrefix) + publisher->first, receipt, 1,
+                   false);
+  ++counters_.receipts_sent;
+}
+
+void Homepot::FinishRouting(const Routing& r) {
+  const Lifetime& l = r.lifetime;
+  const bool has_id = !l.message_id().empty();
+  const int64_t expires_ms = l.now_or_never              ? l.received_ms
+                             : l.expires_ms == kNoExpiry ? 0
+                                                         : l.expires_ms;
+  if (config_.receipts && l.publisher != nullptr &&
+      l.publisher->second.presence.ReadsReceipts()) {
+    nlohmann::ordered_json receipt = {
+        {"message_id",
+         has_id ? nlohmann::json(l.message_id()) : nlohmann::json(nullptr)},
+        {"topic", r.topic},
+        {"received_at", StampString(l.received_ms)},
+        {"routed", r.routed},
+        {"queued", r.queued},
+        {"expires_at", expires_ms != 0 ? nlohmann::json(StampString(expires_ms))
+                                       : nlohmann::json(nullptr)}};
+    SendReceipt(
+        l.publisher,
+        receipt.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  if (!has_id) return;
+  if (DeliveryEvent* e = LogEvent(DeliveryEvent::Kind::kAccepted)) {
+    e->message_id.assign(l.message_id());
+    if (l.publisher != nullptr) e->publisher = l.publisher->first;
+    e->topic = r.topic;
+    if (const Device* target = snapshot_->FindByToken(r.topic)) {
+      e->target_device = target->id;
+    }
+    e->received_ms = l.received_ms;
+    e->expires_ms = expires_ms;
+    e->routed = r.routed;
+    e->queued = r.queued;
+  }
+}
+
+void Homepot::OnAck(Session* st, std::string_view payload) {
+  DeviceEntry* dev = DeviceOf(st);
+  std::string_view message_id;
+  std::string_view status;
+  const SentNotifications::Sent* sent =
+      ack_parser_.Parse(payload, &message_id, &status)
+          ? sent_.Find(dev, message_id)
+          : nullptr;
+  if (sent == nullptr) {
+    ++counters_.acks_unmatched;
+    return;
+  }
+  ++counters_.acks_matched;
+  if (DeviceCounters* d = device_stats_.CountersToFlush(dev)) ++d->acked;
+  const int64_t acked_ms = clock_->WallMs();
+  const int64_t latency_ms = std::max<int64_t>(0, acked_ms - sent->received_ms);
+  if (config_.receipts && sent->publisher->second.presence.ReadsReceipts()) {
+    nlohmann::ordered_json receipt = {{"message_id", message_id},
+                                      {"device", dev->first},
+                                      {"status", status},
+                                      {"acked_at", StampString(acked_ms)},
+                                      {"latency_ms", latency_ms}};
+    SendReceipt(
+        sent->publisher,
+        receipt.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  if (DeliveryEvent* e = LogEvent(DeliveryEvent::Kind::kAcked)) {
+    e->message_id.assign(message_id);
+    e->publisher = sent->publisher->first;
+    e->device = dev->first;
+    e->status.assign(status);
+    e->received_ms = sent->received_ms;
+    e->at_ms = acked_ms;
+    e->latency_ms = latency_ms;
   }
 }
 
@@ -172,7 +334,8 @@ Verdict Homepot::RecheckUntracked(const ClientInfo& client,
 }
 
 Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
-                             const char* password) {
+                             const char* password, bool clean_start) {
+  EndRouting();
   ApplyRegistryChangesAndDueStats();
   if (rechecking_ && !ticking_ && clock_->MonotonicMs() > recheck_until_ms_) {
     // Without TICK a pause ends the pass (it runs back to back).
@@ -256,6 +419,9 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       st.maybe_offline = maybe_offline;
       st.counted = true;
       ++counters_.connected;
+      // A clean start discards the client id's earlier subscriptions.
+      if (clean_start) dev->second.presence.Forget(client_id);
+      UpdatePresence(dev, client_id);
       if (DeviceCounters* d = device_stats_.CountersToFlush(dev)) {
         d->last_connect_ms = clock_->WallMs();
       }
@@ -297,9 +463,18 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
 Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
                             int access, const void* payload,
                             uint32_t payloadlen, int qos, bool retain) {
+  Access what = static_cast<Access>(access);
+  // A read check of the notification being routed counts for its receipt.
+  Routing* routing = nullptr;
+  if (tally_.busy()) {
+    if (what == Access::kRead) {
+      routing = tally_.CopyOf(payload,
+                              [this](const Routing& r) { FinishRouting(r); });
+    }
+    if (routing == nullptr) EndRouting();
+  }
   ApplyRegistryChangesAndDueStats();
   rechecking_ = false;
-  Access what = static_cast<Access>(access);
   // nullptr: the connection is gone (a will, or an offline session's queue).
   bool retain_check = false;
   Session* live = LiveSession(client, &retain_check);
@@ -354,8 +529,9 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         intake_.IsNotificationTopic(topic)) {
       const bool replay =
           live != nullptr && live->routing_epoch == routing_epoch_;
-      if (Expired(payload, payloadlen, live != nullptr && !replay && !retain)) {
-        if (live != nullptr || qos > 0) CountExpired(st);
+      const Lifetime& l = lifetimes_.Of(payload, payloadlen);
+      if (Expired(l, live != nullptr && !replay && !retain)) {
+        if (live != nullptr || qos > 0) CountExpired(st, l);
         return Verdict::kDeny;
       }
     }
@@ -370,7 +546,8 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
   }
   std::string_view client_id =
       st != nullptr && st->client_id_usable() ? client.client_id : "";
-  bool allowed = AclAllows(*snapshot_, device, client_id, topic, what);
+  bool allowed =
+      AclAllows(*snapshot_, device, client_id, topic, what, &ack_topic_);
   switch (what) {
     case Access::kRead:
       if (!allowed) {
@@ -386,12 +563,13 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
         // for an offline session, not replayed from its queue, not sent as
         // retained. (QoS 0 copies for an offline session are dropped by
         // Mosquitto unless queue_qos0_messages: not counted.)
-        if (Expired(payload, payloadlen,
-                    live != nullptr && !replay && !retain)) {
-          if (live != nullptr || qos > 0) CountExpired(st);
+        const Lifetime& l = lifetimes_.Of(payload, payloadlen);
+        if (Expired(l, live != nullptr && !replay && !retain)) {
+          if (live != nullptr || qos > 0) CountExpired(st, l);
           return Verdict::kDeny;
         }
         if (!replay && (live != nullptr || qos > 0)) {
+          CountCopy(st, routing, l, /*routed=*/live != nullptr);
           ++counters_.deliveries;
           if (DeviceCounters* d = device_stats_.CountersToFlush(DeviceOf(st))) {
             ++d->delivered;
@@ -404,7 +582,12 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
       }
       break;
     case Access::kSubscribe:
-      if (!allowed) ++counters_.acl_subscribe_denied;
+      if (!allowed) {
+        ++counters_.acl_subscribe_denied;
+      } else if (live != nullptr) {
+        TrackSubscription(st, *device, client.client_id ? client.client_id : "",
+                          topic, /*subscribe=*/true);
+      }
       break;
     case Access::kWrite: {
       if (!allowed) {
@@ -424,6 +607,10 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
       break;
     }
     case Access::kUnsubscribe:
+      if (live != nullptr && device != nullptr) {
+        TrackSubscription(st, *device, client.client_id ? client.client_id : "",
+                          topic, /*subscribe=*/false);
+      }
       break;
   }
   return allowed ? Verdict::kAllow : Verdict::kDeny;
@@ -448,6 +635,7 @@ Verdict Homepot::PublishWill(const ClientInfo& client, Session* st,
 }
 
 Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
+  EndRouting();
   ApplyRegistryChangesAndDueStats();
   rechecking_ = false;
   revocations_.KickPending(&client);
@@ -458,6 +646,14 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   std::string_view topic = m->topic ? m->topic : "";
   if (!intake_.IsNotificationTopic(topic) ||
       (m->retain && m->payloadlen == 0)) {
+    if (live != nullptr && client.username != nullptr &&
+        ack_topic_.IsOf(topic, client.username)) {
+      Session* st = Resolve(client, live);
+      if (st->record(swaps_) != nullptr) {
+        OnAck(st, std::string_view(static_cast<const char*>(m->payload),
+                                   m->payload ? m->payloadlen : 0));
+      }
+    }
     return Verdict::kAllow;
   }
   std::string_view payload(static_cast<const char*>(m->payload),
@@ -493,17 +689,24 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
   m->payloadlen = static_cast<uint32_t>(size);
   // The broker routes, queues and persists this very buffer.
   if (st == nullptr && live != nullptr) st = Resolve(client, live);
-  lifetimes_.Remember(out, m->payloadlen, intake_.StampOffset(*check),
-                      intake_.receipt_ms(), check->ttl_s, DeviceOf(st),
-                      check->has_message_id
-                          ? std::string_view(check->message_id)
-                          : std::string_view());
+  const Lifetime& lifetime = lifetimes_.Remember(
+      out, m->payloadlen, intake_.StampOffset(*check), intake_.receipt_ms(),
+      check->ttl_s, DeviceOf(st),
+      check->has_message_id ? std::string_view(check->message_id)
+                            : std::string_view());
+  // A QoS 2 retransmission is not routed again (its first copy is).
+  if (!intake_.last_was_repeat()) {
+    tally_.Begin(out, topic, lifetime, m->qos, intake_.receipt_ms(),
+                 [this](const Routing& r) { FinishRouting(r); });
+  }
   if (check->ttl_s == 0) m->retain = false;  // now or never
   return Verdict::kAllow;
 }
 
 void Homepot::PublishStats() {
   const int64_t now = clock_->MonotonicMs();
+  counters_.connected_not_subscribed =
+      counters_.connected - counters_.reachable;
   stats_schedule_.Published(now);
   if (stats_schedule_.enabled()) {
     RegistryInfo info;
@@ -518,19 +721,28 @@ void Homepot::PublishStats() {
                      0, true);
   }
   device_stats_.Submit(source_.get());
+  log_.Submit(source_.get());
+  log_submitted_ms_ = clock_->WallMs();
 }
 
 void Homepot::OnTick() {
   ticking_ = true;
   tick_wall_ms_ = clock_->CoarseWallMs();
+  EndRouting();
   ++routing_epoch_;
   rechecking_ = false;
   ApplyRegistryChangesAndDueStats();
   PublishStatsIfDue();
   revocations_.KickPending(nullptr);
+  // The delivery log is handed over about once a second.
+  if (log_.pending() && tick_wall_ms_ - log_submitted_ms_ >= 1000) {
+    log_.Submit(source_.get());
+    log_submitted_ms_ = tick_wall_ms_;
+  }
 }
 
 void Homepot::OnReload() {
+  EndRouting();
   source_->RequestReload();
   ApplyRegistryChangesAndDueStats();
   rechecking_ = true;
@@ -538,13 +750,20 @@ void Homepot::OnReload() {
 }
 
 void Homepot::OnDisconnect(const ClientInfo& client, bool may_persist) {
+  EndRouting();
   ApplyRegistryChangesAndDueStats();
   Session* st = sessions_.Find(client.handle);
   revoked_closing_ = st != nullptr && st->revoked() ? client.handle : nullptr;
   if (st == nullptr) return;
   // A clean session ends with its connection: its client id is free again
-  // (unless another session of the device holds it).
-  if (!may_persist) sessions_.ReleaseClaimOf(*st, client.handle);
+  // (unless another session of the device holds it), and its subscriptions
+  // are gone.
+  if (!may_persist) {
+    sessions_.ReleaseClaimOf(*st, client.handle);
+    if (st->device != nullptr) {
+      st->device->second.presence.Forget(st->client_id);
+    }
+  }
   DropSession(client.handle);
 }
 

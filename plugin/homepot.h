@@ -2,8 +2,9 @@
 // implements the broker's events (see plugin.cc for the trampolines) by
 // composing the core's parts: the registry snapshot from a RegistrySource,
 // the Authenticator, the SessionTable, Revocations, the NotificationIntake,
-// the StatsSchedule and the DeviceStatsBatch. All methods run on the broker
-// thread.
+// the StatsSchedule, the DeviceStatsBatch, the Lifetimes, the RoutingTally
+// (receipts), SentNotifications (acknowledgements), each device's Presence
+// and the DeliveryLogBatch. All methods run on the broker thread.
 #ifndef HOMEPOT_PLUGIN_HOMEPOT_H_
 #define HOMEPOT_PLUGIN_HOMEPOT_H_
 
@@ -13,15 +14,19 @@
 #include <string>
 #include <string_view>
 
+#include "acks.h"
+#include "acl.h"
 #include "auth.h"
 #include "broker.h"
 #include "config.h"
+#include "delivery_log_batch.h"
 #include "device_stats_batch.h"
 #include "lifetime.h"
 #include "notification_intake.h"
 #include "registry.h"
 #include "registry_source.h"
 #include "revocations.h"
+#include "routing_tally.h"
 #include "session_table.h"
 #include "stats.h"
 #include "stats_schedule.h"
@@ -59,8 +64,10 @@ class Homepot {
   Homepot& operator=(const Homepot&) = delete;
 
   // CONNECT with username/password (either may be nullptr).
+  // `clean_start`: the client asked for a new session (its client id's
+  // earlier subscriptions are gone).
   Verdict OnBasicAuth(const ClientInfo& client, const char* username,
-                      const char* password);
+                      const char* password, bool clean_start = true);
   // Mosquitto ACL check; `access` is MOSQ_ACL_* (see Access). For writes on
   // notification topics the payload is validated here too, which also
   // covers will messages (they get this check but no MESSAGE event).
@@ -70,7 +77,9 @@ class Homepot {
   // An accepted PUBLISH about to be routed: validates notifications (when
   // the ACL check did not), injects the receipt timestamp and remembers the
   // stamped buffer's lifetime (lifetime.h); read checks deny the copies of
-  // a notification that is no longer live, counted as expired.
+  // a notification that is no longer live, counted as expired, and count
+  // the others for its receipt (routing_tally.h). A device's publish on its
+  // own ack_topic is matched as an acknowledgement (acks.h).
   Verdict OnMessage(const ClientInfo& client, Message* message);
   void OnTick();
   // SIGHUP: reload the registry now.
@@ -130,29 +139,57 @@ class Homepot {
   Verdict RecheckUntracked(const ClientInfo& client, const char* username,
                            const char* password);
   void LogRefusal(const std::string& line);  // at most 20 a minute
-  void DropSession(const void* handle) {
-    if (sessions_.Drop(handle)) --counters_.connected;
-  }
+  // Forgets the session of `handle` (a tracked one or not).
+  void DropSession(const void* handle);
+  // The presence of `dev` changed: recounts its sessions reaching the token
+  // (`client_id`'s, or all when empty) and lists it for device_stats.
+  void UpdatePresence(DeviceEntry* dev, std::string_view client_id);
+  // A subscribe or unsubscribe of `filter` by the device of `st`.
+  void TrackSubscription(Session* st, const Device& device,
+                         std::string_view client_id, std::string_view filter,
+                         bool subscribe);
   // A will on a notification topic: validated, stamped and published as a
   // copy; the original is always refused.
   Verdict PublishWill(const ClientInfo& client, Session* st,
                       std::string_view topic, std::string_view payload, int qos,
                       bool retain);
-  // Whether a copy of the notification in `payload` may no longer be
-  // delivered (lifetime.h); `routing_to_connected` as Lifetime::LiveAt.
-  bool Expired(const void* payload, uint32_t payloadlen,
-               bool routing_to_connected) {
-    // Within one TICK (0.1 s) without a clock read per copy.
-    const int64_t now = ticking_ ? std::max(tick_wall_ms_, intake_.receipt_ms())
-                                 : clock_->CoarseWallMs();
-    return !lifetimes_.Of(payload, payloadlen)
-                .LiveAt(now, routing_to_connected);
+  // Wall clock within one TICK (0.1 s) without a read per copy.
+  int64_t CoarseNowMs() {
+    return ticking_ ? std::max(tick_wall_ms_, intake_.receipt_ms())
+                    : clock_->CoarseWallMs();
   }
-  void CountExpired(Session* st) {
-    ++counters_.expired;
-    if (DeviceCounters* d = device_stats_.CountersToFlush(DeviceOf(st))) {
-      ++d->expired;
+  // Whether a copy of the notification `l` may no longer be delivered;
+  // `routing_to_connected` as Lifetime::LiveAt.
+  bool Expired(const Lifetime& l, bool routing_to_connected) {
+    return !l.LiveAt(CoarseNowMs(), routing_to_connected);
+  }
+  // A copy of `l` for the device of `st` was dropped as expired.
+  void CountExpired(Session* st, const Lifetime& l);
+  // A copy of the notification being routed (`r`, or nullptr for another
+  // one) counted for the device of `st`: a live one when `routed`, else
+  // kept for an offline session.
+  void CountCopy(Session* st, Routing* r, const Lifetime& l, bool routed);
+  // Every event but a read check of the notification being routed ends
+  // its routing (routing_tally.h).
+  void EndRouting() {
+    if (tally_.busy()) {
+      tally_.FinishDue(ticking_ ? tick_wall_ms_ : clock_->CoarseWallMs(),
+                       [this](const Routing& r) { FinishRouting(r); });
     }
+  }
+  // The receipt and the log row of a routed notification.
+  void FinishRouting(const Routing& r);
+  // A publish of the device of `st` on its own ack_topic.
+  void OnAck(Session* st, std::string_view payload);
+  // Publishes `receipt` to the receipts topic of `publisher` when it reads
+  // them.
+  void SendReceipt(DeviceEntry* publisher, const std::string& receipt);
+  // A delivery log event of `kind` to fill in, or nullptr (log off, full).
+  DeliveryEvent* LogEvent(DeliveryEvent::Kind kind) {
+    if (!log_on_) return nullptr;
+    DeliveryEvent* e = log_.Add(kind);
+    if (e == nullptr) ++counters_.log_dropped;
+    return e;
   }
   static DeviceEntry* DeviceOf(Session* st) {
     return st != nullptr ? st->device : nullptr;
@@ -172,8 +209,15 @@ class Homepot {
   Authenticator auth_;
   SessionTable sessions_;
   DeviceStatsBatch device_stats_;
+  const bool log_on_;  // log_retention_rows > 0
+  DeliveryLogBatch log_;
+  int64_t log_submitted_ms_ = 0;  // wall clock of the last hand-over
   NotificationIntake intake_;
   Lifetimes lifetimes_;
+  const AckTopic ack_topic_;
+  RoutingTally tally_;
+  SentNotifications sent_;
+  AckParser ack_parser_;
   Revocations revocations_;
   StatsSchedule stats_schedule_;
 

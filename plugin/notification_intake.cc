@@ -9,23 +9,37 @@ namespace homepot {
 
 NotificationIntake::NotificationIntake(const Config& config, Broker* broker,
                                        Clock* clock, Counters* counters,
-                                       DeviceStatsBatch* device_stats)
+                                       DeviceStatsBatch* device_stats,
+                                       DeliveryLogBatch* log)
     : max_payload_(config.max_payload),
       max_topic_depth_(config.max_topic_depth),
       broker_(broker),
       clock_(clock),
       counters_(counters),
       device_stats_(device_stats),
+      log_(log),
       validator_(config.timestamp_field),
       injector_(config.timestamp_field),
       filters_(config.notification_topics) {}
 
 void NotificationIntake::Refuse(const ClientInfo& client, DeviceEntry* device,
                                 std::string_view topic, std::string_view reason,
-                                const std::string& detail) {
+                                const std::string& detail,
+                                std::string_view message_id) {
   ++counters_->total_failed;
   if (DeviceCounters* d = device_stats_->CountersToFlush(device)) {
     ++d->rejected;
+  }
+  if (log_ != nullptr) {
+    if (DeliveryEvent* e = log_->Add(DeliveryEvent::Kind::kRejected)) {
+      e->message_id.assign(message_id);
+      if (device != nullptr) e->publisher = device->first;
+      e->topic.assign(topic.substr(0, 256));
+      e->reason.assign(reason);
+      e->received_ms = receipt_ms_;
+    } else {
+      ++counters_->log_dropped;
+    }
   }
   if (client.username == nullptr) return;
   // The notice quotes at most 256 bytes of the topic: its size stays bounded
@@ -56,6 +70,7 @@ const NotificationCheck& NotificationIntake::Check(
     std::string_view payload, int qos, const Snapshot& snapshot,
     bool may_repeat) {
   receipt_ms_ = clock_->WallMs();
+  last_was_repeat_ = false;
   uint32_t limit = max_payload_;
   // Only a payload above the smallest type limit can exceed its target's.
   if (payload.size() > snapshot.min_type_max_payload()) {
@@ -73,7 +88,9 @@ const NotificationCheck& NotificationIntake::Check(
     ++counters_->total_sent;
     counters_->last_sent_ms = receipt_ms_;
     ++counters_->rejected[static_cast<size_t>(check.reject) - 1];
-    Refuse(client, device, topic, RejectName(check.reject), check.detail);
+    Refuse(client, device, topic, RejectName(check.reject), check.detail,
+           check.has_message_id ? std::string_view(check.message_id)
+                                : std::string_view());
     return check;
   }
   // A QoS 2 retransmission (DUP before PUBREL) gets the stamp the first copy
@@ -82,6 +99,7 @@ const NotificationCheck& NotificationIntake::Check(
   if (may_repeat && qos == 2 &&
       qos2_stamps_.IsRepeat(client.client_id ? client.client_id : "", topic,
                             payload, clock_->MonotonicMs(), &receipt_ms_)) {
+    last_was_repeat_ = true;
     return check;
   }
   // Counted here rather than in OnMessage: wills get this check but no

@@ -17,6 +17,7 @@
 
 #include "broker.h"
 #include "config.h"
+#include "delivery_log_batch.h"
 #include "device_stats_batch.h"
 #include "notification.h"
 #include "qos2_stamps.h"
@@ -30,9 +31,11 @@ namespace homepot {
 
 class NotificationIntake {
  public:
-  // `counters` and `device_stats` belong to the caller and outlive this.
+  // `counters`, `device_stats` and `log` (nullptr: the delivery log is
+  // off) belong to the caller and outlive this.
   NotificationIntake(const Config& config, Broker* broker, Clock* clock,
-                     Counters* counters, DeviceStatsBatch* device_stats);
+                     Counters* counters, DeviceStatsBatch* device_stats,
+                     DeliveryLogBatch* log);
   NotificationIntake(const NotificationIntake&) = delete;
   NotificationIntake& operator=(const NotificationIntake&) = delete;
 
@@ -70,6 +73,8 @@ class NotificationIntake {
     return reuse ? &validator_.last() : nullptr;
   }
 
+  // Whether the last Check was of a QoS 2 retransmission.
+  bool last_was_repeat() const { return last_was_repeat_; }
   // Receipt time (wall clock) of the notification being processed.
   int64_t receipt_ms() const { return receipt_ms_; }
   // Size of `payload` with the receipt stamp injected per `check`.
@@ -84,11 +89,11 @@ class NotificationIntake {
   void WriteStamped(const NotificationCheck& check, std::string_view payload,
                     char* out) const;
 
-  // Counts a refused notification write and tells the sender (when it has a
-  // username) why on its rejections topic.
+  // Counts a refused notification write, tells the sender (when it has a
+  // username) why on its rejections topic and logs it.
   void Refuse(const ClientInfo& client, DeviceEntry* device,
               std::string_view topic, std::string_view reason,
-              const std::string& detail);
+              const std::string& detail, std::string_view message_id = {});
   // A notification write the ACL refused: counted as sent and refused.
   void RefuseUnauthorized(const ClientInfo& client, DeviceEntry* device,
                           std::string_view topic);
@@ -100,6 +105,7 @@ class NotificationIntake {
   Clock* const clock_;
   Counters* const counters_;
   DeviceStatsBatch* const device_stats_;
+  DeliveryLogBatch* const log_;
   NotificationValidator validator_;
   TimestampInjector injector_;
   const FilterSet filters_;  // notification_topics
@@ -109,6 +115,7 @@ class NotificationIntake {
   // per-device times.
   int64_t receipt_ms_ = 0;
   Qos2Stamps qos2_stamps_;
+  bool last_was_repeat_ = false;
   // The last validated write, so OnMessage need not parse it again.
   const void* checked_payload_ = nullptr;
   const void* checked_client_ = nullptr;

@@ -48,8 +48,10 @@ int OnBasicAuth(int, void* event_data, void* userdata) noexcept {
   try {
     auto* state = static_cast<PluginState*>(userdata);
     auto* ev = static_cast<mosquitto_evt_basic_auth*>(event_data);
-    switch (state->core->OnBasicAuth(ClientInfoOf(ev->client), ev->username,
-                                     ev->password)) {
+    // The CONNECT's clean start flag is set before authentication.
+    switch (state->core->OnBasicAuth(
+        ClientInfoOf(ev->client), ev->username, ev->password,
+        mosquitto_client_clean_session(ev->client))) {
       case Verdict::kAllow:
         return MOSQ_ERR_SUCCESS;
       case Verdict::kDefer:

@@ -151,9 +151,12 @@ Status CheckSchema(sqlite3* db) {
   static constexpr struct {
     const char* table;
     const char* columns;
-  } kProbes[] = {{"device_types", "1"},  {"devices", "1"},
-                 {"acl_rules", "1"},     {"device_stats", "expired, acked"},
-                 {"registry_meta", "1"}, {"notification_log", "1"}};
+  } kProbes[] = {{"device_types", "1"},
+                 {"devices", "1"},
+                 {"acl_rules", "1"},
+                 {"device_stats", "expired, acked, sessions, subscribed"},
+                 {"registry_meta", "1"},
+                 {"notification_log", "1"}};
   for (const auto& [table, columns] : kProbes) {
     Result<Statement> probe = Statement::Prepare(
         db, std::string("SELECT ") + columns + " FROM " + table + " LIMIT 0");

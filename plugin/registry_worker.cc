@@ -20,7 +20,12 @@ RegistryWorker::~RegistryWorker() { Shutdown(); }
 
 Result<std::shared_ptr<const Snapshot>> RegistryWorker::Start() {
   auto first = reloader_.LoadFirst();
-  if (first.ok()) thread_ = std::thread([this] { PollUntilStopped(); });
+  if (!first.ok()) return first;
+  // Nobody is connected yet. A busy or read-only file is logged once and
+  // the reset goes with the next flush that succeeds; a commit is our own
+  // write, not a change of the registry.
+  if (stats_.ResetPresence(reloader_.db(), 200)) reloader_.AcceptOwnWrite();
+  thread_ = std::thread([this] { PollUntilStopped(); });
   return first;
 }
 

@@ -44,7 +44,9 @@ class RegistryWorker : public RegistrySource {
   RegistryWorker& operator=(const RegistryWorker&) = delete;
 
   // Opens the file, checks the schema and loads the first snapshot on the
-  // calling thread, then starts the thread. Errors name the file.
+  // calling thread, sets every device's presence in device_stats to 0
+  // (DeviceStatsWriter::ResetPresence), then starts the thread. Errors name
+  // the file.
   Result<std::shared_ptr<const Snapshot>> Start();
 
   bool TakeUpdate(RegistryUpdate* out,

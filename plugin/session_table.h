@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "broker.h"
+#include "presence.h"
 #include "registry.h"
 #include "stats.h"
 #include "status.h"
@@ -35,6 +36,7 @@ struct DeviceState {
   uint64_t revocations = 0;  // bumped when disabled/removed/new password
   std::vector<const void*> sessions;    // handles of its tracked sessions
   std::vector<std::string> client_ids;  // claimed, oldest first
+  Presence presence;  // subscriptions reaching its token and receipts
 };
 using DeviceEntry = std::unordered_map<std::string, DeviceState>::value_type;
 
@@ -53,6 +55,7 @@ class Session {
   uint64_t revocations = 0;       // device->second.revocations at login
   uint64_t routing_epoch = 0;     // the routing epoch at login (replay check)
   bool counted = false;           // included in Counters::connected
+  bool reachable = false;  // counted, and its client id reaches the token
   // The routing epoch when a newer session of the device logged in with the
   // same client id: Mosquitto then sends this one's will at once, before any
   // other event (so only in that epoch is a write its will).

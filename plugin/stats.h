@@ -20,21 +20,27 @@ namespace homepot {
 //          or null.
 // This list alone decides what RenderStats writes for these members: a new
 // entry needs no other edit to appear in the JSON.
-#define HOMEPOT_COUNTERS(X)                                 \
-  X(total_sent, "", "total_sent", Count)                    \
-  X(total_success, "", "total_success", Count)              \
-  X(total_failed, "", "total_failed", Count)                \
-  X(last_sent_ms, "", "last_sent", Time)                    \
-  X(connection_count, "", "connection_count", Count)        \
-  X(connected, "", "connected", Gauge)                      \
-  X(deliveries, "", "deliveries", Count)                    \
-  X(expired, "", "expired", Count)                          \
-  X(auth_success, "auth", "success", Count)                 \
-  X(auth_failure, "auth", "failure", Count)                 \
-  X(auth_locked_out, "auth", "locked_out", Count)           \
-  X(acl_publish_denied, "acl", "publish_denied", Count)     \
-  X(acl_subscribe_denied, "acl", "subscribe_denied", Count) \
-  X(acl_deliver_denied, "acl", "deliver_denied", Count)
+#define HOMEPOT_COUNTERS(X)                                          \
+  X(total_sent, "", "total_sent", Count)                             \
+  X(total_success, "", "total_success", Count)                       \
+  X(total_failed, "", "total_failed", Count)                         \
+  X(last_sent_ms, "", "last_sent", Time)                             \
+  X(connection_count, "", "connection_count", Count)                 \
+  X(connected, "", "connected", Gauge)                               \
+  X(reachable, "", "reachable", Gauge)                               \
+  X(connected_not_subscribed, "", "connected_not_subscribed", Gauge) \
+  X(deliveries, "", "deliveries", Count)                             \
+  X(expired, "", "expired", Count)                                   \
+  X(auth_success, "auth", "success", Count)                          \
+  X(auth_failure, "auth", "failure", Count)                          \
+  X(auth_locked_out, "auth", "locked_out", Count)                    \
+  X(acl_publish_denied, "acl", "publish_denied", Count)              \
+  X(acl_subscribe_denied, "acl", "subscribe_denied", Count)          \
+  X(acl_deliver_denied, "acl", "deliver_denied", Count)              \
+  X(receipts_sent, "receipts", "sent", Count)                        \
+  X(acks_matched, "acks", "matched", Count)                          \
+  X(acks_unmatched, "acks", "unmatched", Count)                      \
+  X(log_dropped, "log", "dropped", Count)
 
 using CountStat = uint64_t;
 using GaugeStat = int64_t;

@@ -63,7 +63,10 @@ CREATE TABLE IF NOT EXISTS acl_rules (
 CREATE INDEX IF NOT EXISTS acl_rules_device ON acl_rules (device_id);
 
 -- Written by the plugin in batches; survives restarts. Not part of the
--- registry snapshot (changes here do not trigger a reload).
+-- registry snapshot (changes here do not trigger a reload). sessions and
+-- subscribed are the device's sessions connected now and how many of them
+-- hold a subscription that covers its token (overwritten, not added; set to
+-- 0 when the plugin starts).
 CREATE TABLE IF NOT EXISTS device_stats (
   device_id     TEXT PRIMARY KEY NOT NULL,
   published     INTEGER NOT NULL DEFAULT 0,
@@ -73,7 +76,9 @@ CREATE TABLE IF NOT EXISTS device_stats (
   last_publish  TEXT,
   last_delivery TEXT,
   expired       INTEGER NOT NULL DEFAULT 0,
-  acked         INTEGER NOT NULL DEFAULT 0
+  acked         INTEGER NOT NULL DEFAULT 0,
+  sessions      INTEGER NOT NULL DEFAULT 0,
+  subscribed    INTEGER NOT NULL DEFAULT 0
 );
 
 -- One row per accepted notification that carries a message_id, and one per

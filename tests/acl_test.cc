@@ -121,6 +121,50 @@ TEST_F(AclTest, OthersRejectionTopicIsNeverReadable) {
       Allows("sensor-002", "$SYS/homepot/rejections/sensor-002", kRead));
 }
 
+TEST_F(AclTest, ReceiptTopicsFollowTheRejectionRules) {
+  const std::string p(kReceiptsPrefix);
+  Add("backend", {ReadWrite("$SYS/#"), Read(p + "#"), Read(p + "sensor-002")});
+  Add("sensor-002");
+  Global({Read("$SYS/homepot/#"), Read(p + "%u")});
+  Build();
+  EXPECT_TRUE(Allows("backend", p + "backend", kRead));
+  EXPECT_TRUE(Allows("backend", p + "backend", kSubscribe));
+  EXPECT_TRUE(Allows("sensor-002", p + "sensor-002", kSubscribe));
+  EXPECT_FALSE(Allows("backend", p + "sensor-002", kRead));
+  EXPECT_FALSE(Allows("backend", p + "sensor-002", kSubscribe));
+  EXPECT_FALSE(Allows("backend", p + "+", kSubscribe));
+  EXPECT_FALSE(Allows("backend", p + "#", kSubscribe));
+  EXPECT_FALSE(Allows("backend", p + "backend", kWrite));
+  EXPECT_FALSE(Allows("backend", p + "backend/x", kRead));
+}
+
+TEST_F(AclTest, OwnAckTopicIsWritableWithoutARule) {
+  Add("sensor-001", {Deny("blocked/#")});
+  Add("sensor-002");
+  Build();
+  const AckTopic ack("devices/%u/acks");
+  auto allows = [&](const std::string& user, const std::string& topic,
+                    Access access) {
+    return AclAllows(*snapshot_, snapshot_->Find(user), "c", topic, access,
+                     &ack);
+  };
+  EXPECT_TRUE(allows("sensor-001", "devices/sensor-001/acks", kWrite));
+  EXPECT_FALSE(allows("sensor-001", "devices/sensor-002/acks", kWrite));
+  EXPECT_FALSE(allows("sensor-001", "devices/sensor-001/acks/x", kWrite));
+  EXPECT_FALSE(allows("sensor-001", "devices/sensor-0011/acks", kWrite));
+  // Writing is all it grants.
+  EXPECT_FALSE(allows("sensor-001", "devices/sensor-001/acks", kRead));
+  // Without the option there is no such topic.
+  EXPECT_FALSE(Allows("sensor-001", "devices/sensor-001/acks", kWrite));
+  // Deny rules still win.
+  const AckTopic blocked("blocked/%u");
+  EXPECT_FALSE(AclAllows(*snapshot_, snapshot_->Find("sensor-001"), "c",
+                         "blocked/sensor-001", kWrite, &blocked));
+  const AckTopic off("");
+  EXPECT_FALSE(off.enabled());
+  EXPECT_FALSE(off.IsOf("devices/sensor-001/acks", "sensor-001"));
+}
+
 TEST_F(AclTest, StatsTopicReadableWithARule) {
   Add("backend", {Read("$SYS/homepot/stats")});
   Add("sensor-001", {ReadWrite("#")});

@@ -1011,6 +1011,201 @@ TEST_F(LifetimeTest, WillWithTtlZeroIsNotRetained) {
   EXPECT_FALSE(broker_.publishes.back().retain);
 }
 
+// Receipts, acknowledgements, reachability and the delivery log events.
+class DeliveryTruthTest : public LifetimeTest {
+ protected:
+  static constexpr const char* kReceipts = "$SYS/homepot/receipts/homepot";
+  static constexpr const char* kAcks = "devices/sensor-001/acks";
+
+  void LogIn() {
+    Create();
+    ASSERT_EQ(Auth(backend_, "homepot", "backend-pw"), Verdict::kAllow);
+    ASSERT_EQ(Auth(sensor_, "sensor-001", "s3cret"), Verdict::kAllow);
+    ASSERT_EQ(core_->OnAclCheck(backend_.info(), kReceipts, kSubscribe),
+              Verdict::kAllow);
+  }
+  // The receipts published so far, parsed.
+  std::vector<nlohmann::json> Receipts() const {
+    std::vector<nlohmann::json> out;
+    for (const auto& p : broker_.publishes) {
+      if (p.topic == kReceipts) out.push_back(nlohmann::json::parse(p.payload));
+    }
+    return out;
+  }
+  // The sensor's own write and MESSAGE on `topic`.
+  Verdict SensorPublishes(const std::string& topic, const std::string& body) {
+    Verdict v = core_->OnAclCheck(sensor_.info(), topic, kWrite, body.data(),
+                                  static_cast<uint32_t>(body.size()), 1, false);
+    if (v != Verdict::kAllow) return v;
+    Message m;
+    m.topic = topic.c_str();
+    m.payload = const_cast<char*>(body.data());
+    m.payloadlen = static_cast<uint32_t>(body.size());
+    m.qos = 1;
+    return core_->OnMessage(sensor_.info(), &m);
+  }
+};
+
+TEST_F(DeliveryTruthTest, ReceiptCountsRoutedAndQueuedCopies) {
+  LogIn();
+  Client offline("sensor-001", "s-old");  // a closed session's queue
+  Routed r = Route(R"({"title":"t","body":"b","ttl":60,"message_id":"m-1"})");
+  ASSERT_EQ(r.verdict, Verdict::kAllow);
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  EXPECT_EQ(Read(offline, r), Verdict::kAllow);
+  EXPECT_TRUE(Receipts().empty());  // still routing
+  core_->OnTick();
+  std::vector<nlohmann::json> receipts = Receipts();
+  ASSERT_EQ(receipts.size(), 1u);
+  const nlohmann::json& j = receipts[0];
+  EXPECT_EQ(j["message_id"], "m-1");
+  EXPECT_EQ(j["topic"], kTopic);
+  EXPECT_EQ(j["received_at"], StampString(clock_.wall));
+  EXPECT_EQ(j["routed"], 1);
+  EXPECT_EQ(j["queued"], 1);
+  EXPECT_EQ(j["expires_at"], StampString(clock_.wall + 60000));
+  EXPECT_EQ(core_->counters().receipts_sent, 1u);
+  // Nobody could receive the next one: the receipt says so at once.
+  ASSERT_EQ(Route(R"({"title":"t","body":"b","message_id":"m-2"})").verdict,
+            Verdict::kAllow);
+  core_->OnTick();
+  receipts = Receipts();
+  ASSERT_EQ(receipts.size(), 2u);
+  EXPECT_EQ(receipts[1]["routed"], 0);
+  EXPECT_EQ(receipts[1]["queued"], 0);
+  EXPECT_TRUE(receipts[1]["expires_at"].is_null());
+  // The log has one row per notification with a message_id.
+  core_->PublishStats();
+  ASSERT_EQ(source_->log.size(), 2u);
+  EXPECT_EQ(source_->log[0].kind, DeliveryEvent::Kind::kAccepted);
+  EXPECT_EQ(source_->log[0].message_id, "m-1");
+  EXPECT_EQ(source_->log[0].publisher, "homepot");
+  EXPECT_EQ(source_->log[0].target_device, "sensor-001");
+  EXPECT_EQ(source_->log[0].routed, 1u);
+  EXPECT_EQ(source_->log[0].queued, 1u);
+  EXPECT_EQ(source_->log[0].expires_ms, clock_.wall + 60000);
+  EXPECT_EQ(source_->log[1].routed + source_->log[1].queued, 0u);
+}
+
+TEST_F(DeliveryTruthTest, NoReceiptForAPublisherNotReadingThem) {
+  LogIn();
+  ASSERT_EQ(core_->OnAclCheck(backend_.info(), kReceipts, kUnsubscribe),
+            Verdict::kAllow);
+  Routed r = Route(R"({"title":"t","body":"b","message_id":"m-1"})");
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  core_->OnTick();
+  EXPECT_TRUE(Receipts().empty());
+  EXPECT_EQ(core_->counters().receipts_sent, 0u);
+  core_->PublishStats();
+  EXPECT_EQ(source_->log.size(), 1u);  // still logged
+}
+
+TEST_F(DeliveryTruthTest, ReceiptsFalseTurnsThemOff) {
+  config_.receipts = false;
+  config_.log_retention_rows = 0;
+  LogIn();
+  Routed r = Route(R"({"title":"t","body":"b","message_id":"m-1"})");
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  core_->OnTick();
+  EXPECT_TRUE(Receipts().empty());
+  core_->PublishStats();
+  EXPECT_TRUE(source_->log.empty());  // log_retention_rows 0: no log
+}
+
+TEST_F(DeliveryTruthTest, AckOfWhatTheDeviceWasSent) {
+  LogIn();
+  Routed r = Route(R"({"title":"t","body":"b","message_id":"m-1"})");
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  clock_.Advance(250);
+  EXPECT_EQ(SensorPublishes(kAcks, R"({"message_id":"m-1"})"), Verdict::kAllow);
+  std::vector<nlohmann::json> receipts = Receipts();
+  ASSERT_EQ(receipts.size(), 2u);
+  EXPECT_EQ(receipts[1]["message_id"], "m-1");
+  EXPECT_EQ(receipts[1]["device"], "sensor-001");
+  EXPECT_EQ(receipts[1]["status"], "received");
+  EXPECT_EQ(receipts[1]["acked_at"], StampString(clock_.wall));
+  EXPECT_EQ(receipts[1]["latency_ms"], 250);
+  EXPECT_EQ(core_->counters().acks_matched, 1u);
+  // Unknown ids, junk and another device's topic are not matched.
+  EXPECT_EQ(SensorPublishes(kAcks, R"({"message_id":"m-9"})"), Verdict::kAllow);
+  EXPECT_EQ(SensorPublishes(kAcks, "junk"), Verdict::kAllow);
+  EXPECT_EQ(SensorPublishes("devices/homepot/acks", R"({"message_id":"m-1"})"),
+            Verdict::kDeny);
+  EXPECT_EQ(core_->counters().acks_unmatched, 2u);
+  EXPECT_EQ(core_->counters().acks_matched, 1u);
+  core_->PublishStats();
+  EXPECT_EQ(source_->stats["sensor-001"].acked, 1u);
+  ASSERT_EQ(source_->log.size(), 2u);
+  const DeliveryEvent& acked = source_->log[1];
+  EXPECT_EQ(acked.kind, DeliveryEvent::Kind::kAcked);
+  EXPECT_EQ(acked.device, "sensor-001");
+  EXPECT_EQ(acked.publisher, "homepot");
+  EXPECT_EQ(acked.latency_ms, 250);
+}
+
+TEST_F(DeliveryTruthTest, ExpiredQueuedCopyIsLogged) {
+  LogIn();
+  Client offline("sensor-001", "s-old");
+  Routed r = Route(R"({"title":"t","body":"b","ttl":1,"message_id":"m-1"})");
+  EXPECT_EQ(Read(offline, r), Verdict::kAllow);
+  clock_.Advance(1000);
+  core_->OnTick();
+  EXPECT_EQ(Read(offline, r), Verdict::kDeny);
+  core_->PublishStats();
+  ASSERT_EQ(source_->log.size(), 2u);
+  EXPECT_EQ(source_->log[0].queued, 1u);
+  EXPECT_EQ(source_->log[1].kind, DeliveryEvent::Kind::kExpired);
+  EXPECT_EQ(source_->log[1].device, "sensor-001");
+}
+
+TEST_F(DeliveryTruthTest, RejectedNotificationIsLoggedWithItsReason) {
+  LogIn();
+  Routed r = Route(R"({"title":"t","message_id":"m-bad"})");
+  EXPECT_EQ(r.verdict, Verdict::kDeny);
+  core_->PublishStats();
+  ASSERT_EQ(source_->log.size(), 1u);
+  EXPECT_EQ(source_->log[0].kind, DeliveryEvent::Kind::kRejected);
+  EXPECT_EQ(source_->log[0].reason, "missing_field");
+  EXPECT_EQ(source_->log[0].publisher, "homepot");
+}
+
+TEST_F(DeliveryTruthTest, ReachabilityFollowsSubscriptions) {
+  LogIn();
+  auto gauges = [&] {
+    core_->PublishStats();
+    return std::make_pair(core_->counters().reachable,
+                          core_->counters().connected_not_subscribed);
+  };
+  EXPECT_EQ(gauges(), std::make_pair(int64_t{0}, int64_t{2}));
+  ASSERT_EQ(core_->OnAclCheck(sensor_.info(), kTopic, kSubscribe),
+            Verdict::kAllow);
+  EXPECT_EQ(gauges(), std::make_pair(int64_t{1}, int64_t{1}));
+  EXPECT_EQ(source_->stats["sensor-001"].sessions, 1);
+  EXPECT_EQ(source_->stats["sensor-001"].subscribed, 1);
+  // A session that may persist keeps its subscription across reconnects.
+  core_->OnDisconnect(sensor_.info(), /*may_persist=*/true);
+  EXPECT_EQ(gauges(), std::make_pair(int64_t{0}, int64_t{1}));
+  EXPECT_EQ(source_->stats["sensor-001"].sessions, 0);
+  Client back("sensor-001", "s-1");
+  ASSERT_EQ(core_->OnBasicAuth(back.info(), "sensor-001", "s3cret",
+                               /*clean_start=*/false),
+            Verdict::kAllow);
+  EXPECT_EQ(gauges(), std::make_pair(int64_t{1}, int64_t{1}));
+  ASSERT_EQ(core_->OnAclCheck(back.info(), kTopic, kUnsubscribe),
+            Verdict::kAllow);
+  EXPECT_EQ(gauges(), std::make_pair(int64_t{0}, int64_t{2}));
+  // A clean start forgets what an earlier session of the id held.
+  ASSERT_EQ(core_->OnAclCheck(back.info(), kTopic, kSubscribe),
+            Verdict::kAllow);
+  core_->OnDisconnect(back.info(), /*may_persist=*/true);
+  Client fresh("sensor-001", "s-1");
+  ASSERT_EQ(core_->OnBasicAuth(fresh.info(), "sensor-001", "s3cret",
+                               /*clean_start=*/true),
+            Verdict::kAllow);
+  EXPECT_EQ(gauges(), std::make_pair(int64_t{0}, int64_t{2}));
+  EXPECT_EQ(source_->stats["sensor-001"].subscribed, 0);
+}
+
 }  // namespace
 }  // namespace homepot
 

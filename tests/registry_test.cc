@@ -466,7 +466,7 @@ TEST_F(RegistryTest, SchemaVersionTwoHasTheDeliveryColumnsAndLog) {
 }
 
 TEST_F(RegistryTest, CheckSchemaRefusesMissingDeliveryColumns) {
-  for (const char* column : {"expired", "acked"}) {
+  for (const char* column : {"expired", "acked", "sessions", "subscribed"}) {
     SCOPED_TRACE(column);
     sqlite3_close(db_);
     ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);

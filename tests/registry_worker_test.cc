@@ -656,3 +656,221 @@ TEST_F(RegistryWorkerTest, ZeroRetentionRowsWritesNoLog) {
 
 }  // namespace
 }  // namespace homepot
+
+namespace homepot {
+namespace {
+
+// sensor-001's figures and presence, and the generation, for the presence
+// tests: "published|sessions|subscribed".
+std::string Presence(const std::string& path) {
+  return DeviceStat(path, "published || '|' || sessions || '|' || subscribed");
+}
+
+std::string Generation(const std::string& path) {
+  sqlite3* db = nullptr;
+  std::string value;
+  if (sqlite3_open(path.c_str(), &db) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT generation FROM registry_meta", -1, &st,
+                       nullptr);
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+      value = std::to_string(sqlite3_column_int64(st, 0));
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return value;
+}
+
+// A delta for sensor-001: `published` added, presence when `sessions` >= 0.
+std::vector<DeviceStatsDelta> PresenceDelta(uint64_t published,
+                                            int64_t sessions = -1,
+                                            int64_t subscribed = 0) {
+  DeviceCounters c;
+  c.published = published;
+  if (sessions >= 0) {
+    c.sessions = sessions;
+    c.subscribed = subscribed;
+    c.presence_changed = true;
+  }
+  return {{"sensor-001", c}};
+}
+
+// Counters are added; presence is written over the stored values, and only
+// by deltas whose presence changed. None of it is a registry change.
+TEST_F(RegistryWorkerTest, PresenceIsWrittenOverWhileCountersAdd) {
+  CreateRegistry(path_);
+  const std::string generation = Generation(path_);
+  StartWorker(kFastInterval);
+  std::vector<DeviceStatsDelta> batch = PresenceDelta(1, 2, 1);
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  ASSERT_TRUE(WaitFor([&] { return Presence(path_) == "1|2|1"; }))
+      << Presence(path_);
+
+  batch = PresenceDelta(1);  // presence unchanged: stored values stay
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  ASSERT_TRUE(WaitFor([&] { return Presence(path_) == "2|2|1"; }))
+      << Presence(path_);
+
+  batch = PresenceDelta(1, 1, 0);  // replaced, not added
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  ASSERT_TRUE(WaitFor([&] { return Presence(path_) == "3|1|0"; }))
+      << Presence(path_);
+
+  batch = PresenceDelta(0, 0, 0);  // written even when it goes to zero
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  ASSERT_TRUE(WaitFor([&] { return Presence(path_) == "3|0|0"; }))
+      << Presence(path_);
+
+  ASSERT_TRUE(WaitForPolls(2));
+  EXPECT_FALSE(worker_->HasUpdate());
+  EXPECT_EQ(Generation(path_), generation);
+}
+
+// A device first seen with a delta whose presence did not change gets 0.
+TEST_F(RegistryWorkerTest, NewRowWithoutPresenceStartsAtZero) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  std::vector<DeviceStatsDelta> batch = PresenceDelta(5);
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  ASSERT_TRUE(WaitFor([&] { return Presence(path_) == "5|0|0"; }))
+      << Presence(path_);
+}
+
+// Deltas that wait for the file merge: counters add up, the later presence
+// wins, and a later delta without presence keeps the earlier one.
+TEST_F(RegistryWorkerTest, WaitingDeltasMergeWithTheLaterPresence) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  for (auto batch :
+       {PresenceDelta(1, 3, 0), PresenceDelta(2, 1, 1), PresenceDelta(4)}) {
+    ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  }
+  // At least one pass failed on the lock, so the retry path merged too.
+  WaitForLog("flush delayed", 0);
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  ASSERT_TRUE(WaitFor([&] { return Presence(path_) == "7|1|1"; }))
+      << Presence(path_);
+}
+
+// A clock that hands a delta to the writer when the flush starts timing its
+// write, i.e. after the flush took the pending deltas and before it writes.
+class SubmittingClock : public Clock {
+ public:
+  int64_t MonotonicMs() override { return 0; }
+  int64_t WallMs() override { return 0; }
+  int64_t MonotonicUs() override {
+    if (writer != nullptr && !delta.empty()) writer->Submit(&delta);
+    return 0;
+  }
+  DeviceStatsWriter* writer = nullptr;
+  std::vector<DeviceStatsDelta> delta;
+};
+
+// A write that fails puts its deltas back before those submitted meanwhile:
+// the newer presence wins.
+TEST_F(RegistryWorkerTest, FailedFlushKeepsTheNewerPresence) {
+  CreateRegistry(path_);
+  Result<Database> conn = Database::Open(path_, Database::Mode::kReadWrite);
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  SubmittingClock clock;
+  std::atomic<bool> has_logs{false};
+  LogQueue log(&has_logs);
+  DeviceStatsWriter writer(path_, &clock, &log);
+  clock.writer = &writer;
+
+  std::vector<DeviceStatsDelta> older = PresenceDelta(1, 3, 0);
+  ASSERT_TRUE(writer.Submit(&older));
+  clock.delta = PresenceDelta(2, 1, 1);
+  sqlite3* locker = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &locker), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(locker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  EXPECT_FALSE(writer.Flush(&*conn, 0));
+  EXPECT_TRUE(clock.delta.empty()) << "the newer delta was submitted";
+  sqlite3_exec(locker, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(locker);
+
+  EXPECT_TRUE(writer.Flush(&*conn, 1000));
+  EXPECT_EQ(Presence(path_), "3|1|1");
+}
+
+// sensor-001 and sensor-002 with presence left over from a broker that
+// stopped, and counters.
+constexpr const char* kStalePresence =
+    "INSERT INTO devices (device_id) VALUES ('sensor-002');"
+    "INSERT INTO device_stats (device_id, published, last_connect, sessions, "
+    "subscribed) VALUES "
+    "('sensor-001', 7, '2026-11-30T10:00:00.000Z', 2, 1), "
+    "('sensor-002', 1, NULL, 1, 0)";
+
+TEST_F(RegistryWorkerTest, StartSetsPresenceToZero) {
+  CreateRegistry(path_);
+  ASSERT_TRUE(test::ExecSqlOn(path_, kStalePresence));
+  const std::string generation = Generation(path_);
+  StartWorker(kFastInterval);
+  // Done by Start itself.
+  EXPECT_EQ(Presence(path_), "7|0|0");
+  EXPECT_EQ(DeviceStat(path_, "last_connect"), "2026-11-30T10:00:00.000Z");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT sum(sessions) + sum(subscribed), "
+                               "sum(published) FROM device_stats",
+                               -1, &st, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(st, 0), 0);
+  EXPECT_EQ(sqlite3_column_int64(st, 1), 8);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  // Not a change of the registry: no reload, the generation stays.
+  ASSERT_TRUE(WaitForPolls(3));
+  EXPECT_FALSE(worker_->HasUpdate());
+  EXPECT_EQ(Generation(path_), generation);
+  std::vector<std::string> logs;
+  worker_->TakeLogs(&logs);
+  EXPECT_EQ(Count(logs, "device_stats"), 0) << ::testing::PrintToString(logs);
+}
+
+// A file locked at start: the broker still starts, the delay is logged
+// once, and the reset goes first with the next write, before the presence
+// submitted meanwhile.
+TEST_F(RegistryWorkerTest, StartOnALockedFileResetsPresenceLater) {
+  CreateRegistry(path_);
+  ASSERT_TRUE(test::ExecSqlOn(path_, kStalePresence));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  ASSERT_NE(StartWorker(kFastInterval), nullptr);
+  EXPECT_EQ(Presence(path_), "7|2|1");
+  std::vector<DeviceStatsDelta> batch = PresenceDelta(1, 1, 1);
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  std::vector<std::string> logs = WaitForLog("flush delayed", 5);
+  EXPECT_EQ(Count(logs, "device_stats flush delayed"), 1)
+      << ::testing::PrintToString(logs);
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  ASSERT_TRUE(WaitFor([&] { return Presence(path_) == "8|1|1"; }))
+      << Presence(path_);
+  Result<Database> check = Database::Open(path_, Database::Mode::kReadOnly);
+  ASSERT_TRUE(check.ok());
+  Result<Statement> other = check->Prepare(
+      "SELECT sessions, subscribed FROM device_stats "
+      "WHERE device_id = 'sensor-002'");
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(*other->Step());
+  EXPECT_EQ(other->Int(0), 0);
+  EXPECT_EQ(other->Int(1), 0);
+  EXPECT_FALSE(worker_->HasUpdate());
+}
+
+}  // namespace
+}  // namespace homepot

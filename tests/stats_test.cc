@@ -65,14 +65,34 @@ RegistryInfo FilledRegistry() {
 
 TEST(StatsTest, KeysAndOrderFollowTheDocs) {
   ordered_json j = Render(Counters{}, RegistryInfo{});
-  EXPECT_EQ(KeysOf(j),
-            (Keys{"total_sent", "total_success", "total_failed", "last_sent",
-                  "connection_count", "connected", "deliveries", "expired",
-                  "auth", "acl", "rejected", "qos", "priority", "registry",
-                  "uptime_s", "version", "timestamp"}));
+  EXPECT_EQ(KeysOf(j), (Keys{"total_sent",
+                             "total_success",
+                             "total_failed",
+                             "last_sent",
+                             "connection_count",
+                             "connected",
+                             "reachable",
+                             "connected_not_subscribed",
+                             "deliveries",
+                             "expired",
+                             "auth",
+                             "acl",
+                             "receipts",
+                             "acks",
+                             "log",
+                             "rejected",
+                             "qos",
+                             "priority",
+                             "registry",
+                             "uptime_s",
+                             "version",
+                             "timestamp"}));
   EXPECT_EQ(KeysOf(j["auth"]), (Keys{"success", "failure", "locked_out"}));
   EXPECT_EQ(KeysOf(j["acl"]),
             (Keys{"publish_denied", "subscribe_denied", "deliver_denied"}));
+  EXPECT_EQ(KeysOf(j["receipts"]), (Keys{"sent"}));
+  EXPECT_EQ(KeysOf(j["acks"]), (Keys{"matched", "unmatched"}));
+  EXPECT_EQ(KeysOf(j["log"]), (Keys{"dropped"}));
   EXPECT_EQ(
       KeysOf(j["rejected"]),
       (Keys{"invalid_json", "not_object", "missing_field", "wrong_type",
@@ -132,11 +152,14 @@ TEST(StatsTest, ExactTextForFilledCounters) {
             std::string(
                 R"({"total_sent":101,"total_success":102,"total_failed":103,)"
                 R"("last_sent":"2026-11-25T11:32:30.000Z",)"
-                R"("connection_count":104,"connected":7,"deliveries":105,)"
+                R"("connection_count":104,"connected":7,"reachable":0,)"
+                R"("connected_not_subscribed":0,"deliveries":105,)"
                 R"("expired":0,)"
                 R"("auth":{"success":106,"failure":107,"locked_out":108},)"
                 R"("acl":{"publish_denied":109,"subscribe_denied":110,)"
                 R"("deliver_denied":111},)"
+                R"("receipts":{"sent":0},"acks":{"matched":0,"unmatched":0},)"
+                R"("log":{"dropped":0},)"
                 R"("rejected":{"invalid_json":201,"not_object":202,)"
                 R"("missing_field":203,"wrong_type":204,"bad_priority":205,)"
                 R"("bad_timestamp":206,"too_large":207,"topic_too_deep":208},)"

@@ -262,7 +262,8 @@ TEST_F(AdminTest, InitMigratesAVersionOneRegistryKeepingEveryRow) {
   Peek peek(db_);
   EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
   EXPECT_EQ(peek.One("PRAGMA journal_mode"), "wal");
-  // Every row kept; device_stats rows gain zero expired and acked.
+  // Every row kept; device_stats rows gain zero expired, acked, sessions and
+  // subscribed.
   // registry_meta among them: the generation did not move, the migration
   // is not a change of the registry.
   for (const std::string& table : kept) {
@@ -274,7 +275,7 @@ TEST_F(AdminTest, InitMigratesAVersionOneRegistryKeepingEveryRow) {
   EXPECT_EQ(
       peek.Rows("SELECT * FROM device_stats"),
       (std::vector<std::string>{"sensor-001|12|30|2|2026-01-01T00:00:00.000Z|"
-                                "2026-01-01T00:01:00.000Z|NULL|0|0"}));
+                                "2026-01-01T00:01:00.000Z|NULL|0|0|0|0"}));
   EXPECT_EQ(peek.One("SELECT count(*) FROM notification_log"), "0");
 
   // The same schema as a file created at version 2.
@@ -1250,28 +1251,31 @@ TEST_F(AdminTest, StatsListsDeviceStatistics) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
             "DEVICE  PUBLISHED  DELIVERED  REJECTED  EXPIRED  ACKED  "
-            "LAST_CONNECT  LAST_PUBLISH  LAST_DELIVERY\n");
+            "SESSIONS  SUBSCRIBED  LAST_CONNECT  LAST_PUBLISH  "
+            "LAST_DELIVERY\n");
 
   Peek(db_).Exec(
       "INSERT INTO device_stats (device_id, published, delivered, rejected, "
-      "last_connect, last_publish, last_delivery, expired, acked) VALUES "
+      "last_connect, last_publish, last_delivery, expired, acked, sessions, "
+      "subscribed) VALUES "
       "('sensor-001', 12, 30, 2, '2026-01-01T00:00:00.000Z', "
-      "'2026-01-01T00:01:00.000Z', NULL, 5, 25)");
+      "'2026-01-01T00:01:00.000Z', NULL, 5, 25, 2, 1)");
   r = Admin({"stats"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
             "DEVICE      PUBLISHED  DELIVERED  REJECTED  EXPIRED  ACKED  "
-            "LAST_CONNECT              LAST_PUBLISH              "
-            "LAST_DELIVERY\n"
+            "SESSIONS  SUBSCRIBED  LAST_CONNECT              "
+            "LAST_PUBLISH              LAST_DELIVERY\n"
             "sensor-001  12         30         2         5        25     "
-            "2026-01-01T00:00:00.000Z  2026-01-01T00:01:00.000Z  -\n");
+            "2         1           2026-01-01T00:00:00.000Z  "
+            "2026-01-01T00:01:00.000Z  -\n");
 
   r = Admin({"stats", "sensor-001", "--json"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
     {"device_id": "sensor-001", "published": 12, "delivered": 30,
-     "rejected": 2, "expired": 5, "acked": 25,
-     "last_connect": "2026-01-01T00:00:00.000Z",
+     "rejected": 2, "expired": 5, "acked": 25, "sessions": 2,
+     "subscribed": 1, "last_connect": "2026-01-01T00:00:00.000Z",
      "last_publish": "2026-01-01T00:01:00.000Z", "last_delivery": null}])"));
 
   // A known device without a row yet: zeros.
@@ -1279,7 +1283,8 @@ TEST_F(AdminTest, StatsListsDeviceStatistics) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
     {"device_id": "sensor-002", "published": 0, "delivered": 0,
-     "rejected": 0, "expired": 0, "acked": 0, "last_connect": null,
+     "rejected": 0, "expired": 0, "acked": 0, "sessions": 0,
+     "subscribed": 0, "last_connect": null,
      "last_publish": null,
      "last_delivery": null}])"));
 
@@ -1629,6 +1634,233 @@ TEST_F(AdminTest, EveryAclScriptAppliesIdempotently) {
       EXPECT_TRUE(ValidateFilter(filter).ok()) << filter;
     }
   }
+}
+
+// ------------------------------------------------------- presence ----
+
+// schema.sql without device_stats.sessions and .subscribed: a version-2
+// file that lacks them.
+std::string EarlyVersionTwoSchema() {
+  std::string sql = test::SchemaSql();
+  const std::string columns =
+      ",\n  sessions      INTEGER NOT NULL DEFAULT 0,"
+      "\n  subscribed    INTEGER NOT NULL DEFAULT 0";
+  const size_t at = sql.find(columns);
+  EXPECT_NE(at, std::string::npos);
+  if (at != std::string::npos) sql.erase(at, columns.size());
+  return sql;
+}
+
+TEST_F(AdminTest, InitAddsThePresenceColumnsToAnEarlyVersionTwoFile) {
+  Peek(db_).Exec(EarlyVersionTwoSchema() +
+                 "INSERT INTO devices (device_id) VALUES ('sensor-001');"
+                 "INSERT INTO device_stats (device_id, published, acked) "
+                 "VALUES ('sensor-001', 4, 1);");
+  const std::string generation =
+      Peek(db_).One("SELECT generation FROM registry_meta");
+  EXPECT_EQ(Peek(db_).Rows("SELECT name FROM pragma_table_info('device_stats') "
+                           "WHERE name IN ('sessions', 'subscribed')"),
+            std::vector<std::string>{});
+
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out, "completed registry " + Path() +
+                       " (schema version 2): added device_stats.sessions, "
+                       "device_stats.subscribed\n");
+  {
+    Peek peek(db_);
+    EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
+    EXPECT_EQ(peek.One("SELECT published, acked, sessions, subscribed FROM "
+                       "device_stats"),
+              "4|1|0|0");
+    EXPECT_EQ(peek.One("SELECT generation FROM registry_meta"), generation);
+  }
+  const fs::path fresh = dir_ / "fresh.db";
+  ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
+  EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
+
+  // Idempotent: the second run finds them and changes nothing.
+  const std::string before = Snapshot();
+  r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "registry " + Path() + " is up to date (schema version 2)\n");
+  EXPECT_EQ(Snapshot(), before);
+}
+
+// One column present already: only the other is added.
+TEST_F(AdminTest, InitAddsOnlyTheMissingPresenceColumn) {
+  Peek(db_).Exec(EarlyVersionTwoSchema() +
+                 "ALTER TABLE device_stats ADD COLUMN sessions INTEGER NOT "
+                 "NULL DEFAULT 0;");
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "completed registry " + Path() +
+                       " (schema version 2): added device_stats.subscribed\n");
+  const fs::path fresh = dir_ / "fresh.db";
+  ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
+  EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
+}
+
+TEST_F(AdminTest, AFailedCompletionChangesNothing) {
+  Peek(db_).Exec(EarlyVersionTwoSchema() + "DROP TABLE device_stats;");
+  EXPECT_REFUSED(
+      Args{"init"}, "", 1,
+      "cannot complete registry " + Path() + ": no such table: device_stats");
+}
+
+// A version-1 file gets the presence columns from the migration itself.
+TEST_F(AdminTest, MigrationFromVersionOneAddsThePresenceColumns) {
+  CreateVersionOneRegistry(db_, kVersionOneRows);
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "migrated registry " + Path() + " from schema version 1 to 2\n");
+  EXPECT_EQ(Peek(db_).One("SELECT sessions, subscribed FROM device_stats"),
+            "0|0");
+  r = Admin({"stats", "sensor-001", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const nlohmann::json stats = nlohmann::json::parse(r.out);
+  EXPECT_EQ(stats[0]["sessions"], 0);
+  EXPECT_EQ(stats[0]["subscribed"], 0);
+}
+
+// Devices in every situation, times relative to now: listed with the
+// default 24 h are zombie (connected, not subscribed), stale (not connected,
+// seen 2 days ago), never (no row) and blank (a row without times).
+constexpr const char* kPresenceRows =
+    "INSERT INTO devices (device_id, enabled) VALUES ('zombie', 1), "
+    "('reachable', 1), ('recent', 1), ('stale', 1), ('never', 1), "
+    "('blank', 1), ('disabled', 0);"
+    "INSERT INTO device_stats (device_id, last_connect, last_publish, "
+    "last_delivery, sessions, subscribed) VALUES "
+    "('zombie', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 minutes'), NULL, "
+    "NULL, 1, 0), "
+    "('reachable', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-3 days'), NULL, "
+    "NULL, 2, 1), "
+    "('recent', NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hours'), "
+    "NULL, 0, 0), "
+    "('stale', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-3 days'), NULL, "
+    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 days'), 0, 0), "
+    "('blank', NULL, NULL, NULL, 0, 0), "
+    "('disabled', '2020-01-01T00:00:00.000Z', NULL, NULL, 1, 0);";
+
+// device_id -> [state, sessions, subscribed, last_seen] of a --json listing,
+// checking that every item has exactly those keys.
+std::map<std::string, nlohmann::json> UnreachableById(const std::string& out) {
+  std::map<std::string, nlohmann::json> by_id;
+  const nlohmann::json list = nlohmann::json::parse(out);
+  EXPECT_TRUE(list.is_array());
+  for (const nlohmann::json& item : list) {
+    EXPECT_EQ(item.size(), 5u) << item;
+    by_id[item.at("device_id").get<std::string>()] = {
+        item.at("state"), item.at("sessions"), item.at("subscribed"),
+        item.at("last_seen")};
+  }
+  return by_id;
+}
+
+TEST_F(AdminTest, DevicesUnreachableListsZombiesAndIdleDevices) {
+  Init();
+  Peek(db_).Exec(kPresenceRows);
+  const std::string stale_seen = Peek(db_).One(
+      "SELECT last_delivery FROM device_stats WHERE device_id = 'stale'");
+  const std::string zombie_seen = Peek(db_).One(
+      "SELECT last_connect FROM device_stats WHERE device_id = 'zombie'");
+  const std::string recent_seen = Peek(db_).One(
+      "SELECT last_publish FROM device_stats WHERE device_id = 'recent'");
+
+  Outcome r = Admin({"devices", "--unreachable", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  using J = nlohmann::json;
+  std::map<std::string, J> expected = {
+      {"blank", {"not_seen", 0, 0, nullptr}},
+      {"never", {"not_seen", 0, 0, nullptr}},
+      {"stale", {"not_seen", 0, 0, stale_seen}},
+      {"zombie", {"connected_not_subscribed", 1, 0, zombie_seen}},
+  };
+  EXPECT_EQ(UnreachableById(r.out), expected);
+  // Sorted by device id.
+  EXPECT_EQ(J::parse(r.out)[0]["device_id"], "blank");
+
+  r = Admin({"devices", "--unreachable", "--idle", "30m", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  expected["recent"] = {"not_seen", 0, 0, recent_seen};
+  EXPECT_EQ(UnreachableById(r.out), expected);
+
+  r = Admin({"devices", "--unreachable", "--idle=7d", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  expected.erase("recent");
+  expected.erase("stale");
+  EXPECT_EQ(UnreachableById(r.out), expected);
+
+  // A zombie is listed however recently it was seen; a connected device
+  // with a subscription never is, however long ago it connected.
+  r = Admin({"devices", "--unreachable", "--idle", "36500d", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(UnreachableById(r.out), expected);
+  r = Admin({"devices", "--unreachable", "--idle", "1s", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::map<std::string, J> all = UnreachableById(r.out);
+  EXPECT_EQ(all.count("reachable"), 0u);
+  EXPECT_EQ(all.count("disabled"), 0u);
+  EXPECT_EQ(all.size(), 5u);
+}
+
+TEST_F(AdminTest, DevicesUnreachablePrintsATable) {
+  Init();
+  Outcome r = Admin({"devices", "--unreachable"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "DEVICE  STATE  SESSIONS  SUBSCRIBED  LAST_SEEN\n");
+  r = Admin({"devices", "--unreachable", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::array());
+
+  Peek(db_).Exec(
+      "INSERT INTO devices (device_id) VALUES ('a-zombie'), ('b-stale'), "
+      "('c-never');"
+      "INSERT INTO device_stats (device_id, last_connect, last_publish, "
+      "sessions, subscribed) VALUES "
+      "('a-zombie', '2020-01-02T00:00:00.000Z', NULL, 2, 0), "
+      "('b-stale', '2020-01-01T00:00:00.000Z', '2020-01-01T00:05:00.000Z', "
+      "0, 0)");
+  r = Admin({"devices", "--unreachable"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE    STATE                      SESSIONS  SUBSCRIBED  "
+            "LAST_SEEN\n"
+            "a-zombie  connected, not subscribed  2         0           "
+            "2020-01-02T00:00:00.000Z\n"
+            "b-stale   not seen                   0         0           "
+            "2020-01-01T00:05:00.000Z\n"
+            "c-never   never seen                 0         0           -\n");
+}
+
+TEST_F(AdminTest, DevicesUnreachableRefusesBadCommandLines) {
+  Init();
+  const std::string bad_idle =
+      "': expected a whole number and a unit s, m, h or d (e.g. 30m, 6h, "
+      "7d), at most 36500d";
+  for (const std::string idle :
+       {"30", "m", "0m", "-5m", "5w", "1.5h", "36501d", "99999999999d", ""}) {
+    SCOPED_TRACE(idle);
+    EXPECT_REFUSED((Args{"devices", "--unreachable", "--idle", idle}), "", 1,
+                   "invalid --idle '" + idle + bad_idle);
+  }
+  EXPECT_REFUSED((Args{"devices"}), "", 2,
+                 "devices: --unreachable is required (every device: device "
+                 "list)");
+  EXPECT_REFUSED((Args{"devices", "--idle", "6h"}), "", 2,
+                 "devices: --unreachable is required (every device: device "
+                 "list)");
+  EXPECT_REFUSED((Args{"devices", "--unreachable", "--idle"}), "", 2,
+                 "devices: --idle needs a value");
+  EXPECT_REFUSED((Args{"devices", "--unreachable", "sensor-001"}), "", 2,
+                 "devices: unexpected argument 'sensor-001'");
+  EXPECT_REFUSED((Args{"devices", "--unreachable", "--all"}), "", 2,
+                 "devices: unknown option '--all' (try --help)");
 }
 
 }  // namespace

@@ -95,6 +95,7 @@ struct Options {
   long publishers = 1;
   std::string pub_user = "backend";
   std::string pub_password;  // default: --password
+  std::string pub_subscribe;  // a filter each publisher subscribes to
   double rate = 0;           // total msgs/s; 0 = closed loop (window)
   long window = 1000;        // outstanding messages in closed-loop mode
   long count = 0;            // messages; 0 = unlimited (then --duration)
@@ -143,6 +144,8 @@ throughput:
   --topic-pattern FMT   one %%s (default devices/%%s/notifications)
   --publishers P        (default 1), all log in as --pub-user
   --pub-user U          (default backend)   --pub-password PW (default --password)
+  --pub-subscribe F     each publisher subscribes to filter F (e.g. its
+                        receipts); what it gets is counted as receipts=
   --rate R              offered messages/s over all publishers; 0 = as fast
                         as --window outstanding messages allow (default 0)
   --window W            (default 1000)
@@ -247,6 +250,8 @@ Options Parse(int argc, char** argv) {
       o.pub_user = val();
     else if (a == "--pub-password")
       o.pub_password = val();
+    else if (a == "--pub-subscribe")
+      o.pub_subscribe = val();
     else if (a == "--rate")
       o.rate = ToDouble(a.c_str(), val());
     else if (a == "--window")
@@ -421,6 +426,7 @@ struct Shared {
   std::atomic<long> duplicates{0};
   std::atomic<long> stamped{0};  // payload carries "received_at"
   std::atomic<long> unparsed{0};
+  std::atomic<long> receipts{0};  // messages publishers got
   std::atomic<long> pubs_finished{0};
   std::atomic<int64_t> last_recv_ns{0};
   std::atomic<int64_t> max_behind_ns{0};
@@ -585,7 +591,10 @@ void OnConnect(mosquitto* m, void* obj, int rc) {
     return;
   }
   c->connected_ns = now;
-  if (c->role == Role::kSub) {
+  if (c->role == Role::kPub && !g.o->pub_subscribe.empty()) {
+    c->topic = g.o->pub_subscribe;
+  }
+  if (c->role == Role::kSub || !c->topic.empty()) {
     int mid = 0;
     int r = mosquitto_subscribe(m, &mid, c->topic.c_str(), g.o->qos);
     if (r != MOSQ_ERR_SUCCESS) {
@@ -666,6 +675,10 @@ void OnPublishV5(mosquitto*, void*, int, int reason,
 
 void OnMessage(mosquitto*, void* obj, const mosquitto_message* msg) {
   auto* c = static_cast<Client*>(obj);
+  if (c->role == Role::kPub) {
+    g.receipts.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   int64_t now = NowNs();
   g.received.fetch_add(1, std::memory_order_relaxed);
   const char* p = static_cast<const char*>(msg->payload);
@@ -1287,7 +1300,7 @@ int RunThroughput(const Options& o) {
       "RESULT mode=throughput subscribers=%ld publishers=%ld qos=%d "
       "protocol=%d "
       "rate=%.0f sent=%ld received=%ld unique=%ld lost=%ld duplicates=%ld "
-      "stamped=%ld unparsed=%ld refused=%ld publish_errors=%ld "
+      "stamped=%ld unparsed=%ld receipts=%ld refused=%ld publish_errors=%ld "
       "disconnects=%ld send_rate=%.1f recv_rate=%.1f pub_s=%.3f "
       "lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f "
       "lat_max_us=%.1f broker_cpu_ms=%.2f cpu_us_per_msg=%.3f "
@@ -1297,7 +1310,8 @@ int RunThroughput(const Options& o) {
       "gap_max_at_s=%.3f timeline_ms=%d timeline=%s\n",
       o.subscribers, o.publishers, o.qos, o.protocol, o.rate, sent,
       g.received.load(), unique, lost, g.duplicates.load(), g.stamped.load(),
-      g.unparsed.load(), g.refused.load(), g.publish_errors.load(),
+      g.unparsed.load(), g.receipts.load(), g.refused.load(),
+      g.publish_errors.load(),
       g.unexpected_disconnects.load(), send_rate, recv_rate, pub_s, p.p50,
       p.p90, p.p99, p.p999, p.max, cpu_ms, cpu_us_per_msg, broker_util,
       (wait0 >= 0 && wait1 >= 0) ? double(wait1 - wait0) / 1e6 : -1.0,

@@ -165,6 +165,21 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
           << s->client_id() << " got only " << i;
     }
   }
+  // One notification with a message_id, acknowledged by two of the
+  // sessions (twice by one), and an ack of nothing.
+  ASSERT_EQ(
+      backend->Publish(
+          kSensorToken,
+          R"({"title":"a","body":"b","message_id":"ack-me","ttl":60})", 1),
+      0);
+  for (auto& s : sensors) ASSERT_TRUE(s->WaitForMessage().has_value());
+  const std::string acks = "devices/sensor-001/acks";
+  ASSERT_EQ(sensors[0]->Publish(acks, R"({"message_id":"ack-me"})", 1), 0);
+  ASSERT_EQ(sensors[1]->Publish(acks, R"({"message_id":"ack-me"})", 1), 0);
+  ASSERT_EQ(sensors[1]->Publish(
+                acks, R"({"message_id":"ack-me","status":"displayed"})", 1),
+            0);
+  ASSERT_EQ(sensors[2]->Publish(acks, R"({"message_id":"other"})", 1), 0);
 
   std::string raw;
   json j = NextStats(monitor.get(), 5000, &raw);
@@ -172,10 +187,16 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   const int64_t received_at = WallMs();
   auto ordered = nlohmann::ordered_json::parse(raw);
   SCOPED_TRACE(j.dump());
-  EXPECT_EQ(j.value("total_sent", -1), 42);
-  EXPECT_EQ(j.value("total_success", -1), 37);
+  EXPECT_EQ(j.value("total_sent", -1), 43);
+  EXPECT_EQ(j.value("total_success", -1), 38);
   EXPECT_EQ(j.value("total_failed", -1), 5);
-  EXPECT_EQ(j.value("deliveries", -1), 111);
+  EXPECT_EQ(j.value("deliveries", -1), 114);
+  // The three sensor sessions subscribe to their token; the backend and
+  // the monitor do not.
+  EXPECT_EQ(j.value("reachable", -1), 3);
+  EXPECT_EQ(j.value("connected_not_subscribed", -1), 2);
+  EXPECT_EQ(j["acks"], json::parse(R"({"matched":3,"unmatched":1})"));
+  EXPECT_EQ(j["receipts"], json::parse(R"({"sent":0})"));
   EXPECT_GT(ParseStampMs(j.value("last_sent", "")), 0);
   EXPECT_EQ(j.value("connection_count", -1), 5);
   EXPECT_EQ(j.value("connected", -1), 5);
@@ -188,7 +209,7 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   EXPECT_EQ(j["rejected"], json::parse(R"({"invalid_json":1,"not_object":1,
       "missing_field":1,"wrong_type":0,"bad_priority":1,"bad_timestamp":0,
       "too_large":0,"topic_too_deep":1})"));
-  EXPECT_EQ(j["qos"], json::parse(R"({"0":12,"1":13,"2":12})"));
+  EXPECT_EQ(j["qos"], json::parse(R"({"0":12,"1":14,"2":12})"));
   EXPECT_EQ(
       j["priority"],
       json::parse(R"({"low":5,"normal":8,"high":7,"urgent":4,"critical":3})"));
@@ -215,10 +236,15 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
                                    "last_sent",
                                    "connection_count",
                                    "connected",
+                                   "reachable",
+                                   "connected_not_subscribed",
                                    "deliveries",
                                    "expired",
                                    "auth",
                                    "acl",
+                                   "receipts",
+                                   "acks",
+                                   "log",
                                    "rejected",
                                    "qos",
                                    "priority",
@@ -232,6 +258,24 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
     EXPECT_TRUE(NothingBefore(s.get(), backend.get(), kSensorToken))
         << s->client_id();
   }
+  // device_stats carries the acknowledgements and the presence.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return registry_.QueryInt(
+                   "SELECT acked FROM device_stats WHERE "
+                   "device_id = 'sensor-001'") == 3;
+      },
+      5000))
+      << DescribeDeviceStats();
+  EXPECT_EQ(registry_.QueryInt("SELECT sessions FROM device_stats WHERE "
+                               "device_id = 'sensor-001'"),
+            3);
+  EXPECT_EQ(registry_.QueryInt("SELECT subscribed FROM device_stats WHERE "
+                               "device_id = 'sensor-001'"),
+            3);
+  EXPECT_EQ(registry_.QueryInt("SELECT subscribed FROM device_stats WHERE "
+                               "device_id = 'homepot'"),
+            0);
 }
 
 // A QoS 2 PUBLISH retransmitted with DUP before PUBREL is one notification:

@@ -1,0 +1,121 @@
+// How many copies of each accepted notification Mosquitto routed to
+// connected sessions and kept for offline ones, for its receipt and its
+// delivery log row (docs/operating.md, "Receipts").
+//
+// Mosquitto routes a message right after its MESSAGE event, running one
+// read check per subscriber with the very payload buffer the plugin stamped
+// (src/subs.c); nothing else happens in between. So the copies of the
+// notification being routed are the read checks that carry its buffer, and
+// its routing is over at the next event that is not one of them. QoS 2 is
+// the exception: it is routed when its PUBREL arrives, which raises no
+// plugin event, so its routing waits (bounded in number and time) until
+// its first copy is checked; one with no subscriber at all is finished
+// when the wait runs out.
+//
+// Owned by Homepot; broker thread only. Entries hold DeviceEntry pointers
+// (stable, never erased), never snapshot pointers.
+#ifndef HOMEPOT_PLUGIN_ROUTING_TALLY_H_
+#define HOMEPOT_PLUGIN_ROUTING_TALLY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+
+#include "lifetime.h"
+#include "session_table.h"
+
+namespace homepot {
+
+struct Routing {
+  const void* buffer = nullptr;  // the stamped payload being routed
+  std::string topic;
+  Lifetime lifetime;  // received_at, expiry, publisher, message_id
+  uint32_t routed = 0;
+  uint32_t queued = 0;
+  int64_t wait_until_ms = 0;  // QoS 2: finished by then without a copy
+};
+
+class RoutingTally {
+ public:
+  // QoS 2 notifications awaiting their PUBREL at once, and for how long.
+  static constexpr size_t kMaxAwaiting = 1024;
+  static constexpr int64_t kAwaitMs = 2000;
+
+  // The notification in `buffer` is about to be routed (`qos` < 2) or was
+  // stored until its PUBREL (`qos` 2; when kMaxAwaiting are awaited, the
+  // oldest is finished first). `now_ms`: wall clock. Routings finished
+  // meanwhile go through `finish(const Routing&)`.
+  template <typename Finish>
+  void Begin(const void* buffer, std::string_view topic,
+             const Lifetime& lifetime, int qos, int64_t now_ms, Finish finish) {
+    FinishOpen(finish);
+    Routing* r = &current_;
+    if (qos < 2) {
+      open_ = true;
+    } else {
+      if (awaiting_.size() >= kMaxAwaiting) {
+        Routing oldest = std::move(awaiting_.front());
+        awaiting_.pop_front();
+        finish(static_cast<const Routing&>(oldest));
+      }
+      r = &awaiting_.emplace_back();
+      r->wait_until_ms = now_ms + kAwaitMs;
+    }
+    r->buffer = buffer;
+    r->topic.assign(topic);
+    r->lifetime = lifetime;
+    r->routed = 0;
+    r->queued = 0;
+  }
+
+  // Whether a routing is open or awaited (cheap; checked on every event).
+  bool busy() const { return open_ || !awaiting_.empty(); }
+
+  // The routing a read check with `payload` counts for, or nullptr. A copy
+  // of an awaited QoS 2 notification opens its routing (after finishing
+  // the open one through `finish`).
+  template <typename Finish>
+  Routing* CopyOf(const void* payload, Finish finish) {
+    if (open_ && current_.buffer == payload) return &current_;
+    if (awaiting_.empty()) return nullptr;
+    for (auto it = awaiting_.begin(); it != awaiting_.end(); ++it) {
+      if (it->buffer != payload) continue;
+      FinishOpen(finish);
+      current_ = std::move(*it);
+      awaiting_.erase(it);
+      open_ = true;
+      return &current_;
+    }
+    return nullptr;
+  }
+
+  // The open routing is over: `finish(const Routing&)` is called for it.
+  template <typename Finish>
+  void FinishOpen(Finish finish) {
+    if (!open_) return;
+    open_ = false;
+    finish(static_cast<const Routing&>(current_));
+  }
+  // Finishes the open routing and the awaited ones whose wait ran out at
+  // `now_ms` (all of them when `now_ms` is kNoExpiry).
+  template <typename Finish>
+  void FinishDue(int64_t now_ms, Finish finish) {
+    FinishOpen(finish);
+    while (!awaiting_.empty() && awaiting_.front().wait_until_ms <= now_ms) {
+      Routing r = std::move(awaiting_.front());
+      awaiting_.pop_front();
+      finish(static_cast<const Routing&>(r));
+    }
+  }
+
+ private:
+  bool open_ = false;
+  Routing current_;
+  std::deque<Routing> awaiting_;  // QoS 2, oldest first
+};
+
+}  // namespace homepot
+
+#endif  // HOMEPOT_PLUGIN_ROUTING_TALLY_H_

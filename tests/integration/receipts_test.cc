@@ -1,0 +1,280 @@
+// Receipts, acknowledgements and reachability against the real broker: the
+// publisher's receipt counts the copies routed to connected sessions and
+// kept for offline ones, a device's acknowledgement produces a second
+// receipt with its latency, nobody else can read a receipt or acknowledge
+// for another device, and the stats tell reachable devices from connected
+// ones that are not subscribed.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+
+namespace homepot {
+namespace integration {
+namespace {
+
+const std::string kReceipts = "$SYS/homepot/receipts/homepot";
+
+std::string TokenOf(const std::string& device) {
+  return "devices/" + device + "/notifications";
+}
+
+std::string Notification(const std::string& message_id, int ttl) {
+  nlohmann::json n = {
+      {"title", "t"}, {"body", "b"}, {"message_id", message_id}, {"ttl", ttl}};
+  return n.dump();
+}
+
+class ReceiptsTest : public BrokerTest {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(registry_.AddDevice("homepot", "backend", "backend-pass"));
+    for (const char* id : {"sensor-001", "sensor-002", "sensor-003"}) {
+      ASSERT_TRUE(registry_.AddDevice(id, "iot_sensor", "sensor-pass"));
+    }
+    ASSERT_TRUE(registry_.AddDevice("monitor", "unknown", "monitor-pass"));
+    ASSERT_TRUE(registry_.Grant("homepot", "devices/+/notifications", "write"));
+    ASSERT_TRUE(registry_.Grant("homepot", "devices/+/acks", "read"));
+    ASSERT_TRUE(registry_.Grant("monitor", kStatsTopic, "read"));
+  }
+
+  std::unique_ptr<Client> Sensor(const std::string& id,
+                                 ClientOptions options = {}) {
+    auto c = std::make_unique<Client>(broker_.port(), std::move(options));
+    if (c->Connect(id, "sensor-pass") != 0) {
+      ADD_FAILURE() << id << " could not connect";
+      return nullptr;
+    }
+    return c;
+  }
+  // The backend, reading its receipts.
+  std::unique_ptr<Client> Backend() {
+    auto c = ConnectAs("homepot", "backend-pass");
+    if (c && c->Subscribe(kReceipts, 1) != 1) {
+      ADD_FAILURE() << "the backend cannot subscribe to its receipts";
+      return nullptr;
+    }
+    return c;
+  }
+  // The next receipt `backend` gets, parsed (null after the timeout or for
+  // a message that is not one).
+  static nlohmann::json NextReceipt(Client* backend, int timeout_ms = 5000) {
+    std::optional<Message> m = backend->WaitForMessage(timeout_ms);
+    if (!m) return nullptr;
+    EXPECT_EQ(m->topic, kReceipts);
+    return nlohmann::json::parse(m->payload, nullptr, false);
+  }
+  // The first stats object satisfying `pred`, or null.
+  nlohmann::json StatsWhere(
+      const std::function<bool(const nlohmann::json&)>& pred,
+      nlohmann::json* last) {
+    auto monitor = ConnectAs("monitor", "monitor-pass");
+    if (!monitor || monitor->Subscribe(kStatsTopic, 0) != 0) return nullptr;
+    return WaitForStats(monitor.get(), pred, 5000, last);
+  }
+};
+
+TEST_F(ReceiptsTest, CountsConnectedOfflineAndAbsentDevices) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto live = Sensor("sensor-001");
+  ASSERT_TRUE(live);
+  ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ClientOptions durable;
+  durable.protocol = kMqtt311;
+  durable.client_id = "sensor-002-durable";
+  durable.clean_session = false;
+  {
+    auto offline = Sensor("sensor-002", durable);
+    ASSERT_TRUE(offline);
+    ASSERT_EQ(offline->Subscribe(TokenOf("sensor-002"), 1), 1);
+    offline->Disconnect();
+  }
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+
+  struct Case {
+    std::string device, id;
+    int qos, routed, queued;
+  };
+  const std::vector<Case> cases = {
+      {"sensor-001", "to-live", 1, 1, 0},
+      {"sensor-002", "to-offline", 1, 0, 1},
+      {"sensor-003", "to-nobody", 1, 0, 0},
+      {"sensor-001", "to-live-qos2", 2, 1, 0},
+      {"sensor-003", "to-nobody-qos2", 2, 0, 0},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.id);
+    const int64_t before = WallMs();
+    ASSERT_EQ(
+        backend->Publish(TokenOf(c.device), Notification(c.id, 300), c.qos), 0);
+    nlohmann::json r = NextReceipt(backend.get());
+    ASSERT_TRUE(r.is_object()) << r;
+    EXPECT_EQ(r["message_id"], c.id);
+    EXPECT_EQ(r["topic"], TokenOf(c.device));
+    EXPECT_EQ(r["routed"], c.routed);
+    EXPECT_EQ(r["queued"], c.queued);
+    const int64_t received = ParseStampMs(r["received_at"].get<std::string>());
+    EXPECT_GE(received, before - 5);
+    EXPECT_LE(received, WallMs());
+    EXPECT_EQ(ParseStampMs(r["expires_at"].get<std::string>()),
+              received + 300 * 1000);
+  }
+  // The live sensor got both of its notifications, stamped as the receipts
+  // say.
+  for (int i = 0; i < 2; ++i) {
+    std::optional<Message> m = live->WaitForMessage();
+    ASSERT_TRUE(m);
+  }
+  nlohmann::json last;
+  nlohmann::json s = StatsWhere(
+      [](const nlohmann::json& j) { return j["receipts"]["sent"] == 5; },
+      &last);
+  EXPECT_FALSE(s.is_null()) << last;
+}
+
+TEST_F(ReceiptsTest, NotificationWithoutMessageIdOrTtl) {
+  ASSERT_TRUE(StartBroker());
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), kNotification, 0), 0);
+  nlohmann::json r = NextReceipt(backend.get());
+  ASSERT_TRUE(r.is_object()) << r;
+  EXPECT_TRUE(r["message_id"].is_null());
+  EXPECT_TRUE(r["expires_at"].is_null());  // default_ttl 0: no limit
+  EXPECT_EQ(r["routed"], 0);
+  EXPECT_EQ(r["queued"], 0);
+}
+
+TEST_F(ReceiptsTest, AckGivesTheLatencyAndForeignAcksAreIgnored) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto sensor = Sensor("sensor-001");
+  auto other = Sensor("sensor-002");
+  ASSERT_TRUE(sensor && other);
+  ASSERT_EQ(sensor->Subscribe(TokenOf("sensor-001"), 1), 1);
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m-1", 300)),
+            0);
+  nlohmann::json routed = NextReceipt(backend.get());
+  ASSERT_TRUE(routed.is_object());
+  ASSERT_EQ(routed["routed"], 1);
+  ASSERT_TRUE(sensor->WaitForMessage());
+
+  // Another device cannot write this device's ack topic, and its own ack
+  // of a message id it was never sent matches nothing.
+  const std::string ack = R"({"message_id":"m-1","status":"displayed"})";
+  EXPECT_EQ(other->Publish("devices/sensor-001/acks", ack, 1),
+            kReasonNotAuthorized);
+  EXPECT_EQ(other->Publish("devices/sensor-002/acks", ack, 1), 0);
+  EXPECT_EQ(sensor->Publish("devices/sensor-001/acks",
+                            R"({"message_id":"never-sent"})", 1),
+            0);
+  EXPECT_EQ(sensor->Publish("devices/sensor-001/acks", "not json", 1), 0);
+  // The device's own ack of what it was sent.
+  ASSERT_EQ(sensor->Publish("devices/sensor-001/acks", ack, 1), 0);
+  nlohmann::json r = NextReceipt(backend.get());
+  ASSERT_TRUE(r.is_object()) << r;
+  EXPECT_EQ(r["message_id"], "m-1");
+  EXPECT_EQ(r["device"], "sensor-001");
+  EXPECT_EQ(r["status"], "displayed");
+  const int64_t acked = ParseStampMs(r["acked_at"].get<std::string>());
+  EXPECT_EQ(r["latency_ms"].get<int64_t>(),
+            acked - ParseStampMs(routed["received_at"].get<std::string>()));
+  EXPECT_GE(r["latency_ms"].get<int64_t>(), 0);
+  nlohmann::json last;
+  nlohmann::json s = StatsWhere(
+      [](const nlohmann::json& j) {
+        return j["acks"]["matched"] == 1 && j["acks"]["unmatched"] == 3;
+      },
+      &last);
+  EXPECT_FALSE(s.is_null()) << last;
+}
+
+TEST_F(ReceiptsTest, OnlyThePublisherReadsItsReceipts) {
+  ASSERT_TRUE(StartBroker());
+  auto other = Sensor("sensor-002");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->Subscribe(kReceipts, 1), kReasonNotAuthorized);
+  EXPECT_EQ(other->Subscribe("$SYS/homepot/receipts/+", 1),
+            kReasonNotAuthorized);
+  EXPECT_EQ(other->Subscribe("$SYS/homepot/receipts/#", 1),
+            kReasonNotAuthorized);
+  ASSERT_EQ(other->Subscribe("$SYS/homepot/receipts/sensor-002", 1), 1);
+  ASSERT_EQ(other->Subscribe(TokenOf("sensor-002"), 1), 1);
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m", 60)), 0);
+  ASSERT_TRUE(NextReceipt(backend.get()).is_object());
+  // The backend's receipt never reached sensor-002.
+  EXPECT_TRUE(NothingBefore(other.get(), backend.get(), TokenOf("sensor-002")));
+}
+
+TEST_F(ReceiptsTest, ReceiptsOffSendsNone) {
+  ASSERT_TRUE(StartBroker({"receipts false"}));
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m", 60)), 0);
+  // A barrier the backend can read: its own acks topic is readable by its
+  // rule, and the sensor sends it.
+  auto sensor = Sensor("sensor-001");
+  ASSERT_TRUE(sensor);
+  ASSERT_EQ(backend->Subscribe("devices/sensor-001/acks", 1), 1);
+  EXPECT_TRUE(
+      NothingBefore(backend.get(), sensor.get(), "devices/sensor-001/acks"));
+}
+
+TEST_F(ReceiptsTest, StatsTellReachableFromConnectedNotSubscribed) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto monitor = ConnectAs("monitor", "monitor-pass");
+  ASSERT_TRUE(monitor);
+  ASSERT_EQ(monitor->Subscribe(kStatsTopic, 0), 0);
+  auto reachable = Sensor("sensor-001");
+  auto zombie = Sensor("sensor-002");
+  ASSERT_TRUE(reachable && zombie);
+  ASSERT_EQ(reachable->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ClientOptions durable;
+  durable.protocol = kMqtt311;
+  durable.client_id = "sensor-003-durable";
+  durable.clean_session = false;
+  {
+    auto s3 = Sensor("sensor-003", durable);
+    ASSERT_TRUE(s3);
+    ASSERT_EQ(s3->Subscribe(TokenOf("sensor-003"), 1), 1);
+    s3->Disconnect();
+  }
+  // Back without subscribing again: its session kept the subscription.
+  auto s3 = Sensor("sensor-003", durable);
+  ASSERT_TRUE(s3);
+  auto gauges = [](int64_t connected, int64_t reach) {
+    return [=](const nlohmann::json& j) {
+      return j["connected"] == connected && j["reachable"] == reach &&
+             j["connected_not_subscribed"] == connected - reach;
+    };
+  };
+  nlohmann::json last;
+  // monitor, sensor-001, sensor-002 and sensor-003.
+  EXPECT_FALSE(WaitForStats(monitor.get(), gauges(4, 2), 5000, &last).is_null())
+      << last;
+  reachable->Disconnect();
+  EXPECT_FALSE(WaitForStats(monitor.get(), gauges(3, 1), 5000, &last).is_null())
+      << last;
+  // Unsubscribing makes sensor-003 a zombie; a clean start of its client
+  // id forgets the old subscription too.
+  ASSERT_EQ(zombie->Subscribe(TokenOf("sensor-002"), 1), 1);
+  EXPECT_FALSE(WaitForStats(monitor.get(), gauges(3, 2), 5000, &last).is_null())
+      << last;
+  s3->Disconnect();
+  ClientOptions clean;
+  clean.protocol = kMqtt311;
+  clean.client_id = "sensor-003-durable";
+  auto fresh = Sensor("sensor-003", clean);
+  ASSERT_TRUE(fresh);
+  EXPECT_FALSE(WaitForStats(monitor.get(), gauges(3, 1), 5000, &last).is_null())
+      << last;
+}
+
+}  // namespace
+}  // namespace integration
+}  // namespace homepot
