@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <nlohmann/json.hpp>
 
 #include "acl.h"
+#include "receipts.h"
 #include "topic.h"
 
 namespace homepot {
@@ -120,9 +120,8 @@ void Homepot::TrackSubscription(Session* st, const Device& device,
     presence.Unsubscribed(client_id, filter);
   } else {
     const std::string_view plain = StripSharePrefix(filter);
-    const std::string token = device.token.empty()
-                                  ? "devices/" + device.id + "/notifications"
-                                  : device.token;
+    const std::string token =
+        device.token.empty() ? DefaultToken(device.id) : device.token;
     const std::string receipts = std::string(kReceiptsPrefix) + device.id;
     presence.Subscribed(client_id, filter, FilterMatches(plain, token),
                         FilterMatches(plain, receipts));
@@ -149,13 +148,10 @@ void Homepot::CountCopy(Session* st, Routing* r, const Lifetime& l,
   if (ack_topic_.enabled()) sent_.Add(DeviceOf(st), l);
 }
 
-void Homepot::SendReceipt(DeviceEntry* publisher, const std::string& receipt) {
-  if (!config_.receipts || publisher == nullptr ||
-      !publisher->second.presence.ReadsReceipts()) {
-    return;
-  }
-  broker_->Publish(std::string(kReceiptsPrefix) + publisher->first, receipt, 1,
-                   false);
+void Homepot::SendReceipt(DeviceEntry* publisher) {
+  receipt_topic_.assign(kReceiptsPrefix);
+  receipt_topic_.append(publisher->first);
+  broker_->Publish(receipt_topic_, receipt_, 1, false);
   ++counters_.receipts_sent;
 }
 
@@ -165,29 +161,17 @@ void Homepot::FinishRouting(const Routing& r) {
   const int64_t expires_ms = l.now_or_never              ? l.received_ms
                              : l.expires_ms == kNoExpiry ? 0
                                                          : l.expires_ms;
-  if (config_.receipts && l.publisher != nullptr &&
-      l.publisher->second.presence.ReadsReceipts()) {
-    nlohmann::ordered_json receipt = {
-        {"message_id",
-         has_id ? nlohmann::json(l.message_id()) : nlohmann::json(nullptr)},
-        {"topic", r.topic},
-        {"received_at", StampString(l.received_ms)},
-        {"routed", r.routed},
-        {"queued", r.queued},
-        {"expires_at", expires_ms != 0 ? nlohmann::json(StampString(expires_ms))
-                                       : nlohmann::json(nullptr)}};
-    SendReceipt(
-        l.publisher,
-        receipt.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  if (ReadsReceipts(l.publisher)) {
+    RenderRoutingReceipt(&receipt_, l.message_id(), r.topic, l.received_ms,
+                         r.routed, r.queued, expires_ms);
+    SendReceipt(l.publisher);
   }
   if (!has_id) return;
   if (DeliveryEvent* e = LogEvent(DeliveryEvent::Kind::kAccepted)) {
     e->message_id.assign(l.message_id());
     if (l.publisher != nullptr) e->publisher = l.publisher->first;
     e->topic = r.topic;
-    if (const Device* target = snapshot_->FindByToken(r.topic)) {
-      e->target_device = target->id;
-    }
+    e->target_device = r.target_device;
     e->received_ms = l.received_ms;
     e->expires_ms = expires_ms;
     e->routed = r.routed;
@@ -211,15 +195,10 @@ void Homepot::OnAck(Session* st, std::string_view payload) {
   if (DeviceCounters* d = device_stats_.CountersToFlush(dev)) ++d->acked;
   const int64_t acked_ms = clock_->WallMs();
   const int64_t latency_ms = std::max<int64_t>(0, acked_ms - sent->received_ms);
-  if (config_.receipts && sent->publisher->second.presence.ReadsReceipts()) {
-    nlohmann::ordered_json receipt = {{"message_id", message_id},
-                                      {"device", dev->first},
-                                      {"status", status},
-                                      {"acked_at", StampString(acked_ms)},
-                                      {"latency_ms", latency_ms}};
-    SendReceipt(
-        sent->publisher,
-        receipt.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  if (ReadsReceipts(sent->publisher)) {
+    RenderAckReceipt(&receipt_, message_id, dev->first, status, acked_ms,
+                     latency_ms);
+    SendReceipt(sent->publisher);
   }
   if (DeliveryEvent* e = LogEvent(DeliveryEvent::Kind::kAcked)) {
     e->message_id.assign(message_id);
@@ -696,7 +675,11 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
                             : std::string_view());
   // A QoS 2 retransmission is not routed again (its first copy is).
   if (!intake_.last_was_repeat()) {
-    tally_.Begin(out, topic, lifetime, m->qos, intake_.receipt_ms(),
+    const Device* target = log_on_ && !lifetime.message_id().empty()
+                               ? snapshot_->FindByToken(topic)
+                               : nullptr;
+    tally_.Begin(out, topic, target != nullptr ? target->id : "", lifetime,
+                 m->qos, intake_.receipt_ms(),
                  [this](const Routing& r) { FinishRouting(r); });
   }
   if (check->ttl_s == 0) m->retain = false;  // now or never

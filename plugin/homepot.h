@@ -181,9 +181,13 @@ class Homepot {
   void FinishRouting(const Routing& r);
   // A publish of the device of `st` on its own ack_topic.
   void OnAck(Session* st, std::string_view payload);
-  // Publishes `receipt` to the receipts topic of `publisher` when it reads
-  // them.
-  void SendReceipt(DeviceEntry* publisher, const std::string& receipt);
+  // Whether receipts are on and `publisher` (nullptr: none) reads them.
+  bool ReadsReceipts(const DeviceEntry* publisher) const {
+    return config_.receipts && publisher != nullptr &&
+           publisher->second.presence.ReadsReceipts();
+  }
+  // Publishes receipt_ to the receipts topic of `publisher`.
+  void SendReceipt(DeviceEntry* publisher);
   // A delivery log event of `kind` to fill in, or nullptr (log off, full).
   DeliveryEvent* LogEvent(DeliveryEvent::Kind kind) {
     if (!log_on_) return nullptr;
@@ -218,6 +222,8 @@ class Homepot {
   RoutingTally tally_;
   SentNotifications sent_;
   AckParser ack_parser_;
+  std::string receipt_;        // reused: the receipt being sent
+  std::string receipt_topic_;  // reused: its topic
   Revocations revocations_;
   StatsSchedule stats_schedule_;
 

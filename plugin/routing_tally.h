@@ -30,8 +30,9 @@ namespace homepot {
 
 struct Routing {
   const void* buffer = nullptr;  // the stamped payload being routed
-  std::string topic;
-  Lifetime lifetime;  // received_at, expiry, publisher, message_id
+  std::string topic;             // at most its first kMaxTopicBytes
+  std::string target_device;     // whose token the topic is, or empty
+  Lifetime lifetime;             // received_at, expiry, publisher, message_id
   uint32_t routed = 0;
   uint32_t queued = 0;
   int64_t wait_until_ms = 0;  // QoS 2: finished by then without a copy
@@ -42,14 +43,19 @@ class RoutingTally {
   // QoS 2 notifications awaiting their PUBREL at once, and for how long.
   static constexpr size_t kMaxAwaiting = 1024;
   static constexpr int64_t kAwaitMs = 2000;
+  // Topics are kept (and reported) up to this many bytes, so memory stays
+  // bounded whatever topics clients choose.
+  static constexpr size_t kMaxTopicBytes = 256;
 
-  // The notification in `buffer` is about to be routed (`qos` < 2) or was
+  // The notification in `buffer` (on `topic`, the token of
+  // `target_device` or empty) is about to be routed (`qos` < 2) or was
   // stored until its PUBREL (`qos` 2; when kMaxAwaiting are awaited, the
   // oldest is finished first). `now_ms`: wall clock. Routings finished
   // meanwhile go through `finish(const Routing&)`.
   template <typename Finish>
   void Begin(const void* buffer, std::string_view topic,
-             const Lifetime& lifetime, int qos, int64_t now_ms, Finish finish) {
+             std::string_view target_device, const Lifetime& lifetime, int qos,
+             int64_t now_ms, Finish finish) {
     FinishOpen(finish);
     Routing* r = &current_;
     if (qos < 2) {
@@ -64,7 +70,8 @@ class RoutingTally {
       r->wait_until_ms = now_ms + kAwaitMs;
     }
     r->buffer = buffer;
-    r->topic.assign(topic);
+    r->topic.assign(topic.substr(0, kMaxTopicBytes));
+    r->target_device.assign(target_device);
     r->lifetime = lifetime;
     r->routed = 0;
     r->queued = 0;
