@@ -57,7 +57,13 @@ void SentNotifications::Add(DeviceEntry* device, const Lifetime& lifetime) {
   Sent* slot = nullptr;
   auto it = index_.find(key);
   if (it != index_.end()) {
-    slot = &ring_[it->second];  // the same copy again, or a collision
+    slot = &ring_[it->second];  // the same id again, or a collision
+    // Another publisher's notification with the same id does not take the
+    // device's acknowledgement from the first one.
+    if (slot->device == device && slot->message_id() == id &&
+        slot->publisher != lifetime.publisher) {
+      return;
+    }
   } else if (ring_.size() < capacity_) {
     index_.emplace(key, static_cast<uint32_t>(ring_.size()));
     slot = &ring_.emplace_back();

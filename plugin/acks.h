@@ -8,7 +8,10 @@
 // It is bounded: a ring of `capacity` entries, the oldest replaced first, so
 // an acknowledgement that comes after that many newer copies is unmatched.
 // Keys are (device, message_id); the same id sent to the same device again
-// is kept once (the newest).
+// by the same publisher is kept once (the newest), by another publisher not
+// at all (the first publisher keeps the acknowledgement: a device that may
+// write to another's token cannot take acknowledgements meant for the
+// publisher it races).
 //
 // Owned by Homepot; broker thread only. Entries hold DeviceEntry pointers
 // (stable, never erased).

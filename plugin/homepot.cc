@@ -126,7 +126,9 @@ void Homepot::TrackSubscription(Session* st, const Device& device,
     presence.Subscribed(client_id, filter, FilterMatches(plain, token),
                         FilterMatches(plain, receipts));
   }
-  UpdatePresence(dev, client_id);
+  // All of the device's sessions: a new client id may have evicted the
+  // oldest one's subscriptions.
+  UpdatePresence(dev, {});
 }
 
 void Homepot::CountExpired(Session* st, const Lifetime& l) {
@@ -313,7 +315,8 @@ Verdict Homepot::RecheckUntracked(const ClientInfo& client,
 }
 
 Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
-                             const char* password, bool clean_start) {
+                             const char* password, bool clean_start,
+                             bool mqtt5) {
   EndRouting();
   ApplyRegistryChangesAndDueStats();
   if (rechecking_ && !ticking_ && clock_->MonotonicMs() > recheck_until_ms_) {
@@ -398,8 +401,12 @@ Verdict Homepot::OnBasicAuth(const ClientInfo& client, const char* username,
       st.maybe_offline = maybe_offline;
       st.counted = true;
       ++counters_.connected;
-      // A clean start discards the client id's earlier subscriptions.
-      if (clean_start) dev->second.presence.Forget(client_id);
+      // A clean start discards the client id's earlier subscriptions, and
+      // so does taking over a session that could not persist.
+      st.may_persist = mqtt5 || !clean_start;
+      if (clean_start || (holder != nullptr && !holder->may_persist)) {
+        dev->second.presence.Forget(client_id);
+      }
       UpdatePresence(dev, client_id);
       if (DeviceCounters* d = device_stats_.CountersToFlush(dev)) {
         d->last_connect_ms = clock_->WallMs();
@@ -446,8 +453,9 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
   // A read check of the notification being routed counts for its receipt.
   Routing* routing = nullptr;
   if (tally_.busy()) {
-    if (what == Access::kRead) {
-      routing = tally_.CopyOf(payload,
+    if (what == Access::kRead && payloadlen > 0 &&
+        intake_.IsNotificationTopic(topic)) {
+      routing = tally_.CopyOf(payload, payloadlen,
                               [this](const Routing& r) { FinishRouting(r); });
     }
     if (routing == nullptr) EndRouting();
@@ -525,8 +533,10 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
   }
   std::string_view client_id =
       st != nullptr && st->client_id_usable() ? client.client_id : "";
+  // (An acknowledgement topic is never a notification topic.)
   bool allowed =
-      AclAllows(*snapshot_, device, client_id, topic, what, &ack_topic_);
+      AclAllows(*snapshot_, device, client_id, topic, what,
+                intake_.IsNotificationTopic(topic) ? nullptr : &ack_topic_);
   switch (what) {
     case Access::kRead:
       if (!allowed) {
@@ -673,13 +683,14 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
       check->ttl_s, DeviceOf(st),
       check->has_message_id ? std::string_view(check->message_id)
                             : std::string_view());
-  // A QoS 2 retransmission is not routed again (its first copy is).
-  if (!intake_.last_was_repeat()) {
+  // A QoS 2 retransmission before PUBREL is not routed again (its first
+  // copy is); the same payload published afresh is.
+  if (!intake_.last_was_repeat() || !tally_.Awaits(lifetime)) {
     const Device* target = log_on_ && !lifetime.message_id().empty()
                                ? snapshot_->FindByToken(topic)
                                : nullptr;
-    tally_.Begin(out, topic, target != nullptr ? target->id : "", lifetime,
-                 m->qos, intake_.receipt_ms(),
+    tally_.Begin(out, m->payloadlen, topic, target != nullptr ? target->id : "",
+                 lifetime, m->qos, intake_.receipt_ms(),
                  [this](const Routing& r) { FinishRouting(r); });
   }
   if (check->ttl_s == 0) m->retain = false;  // now or never
@@ -717,11 +728,7 @@ void Homepot::OnTick() {
   ApplyRegistryChangesAndDueStats();
   PublishStatsIfDue();
   revocations_.KickPending(nullptr);
-  // The delivery log is handed over about once a second.
-  if (log_.pending() && tick_wall_ms_ - log_submitted_ms_ >= 1000) {
-    log_.Submit(source_.get());
-    log_submitted_ms_ = tick_wall_ms_;
-  }
+  if (log_.pending()) SubmitLogIfDue(tick_wall_ms_);
 }
 
 void Homepot::OnReload() {
@@ -741,11 +748,11 @@ void Homepot::OnDisconnect(const ClientInfo& client, bool may_persist) {
   // A clean session ends with its connection: its client id is free again
   // (unless another session of the device holds it), and its subscriptions
   // are gone.
-  if (!may_persist) {
-    sessions_.ReleaseClaimOf(*st, client.handle);
-    if (st->device != nullptr) {
-      st->device->second.presence.Forget(st->client_id);
-    }
+  if (!may_persist) sessions_.ReleaseClaimOf(*st, client.handle);
+  // (Judged by how the session logged in: Mosquitto marks a session that
+  // is being taken over as clean before its DISCONNECT.)
+  if (!st->may_persist && st->device != nullptr) {
+    st->device->second.presence.Forget(st->client_id);
   }
   DropSession(client.handle);
 }

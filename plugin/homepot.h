@@ -65,9 +65,11 @@ class Homepot {
 
   // CONNECT with username/password (either may be nullptr).
   // `clean_start`: the client asked for a new session (its client id's
-  // earlier subscriptions are gone).
+  // earlier subscriptions are gone); `mqtt5`: it speaks MQTT 5 (its session
+  // may outlive the connection even with clean start).
   Verdict OnBasicAuth(const ClientInfo& client, const char* username,
-                      const char* password, bool clean_start = true);
+                      const char* password, bool clean_start = true,
+                      bool mqtt5 = false);
   // Mosquitto ACL check; `access` is MOSQ_ACL_* (see Access). For writes on
   // notification topics the payload is validated here too, which also
   // covers will messages (they get this check but no MESSAGE event).
@@ -115,7 +117,17 @@ class Homepot {
     // With TICK (at least every 100 ms) the schedule is kept there, so the
     // message path reads no clock; without it (per_listener_settings true)
     // every event looks.
-    if (!ticking_) PublishStatsIfDue();
+    if (!ticking_) {
+      PublishStatsIfDue();
+      if (log_.pending()) SubmitLogIfDue(clock_->CoarseWallMs());
+    }
+  }
+  // Hands the delivery log over about once a second.
+  void SubmitLogIfDue(int64_t now_ms) {
+    if (now_ms - log_submitted_ms_ >= 1000) {
+      log_.Submit(source_.get());
+      log_submitted_ms_ = now_ms;
+    }
   }
   void ApplyRegistryChanges();
   void PublishStatsIfDue() {

@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "acl.h"
+#include "lifetime.h"
+#include "utf8.h"
 
 namespace homepot {
 
@@ -34,7 +36,7 @@ void NotificationIntake::Refuse(const ClientInfo& client, DeviceEntry* device,
     if (DeliveryEvent* e = log_->Add(DeliveryEvent::Kind::kRejected)) {
       e->message_id.assign(message_id);
       if (device != nullptr) e->publisher = device->first;
-      e->topic.assign(topic.substr(0, 256));
+      e->topic.assign(Utf8Prefix(topic, 256));
       e->reason.assign(reason);
       e->received_ms = receipt_ms_;
     } else {
@@ -88,9 +90,11 @@ const NotificationCheck& NotificationIntake::Check(
     ++counters_->total_sent;
     counters_->last_sent_ms = receipt_ms_;
     ++counters_->rejected[static_cast<size_t>(check.reject) - 1];
+    // (a message_id is logged only when it is one receipts would carry)
     Refuse(client, device, topic, RejectName(check.reject), check.detail,
-           check.has_message_id ? std::string_view(check.message_id)
-                                : std::string_view());
+           check.has_message_id && check.message_id.size() <= kMaxMessageIdLen
+               ? std::string_view(check.message_id)
+               : std::string_view());
     return check;
   }
   // A QoS 2 retransmission (DUP before PUBREL) gets the stamp the first copy

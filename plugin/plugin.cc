@@ -51,7 +51,8 @@ int OnBasicAuth(int, void* event_data, void* userdata) noexcept {
     // The CONNECT's clean start flag is set before authentication.
     switch (state->core->OnBasicAuth(
         ClientInfoOf(ev->client), ev->username, ev->password,
-        mosquitto_client_clean_session(ev->client))) {
+        mosquitto_client_clean_session(ev->client),
+        mosquitto_client_protocol_version(ev->client) == 5)) {
       case Verdict::kAllow:
         return MOSQ_ERR_SUCCESS;
       case Verdict::kDefer:

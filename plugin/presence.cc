@@ -10,11 +10,13 @@ uint64_t FilterHash(std::string_view filter) {
   return std::hash<std::string_view>{}(filter);
 }
 
-void AddHash(std::vector<uint64_t>* hashes, uint64_t h) {
-  if (hashes->size() >= Presence::kMaxFilters) return;
-  if (std::find(hashes->begin(), hashes->end(), h) == hashes->end()) {
-    hashes->push_back(h);
+void AddHash(std::vector<uint64_t>* hashes, bool* overflow, uint64_t h) {
+  if (std::find(hashes->begin(), hashes->end(), h) != hashes->end()) return;
+  if (hashes->size() >= Presence::kMaxFilters) {
+    *overflow = true;
+    return;
   }
+  hashes->push_back(h);
 }
 
 void RemoveHash(std::vector<uint64_t>* hashes, uint64_t h) {
@@ -40,8 +42,8 @@ void Presence::Subscribed(std::string_view client_id, std::string_view filter,
     c->client_id.assign(client_id);
   }
   const uint64_t h = FilterHash(filter);
-  if (covers_token) AddHash(&c->token, h);
-  if (covers_receipts) AddHash(&c->receipts, h);
+  if (covers_token) AddHash(&c->token, &c->token_overflow, h);
+  if (covers_receipts) AddHash(&c->receipts, &c->receipts_overflow, h);
   Update();
 }
 
@@ -52,7 +54,10 @@ void Presence::Unsubscribed(std::string_view client_id,
   const uint64_t h = FilterHash(filter);
   RemoveHash(&c->token, h);
   RemoveHash(&c->receipts, h);
-  if (c->token.empty() && c->receipts.empty()) Forget(client_id);
+  if (c->token.empty() && c->receipts.empty() && !c->token_overflow &&
+      !c->receipts_overflow) {
+    Forget(client_id);
+  }
   Update();
 }
 
@@ -67,15 +72,16 @@ void Presence::Forget(std::string_view client_id) {
 
 bool Presence::ReachesToken(std::string_view client_id) const {
   for (const ClientSubscriptions& c : clients_) {
-    if (c.client_id == client_id) return !c.token.empty();
+    if (c.client_id == client_id) return !c.token.empty() || c.token_overflow;
   }
   return false;
 }
 
 void Presence::Update() {
   reads_receipts_ = std::any_of(
-      clients_.begin(), clients_.end(),
-      [](const ClientSubscriptions& c) { return !c.receipts.empty(); });
+      clients_.begin(), clients_.end(), [](const ClientSubscriptions& c) {
+        return !c.receipts.empty() || c.receipts_overflow;
+      });
 }
 
 }  // namespace homepot

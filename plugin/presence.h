@@ -9,8 +9,9 @@
 // SUBSCRIBE), a clean one loses them when it ends or when a client id is
 // reused with a clean start. Filters are kept as 64-bit hashes (a client
 // chooses their length), at most kMaxFilters of each kind per client id
-// and kMaxClients client ids per device (the oldest forgotten first), so
-// memory is bounded by the registry.
+// (beyond that the client id stays subscribed until it is forgotten) and
+// kMaxClients client ids per device (the oldest forgotten first), so memory
+// is bounded by the registry.
 //
 // Broker thread only.
 #ifndef HOMEPOT_PLUGIN_PRESENCE_H_
@@ -28,6 +29,10 @@ struct ClientSubscriptions {
   std::string client_id;
   std::vector<uint64_t> token;     // hashes of filters covering the token
   std::vector<uint64_t> receipts;  // ... covering the receipts topic
+  // More covering filters than kMaxFilters were subscribed: the client id
+  // counts as subscribed until it is forgotten.
+  bool token_overflow = false;
+  bool receipts_overflow = false;
 };
 
 class Presence {

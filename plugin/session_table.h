@@ -56,6 +56,9 @@ class Session {
   uint64_t routing_epoch = 0;     // the routing epoch at login (replay check)
   bool counted = false;           // included in Counters::connected
   bool reachable = false;  // counted, and its client id reaches the token
+  // Logged in with a session that may outlive the connection (MQTT 5, or
+  // 3.1.1 without clean session).
+  bool may_persist = false;
   // The routing epoch when a newer session of the device logged in with the
   // same client id: Mosquitto then sends this one's will at once, before any
   // other event (so only in that epoch is a write its will).

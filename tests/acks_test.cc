@@ -76,6 +76,10 @@ TEST_F(AcksTest, FindsWhatTheDeviceWasSent) {
   sent.Add(a, Sent(backend, "m-1", 5678));
   EXPECT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent.Find(a, "m-1")->received_ms, 5678);
+  // Another publisher reusing the id does not take the acknowledgement.
+  DeviceEntry* other = Entry("other");
+  sent.Add(a, Sent(other, "m-1", 9999));
+  EXPECT_EQ(sent.Find(a, "m-1")->publisher, backend);
 }
 
 TEST_F(AcksTest, CapacityReplacesTheOldest) {

@@ -1182,10 +1182,21 @@ TEST_F(DeliveryTruthTest, ReachabilityFollowsSubscriptions) {
   EXPECT_EQ(gauges(), std::make_pair(int64_t{1}, int64_t{1}));
   EXPECT_EQ(source_->stats["sensor-001"].sessions, 1);
   EXPECT_EQ(source_->stats["sensor-001"].subscribed, 1);
-  // A session that may persist keeps its subscription across reconnects.
-  core_->OnDisconnect(sensor_.info(), /*may_persist=*/true);
+  // A clean session's subscriptions end with it.
+  core_->OnDisconnect(sensor_.info(), /*may_persist=*/false);
   EXPECT_EQ(gauges(), std::make_pair(int64_t{0}, int64_t{1}));
   EXPECT_EQ(source_->stats["sensor-001"].sessions, 0);
+  Client durable("sensor-001", "s-1");
+  ASSERT_EQ(core_->OnBasicAuth(durable.info(), "sensor-001", "s3cret",
+                               /*clean_start=*/false),
+            Verdict::kAllow);
+  EXPECT_EQ(gauges(), std::make_pair(int64_t{0}, int64_t{2}));
+  // A session that may persist keeps its subscription across reconnects,
+  // even when Mosquitto reports it as clean at its DISCONNECT (a takeover).
+  ASSERT_EQ(core_->OnAclCheck(durable.info(), kTopic, kSubscribe),
+            Verdict::kAllow);
+  core_->OnDisconnect(durable.info(), /*may_persist=*/false);
+  EXPECT_EQ(gauges(), std::make_pair(int64_t{0}, int64_t{1}));
   Client back("sensor-001", "s-1");
   ASSERT_EQ(core_->OnBasicAuth(back.info(), "sensor-001", "s3cret",
                                /*clean_start=*/false),

@@ -45,14 +45,16 @@ TEST(PresenceTest, BoundedPerDevice) {
   EXPECT_FALSE(p.ReachesToken("c0"));
   EXPECT_FALSE(p.ReachesToken("c1"));
   EXPECT_TRUE(p.ReachesToken("c2"));
-  // Filters beyond the bound are not remembered; the ones kept still count.
+  // Filters beyond the bound are not remembered: the client id then stays
+  // subscribed until it is forgotten.
   for (size_t i = 0; i < Presence::kMaxFilters + 5; ++i) {
     p.Subscribed("cx", "f" + std::to_string(i), true, false);
   }
-  for (size_t i = 0; i < Presence::kMaxFilters; ++i) {
-    EXPECT_TRUE(p.ReachesToken("cx"));
+  for (size_t i = 0; i < Presence::kMaxFilters + 5; ++i) {
     p.Unsubscribed("cx", "f" + std::to_string(i));
   }
+  EXPECT_TRUE(p.ReachesToken("cx"));
+  p.Forget("cx");
   EXPECT_FALSE(p.ReachesToken("cx"));
 }
 

@@ -524,7 +524,7 @@ void BM_DeviceStatsFlush(benchmark::State& state) {
     return;
   }
   for (auto _ : state) {
-    RegistryWorker worker(path, 600000);
+    RegistryWorker worker(path, 600000, DeliveryLogRetention{});
     if (!worker.Start().ok()) {
       state.SkipWithError("registry did not load");
       break;

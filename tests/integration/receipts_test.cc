@@ -275,6 +275,41 @@ TEST_F(ReceiptsTest, StatsTellReachableFromConnectedNotSubscribed) {
       << last;
 }
 
+TEST_F(ReceiptsTest, TakingOverADurableSessionKeepsItReachable) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto monitor = ConnectAs("monitor", "monitor-pass");
+  ASSERT_TRUE(monitor);
+  ASSERT_EQ(monitor->Subscribe(kStatsTopic, 0), 0);
+  ClientOptions durable;
+  durable.protocol = kMqtt311;
+  durable.client_id = "sensor-001-durable";
+  durable.clean_session = false;
+  auto first = Sensor("sensor-001", durable);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->Subscribe(TokenOf("sensor-001"), 1), 1);
+  // A reconnect while the old connection is still open: Mosquitto hands
+  // the session, subscriptions included, to the new connection.
+  auto second = Sensor("sensor-001", durable);
+  ASSERT_TRUE(second);
+  ASSERT_TRUE(first->WaitForDisconnect(5000));
+  nlohmann::json last;
+  EXPECT_FALSE(WaitForStats(
+                   monitor.get(),
+                   [](const nlohmann::json& j) {
+                     return j["connected"] == 2 && j["reachable"] == 1;
+                   },
+                   5000, &last)
+                   .is_null())
+      << last;
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("t", 60)), 0);
+  nlohmann::json r = NextReceipt(backend.get());
+  ASSERT_TRUE(r.is_object());
+  EXPECT_EQ(r["routed"], 1);
+  EXPECT_TRUE(second->WaitForMessage().has_value());
+}
+
 }  // namespace
 }  // namespace integration
 }  // namespace homepot
