@@ -37,10 +37,7 @@ bool AckParser::Parse(std::string_view payload, std::string_view* message_id,
 }
 
 SentNotifications::SentNotifications(size_t capacity)
-    : capacity_(capacity == 0 ? 1 : capacity) {
-  ring_.reserve(capacity_);
-  index_.reserve(capacity_);
-}
+    : capacity_(capacity == 0 ? 1 : capacity) {}
 
 uint64_t SentNotifications::Key(const DeviceEntry* device,
                                 std::string_view message_id) {

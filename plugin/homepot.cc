@@ -165,7 +165,7 @@ void Homepot::FinishRouting(const Routing& r) {
                                                          : l.expires_ms;
   if (ReadsReceipts(l.publisher)) {
     RenderRoutingReceipt(&receipt_, l.message_id(), r.topic, l.received_ms,
-                         r.routed, r.queued, expires_ms);
+                         r.routed, r.queued, expires_ms, &receipt_stamps_);
     SendReceipt(l.publisher);
   }
   if (!has_id) return;
@@ -199,7 +199,7 @@ void Homepot::OnAck(Session* st, std::string_view payload) {
   const int64_t latency_ms = std::max<int64_t>(0, acked_ms - sent->received_ms);
   if (ReadsReceipts(sent->publisher)) {
     RenderAckReceipt(&receipt_, message_id, dev->first, status, acked_ms,
-                     latency_ms);
+                     latency_ms, &receipt_stamps_);
     SendReceipt(sent->publisher);
   }
   if (DeliveryEvent* e = LogEvent(DeliveryEvent::Kind::kAcked)) {

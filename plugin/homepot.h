@@ -236,6 +236,7 @@ class Homepot {
   AckParser ack_parser_;
   std::string receipt_;        // reused: the receipt being sent
   std::string receipt_topic_;  // reused: its topic
+  StampCache receipt_stamps_;
   Revocations revocations_;
   StatsSchedule stats_schedule_;
 

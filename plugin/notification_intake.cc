@@ -126,7 +126,7 @@ void NotificationIntake::WriteStamped(const NotificationCheck& check,
                                       std::string_view payload,
                                       char* out) const {
   char stamp[kStampLen];
-  FormatStamp(receipt_ms_, stamp);
+  FormatStamp(receipt_ms_, stamp, &stamp_cache_);
   injector_.Inject(check, payload, stamp, out);
 }
 

@@ -115,6 +115,7 @@ class NotificationIntake {
   // per-device times.
   int64_t receipt_ms_ = 0;
   Qos2Stamps qos2_stamps_;
+  mutable StampCache stamp_cache_;  // for WriteStamped
   bool last_was_repeat_ = false;
   // The last validated write, so OnMessage need not parse it again.
   const void* checked_payload_ = nullptr;

@@ -1,13 +1,11 @@
 #include "receipts.h"
 
-#include "timestamp_injector.h"
-
 namespace homepot {
 namespace {
 
-void AppendStamp(std::string* out, int64_t unix_ms) {
+void AppendStamp(std::string* out, int64_t unix_ms, StampCache* stamps) {
   char stamp[kStampLen];
-  FormatStamp(unix_ms, stamp);
+  FormatStamp(unix_ms, stamp, stamps);
   out->push_back('"');
   out->append(stamp, kStampLen);
   out->push_back('"');
@@ -36,8 +34,8 @@ void AppendJsonString(std::string* out, std::string_view s) {
 
 void RenderRoutingReceipt(std::string* out, std::string_view message_id,
                           std::string_view topic, int64_t received_ms,
-                          uint32_t routed, uint32_t queued,
-                          int64_t expires_ms) {
+                          uint32_t routed, uint32_t queued, int64_t expires_ms,
+                          StampCache* stamps) {
   out->assign("{\"message_id\":");
   if (message_id.empty()) {
     out->append("null");
@@ -47,7 +45,7 @@ void RenderRoutingReceipt(std::string* out, std::string_view message_id,
   out->append(",\"topic\":");
   AppendJsonString(out, topic);
   out->append(",\"received_at\":");
-  AppendStamp(out, received_ms);
+  AppendStamp(out, received_ms, stamps);
   out->append(",\"routed\":");
   out->append(std::to_string(routed));
   out->append(",\"queued\":");
@@ -56,14 +54,15 @@ void RenderRoutingReceipt(std::string* out, std::string_view message_id,
   if (expires_ms == 0) {
     out->append("null");
   } else {
-    AppendStamp(out, expires_ms);
+    AppendStamp(out, expires_ms, stamps);
   }
   out->push_back('}');
 }
 
 void RenderAckReceipt(std::string* out, std::string_view message_id,
                       std::string_view device, std::string_view status,
-                      int64_t acked_ms, int64_t latency_ms) {
+                      int64_t acked_ms, int64_t latency_ms,
+                      StampCache* stamps) {
   out->assign("{\"message_id\":");
   AppendJsonString(out, message_id);
   out->append(",\"device\":");
@@ -71,7 +70,7 @@ void RenderAckReceipt(std::string* out, std::string_view message_id,
   out->append(",\"status\":");
   AppendJsonString(out, status);
   out->append(",\"acked_at\":");
-  AppendStamp(out, acked_ms);
+  AppendStamp(out, acked_ms, stamps);
   out->append(",\"latency_ms\":");
   out->append(std::to_string(latency_ms));
   out->push_back('}');

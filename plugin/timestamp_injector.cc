@@ -8,14 +8,13 @@
 
 namespace homepot {
 
-void FormatStamp(int64_t unix_ms, char out[kStampLen]) {
-  // gmtime_r + snprintf cost more than parsing a notification; the
-  // "YYYY-MM-DDTHH:MM:SS." prefix changes once a second, so it is cached.
-  thread_local int64_t cached_second = INT64_MIN;
-  thread_local char prefix[21];
+void FormatStamp(int64_t unix_ms, char out[kStampLen], StampCache* cache) {
+  StampCache local;
+  if (cache == nullptr) cache = &local;
+  char* prefix = cache->prefix;
   int64_t second = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
   int ms = static_cast<int>(unix_ms - second * 1000);
-  if (second != cached_second) {
+  if (second != cache->second) {
     time_t t = static_cast<time_t>(second);
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -24,7 +23,7 @@ void FormatStamp(int64_t unix_ms, char out[kStampLen]) {
              (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec);
     std::memcpy(prefix, buf, 20);
-    cached_second = second;
+    cache->second = second;
   }
   std::memcpy(out, prefix, 20);
   out[20] = static_cast<char>('0' + ms / 100);
