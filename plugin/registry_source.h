@@ -57,9 +57,9 @@ class RegistrySource {
   // The last load error, empty when the last attempt succeeded. Returns
   // false if it could not be read now.
   virtual bool LastError(std::string* out) = 0;
-  // Stops reloading and writes pending device stats (clean shutdown; may
-  // block). Once it has returned, SubmitStats never refuses, and another
-  // call writes what was submitted since.
+  // Stops reloading and writes pending device stats and log events (clean
+  // shutdown; may block). Once it has returned, SubmitStats and SubmitLog
+  // never refuse, and another call writes what was submitted since.
   virtual void Shutdown() = 0;
 
  protected:
