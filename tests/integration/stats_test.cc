@@ -180,6 +180,25 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
                 acks, R"({"message_id":"ack-me","status":"displayed"})", 1),
             0);
   ASSERT_EQ(sensors[2]->Publish(acks, R"({"message_id":"other"})", 1), 0);
+  // One with a ttl of 1 s, also queued for an offline durable session that
+  // returns after it expired.
+  ClientOptions durable;
+  durable.protocol = kMqtt311;
+  durable.client_id = "sensor-durable";
+  durable.clean_session = false;
+  {
+    Client d(broker_.port(), durable);
+    ASSERT_EQ(d.Connect("sensor-001", "sensor-pass"), 0);
+    ASSERT_EQ(d.Subscribe(kSensorToken, 1), 1);
+    d.Disconnect();
+  }
+  ASSERT_EQ(
+      backend->Publish(kSensorToken, R"({"title":"x","body":"b","ttl":1})", 1),
+      0);
+  for (auto& s : sensors) ASSERT_TRUE(s->WaitForMessage().has_value());
+  SleepMs(1100);  // past its ttl
+  Client returned(broker_.port(), durable);
+  ASSERT_EQ(returned.Connect("sensor-001", "sensor-pass"), 0);
 
   std::string raw;
   json j = NextStats(monitor.get(), 5000, &raw);
@@ -187,21 +206,24 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   const int64_t received_at = WallMs();
   auto ordered = nlohmann::ordered_json::parse(raw);
   SCOPED_TRACE(j.dump());
-  EXPECT_EQ(j.value("total_sent", -1), 43);
-  EXPECT_EQ(j.value("total_success", -1), 38);
+  EXPECT_EQ(j.value("total_sent", -1), 44);
+  EXPECT_EQ(j.value("total_success", -1), 39);
   EXPECT_EQ(j.value("total_failed", -1), 5);
-  EXPECT_EQ(j.value("deliveries", -1), 114);
-  // The three sensor sessions subscribe to their token; the backend and
-  // the monitor do not.
-  EXPECT_EQ(j.value("reachable", -1), 3);
+  // 37 and "ack-me" to three sessions, the ttl-1 one to three and queued
+  // for the durable one, where it expired.
+  EXPECT_EQ(j.value("deliveries", -1), 118);
+  EXPECT_EQ(j.value("expired", -1), 1);
+  // The four sensor sessions subscribe to their token (the durable one kept
+  // its subscription); the backend and the monitor do not.
+  EXPECT_EQ(j.value("reachable", -1), 4);
   EXPECT_EQ(j.value("connected_not_subscribed", -1), 2);
   EXPECT_EQ(j["acks"], json::parse(R"({"matched":3,"unmatched":1})"));
   EXPECT_EQ(j["receipts"], json::parse(R"({"sent":0})"));
   EXPECT_GT(ParseStampMs(j.value("last_sent", "")), 0);
-  EXPECT_EQ(j.value("connection_count", -1), 5);
-  EXPECT_EQ(j.value("connected", -1), 5);
+  EXPECT_EQ(j.value("connection_count", -1), 7);
+  EXPECT_EQ(j.value("connected", -1), 6);
   EXPECT_EQ(j["auth"],
-            json::parse(R"({"success":5,"failure":0,"locked_out":0})"));
+            json::parse(R"({"success":7,"failure":0,"locked_out":0})"));
   EXPECT_EQ(
       j["acl"],
       json::parse(
@@ -209,7 +231,7 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   EXPECT_EQ(j["rejected"], json::parse(R"({"invalid_json":1,"not_object":1,
       "missing_field":1,"wrong_type":0,"bad_priority":1,"bad_timestamp":0,
       "too_large":0,"topic_too_deep":1})"));
-  EXPECT_EQ(j["qos"], json::parse(R"({"0":12,"1":14,"2":12})"));
+  EXPECT_EQ(j["qos"], json::parse(R"({"0":12,"1":15,"2":12})"));
   EXPECT_EQ(
       j["priority"],
       json::parse(R"({"low":5,"normal":8,"high":7,"urgent":4,"critical":3})"));
@@ -230,29 +252,7 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   for (auto it = ordered.begin(); it != ordered.end(); ++it) {
     keys.push_back(it.key());
   }
-  std::vector<std::string> want = {"total_sent",
-                                   "total_success",
-                                   "total_failed",
-                                   "last_sent",
-                                   "connection_count",
-                                   "connected",
-                                   "reachable",
-                                   "connected_not_subscribed",
-                                   "deliveries",
-                                   "expired",
-                                   "auth",
-                                   "acl",
-                                   "receipts",
-                                   "acks",
-                                   "log",
-                                   "rejected",
-                                   "qos",
-                                   "priority",
-                                   "registry",
-                                   "uptime_s",
-                                   "version",
-                                   "timestamp"};
-  EXPECT_EQ(keys, want);
+  EXPECT_EQ(keys, test::StatsKeys());
   // Each sensor got each notification once.
   for (auto& s : sensors) {
     EXPECT_TRUE(NothingBefore(s.get(), backend.get(), kSensorToken))
@@ -269,10 +269,13 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
       << DescribeDeviceStats();
   EXPECT_EQ(registry_.QueryInt("SELECT sessions FROM device_stats WHERE "
                                "device_id = 'sensor-001'"),
-            3);
+            4);
   EXPECT_EQ(registry_.QueryInt("SELECT subscribed FROM device_stats WHERE "
                                "device_id = 'sensor-001'"),
-            3);
+            4);
+  EXPECT_EQ(registry_.QueryInt("SELECT expired FROM device_stats WHERE "
+                               "device_id = 'sensor-001'"),
+            1);
   EXPECT_EQ(registry_.QueryInt("SELECT subscribed FROM device_stats WHERE "
                                "device_id = 'homepot'"),
             0);

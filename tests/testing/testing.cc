@@ -14,6 +14,32 @@
 namespace homepot {
 namespace test {
 
+const std::vector<std::string>& StatsKeys() {
+  static const std::vector<std::string> keys = {"total_sent",
+                                                "total_success",
+                                                "total_failed",
+                                                "last_sent",
+                                                "connection_count",
+                                                "connected",
+                                                "reachable",
+                                                "connected_not_subscribed",
+                                                "deliveries",
+                                                "expired",
+                                                "auth",
+                                                "acl",
+                                                "receipts",
+                                                "acks",
+                                                "log",
+                                                "rejected",
+                                                "qos",
+                                                "priority",
+                                                "registry",
+                                                "uptime_s",
+                                                "version",
+                                                "timestamp"};
+  return keys;
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream out;

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include <string>
+#include <vector>
 
 namespace homepot {
 namespace test {
@@ -24,6 +25,10 @@ inline constexpr const char* kNotification =
 // sends, a nested "data" object and a non-ASCII character).
 inline constexpr const char* kSampleNotification =
     R"({"title": "Temperature Alert", "body": "Temperature exceeded threshold: 85°C", "timestamp": "2026-11-25T10:30:00.123456", "platform": "mqtt_push", "message_id": "6f1c0e7e-3a54-4c1e-9a41-0d7c3b2f9e10", "data": {"sensor_id": "sensor-001", "value": 85, "threshold": 80}, "priority": "high", "ttl": 300})";
+
+// The top-level keys of the stats JSON, in the order docs/operating.md
+// ("Statistics") gives them.
+const std::vector<std::string>& StatsKeys();
 
 // The whole text of a file; empty when it cannot be read.
 std::string ReadFile(const std::string& path);
