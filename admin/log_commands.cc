@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "admin/commands.h"
+#include "rfc3339.h"
 
 namespace homepot::admin::internal {
 namespace {
@@ -28,125 +29,16 @@ int64_t NowMs(const Context& ctx) {
       .count();
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-// days_from_civil).
-int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-// `count` digits at `text[*pos]`, advancing; nullopt when they are not all
-// digits.
-std::optional<int64_t> Digits(std::string_view text, size_t* pos,
-                              size_t count) {
-  if (*pos + count > text.size()) return std::nullopt;
-  int64_t value = 0;
-  for (size_t i = 0; i < count; ++i) {
-    const char c = text[*pos + i];
-    if (c < '0' || c > '9') return std::nullopt;
-    value = value * 10 + (c - '0');
-  }
-  *pos += count;
-  return value;
-}
-
-bool Expect(std::string_view text, size_t* pos, std::string_view chars) {
-  if (*pos >= text.size() || chars.find(text[*pos]) == std::string_view::npos) {
-    return false;
-  }
-  ++*pos;
-  return true;
-}
-
-// An RFC 3339 time (YYYY-MM-DDTHH:MM:SS[.fraction] with Z or ±HH:MM) or a
-// date (YYYY-MM-DD, midnight UTC), as Unix milliseconds.
-std::optional<int64_t> ParseRfc3339(std::string_view text) {
-  size_t pos = 0;
-  const auto year = Digits(text, &pos, 4);
-  if (!year || !Expect(text, &pos, "-")) return std::nullopt;
-  const auto month = Digits(text, &pos, 2);
-  if (!month || !Expect(text, &pos, "-")) return std::nullopt;
-  const auto day = Digits(text, &pos, 2);
-  if (!day || *month < 1 || *month > 12 || *day < 1) return std::nullopt;
-  static constexpr int kMonthDays[] = {31, 29, 31, 30, 31, 30,
-                                       31, 31, 30, 31, 30, 31};
-  const bool leap = (*year % 4 == 0 && *year % 100 != 0) || *year % 400 == 0;
-  if (*day > kMonthDays[*month - 1] || (*month == 2 && *day == 29 && !leap)) {
-    return std::nullopt;
-  }
-  int64_t ms = DaysFromCivil(*year, *month, *day) * 86400000;
-  if (pos == text.size()) return ms;
-  if (!Expect(text, &pos, "Tt ")) return std::nullopt;
-  const auto hour = Digits(text, &pos, 2);
-  if (!hour || !Expect(text, &pos, ":")) return std::nullopt;
-  const auto minute = Digits(text, &pos, 2);
-  if (!minute || !Expect(text, &pos, ":")) return std::nullopt;
-  const auto second = Digits(text, &pos, 2);
-  if (!second || *hour > 23 || *minute > 59 || *second > 60) {
-    return std::nullopt;
-  }
-  ms += ((*hour * 60 + *minute) * 60 + *second) * 1000;
-  if (pos < text.size() && text[pos] == '.') {
-    ++pos;
-    const size_t start = pos;
-    int64_t scale = 100;
-    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-      ms += (text[pos] - '0') * scale;  // beyond milliseconds: cut off
-      scale /= 10;
-      ++pos;
-    }
-    if (pos == start) return std::nullopt;
-  }
-  if (Expect(text, &pos, "Zz")) {
-    return pos == text.size() ? std::optional<int64_t>(ms) : std::nullopt;
-  }
-  if (pos >= text.size()) return std::nullopt;
-  const int sign = text[pos] == '+' ? -1 : text[pos] == '-' ? 1 : 0;
-  if (sign == 0) return std::nullopt;
-  ++pos;
-  const auto off_hour = Digits(text, &pos, 2);
-  if (!off_hour || !Expect(text, &pos, ":")) return std::nullopt;
-  const auto off_minute = Digits(text, &pos, 2);
-  if (!off_minute || *off_hour > 23 || *off_minute > 59 || pos != text.size()) {
-    return std::nullopt;
-  }
-  return ms + sign * (*off_hour * 60 + *off_minute) * 60000;
-}
-
-// The time as notification_log stores it (RFC 3339 UTC with milliseconds),
-// so that text comparison is time order.
-std::string StampText(int64_t unix_ms) {
-  const int64_t days = (unix_ms >= 0 ? unix_ms : unix_ms - 86399999) / 86400000;
-  const int64_t in_day = unix_ms - days * 86400000;
-  // civil_from_days (H. Hinnant).
-  const int64_t z = days + 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const int64_t doe = z - era * 146097;
-  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const int64_t mp = (5 * doy + 2) / 153;
-  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
-  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
-  const int64_t y = yoe + era * 400 + (m <= 2);
-  char buf[128];
-  std::snprintf(
-      buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03lldZ",
-      static_cast<long long>(y), static_cast<long long>(m),
-      static_cast<long long>(d), static_cast<long long>(in_day / 3600000),
-      static_cast<long long>(in_day / 60000 % 60),
-      static_cast<long long>(in_day / 1000 % 60),
-      static_cast<long long>(in_day % 1000));
-  return buf;
+// --since as an RFC 3339 time or a date (YYYY-MM-DD, midnight UTC).
+std::optional<int64_t> ParseSinceTime(std::string_view text) {
+  return text.size() == 10 ? ParseRfc3339Ms(std::string(text) + "T00:00:00Z")
+                           : ParseRfc3339Ms(text);
 }
 
 // --since: an RFC 3339 time, or a duration back from now (ParseDuration).
 // The cutoff as stored text.
 Result<std::string> ParseSince(const Context& ctx, std::string_view text) {
-  if (std::optional<int64_t> at = ParseRfc3339(text)) return StampText(*at);
+  if (std::optional<int64_t> at = ParseSinceTime(text)) return StampString(*at);
   Result<int64_t> seconds = ParseDuration("--since", text);
   if (!seconds.ok()) {
     return Status::Error("invalid --since " + Quote(text) +
@@ -154,20 +46,24 @@ Result<std::string> ParseSince(const Context& ctx, std::string_view text) {
                          "(2026-11-18T08:00:00Z) or a duration (30m, 12h, "
                          "7d)");
   }
-  return StampText(NowMs(ctx) - *seconds * 1000);
+  return StampString(NowMs(ctx) - *seconds * 1000);
 }
 
 // --limit: 1..kMaxLimit.
 Result<int64_t> ParseLimit(std::string_view text) {
-  size_t pos = 0;
-  const std::optional<int64_t> value =
-      text.size() <= 10 ? Digits(text, &pos, text.size()) : std::nullopt;
-  if (text.empty() || !value || *value < 1 || *value > kMaxLimit) {
+  int64_t value = 0;
+  const bool digits = !text.empty() && text.size() <= 10 &&
+                      std::all_of(text.begin(), text.end(),
+                                  [](char c) { return c >= '0' && c <= '9'; });
+  if (digits) {
+    for (const char c : text) value = value * 10 + (c - '0');
+  }
+  if (!digits || value < 1 || value > kMaxLimit) {
     return Status::Error("invalid --limit " + Quote(text) +
                          ": expected an integer from 1 to " +
                          std::to_string(kMaxLimit));
   }
-  return *value;
+  return value;
 }
 
 ordered_json TextOrNull(const Statement& stmt, int column) {

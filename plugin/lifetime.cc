@@ -3,86 +3,12 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <optional>
 #include <utility>
 
+#include "rfc3339.h"
+
 namespace homepot {
-namespace {
-
-bool Digits(std::string_view s, size_t at, size_t n, int* out) {
-  if (at + n > s.size()) return false;
-  int v = 0;
-  for (size_t i = at; i < at + n; ++i) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    v = v * 10 + (s[i] - '0');
-  }
-  *out = v;
-  return true;
-}
-
-// Days since 1970-01-01 of a proleptic Gregorian date.
-int64_t DaysFromCivil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-}  // namespace
-
-std::optional<int64_t> ParseRfc3339Ms(std::string_view s) {
-  int year, month, day, hour, minute, second;
-  if (!Digits(s, 0, 4, &year) || s.size() < 19 || s[4] != '-' ||
-      !Digits(s, 5, 2, &month) || s[7] != '-' || !Digits(s, 8, 2, &day) ||
-      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-      !Digits(s, 11, 2, &hour) || s[13] != ':' || !Digits(s, 14, 2, &minute) ||
-      s[16] != ':' || !Digits(s, 17, 2, &second)) {
-    return std::nullopt;
-  }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
-      minute > 59 || second > 60) {
-    return std::nullopt;
-  }
-  size_t i = 19;
-  int ms = 0;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    size_t digits = 0;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-      if (digits < 3) ms = ms * 10 + (s[i] - '0');
-      ++digits;
-      ++i;
-    }
-    if (digits == 0) return std::nullopt;
-    for (size_t k = digits; k < 3; ++k) ms *= 10;
-  }
-  int64_t offset_min = 0;
-  if (i < s.size()) {
-    if (s[i] == 'Z' || s[i] == 'z') {
-      ++i;
-    } else if (s[i] == '+' || s[i] == '-') {
-      const int sign = s[i] == '-' ? -1 : 1;
-      int oh = 0, om = 0;
-      if (!Digits(s, i + 1, 2, &oh)) return std::nullopt;
-      i += 3;
-      if (i < s.size() && s[i] == ':') ++i;
-      if (i < s.size()) {
-        if (!Digits(s, i, 2, &om)) return std::nullopt;
-        i += 2;
-      }
-      if (oh > 23 || om > 59) return std::nullopt;
-      offset_min = sign * (oh * 60 + om);
-    } else {
-      return std::nullopt;
-    }
-  }
-  if (i != s.size()) return std::nullopt;
-  const int64_t days = DaysFromCivil(year, month, day);
-  const int64_t secs = days * 86400 + hour * 3600 + minute * 60 +
-                       std::min(second, 59) - offset_min * 60;
-  return secs * 1000 + ms;
-}
 
 Lifetimes::Lifetimes(std::string timestamp_field, int64_t default_ttl_s,
                      int64_t started_ms, uint32_t max_read, size_t capacity)
@@ -173,7 +99,8 @@ const Lifetime& Lifetimes::Of(const void* payload, uint32_t payloadlen) {
         body[check.stamp_begin] == '"') {
       std::string_view value = body.substr(
           check.stamp_begin + 1, check.stamp_end - check.stamp_begin - 2);
-      if (std::optional<int64_t> ms = ParseRfc3339Ms(value)) {
+      if (std::optional<int64_t> ms =
+              ParseRfc3339Ms(value, Rfc3339Zones::kLenient)) {
         received_ms = *ms;
         fp_offset = check.stamp_begin + 1;
       }

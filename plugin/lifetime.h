@@ -30,7 +30,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -40,10 +39,6 @@
 #include "session_table.h"
 
 namespace homepot {
-
-// Parses an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.fraction] followed by
-// Z, ±HH:MM, ±HHMM or ±HH; no zone = UTC) into Unix milliseconds.
-std::optional<int64_t> ParseRfc3339Ms(std::string_view text);
 
 inline constexpr int64_t kNoExpiry = std::numeric_limits<int64_t>::max();
 inline constexpr size_t kMaxMessageIdLen = 64;

@@ -2,15 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "timestamp_injector.h"
-
 namespace homepot {
-
-std::string StampString(int64_t unix_ms) {
-  char buf[kStampLen];
-  FormatStamp(unix_ms, buf);
-  return std::string(buf, kStampLen);
-}
 
 namespace {
 

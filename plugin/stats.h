@@ -8,6 +8,7 @@
 #include <string>
 
 #include "notification.h"
+#include "rfc3339.h"  // StampString, the times in the stats JSON
 
 namespace homepot {
 
@@ -70,9 +71,6 @@ struct RegistryInfo {
 // order above, then "registry", "uptime_s", "version" and "timestamp".
 std::string RenderStats(const Counters& c, const RegistryInfo& registry,
                         int64_t uptime_s, int64_t now_ms);
-
-// RFC 3339 UTC with milliseconds as a std::string.
-std::string StampString(int64_t unix_ms);
 
 // Per-device figures accumulated between flushes to device_stats.
 struct DeviceCounters {

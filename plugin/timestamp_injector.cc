@@ -1,38 +1,11 @@
 #include "timestamp_injector.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstring>
-#include <ctime>
 #include <utility>
 
 namespace homepot {
-
-void FormatStamp(int64_t unix_ms, char out[kStampLen], StampCache* cache) {
-  StampCache local;
-  if (cache == nullptr) cache = &local;
-  char* prefix = cache->prefix;
-  int64_t second = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
-  int ms = static_cast<int>(unix_ms - second * 1000);
-  if (second != cache->second) {
-    time_t t = static_cast<time_t>(second);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[64];
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.",
-             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec);
-    std::memcpy(prefix, buf, 20);
-    cache->second = second;
-  }
-  std::memcpy(out, prefix, 20);
-  out[20] = static_cast<char>('0' + ms / 100);
-  out[21] = static_cast<char>('0' + ms / 10 % 10);
-  out[22] = static_cast<char>('0' + ms % 10);
-  out[23] = 'Z';
-}
-
 namespace {
+
 constexpr std::string_view kTimestampKey = "timestamp";
 // ,"<name>":"<stamp>"
 size_t MemberSize(std::string_view name) { return name.size() + 6 + kStampLen; }

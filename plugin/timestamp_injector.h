@@ -12,31 +12,14 @@
 #include <string_view>
 
 #include "notification.h"
+#include "rfc3339.h"
 
 namespace homepot {
 
-// RFC 3339 UTC with milliseconds: "2026-11-25T11:32:34.123Z" (24 chars).
-// For times from 1970 to 9999 (years wrap modulo 10000 beyond).
-inline constexpr size_t kStampLen = 24;
-
-// The "YYYY-MM-DDTHH:MM:SS." prefix of the second formatted last: it changes
-// once a second, and gmtime_r + snprintf cost more than parsing a
-// notification. Owned by its one user (not thread-safe). Deliberately not
-// thread_local: Mosquitto unloads the plugin before the process exits, and
-// a module's thread-local blocks outliving it break LeakSanitizer.
-struct StampCache {
-  int64_t second = INT64_MIN;
-  char prefix[20] = {};
-};
-
-// Formats `unix_ms`; `cache` (optional) saves the date formatting.
-void FormatStamp(int64_t unix_ms, char out[kStampLen],
-                 StampCache* cache = nullptr);
-
-// Sets one timestamp field. Every NotificationCheck passed in must be an
-// accepted one (reject == kNone) from a NotificationValidator built with the
-// same field name, for the same payload. Stateless after construction, so
-// it may be shared between threads.
+// Sets one timestamp field (a stamp from FormatStamp, common/rfc3339.h). Every
+// NotificationCheck passed in must be an accepted one (reject == kNone) from a
+// NotificationValidator built with the same field name, for the same payload.
+// Stateless after construction, so it may be shared between threads.
 class TimestampInjector {
  public:
   explicit TimestampInjector(std::string field);

@@ -546,19 +546,6 @@ TEST(NotificationTest, IsIsoTimestamp) {
   }
 }
 
-TEST(NotificationTest, FormatStamp) {
-  auto format = [](int64_t ms) {
-    char out[kStampLen];
-    FormatStamp(ms, out);
-    return std::string(out, kStampLen);
-  };
-  EXPECT_EQ(format(kStampMs), kStamp);
-  EXPECT_EQ(format(0), "1970-01-01T00:00:00.000Z");
-  EXPECT_EQ(format(1795606354005), "2026-11-25T11:32:34.005Z");
-  EXPECT_EQ(format(951782400999), "2000-02-29T00:00:00.999Z");
-  EXPECT_EQ(format(253402300799999), "9999-12-31T23:59:59.999Z");
-}
-
 struct InjectionCase {
   const char* name;
   std::string field;
