@@ -20,9 +20,10 @@ std::string TokenOf(const std::string& device) {
   return "devices/" + device + "/notifications";
 }
 
-std::string Notification(const std::string& message_id, int ttl) {
+std::string Notification(const std::string& message_id, int ttl,
+                         const std::string& body = "b") {
   nlohmann::json n = {
-      {"title", "t"}, {"body", "b"}, {"message_id", message_id}, {"ttl", ttl}};
+      {"title", "t"}, {"body", body}, {"message_id", message_id}, {"ttl", ttl}};
   return n.dump();
 }
 
@@ -34,7 +35,10 @@ class ReceiptsTest : public BrokerTest {
       ASSERT_TRUE(registry_.AddDevice(id, "iot_sensor", "sensor-pass"));
     }
     ASSERT_TRUE(registry_.AddDevice("monitor", "unknown", "monitor-pass"));
+    ASSERT_TRUE(registry_.AddDevice("evil", "backend", "evil-pass"));
     ASSERT_TRUE(registry_.Grant("homepot", "devices/+/notifications", "write"));
+    ASSERT_TRUE(registry_.Grant("homepot", "home/#", "write"));
+    ASSERT_TRUE(registry_.Grant("evil", "devices/+/notifications", "write"));
     ASSERT_TRUE(registry_.Grant("homepot", "devices/+/acks", "read"));
     ASSERT_TRUE(registry_.Grant("monitor", kStatsTopic, "read"));
   }
@@ -308,6 +312,125 @@ TEST_F(ReceiptsTest, TakingOverADurableSessionKeepsItReachable) {
   ASSERT_TRUE(r.is_object());
   EXPECT_EQ(r["routed"], 1);
   EXPECT_TRUE(second->WaitForMessage().has_value());
+}
+
+// A QoS 2 retransmission (DUP before PUBREL) is one notification with one
+// receipt; the same payload published again afresh is another.
+TEST_F(ReceiptsTest, Qos2RetransmissionAndRepublish) {
+  ASSERT_TRUE(StartBroker());
+  auto live = Sensor("sensor-001");
+  ASSERT_TRUE(live);
+  ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+  RawClient raw;
+  ASSERT_TRUE(raw.Open(broker_.port()));
+  ASSERT_EQ(raw.Connect(kMqtt311, "backend-raw", "homepot", "backend-pass"), 0);
+  const std::string n = Notification("dup-1", 300);
+  const std::string token = TokenOf("sensor-001");
+  ASSERT_TRUE(raw.Send(RawClient::PublishPacket(kMqtt311, token, n, 2, 9)));
+  ASSERT_TRUE(raw.Read());  // PUBREC
+  ASSERT_TRUE(
+      raw.Send(RawClient::PublishPacket(kMqtt311, token, n, 2, 9, true)));
+  ASSERT_TRUE(raw.Read());
+  ASSERT_TRUE(raw.Send(RawClient::PubrelPacket(9)));
+  ASSERT_TRUE(raw.Read());  // PUBCOMP
+  nlohmann::json r = NextReceipt(backend.get());
+  ASSERT_TRUE(r.is_object());
+  EXPECT_EQ(r["message_id"], "dup-1");
+  EXPECT_EQ(r["routed"], 1);
+  // Published afresh (a new packet id) it is routed, and receipted, again;
+  // no receipt came in between.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(backend->Publish(token, Notification("same", 300), 2), 0);
+    r = NextReceipt(backend.get());
+    ASSERT_TRUE(r.is_object()) << i;
+    EXPECT_EQ(r["message_id"], "same") << i;
+    EXPECT_EQ(r["routed"], 1) << i;
+  }
+  std::vector<Message> got;
+  ASSERT_TRUE(ReceiveUntilBarrier(live.get(), backend.get(), token, &got));
+  EXPECT_EQ(got.size(), 3u);
+}
+
+// A QoS 2 notification whose buffer Mosquitto freed before its PUBREL (its
+// packet id reused with another payload) never takes the copies of a later
+// notification stamped at the same address.
+TEST_F(ReceiptsTest, AFreedQos2NotificationTakesNoOtherCopies) {
+  ASSERT_TRUE(StartBroker());
+  auto live = Sensor("sensor-001");
+  ASSERT_TRUE(live);
+  ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+  const std::string victim =
+      Notification("victim-0001", 300, std::string(200, 'v'));
+  const std::string a = Notification("evil-000001", 300, std::string(200, 'a'));
+  const std::string b = Notification("evil-000002", 300, std::string(200, 'b'));
+  ASSERT_EQ(a.size(), victim.size());
+  RawClient evil;
+  ASSERT_TRUE(evil.Open(broker_.port()));
+  ASSERT_EQ(evil.Connect(kMqtt311, "evil-c", "evil", "evil-pass"), 0);
+  for (const std::string* payload : {&a, &b}) {
+    ASSERT_TRUE(evil.Send(RawClient::PublishPacket(
+        kMqtt311, TokenOf("sensor-003"), *payload, 2, 7)));
+    std::optional<RawPacket> rec = evil.Read();
+    ASSERT_TRUE(rec && rec->type() == 5);  // PUBREC
+  }
+  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), victim, 2), 0);
+  nlohmann::json r = NextReceipt(backend.get());
+  ASSERT_TRUE(r.is_object());
+  EXPECT_EQ(r["message_id"], "victim-0001");
+  EXPECT_EQ(r["routed"], 1);
+  EXPECT_TRUE(live->WaitForMessage().has_value());
+}
+
+// Topics in receipts are cut at 256 bytes, never inside a character.
+TEST_F(ReceiptsTest, ALongTopicIsCutAtACharacter) {
+  ASSERT_TRUE(StartBroker());
+  auto backend = Backend();
+  ASSERT_TRUE(backend);
+  const std::string topic = "home/" + std::string(250, 'a') + "\xc3\xa9x";
+  ASSERT_EQ(backend->Publish(topic, Notification("utf", 300), 1), 0);
+  nlohmann::json r = NextReceipt(backend.get());
+  ASSERT_TRUE(r.is_object());
+  EXPECT_EQ(r["topic"], "home/" + std::string(250, 'a'));
+}
+
+// Another publisher reusing a message_id for the same device does not take
+// the device's acknowledgement from the first.
+TEST_F(ReceiptsTest, TheFirstPublisherKeepsTheAck) {
+  ASSERT_TRUE(StartBroker());
+  auto live = Sensor("sensor-001");
+  ASSERT_TRUE(live);
+  ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
+  auto backend = Backend();
+  auto evil = ConnectAs("evil", "evil-pass");
+  ASSERT_TRUE(backend && evil);
+  ASSERT_EQ(evil->Subscribe("$SYS/homepot/receipts/evil", 1), 1);
+  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m-1", 300)),
+            0);
+  ASSERT_TRUE(NextReceipt(backend.get()).is_object());
+  ASSERT_EQ(
+      evil->Publish(TokenOf("sensor-001"), Notification("m-1", 300, "spoof")),
+      0);
+  std::optional<Message> evil_routed = evil->WaitForMessage();
+  ASSERT_TRUE(evil_routed);
+  ASSERT_TRUE(live->WaitForMessage());
+  ASSERT_TRUE(live->WaitForMessage());
+  ASSERT_EQ(live->Publish("devices/sensor-001/acks",
+                          R"({"message_id":"m-1","status":"displayed"})", 1),
+            0);
+  nlohmann::json r = NextReceipt(backend.get());
+  ASSERT_TRUE(r.is_object());
+  EXPECT_EQ(r["device"], "sensor-001");
+  EXPECT_EQ(r["status"], "displayed");
+  // evil's next receipt is the one for its next notification: no ack came.
+  ASSERT_EQ(evil->Publish(TokenOf("sensor-002"), Notification("marker", 60)),
+            0);
+  std::optional<Message> next = evil->WaitForMessage();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(nlohmann::json::parse(next->payload)["message_id"], "marker");
 }
 
 }  // namespace
