@@ -123,17 +123,6 @@ bool MentionsOneThousand(const std::string& text) {
   return std::regex_search(text, kThousand);
 }
 
-// A session that outlives its connection: MQTT 3.1.1 with clean session
-// off, or MQTT 5 with clean start off and a session expiry of one hour.
-ClientOptions Durable(int protocol, const std::string& client_id) {
-  ClientOptions options;
-  options.protocol = protocol;
-  options.client_id = client_id;
-  options.clean_session = false;
-  options.session_expiry_s = 3600;
-  return options;
-}
-
 // ------------------------------------------------------------------ fixture
 
 class HardeningTest : public BrokerTest {

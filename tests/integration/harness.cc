@@ -1289,5 +1289,14 @@ testing::AssertionResult BrokerTest::AddFixtureDevices() {
   return testing::AssertionSuccess();
 }
 
+ClientOptions Durable(int protocol, const std::string& client_id) {
+  ClientOptions options;
+  options.protocol = protocol;
+  options.client_id = client_id;
+  options.clean_session = false;
+  options.session_expiry_s = 3600;
+  return options;
+}
+
 }  // namespace integration
 }  // namespace homepot

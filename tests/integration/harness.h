@@ -268,6 +268,10 @@ struct ClientOptions {
       on_message;
 };
 
+// A session that outlives its connection: MQTT 3.1.1 with clean session
+// off, or MQTT 5 with clean start off and a session expiry of one hour.
+ClientOptions Durable(int protocol, const std::string& client_id);
+
 // A libmosquitto client with its own network thread. It never reconnects by
 // itself: a refused or dropped connection stays down, so tests see exactly
 // the attempts they make.

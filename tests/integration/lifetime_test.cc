@@ -20,17 +20,6 @@ std::string Notification(const std::string& message_id, int ttl) {
   return n.dump();
 }
 
-// A session that outlives its connection: MQTT 3.1.1 with clean session
-// off, or MQTT 5 with clean start off and a session expiry of one hour.
-ClientOptions Durable(int protocol, const std::string& client_id) {
-  ClientOptions options;
-  options.protocol = protocol;
-  options.client_id = client_id;
-  options.clean_session = false;
-  options.session_expiry_s = 3600;
-  return options;
-}
-
 // The message ids of `messages`, barriers left out.
 std::vector<std::string> MessageIds(const std::vector<Message>& messages) {
   std::vector<std::string> ids;

@@ -84,10 +84,7 @@ TEST_F(ReceiptsTest, CountsConnectedOfflineAndAbsentDevices) {
   auto live = Sensor("sensor-001");
   ASSERT_TRUE(live);
   ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
-  ClientOptions durable;
-  durable.protocol = kMqtt311;
-  durable.client_id = "sensor-002-durable";
-  durable.clean_session = false;
+  const ClientOptions durable = Durable(kMqtt311, "sensor-002-durable");
   {
     auto offline = Sensor("sensor-002", durable);
     ASSERT_TRUE(offline);
@@ -238,10 +235,7 @@ TEST_F(ReceiptsTest, StatsTellReachableFromConnectedNotSubscribed) {
   auto zombie = Sensor("sensor-002");
   ASSERT_TRUE(reachable && zombie);
   ASSERT_EQ(reachable->Subscribe(TokenOf("sensor-001"), 1), 1);
-  ClientOptions durable;
-  durable.protocol = kMqtt311;
-  durable.client_id = "sensor-003-durable";
-  durable.clean_session = false;
+  const ClientOptions durable = Durable(kMqtt311, "sensor-003-durable");
   {
     auto s3 = Sensor("sensor-003", durable);
     ASSERT_TRUE(s3);
@@ -284,10 +278,7 @@ TEST_F(ReceiptsTest, TakingOverADurableSessionKeepsItReachable) {
   auto monitor = ConnectAs("monitor", "monitor-pass");
   ASSERT_TRUE(monitor);
   ASSERT_EQ(monitor->Subscribe(kStatsTopic, 0), 0);
-  ClientOptions durable;
-  durable.protocol = kMqtt311;
-  durable.client_id = "sensor-001-durable";
-  durable.clean_session = false;
+  const ClientOptions durable = Durable(kMqtt311, "sensor-001-durable");
   auto first = Sensor("sensor-001", durable);
   ASSERT_TRUE(first);
   ASSERT_EQ(first->Subscribe(TokenOf("sensor-001"), 1), 1);

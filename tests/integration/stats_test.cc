@@ -182,10 +182,7 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   ASSERT_EQ(sensors[2]->Publish(acks, R"({"message_id":"other"})", 1), 0);
   // One with a ttl of 1 s, also queued for an offline durable session that
   // returns after it expired.
-  ClientOptions durable;
-  durable.protocol = kMqtt311;
-  durable.client_id = "sensor-durable";
-  durable.clean_session = false;
+  const ClientOptions durable = Durable(kMqtt311, "sensor-durable");
   {
     Client d(broker_.port(), durable);
     ASSERT_EQ(d.Connect("sensor-001", "sensor-pass"), 0);
@@ -258,24 +255,17 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
     EXPECT_TRUE(NothingBefore(s.get(), backend.get(), kSensorToken))
         << s->client_id();
   }
-  // device_stats carries the acknowledgements and the presence.
+  // device_stats carries the acknowledgements, the expired copy and the
+  // presence, once the flushes after the last event are written.
   EXPECT_TRUE(Eventually(
       [&] {
         return registry_.QueryInt(
-                   "SELECT acked FROM device_stats WHERE "
-                   "device_id = 'sensor-001'") == 3;
+                   "SELECT acked = 3 AND expired = 1 AND sessions = 4 AND "
+                   "subscribed = 4 FROM device_stats WHERE "
+                   "device_id = 'sensor-001'") == 1;
       },
       5000))
       << DescribeDeviceStats();
-  EXPECT_EQ(registry_.QueryInt("SELECT sessions FROM device_stats WHERE "
-                               "device_id = 'sensor-001'"),
-            4);
-  EXPECT_EQ(registry_.QueryInt("SELECT subscribed FROM device_stats WHERE "
-                               "device_id = 'sensor-001'"),
-            4);
-  EXPECT_EQ(registry_.QueryInt("SELECT expired FROM device_stats WHERE "
-                               "device_id = 'sensor-001'"),
-            1);
   EXPECT_EQ(registry_.QueryInt("SELECT subscribed FROM device_stats WHERE "
                                "device_id = 'homepot'"),
             0);
