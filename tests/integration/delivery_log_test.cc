@@ -7,21 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
 #include "harness.h"
 
 namespace homepot {
 namespace integration {
 namespace {
-
-std::string TokenOf(const std::string& device) {
-  return "devices/" + device + "/notifications";
-}
-
-std::string Notification(const std::string& message_id) {
-  nlohmann::json n = {
-      {"title", "t"}, {"body", "b"}, {"message_id", message_id}, {"ttl", 300}};
-  return n.dump();
-}
 
 class DeliveryLogTest : public BrokerTest {
  protected:
@@ -61,11 +52,15 @@ TEST_F(DeliveryLogTest, RowsAreWrittenAndAnAckUpdatesItsRow) {
   auto sensor = ConnectAs("sensor-001", "sensor-pass");
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(sensor && backend);
-  ASSERT_EQ(sensor->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ASSERT_EQ(sensor->Subscribe(DefaultToken("sensor-001"), 1), 1);
 
   const int64_t before = WallMs();
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m-1"), 1), 0);
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-002"), Notification("m-2"), 1), 0);
+  ASSERT_EQ(backend->Publish(DefaultToken("sensor-001"),
+                             NotificationWithId("m-1"), 1),
+            0);
+  ASSERT_EQ(backend->Publish(DefaultToken("sensor-002"),
+                             NotificationWithId("m-2"), 1),
+            0);
   ASSERT_TRUE(sensor->WaitForMessage());
   // Written while the broker runs, off its thread.
   ASSERT_TRUE(Eventually([&] { return Outcomes().size() == 2; }, 10000))
@@ -84,7 +79,7 @@ TEST_F(DeliveryLogTest, RowsAreWrittenAndAnAckUpdatesItsRow) {
   ASSERT_TRUE(rows.is_array() && rows.size() == 1) << rows;
   const nlohmann::json& row = rows[0];
   EXPECT_EQ(row["publisher"], "homepot");
-  EXPECT_EQ(row["topic"], TokenOf("sensor-001"));
+  EXPECT_EQ(row["topic"], DefaultToken("sensor-001"));
   EXPECT_EQ(row["target_device"], "sensor-001");
   EXPECT_EQ(row["routed"], 1);
   EXPECT_EQ(row["queued"], 0);
@@ -116,8 +111,8 @@ TEST_F(DeliveryLogTest, RetentionRowsBoundTheLog) {
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(backend);
   for (int i = 1; i <= 5; ++i) {
-    ASSERT_EQ(backend->Publish(TokenOf("sensor-001"),
-                               Notification("m-" + std::to_string(i)), 1),
+    ASSERT_EQ(backend->Publish(DefaultToken("sensor-001"),
+                               NotificationWithId("m-" + std::to_string(i)), 1),
               0);
   }
   backend->Disconnect();
@@ -132,7 +127,9 @@ TEST_F(DeliveryLogTest, ZeroRowsTurnsTheLogOff) {
   ASSERT_TRUE(StartBroker({"log_retention_rows 0"}));
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m-1"), 1), 0);
+  ASSERT_EQ(backend->Publish(DefaultToken("sensor-001"),
+                             NotificationWithId("m-1"), 1),
+            0);
   backend->Disconnect();
   ASSERT_EQ(broker_.Stop(), 0) << Tail(broker_.Log());
   EXPECT_EQ(registry_.QueryInt("SELECT count(*) FROM notification_log"), 0);

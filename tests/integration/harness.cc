@@ -1289,6 +1289,13 @@ testing::AssertionResult BrokerTest::AddFixtureDevices() {
   return testing::AssertionSuccess();
 }
 
+std::string NotificationWithId(const std::string& message_id, int ttl,
+                               const std::string& body) {
+  nlohmann::json n = {
+      {"title", "t"}, {"body", body}, {"message_id", message_id}, {"ttl", ttl}};
+  return n.dump();
+}
+
 ClientOptions Durable(int protocol, const std::string& client_id) {
   ClientOptions options;
   options.protocol = protocol;

@@ -268,6 +268,10 @@ struct ClientOptions {
       on_message;
 };
 
+// A valid notification carrying `message_id` and `ttl` (seconds).
+std::string NotificationWithId(const std::string& message_id, int ttl = 300,
+                               const std::string& body = "b");
+
 // A session that outlives its connection: MQTT 3.1.1 with clean session
 // off, or MQTT 5 with clean start off and a session expiry of one hour.
 ClientOptions Durable(int protocol, const std::string& client_id);

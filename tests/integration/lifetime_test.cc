@@ -14,12 +14,6 @@ namespace {
 
 const std::string kTopic = "devices/sensor-001/notifications";
 
-std::string Notification(const std::string& message_id, int ttl) {
-  nlohmann::json n = {
-      {"title", "t"}, {"body", "b"}, {"message_id", message_id}, {"ttl", ttl}};
-  return n.dump();
-}
-
 // The message ids of `messages`, barriers left out.
 std::vector<std::string> MessageIds(const std::vector<Message>& messages) {
   std::vector<std::string> ids;
@@ -82,8 +76,8 @@ TEST_P(OfflineSessionTest, GetsOnlyTheCopiesStillLive) {
   ASSERT_NO_FATAL_FAILURE(SubscribeAndLeave(GetParam(), "s-durable"));
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(kTopic, Notification("short", 1), 1), 0);
-  ASSERT_EQ(backend->Publish(kTopic, Notification("long", 60), 1), 0);
+  ASSERT_EQ(backend->Publish(kTopic, NotificationWithId("short", 1), 1), 0);
+  ASSERT_EQ(backend->Publish(kTopic, NotificationWithId("long", 60), 1), 0);
   SleepMs(1500);  // past the first one's ttl
   auto back = Sensor(Durable(GetParam(), "s-durable"));
   ASSERT_TRUE(back);
@@ -100,7 +94,8 @@ TEST_F(LifetimeTest, RetainedNotificationStopsAfterItsTtl) {
   ASSERT_TRUE(StartBroker({"stats_interval 1"}));
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(kTopic, Notification("kept", 2), 1, true), 0);
+  ASSERT_EQ(backend->Publish(kTopic, NotificationWithId("kept", 2), 1, true),
+            0);
   {
     auto early = Sensor(ClientOptions());
     ASSERT_TRUE(early);
@@ -127,7 +122,7 @@ TEST_F(LifetimeTest, TtlZeroReachesOnlyConnectedSessionsAndIsNotRetained) {
   ASSERT_EQ(online->Subscribe(kTopic, 1), 1);
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(kTopic, Notification("now", 0), 1, true), 0);
+  ASSERT_EQ(backend->Publish(kTopic, NotificationWithId("now", 0), 1, true), 0);
   std::vector<Message> got;
   ASSERT_TRUE(ReceiveUntilBarrier(online.get(), backend.get(), kTopic, &got));
   EXPECT_EQ(MessageIds(got), std::vector<std::string>{"now"});
@@ -154,8 +149,8 @@ TEST_F(LifetimeTest, QueuedCopyRestoredAfterARestartExpiresOnTime) {
   {
     auto backend = ConnectAs("homepot", "backend-pass");
     ASSERT_TRUE(backend);
-    ASSERT_EQ(backend->Publish(kTopic, Notification("short", 3), 1), 0);
-    ASSERT_EQ(backend->Publish(kTopic, Notification("long", 60), 1), 0);
+    ASSERT_EQ(backend->Publish(kTopic, NotificationWithId("short", 3), 1), 0);
+    ASSERT_EQ(backend->Publish(kTopic, NotificationWithId("long", 60), 1), 0);
   }
   ASSERT_EQ(broker_.Stop(), 0);
   ASSERT_TRUE(StartBroker({"stats_interval 1"}, persistence));

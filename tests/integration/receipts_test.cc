@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
 #include "harness.h"
 
 namespace homepot {
@@ -15,17 +16,6 @@ namespace integration {
 namespace {
 
 const std::string kReceipts = "$SYS/homepot/receipts/homepot";
-
-std::string TokenOf(const std::string& device) {
-  return "devices/" + device + "/notifications";
-}
-
-std::string Notification(const std::string& message_id, int ttl,
-                         const std::string& body = "b") {
-  nlohmann::json n = {
-      {"title", "t"}, {"body", body}, {"message_id", message_id}, {"ttl", ttl}};
-  return n.dump();
-}
 
 class ReceiptsTest : public BrokerTest {
  protected:
@@ -51,6 +41,14 @@ class ReceiptsTest : public BrokerTest {
       return nullptr;
     }
     return c;
+  }
+  // Opens `device`'s durable session, subscribes to its token and leaves.
+  void SubscribeAndLeave(const std::string& device,
+                         const ClientOptions& durable) {
+    auto c = Sensor(device, durable);
+    ASSERT_TRUE(c);
+    ASSERT_EQ(c->Subscribe(DefaultToken(device), 1), 1);
+    c->Disconnect();
   }
   // The backend, reading its receipts.
   std::unique_ptr<Client> Backend() {
@@ -83,14 +81,9 @@ TEST_F(ReceiptsTest, CountsConnectedOfflineAndAbsentDevices) {
   ASSERT_TRUE(StartBroker({"stats_interval 1"}));
   auto live = Sensor("sensor-001");
   ASSERT_TRUE(live);
-  ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ASSERT_EQ(live->Subscribe(DefaultToken("sensor-001"), 1), 1);
   const ClientOptions durable = Durable(kMqtt311, "sensor-002-durable");
-  {
-    auto offline = Sensor("sensor-002", durable);
-    ASSERT_TRUE(offline);
-    ASSERT_EQ(offline->Subscribe(TokenOf("sensor-002"), 1), 1);
-    offline->Disconnect();
-  }
+  ASSERT_NO_FATAL_FAILURE(SubscribeAndLeave("sensor-002", durable));
   auto backend = Backend();
   ASSERT_TRUE(backend);
 
@@ -108,12 +101,13 @@ TEST_F(ReceiptsTest, CountsConnectedOfflineAndAbsentDevices) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.id);
     const int64_t before = WallMs();
-    ASSERT_EQ(
-        backend->Publish(TokenOf(c.device), Notification(c.id, 300), c.qos), 0);
+    ASSERT_EQ(backend->Publish(DefaultToken(c.device),
+                               NotificationWithId(c.id, 300), c.qos),
+              0);
     nlohmann::json r = NextReceipt(backend.get());
     ASSERT_TRUE(r.is_object()) << r;
     EXPECT_EQ(r["message_id"], c.id);
-    EXPECT_EQ(r["topic"], TokenOf(c.device));
+    EXPECT_EQ(r["topic"], DefaultToken(c.device));
     EXPECT_EQ(r["routed"], c.routed);
     EXPECT_EQ(r["queued"], c.queued);
     const int64_t received = ParseStampMs(r["received_at"].get<std::string>());
@@ -139,7 +133,7 @@ TEST_F(ReceiptsTest, NotificationWithoutMessageIdOrTtl) {
   ASSERT_TRUE(StartBroker());
   auto backend = Backend();
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), kNotification, 0), 0);
+  ASSERT_EQ(backend->Publish(DefaultToken("sensor-001"), kNotification, 0), 0);
   nlohmann::json r = NextReceipt(backend.get());
   ASSERT_TRUE(r.is_object()) << r;
   EXPECT_TRUE(r["message_id"].is_null());
@@ -153,10 +147,11 @@ TEST_F(ReceiptsTest, AckGivesTheLatencyAndForeignAcksAreIgnored) {
   auto sensor = Sensor("sensor-001");
   auto other = Sensor("sensor-002");
   ASSERT_TRUE(sensor && other);
-  ASSERT_EQ(sensor->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ASSERT_EQ(sensor->Subscribe(DefaultToken("sensor-001"), 1), 1);
   auto backend = Backend();
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m-1", 300)),
+  ASSERT_EQ(backend->Publish(DefaultToken("sensor-001"),
+                             NotificationWithId("m-1", 300)),
             0);
   nlohmann::json routed = NextReceipt(backend.get());
   ASSERT_TRUE(routed.is_object());
@@ -203,20 +198,25 @@ TEST_F(ReceiptsTest, OnlyThePublisherReadsItsReceipts) {
   EXPECT_EQ(other->Subscribe("$SYS/homepot/receipts/#", 1),
             kReasonNotAuthorized);
   ASSERT_EQ(other->Subscribe("$SYS/homepot/receipts/sensor-002", 1), 1);
-  ASSERT_EQ(other->Subscribe(TokenOf("sensor-002"), 1), 1);
+  ASSERT_EQ(other->Subscribe(DefaultToken("sensor-002"), 1), 1);
   auto backend = Backend();
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m", 60)), 0);
+  ASSERT_EQ(
+      backend->Publish(DefaultToken("sensor-001"), NotificationWithId("m", 60)),
+      0);
   ASSERT_TRUE(NextReceipt(backend.get()).is_object());
   // The backend's receipt never reached sensor-002.
-  EXPECT_TRUE(NothingBefore(other.get(), backend.get(), TokenOf("sensor-002")));
+  EXPECT_TRUE(
+      NothingBefore(other.get(), backend.get(), DefaultToken("sensor-002")));
 }
 
 TEST_F(ReceiptsTest, ReceiptsOffSendsNone) {
   ASSERT_TRUE(StartBroker({"receipts false"}));
   auto backend = Backend();
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m", 60)), 0);
+  ASSERT_EQ(
+      backend->Publish(DefaultToken("sensor-001"), NotificationWithId("m", 60)),
+      0);
   // A barrier the backend can read: its own acks topic is readable by its
   // rule, and the sensor sends it.
   auto sensor = Sensor("sensor-001");
@@ -234,14 +234,9 @@ TEST_F(ReceiptsTest, StatsTellReachableFromConnectedNotSubscribed) {
   auto reachable = Sensor("sensor-001");
   auto zombie = Sensor("sensor-002");
   ASSERT_TRUE(reachable && zombie);
-  ASSERT_EQ(reachable->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ASSERT_EQ(reachable->Subscribe(DefaultToken("sensor-001"), 1), 1);
   const ClientOptions durable = Durable(kMqtt311, "sensor-003-durable");
-  {
-    auto s3 = Sensor("sensor-003", durable);
-    ASSERT_TRUE(s3);
-    ASSERT_EQ(s3->Subscribe(TokenOf("sensor-003"), 1), 1);
-    s3->Disconnect();
-  }
+  ASSERT_NO_FATAL_FAILURE(SubscribeAndLeave("sensor-003", durable));
   // Back without subscribing again: its session kept the subscription.
   auto s3 = Sensor("sensor-003", durable);
   ASSERT_TRUE(s3);
@@ -260,7 +255,7 @@ TEST_F(ReceiptsTest, StatsTellReachableFromConnectedNotSubscribed) {
       << last;
   // Unsubscribing makes sensor-003 a zombie; a clean start of its client
   // id forgets the old subscription too.
-  ASSERT_EQ(zombie->Subscribe(TokenOf("sensor-002"), 1), 1);
+  ASSERT_EQ(zombie->Subscribe(DefaultToken("sensor-002"), 1), 1);
   EXPECT_FALSE(WaitForStats(monitor.get(), gauges(3, 2), 5000, &last).is_null())
       << last;
   s3->Disconnect();
@@ -281,7 +276,7 @@ TEST_F(ReceiptsTest, TakingOverADurableSessionKeepsItReachable) {
   const ClientOptions durable = Durable(kMqtt311, "sensor-001-durable");
   auto first = Sensor("sensor-001", durable);
   ASSERT_TRUE(first);
-  ASSERT_EQ(first->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ASSERT_EQ(first->Subscribe(DefaultToken("sensor-001"), 1), 1);
   // A reconnect while the old connection is still open: Mosquitto hands
   // the session, subscriptions included, to the new connection.
   auto second = Sensor("sensor-001", durable);
@@ -298,7 +293,9 @@ TEST_F(ReceiptsTest, TakingOverADurableSessionKeepsItReachable) {
       << last;
   auto backend = Backend();
   ASSERT_TRUE(backend);
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("t", 60)), 0);
+  ASSERT_EQ(
+      backend->Publish(DefaultToken("sensor-001"), NotificationWithId("t", 60)),
+      0);
   nlohmann::json r = NextReceipt(backend.get());
   ASSERT_TRUE(r.is_object());
   EXPECT_EQ(r["routed"], 1);
@@ -311,14 +308,14 @@ TEST_F(ReceiptsTest, Qos2RetransmissionAndRepublish) {
   ASSERT_TRUE(StartBroker());
   auto live = Sensor("sensor-001");
   ASSERT_TRUE(live);
-  ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ASSERT_EQ(live->Subscribe(DefaultToken("sensor-001"), 1), 1);
   auto backend = Backend();
   ASSERT_TRUE(backend);
   RawClient raw;
   ASSERT_TRUE(raw.Open(broker_.port()));
   ASSERT_EQ(raw.Connect(kMqtt311, "backend-raw", "homepot", "backend-pass"), 0);
-  const std::string n = Notification("dup-1", 300);
-  const std::string token = TokenOf("sensor-001");
+  const std::string n = NotificationWithId("dup-1", 300);
+  const std::string token = DefaultToken("sensor-001");
   ASSERT_TRUE(raw.Send(RawClient::PublishPacket(kMqtt311, token, n, 2, 9)));
   ASSERT_TRUE(raw.Read());  // PUBREC
   ASSERT_TRUE(
@@ -333,7 +330,7 @@ TEST_F(ReceiptsTest, Qos2RetransmissionAndRepublish) {
   // Published afresh (a new packet id) it is routed, and receipted, again;
   // no receipt came in between.
   for (int i = 0; i < 2; ++i) {
-    ASSERT_EQ(backend->Publish(token, Notification("same", 300), 2), 0);
+    ASSERT_EQ(backend->Publish(token, NotificationWithId("same", 300), 2), 0);
     r = NextReceipt(backend.get());
     ASSERT_TRUE(r.is_object()) << i;
     EXPECT_EQ(r["message_id"], "same") << i;
@@ -351,24 +348,26 @@ TEST_F(ReceiptsTest, AFreedQos2NotificationTakesNoOtherCopies) {
   ASSERT_TRUE(StartBroker());
   auto live = Sensor("sensor-001");
   ASSERT_TRUE(live);
-  ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ASSERT_EQ(live->Subscribe(DefaultToken("sensor-001"), 1), 1);
   auto backend = Backend();
   ASSERT_TRUE(backend);
   const std::string victim =
-      Notification("victim-0001", 300, std::string(200, 'v'));
-  const std::string a = Notification("evil-000001", 300, std::string(200, 'a'));
-  const std::string b = Notification("evil-000002", 300, std::string(200, 'b'));
+      NotificationWithId("victim-0001", 300, std::string(200, 'v'));
+  const std::string a =
+      NotificationWithId("evil-000001", 300, std::string(200, 'a'));
+  const std::string b =
+      NotificationWithId("evil-000002", 300, std::string(200, 'b'));
   ASSERT_EQ(a.size(), victim.size());
   RawClient evil;
   ASSERT_TRUE(evil.Open(broker_.port()));
   ASSERT_EQ(evil.Connect(kMqtt311, "evil-c", "evil", "evil-pass"), 0);
   for (const std::string* payload : {&a, &b}) {
     ASSERT_TRUE(evil.Send(RawClient::PublishPacket(
-        kMqtt311, TokenOf("sensor-003"), *payload, 2, 7)));
+        kMqtt311, DefaultToken("sensor-003"), *payload, 2, 7)));
     std::optional<RawPacket> rec = evil.Read();
     ASSERT_TRUE(rec && rec->type() == 5);  // PUBREC
   }
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), victim, 2), 0);
+  ASSERT_EQ(backend->Publish(DefaultToken("sensor-001"), victim, 2), 0);
   nlohmann::json r = NextReceipt(backend.get());
   ASSERT_TRUE(r.is_object());
   EXPECT_EQ(r["message_id"], "victim-0001");
@@ -382,7 +381,7 @@ TEST_F(ReceiptsTest, ALongTopicIsCutAtACharacter) {
   auto backend = Backend();
   ASSERT_TRUE(backend);
   const std::string topic = "home/" + std::string(250, 'a') + "\xc3\xa9x";
-  ASSERT_EQ(backend->Publish(topic, Notification("utf", 300), 1), 0);
+  ASSERT_EQ(backend->Publish(topic, NotificationWithId("utf", 300), 1), 0);
   nlohmann::json r = NextReceipt(backend.get());
   ASSERT_TRUE(r.is_object());
   EXPECT_EQ(r["topic"], "home/" + std::string(250, 'a'));
@@ -394,17 +393,18 @@ TEST_F(ReceiptsTest, TheFirstPublisherKeepsTheAck) {
   ASSERT_TRUE(StartBroker());
   auto live = Sensor("sensor-001");
   ASSERT_TRUE(live);
-  ASSERT_EQ(live->Subscribe(TokenOf("sensor-001"), 1), 1);
+  ASSERT_EQ(live->Subscribe(DefaultToken("sensor-001"), 1), 1);
   auto backend = Backend();
   auto evil = ConnectAs("evil", "evil-pass");
   ASSERT_TRUE(backend && evil);
   ASSERT_EQ(evil->Subscribe("$SYS/homepot/receipts/evil", 1), 1);
-  ASSERT_EQ(backend->Publish(TokenOf("sensor-001"), Notification("m-1", 300)),
+  ASSERT_EQ(backend->Publish(DefaultToken("sensor-001"),
+                             NotificationWithId("m-1", 300)),
             0);
   ASSERT_TRUE(NextReceipt(backend.get()).is_object());
-  ASSERT_EQ(
-      evil->Publish(TokenOf("sensor-001"), Notification("m-1", 300, "spoof")),
-      0);
+  ASSERT_EQ(evil->Publish(DefaultToken("sensor-001"),
+                          NotificationWithId("m-1", 300, "spoof")),
+            0);
   std::optional<Message> evil_routed = evil->WaitForMessage();
   ASSERT_TRUE(evil_routed);
   ASSERT_TRUE(live->WaitForMessage());
@@ -417,7 +417,8 @@ TEST_F(ReceiptsTest, TheFirstPublisherKeepsTheAck) {
   EXPECT_EQ(r["device"], "sensor-001");
   EXPECT_EQ(r["status"], "displayed");
   // evil's next receipt is the one for its next notification: no ack came.
-  ASSERT_EQ(evil->Publish(TokenOf("sensor-002"), Notification("marker", 60)),
+  ASSERT_EQ(evil->Publish(DefaultToken("sensor-002"),
+                          NotificationWithId("marker", 60)),
             0);
   std::optional<Message> next = evil->WaitForMessage();
   ASSERT_TRUE(next);
