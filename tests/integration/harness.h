@@ -395,6 +395,9 @@ bool IsBarrier(const Message& m);
 // -------------------------------------------------------------------- stats
 
 inline const std::string kStatsTopic = "$SYS/homepot/stats";
+// How long a test waits for a stats object that must come (a deadline, not
+// a pause: generous, since a loaded machine may delay an ASan broker).
+inline constexpr int kStatsWaitMs = 15000;
 
 // Reads messages from `monitor` (subscribed to kStatsTopic) until a stats
 // object satisfies `pred`; returns it, or null JSON after `timeout_ms` (the
@@ -403,7 +406,7 @@ nlohmann::json WaitForStats(
     Client* monitor, const std::function<bool(const nlohmann::json&)>& pred,
     int timeout_ms, nlohmann::json* last = nullptr, std::string* raw = nullptr);
 // The first stats object stamped after now.
-nlohmann::json NextStats(Client* monitor, int timeout_ms = 5000,
+nlohmann::json NextStats(Client* monitor, int timeout_ms = kStatsWaitMs,
                          std::string* raw = nullptr);
 
 // ---------------------------------------------------------------- RawClient

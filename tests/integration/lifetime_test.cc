@@ -62,7 +62,7 @@ class LifetimeTest : public BrokerTest {
         [&](const nlohmann::json& j) {
           return j.value("expired", int64_t{0}) >= at_least;
         },
-        5000, &last);
+        kStatsWaitMs, &last);
     return s.is_null() ? last.value("expired", int64_t{-1})
                        : s.value("expired", int64_t{-1});
   }

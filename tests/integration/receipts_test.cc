@@ -73,7 +73,7 @@ class ReceiptsTest : public BrokerTest {
       nlohmann::json* last) {
     auto monitor = ConnectAs("monitor", "monitor-pass");
     if (!monitor || monitor->Subscribe(kStatsTopic, 0) != 0) return nullptr;
-    return WaitForStats(monitor.get(), pred, 5000, last);
+    return WaitForStats(monitor.get(), pred, kStatsWaitMs, last);
   }
 };
 
@@ -248,15 +248,18 @@ TEST_F(ReceiptsTest, StatsTellReachableFromConnectedNotSubscribed) {
   };
   nlohmann::json last;
   // monitor, sensor-001, sensor-002 and sensor-003.
-  EXPECT_FALSE(WaitForStats(monitor.get(), gauges(4, 2), 5000, &last).is_null())
+  EXPECT_FALSE(
+      WaitForStats(monitor.get(), gauges(4, 2), kStatsWaitMs, &last).is_null())
       << last;
   reachable->Disconnect();
-  EXPECT_FALSE(WaitForStats(monitor.get(), gauges(3, 1), 5000, &last).is_null())
+  EXPECT_FALSE(
+      WaitForStats(monitor.get(), gauges(3, 1), kStatsWaitMs, &last).is_null())
       << last;
   // Unsubscribing makes sensor-003 a zombie; a clean start of its client
   // id forgets the old subscription too.
   ASSERT_EQ(zombie->Subscribe(DefaultToken("sensor-002"), 1), 1);
-  EXPECT_FALSE(WaitForStats(monitor.get(), gauges(3, 2), 5000, &last).is_null())
+  EXPECT_FALSE(
+      WaitForStats(monitor.get(), gauges(3, 2), kStatsWaitMs, &last).is_null())
       << last;
   s3->Disconnect();
   ClientOptions clean;
@@ -264,7 +267,8 @@ TEST_F(ReceiptsTest, StatsTellReachableFromConnectedNotSubscribed) {
   clean.client_id = "sensor-003-durable";
   auto fresh = Sensor("sensor-003", clean);
   ASSERT_TRUE(fresh);
-  EXPECT_FALSE(WaitForStats(monitor.get(), gauges(3, 1), 5000, &last).is_null())
+  EXPECT_FALSE(
+      WaitForStats(monitor.get(), gauges(3, 1), kStatsWaitMs, &last).is_null())
       << last;
 }
 
@@ -288,7 +292,7 @@ TEST_F(ReceiptsTest, TakingOverADurableSessionKeepsItReachable) {
                    [](const nlohmann::json& j) {
                      return j["connected"] == 2 && j["reachable"] == 1;
                    },
-                   5000, &last)
+                   kStatsWaitMs, &last)
                    .is_null())
       << last;
   auto backend = Backend();

@@ -198,7 +198,7 @@ TEST_F(StatsTest, ScenarioGivesExactFigures) {
   ASSERT_EQ(returned.Connect("sensor-001", "sensor-pass"), 0);
 
   std::string raw;
-  json j = NextStats(monitor.get(), 5000, &raw);
+  json j = NextStats(monitor.get(), kStatsWaitMs, &raw);
   ASSERT_TRUE(j.is_object()) << "no stats after the traffic";
   const int64_t received_at = WallMs();
   auto ordered = nlohmann::ordered_json::parse(raw);
