@@ -333,13 +333,6 @@ Status RunInit(Context* ctx, const std::vector<std::string>& words) {
   if (outcome->from_version == 0) {
     ctx->out << "created registry " << Quote(path) << " (schema version "
              << version << ")\n";
-  } else if (!outcome->added_columns.empty()) {
-    std::string columns;
-    for (const std::string& c : outcome->added_columns) {
-      columns += (columns.empty() ? "" : ", ") + c;
-    }
-    ctx->out << "completed registry " << Quote(path) << " (schema version "
-             << version << "): added " << columns << "\n";
   } else if (outcome->from_version == outcome->to_version) {
     ctx->out << "registry " << Quote(path) << " is up to date (schema version "
              << version << ")\n";

@@ -25,65 +25,7 @@ Result<int64_t> CountTables(Database* db) {
   return stmt->Int(0);
 }
 
-Result<bool> HasColumn(Database* db, std::string_view table,
-                       std::string_view column) {
-  Result<Statement> stmt =
-      db->Prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2");
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, table).Bind(2, column);
-  return stmt->Step();
-}
-
-// The late columns of `version` that the file lacks.
-Result<std::vector<const LateColumn*>> MissingLateColumns(
-    Database* db, int version, const std::vector<LateColumn>& late_columns) {
-  std::vector<const LateColumn*> missing;
-  for (const LateColumn& c : late_columns) {
-    if (c.version != version) continue;
-    Result<bool> has = HasColumn(db, c.table, c.column);
-    if (!has.ok()) return has.status();
-    if (!*has) missing.push_back(&c);
-  }
-  return missing;
-}
-
-// Adds the late columns of `version` that the file lacks, in one
-// transaction; returns them as "table.column". Writes nothing when none is
-// missing.
-Result<std::vector<std::string>> AddLateColumns(
-    Database* db, int version, const std::vector<LateColumn>& late_columns) {
-  std::vector<std::string> added;
-  Result<std::vector<const LateColumn*>> missing =
-      MissingLateColumns(db, version, late_columns);
-  if (!missing.ok()) return missing.status();
-  if (missing->empty()) return added;
-  Result<Transaction> txn = Transaction::Begin(db);
-  if (!txn.ok()) return txn.status();
-  // Another process may have added them since the check above.
-  missing = MissingLateColumns(db, version, late_columns);
-  if (!missing.ok()) return missing.status();
-  for (const LateColumn* c : *missing) {
-    if (Status s =
-            db->Exec("ALTER TABLE " + std::string(c->table) + " ADD COLUMN " +
-                     std::string(c->column) + " " + std::string(c->definition));
-        !s.ok()) {
-      return s;
-    }
-    added.push_back(std::string(c->table) + "." + std::string(c->column));
-  }
-  if (Status s = txn->Commit(); !s.ok()) return s;
-  return added;
-}
-
 }  // namespace
-
-const std::vector<LateColumn>& BuiltinLateColumns() {
-  static const std::vector<LateColumn> kLateColumns = {
-      {2, "device_stats", "sessions", "INTEGER NOT NULL DEFAULT 0"},
-      {2, "device_stats", "subscribed", "INTEGER NOT NULL DEFAULT 0"},
-  };
-  return kLateColumns;
-}
 
 const std::vector<Migration>& BuiltinMigrations() {
   // Each step leaves the file as schema.sql at the next version creates it.
@@ -122,6 +64,149 @@ const std::vector<Migration>& BuiltinMigrations() {
        "  ON notification_log (target_device, received_at);\n"
        "CREATE INDEX IF NOT EXISTS notification_log_received\n"
        "  ON notification_log (received_at);\n"},
+      {2, R"sql(
+DROP TRIGGER IF EXISTS gen_devices_ins;
+DROP TRIGGER IF EXISTS gen_devices_upd;
+DROP TRIGGER IF EXISTS gen_devices_del;
+DROP TRIGGER IF EXISTS gen_acl_ins;
+DROP TRIGGER IF EXISTS gen_acl_upd;
+DROP TRIGGER IF EXISTS gen_acl_del;
+DROP TRIGGER IF EXISTS gen_types_ins;
+DROP TRIGGER IF EXISTS gen_types_upd;
+DROP TRIGGER IF EXISTS gen_types_del;
+INSERT OR IGNORE INTO device_types (name, max_payload_bytes)
+  VALUES ('bridge', 262144);
+ALTER TABLE device_stats RENAME TO device_stats_v2;
+CREATE TABLE device_stats (
+  device_id     TEXT NOT NULL,
+  node          TEXT NOT NULL DEFAULT '',
+  published     INTEGER NOT NULL DEFAULT 0,
+  delivered     INTEGER NOT NULL DEFAULT 0,
+  rejected      INTEGER NOT NULL DEFAULT 0,
+  last_connect  TEXT,
+  last_publish  TEXT,
+  last_delivery TEXT,
+  expired       INTEGER NOT NULL DEFAULT 0,
+  acked         INTEGER NOT NULL DEFAULT 0,
+  sessions      INTEGER NOT NULL DEFAULT 0,
+  subscribed    INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (device_id, node)
+);
+INSERT INTO device_stats (device_id, published, delivered, rejected,
+    last_connect, last_publish, last_delivery, expired, acked)
+  SELECT device_id, published, delivered, rejected, last_connect,
+         last_publish, last_delivery, expired, acked
+    FROM device_stats_v2;
+DROP TABLE device_stats_v2;
+CREATE VIEW IF NOT EXISTS fleet_stats AS
+  SELECT device_id,
+         sum(published) AS published, sum(delivered) AS delivered,
+         sum(rejected) AS rejected, max(last_connect) AS last_connect,
+         max(last_publish) AS last_publish,
+         max(last_delivery) AS last_delivery, sum(expired) AS expired,
+         sum(acked) AS acked, sum(sessions) AS sessions,
+         sum(subscribed) AS subscribed, count(*) AS nodes
+    FROM device_stats GROUP BY device_id;
+ALTER TABLE notification_log ADD COLUMN node TEXT NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS registry_changes (
+  generation INTEGER NOT NULL,
+  kind       TEXT NOT NULL CHECK (kind IN ('device', 'global', 'type')),
+  name       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS registry_changes_generation
+  ON registry_changes (generation);
+
+CREATE TRIGGER IF NOT EXISTS feed_devices_ins AFTER INSERT ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', NEW.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', OLD.device_id FROM registry_meta
+      UNION ALL
+      SELECT generation, 'device', NEW.device_id FROM registry_meta
+        WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_devices_del AFTER DELETE ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', OLD.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(NEW.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(OLD.device_id, '') FROM registry_meta
+      UNION ALL
+      SELECT generation,
+             CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(NEW.device_id, '') FROM registry_meta
+        WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(OLD.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_ins AFTER INSERT ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', NEW.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', OLD.name FROM registry_meta
+      UNION ALL
+      SELECT generation, 'type', NEW.name FROM registry_meta
+        WHERE NEW.name IS NOT OLD.name;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', OLD.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+
+)sql"},
   };
   return kMigrations;
 }
@@ -169,8 +254,7 @@ Result<int> ReadUserVersion(Database* db) {
 
 Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
                                  std::string_view schema_sql,
-                                 const std::vector<Migration>& migrations,
-                                 const std::vector<LateColumn>& late_columns) {
+                                 const std::vector<Migration>& migrations) {
   // Every message names the file.
   const auto fail = [&](std::string_view doing, const Status& s) {
     return Status::Error(std::string(doing) + " " + Quote(path) + ": " +
@@ -185,13 +269,7 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
   outcome.from_version = *found;
   outcome.to_version = *latest;
   if (*found > *latest) return NewerThanTool(path, *found, *latest);
-  if (*found == *latest) {
-    Result<std::vector<std::string>> added =
-        AddLateColumns(db, *latest, late_columns);
-    if (!added.ok()) return fail("cannot complete registry", added.status());
-    outcome.added_columns = std::move(*added);
-    return outcome;
-  }
+  if (*found == *latest) return outcome;
 
   if (*found == 0) {
     Result<int64_t> tables = CountTables(db);

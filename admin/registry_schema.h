@@ -24,23 +24,12 @@ struct Migration {
 
 // The steps this build knows, one per version below schema.sql's: 1 -> 2
 // adds device_stats.expired, .acked, .sessions and .subscribed and the
-// notification_log table with its indexes. When schema.sql moves to version
-// N+1, append {N, "..."}.
+// notification_log table; 2 -> 3 adds the change feed (registry_changes and
+// its triggers, replacing the generation triggers), the 'bridge' device type,
+// per-node device_stats rows (sessions and subscribed start at 0: the plugin
+// resets them when it starts), the fleet_stats view and notification_log.node.
+// When schema.sql moves to version N+1, append {N, "..."}.
 const std::vector<Migration>& BuiltinMigrations();
-
-// A column of schema.sql at `version` that a file already at that version
-// may lack; `homepot-admin init` adds it. `definition` is what follows the
-// column name in ADD COLUMN.
-struct LateColumn {
-  int version;
-  std::string_view table;
-  std::string_view column;
-  std::string_view definition;
-};
-
-// This build's late columns: device_stats.sessions and .subscribed at
-// version 2.
-const std::vector<LateColumn>& BuiltinLateColumns();
 
 // The version that `schema_sql` sets with "PRAGMA user_version = N".
 Result<int> SchemaVersionOf(std::string_view schema_sql);
@@ -49,22 +38,18 @@ Result<int> SchemaVersionOf(std::string_view schema_sql);
 struct InitOutcome {
   int from_version = 0;  // 0 = the file had no registry yet
   int to_version = 0;
-  // Late columns added to a file already at to_version, as "table.column".
-  std::vector<std::string> added_columns;
 };
 
 // Brings the registry open in `db` to the version of `schema_sql`:
 // - version 0 and no tables: applies `schema_sql` (itself one transaction);
 // - version 0 with tables: refuses (not a HOMEPOT registry);
 // - an older version: runs `migrations` from it upward in one transaction;
-// - the current version: adds the `late_columns` of that version it lacks
-//   (checked with PRAGMA table_info; one transaction), else nothing;
+// - the current version: nothing;
 // - a newer version: refuses, naming both versions.
 // `path` only serves the messages.
-Result<InitOutcome> InitRegistry(
-    Database* db, const std::string& path, std::string_view schema_sql,
-    const std::vector<Migration>& migrations,
-    const std::vector<LateColumn>& late_columns = BuiltinLateColumns());
+Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
+                                 std::string_view schema_sql,
+                                 const std::vector<Migration>& migrations);
 
 // OK when the registry in `db` is exactly at `version`; otherwise says what
 // to run (init) or that the tool is too old.

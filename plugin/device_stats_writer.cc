@@ -86,7 +86,7 @@ Status DeviceStatsWriter::Upsert(
       "sessions, subscribed) "
       "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE EXISTS "
       "(SELECT 1 FROM devices WHERE device_id = ?1) "
-      "ON CONFLICT (device_id) DO UPDATE SET "
+      "ON CONFLICT (device_id, node) DO UPDATE SET "
       "published = published + excluded.published, "
       "delivered = delivered + excluded.delivered, "
       "rejected = rejected + excluded.rejected, "

@@ -154,9 +154,10 @@ Status CheckSchema(sqlite3* db) {
   } kProbes[] = {{"device_types", "1"},
                  {"devices", "1"},
                  {"acl_rules", "1"},
-                 {"device_stats", "expired, acked, sessions, subscribed"},
+                 {"device_stats", "node, expired, acked, sessions, subscribed"},
                  {"registry_meta", "1"},
-                 {"notification_log", "1"}};
+                 {"registry_changes", "generation, kind, name"},
+                 {"notification_log", "node"}};
   for (const auto& [table, columns] : kProbes) {
     Result<Statement> probe = Statement::Prepare(
         db, std::string("SELECT ") + columns + " FROM " + table + " LIMIT 0");

@@ -21,7 +21,7 @@ struct sqlite3;
 namespace homepot {
 
 // The schema version this build reads (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct AclRule {
   std::string filter;  // may hold %u / %c

@@ -1,4 +1,4 @@
--- HOMEPOT device registry, schema version 2.
+-- HOMEPOT device registry, schema version 3.
 -- Applied by `homepot-admin init` (which also migrates older versions) or by
 -- `sqlite3 homepot.db < schema/schema.sql` on an empty file. Idempotent.
 PRAGMA journal_mode = WAL;
@@ -19,6 +19,7 @@ INSERT OR IGNORE INTO device_types (name, max_payload_bytes) VALUES
   ('gateway',               102400),
   ('pos_terminal',          102400),
   ('backend',               262144),
+  ('bridge',                262144),
   ('unknown',               10240);
 
 -- A device id is the MQTT username: 1-128 bytes of UTF-8 without + # / NUL
@@ -63,12 +64,16 @@ CREATE TABLE IF NOT EXISTS acl_rules (
 CREATE INDEX IF NOT EXISTS acl_rules_device ON acl_rules (device_id);
 
 -- Written by the plugin in batches; survives restarts. Not part of the
--- registry snapshot (changes here do not trigger a reload). sessions and
--- subscribed are the device's sessions connected now and how many of them
--- hold a subscription that covers its token (overwritten, not added; set to
--- 0 when the plugin starts).
+-- registry snapshot (changes here do not trigger a reload). One row per
+-- device and broker node (plugin_opt_node_id): every node adds its own
+-- counts, so several brokers sharing the registry never overwrite each
+-- other; fleet_stats sums them. sessions and subscribed are the device's
+-- sessions connected to that node now and how many of them hold a
+-- subscription that covers its token (overwritten, not added; set to 0 when
+-- the node's plugin starts).
 CREATE TABLE IF NOT EXISTS device_stats (
-  device_id     TEXT PRIMARY KEY NOT NULL,
+  device_id     TEXT NOT NULL,
+  node          TEXT NOT NULL DEFAULT '',
   published     INTEGER NOT NULL DEFAULT 0,
   delivered     INTEGER NOT NULL DEFAULT 0,
   rejected      INTEGER NOT NULL DEFAULT 0,
@@ -78,14 +83,26 @@ CREATE TABLE IF NOT EXISTS device_stats (
   expired       INTEGER NOT NULL DEFAULT 0,
   acked         INTEGER NOT NULL DEFAULT 0,
   sessions      INTEGER NOT NULL DEFAULT 0,
-  subscribed    INTEGER NOT NULL DEFAULT 0
+  subscribed    INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (device_id, node)
 );
+
+-- Per device, the sum over every node.
+CREATE VIEW IF NOT EXISTS fleet_stats AS
+  SELECT device_id,
+         sum(published) AS published, sum(delivered) AS delivered,
+         sum(rejected) AS rejected, max(last_connect) AS last_connect,
+         max(last_publish) AS last_publish,
+         max(last_delivery) AS last_delivery, sum(expired) AS expired,
+         sum(acked) AS acked, sum(sessions) AS sessions,
+         sum(subscribed) AS subscribed, count(*) AS nodes
+    FROM device_stats GROUP BY device_id;
 
 -- One row per accepted notification that carries a message_id, and one per
 -- rejected notification with its reason. Times are RFC 3339 UTC with
 -- milliseconds, like the other times. target_device is the device whose
 -- token is the topic. Not part of the registry snapshot (changes here do not
--- trigger a reload).
+-- trigger a reload). node is the broker node that wrote the row.
 CREATE TABLE IF NOT EXISTS notification_log (
   id            INTEGER PRIMARY KEY,
   message_id    TEXT,
@@ -102,7 +119,8 @@ CREATE TABLE IF NOT EXISTS notification_log (
   outcome       TEXT NOT NULL
                 CHECK (outcome IN ('routed', 'queued', 'acked', 'expired',
                                    'unreachable', 'rejected')),
-  reason        TEXT
+  reason        TEXT,
+  node          TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS notification_log_message
   ON notification_log (message_id);
@@ -111,13 +129,26 @@ CREATE INDEX IF NOT EXISTS notification_log_target
 CREATE INDEX IF NOT EXISTS notification_log_received
   ON notification_log (received_at);
 
--- One row; generation increases on every committed change to the registry
--- tables (device_types, devices, acl_rules), whoever makes it. The plugin polls it to decide when to reload.
+-- One row; generation increases by one on every row changed in the
+-- registry tables (device_types, devices, acl_rules), whoever changes it.
 CREATE TABLE IF NOT EXISTS registry_meta (
   id         INTEGER PRIMARY KEY CHECK (id = 1),
   generation INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO registry_meta (id, generation) VALUES (1, 1);
+
+-- The change feed: for each generation, what it changed ('device' and the
+-- device id, 'global' for a rule of every device, 'type' and the type
+-- name). A broker that has loaded generation G brings its snapshot forward
+-- by reading the rows after G; the feed keeps the last 100000 generations,
+-- and a broker further behind reloads in full.
+CREATE TABLE IF NOT EXISTS registry_changes (
+  generation INTEGER NOT NULL,
+  kind       TEXT NOT NULL CHECK (kind IN ('device', 'global', 'type')),
+  name       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS registry_changes_generation
+  ON registry_changes (generation);
 
 CREATE TRIGGER IF NOT EXISTS devices_touch AFTER UPDATE ON devices
   WHEN NEW.updated_at = OLD.updated_at
@@ -126,25 +157,96 @@ CREATE TRIGGER IF NOT EXISTS devices_touch AFTER UPDATE ON devices
       WHERE device_id = NEW.device_id;
   END;
 
-CREATE TRIGGER IF NOT EXISTS gen_devices_ins AFTER INSERT ON devices
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
-CREATE TRIGGER IF NOT EXISTS gen_devices_upd AFTER UPDATE ON devices
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
-CREATE TRIGGER IF NOT EXISTS gen_devices_del AFTER DELETE ON devices
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
-CREATE TRIGGER IF NOT EXISTS gen_acl_ins AFTER INSERT ON acl_rules
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
-CREATE TRIGGER IF NOT EXISTS gen_acl_upd AFTER UPDATE ON acl_rules
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
-CREATE TRIGGER IF NOT EXISTS gen_acl_del AFTER DELETE ON acl_rules
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
-CREATE TRIGGER IF NOT EXISTS gen_types_ins AFTER INSERT ON device_types
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
-CREATE TRIGGER IF NOT EXISTS gen_types_upd AFTER UPDATE ON device_types
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
-CREATE TRIGGER IF NOT EXISTS gen_types_del AFTER DELETE ON device_types
-  BEGIN UPDATE registry_meta SET generation = generation + 1; END;
+CREATE TRIGGER IF NOT EXISTS feed_devices_ins AFTER INSERT ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', NEW.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', OLD.device_id FROM registry_meta
+      UNION ALL
+      SELECT generation, 'device', NEW.device_id FROM registry_meta
+        WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_devices_del AFTER DELETE ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', OLD.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(NEW.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(OLD.device_id, '') FROM registry_meta
+      UNION ALL
+      SELECT generation,
+             CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(NEW.device_id, '') FROM registry_meta
+        WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(OLD.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_ins AFTER INSERT ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', NEW.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', OLD.name FROM registry_meta
+      UNION ALL
+      SELECT generation, 'type', NEW.name FROM registry_meta
+        WHERE NEW.name IS NOT OLD.name;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', OLD.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) - 100000;
+  END;
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 
 COMMIT;

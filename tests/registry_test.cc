@@ -406,11 +406,11 @@ TEST_F(RegistryTest, CheckSchemaRefusesAnEmptyDatabase) {
 
 TEST_F(RegistryTest, CheckSchemaRefusesANewerVersion) {
   ApplySchema();
-  Exec("PRAGMA user_version = 3");
+  Exec("PRAGMA user_version = 4");
   Status s = CheckSchema(db_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
-            "schema version 3 is newer than this plugin understands (2)");
+            "schema version 4 is newer than this plugin understands (3)");
   std::vector<std::string> warnings;
   EXPECT_FALSE(LoadSnapshot(db_, &warnings).ok());
 }
@@ -418,14 +418,14 @@ TEST_F(RegistryTest, CheckSchemaRefusesANewerVersion) {
 // A version-1 file (tests/fixtures/schema_v1.sql) must be migrated by
 // homepot-admin init first; the message says so.
 TEST_F(RegistryTest, CheckSchemaRefusesAVersionOneFile) {
-  const std::string& v1 = test::SchemaV1Sql();
+  const std::string& v1 = test::OldSchemaSql(1);
   ASSERT_FALSE(v1.empty());
   Exec(v1);
   Exec("INSERT INTO devices (device_id) VALUES ('sensor-001')");
   Status s = CheckSchema(db_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
-            "schema version 1 is older than this plugin understands (2); run "
+            "schema version 1 is older than this plugin understands (3); run "
             "homepot-admin init to migrate it");
   std::vector<std::string> warnings;
   auto loaded = LoadSnapshot(db_, &warnings);
@@ -433,7 +433,7 @@ TEST_F(RegistryTest, CheckSchemaRefusesAVersionOneFile) {
   EXPECT_EQ(loaded.status().message(), s.message());
 }
 
-TEST_F(RegistryTest, SchemaVersionTwoHasTheDeliveryColumnsAndLog) {
+TEST_F(RegistryTest, TheSchemaHasTheDeliveryColumnsAndLog) {
   ApplySchema();
   ASSERT_TRUE(CheckSchema(db_).ok());
   Exec("INSERT INTO device_stats (device_id) VALUES ('a')");
@@ -471,6 +471,7 @@ TEST_F(RegistryTest, CheckSchemaRefusesMissingDeliveryColumns) {
     sqlite3_close(db_);
     ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);
     ApplySchema();
+    Exec("DROP VIEW fleet_stats");
     Exec(std::string("ALTER TABLE device_stats DROP COLUMN ") + column);
     Status s = CheckSchema(db_);
     ASSERT_FALSE(s.ok());

@@ -396,12 +396,12 @@ TEST_F(RegistryWorkerTest, StartFailsOnAFileWithoutTheSchema) {
 // A registry at schema version 1 (tests/fixtures/schema_v1.sql) with one
 // device.
 void CreateVersionOneRegistry(const std::string& path) {
-  ASSERT_TRUE(test::CreateVersionOneRegistryFile(
-      path, "INSERT INTO devices (device_id) VALUES ('sensor-001')"));
+  ASSERT_TRUE(test::CreateOldRegistryFile(
+      1, path, "INSERT INTO devices (device_id) VALUES ('sensor-001')"));
 }
 
 constexpr const char* kVersionOneMessage =
-    ": schema version 1 is older than this plugin understands (2); run "
+    ": schema version 1 is older than this plugin understands (3); run "
     "homepot-admin init to migrate it";
 
 TEST_F(RegistryWorkerTest, StartFailsOnAVersionOneFile) {

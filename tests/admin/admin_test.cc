@@ -163,17 +163,17 @@ using Args = std::vector<std::string>;
 TEST_F(AdminTest, InitCreatesTheRegistryInWalModeWithSeededTypes) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0);
-  EXPECT_EQ(r.out, "created registry " + Path() + " (schema version 2)\n");
+  EXPECT_EQ(r.out, "created registry " + Path() + " (schema version 3)\n");
   EXPECT_EQ(r.err, "");
   Peek peek(db_);
-  EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "3");
   EXPECT_EQ(peek.One("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(
-      peek.Rows("SELECT name, max_payload_bytes FROM device_types "
-                "ORDER BY name"),
-      (std::vector<std::string>{
-          "backend|262144", "gateway|102400", "industrial_controller|102400",
-          "iot_sensor|10240", "pos_terminal|102400", "unknown|10240"}));
+  EXPECT_EQ(peek.Rows("SELECT name, max_payload_bytes FROM device_types "
+                      "ORDER BY name"),
+            (std::vector<std::string>{
+                "backend|262144", "bridge|262144", "gateway|102400",
+                "industrial_controller|102400", "iot_sensor|10240",
+                "pos_terminal|102400", "unknown|10240"}));
 }
 
 TEST_F(AdminTest, InitTwiceSaysUpToDateAndChangesNothing) {
@@ -182,21 +182,22 @@ TEST_F(AdminTest, InitTwiceSaysUpToDateAndChangesNothing) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out,
-            "registry " + Path() + " is up to date (schema version 2)\n");
+            "registry " + Path() + " is up to date (schema version 3)\n");
   EXPECT_EQ(Snapshot(), before);
 }
 
-TEST_F(AdminTest, TheEmbeddedSchemaIsVersionTwo) {
+TEST_F(AdminTest, TheEmbeddedSchemaIsVersionThree) {
   Result<int> version = SchemaVersionOf(test::SchemaSql());
   ASSERT_TRUE(version.ok()) << version.status().message();
-  EXPECT_EQ(*version, 2);
-  ASSERT_EQ(BuiltinMigrations().size(), 1u);
+  EXPECT_EQ(*version, 3);
+  ASSERT_EQ(BuiltinMigrations().size(), 2u);
   EXPECT_EQ(BuiltinMigrations()[0].from_version, 1);
+  EXPECT_EQ(BuiltinMigrations()[1].from_version, 2);
 }
 
 // The schema of a file, table by table, as the columns, indexes and
-// triggers SQLite reports (ALTER TABLE rewrites the CREATE TABLE text, so
-// that text is not compared for the tables it changed).
+// triggers SQLite reports and the views' text (ALTER TABLE rewrites the
+// CREATE TABLE text, so that text is not compared).
 std::string SchemaShape(const fs::path& path) {
   Peek peek(path);
   std::string shape;
@@ -213,19 +214,16 @@ std::string SchemaShape(const fs::path& path) {
   }
   for (const std::string& row :
        peek.Rows("SELECT type, name, tbl_name, sql FROM sqlite_schema "
-                 "WHERE type IN ('index', 'trigger') ORDER BY name")) {
+                 "WHERE type IN ('index', 'trigger', 'view') ORDER BY name")) {
     shape += row + "\n";
   }
-  // Created, not altered: the very text of schema.sql.
-  shape +=
-      peek.One("SELECT sql FROM sqlite_schema WHERE name = 'notification_log'");
   return shape;
 }
 
 // A registry at schema version 1 (tests/fixtures/schema_v1.sql, the schema as
 // it was) at `path`, holding `sql`.
 void CreateVersionOneRegistry(const fs::path& path, const std::string& sql) {
-  ASSERT_TRUE(test::CreateVersionOneRegistryFile(path.string(), sql));
+  ASSERT_TRUE(test::CreateOldRegistryFile(1, path.string(), sql));
 }
 
 constexpr const char* kVersionOneRows =
@@ -245,6 +243,8 @@ TEST_F(AdminTest, InitMigratesAVersionOneRegistryKeepingEveryRow) {
   CreateVersionOneRegistry(db_, kVersionOneRows);
   const std::vector<std::string> kept = {"device_types", "devices", "acl_rules",
                                          "registry_meta"};
+  // Version 3 adds the 'bridge' type.
+  const std::string kBridgeType = "bridge|262144";
   std::map<std::string, std::vector<std::string>> rows_before;
   {
     Peek old(db_);
@@ -257,28 +257,33 @@ TEST_F(AdminTest, InitMigratesAVersionOneRegistryKeepingEveryRow) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 1 to 2\n");
+            "migrated registry " + Path() + " from schema version 1 to 3\n");
 
   Peek peek(db_);
-  EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "3");
   EXPECT_EQ(peek.One("PRAGMA journal_mode"), "wal");
   // Every row kept; device_stats rows gain zero expired, acked, sessions and
   // subscribed.
   // registry_meta among them: the generation did not move, the migration
   // is not a change of the registry.
+  rows_before["device_types"].push_back(kBridgeType);
+  std::sort(rows_before["device_types"].begin(),
+            rows_before["device_types"].end());
   for (const std::string& table : kept) {
     SCOPED_TRACE(table);
     EXPECT_EQ(peek.Rows("SELECT * FROM " + table + " ORDER BY 1"),
               rows_before[table]);
   }
   EXPECT_EQ(rows_before["devices"].size(), 2u);
+  // The statistics become the rows of node '' (a single broker's).
   EXPECT_EQ(
       peek.Rows("SELECT * FROM device_stats"),
-      (std::vector<std::string>{"sensor-001|12|30|2|2026-01-01T00:00:00.000Z|"
+      (std::vector<std::string>{"sensor-001||12|30|2|2026-01-01T00:00:00.000Z|"
                                 "2026-01-01T00:01:00.000Z|NULL|0|0|0|0"}));
   EXPECT_EQ(peek.One("SELECT count(*) FROM notification_log"), "0");
+  EXPECT_EQ(peek.One("SELECT count(*) FROM registry_changes"), "0");
 
-  // The same schema as a file created at version 2.
+  // The same schema as a file created at version 3.
   const fs::path fresh = dir_ / "fresh.db";
   ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
   EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
@@ -299,7 +304,7 @@ TEST_F(AdminTest, InitOnAMigratedRegistryChangesNothing) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "registry " + Path() + " is up to date (schema version 2)\n");
+            "registry " + Path() + " is up to date (schema version 3)\n");
   EXPECT_EQ(Snapshot(), before);
 }
 
@@ -319,46 +324,46 @@ TEST_F(AdminTest, CommandsOnAVersionOneRegistryAskForInit) {
   CreateVersionOneRegistry(db_, kVersionOneRows);
   const std::string message = "registry " + Path() +
                               " has schema version 1; run 'homepot-admin "
-                              "init' to migrate it to version 2";
+                              "init' to migrate it to version 3";
   EXPECT_REFUSED((Args{"device", "list"}), "", 1, message);
   EXPECT_REFUSED((Args{"stats"}), "", 1, message);
 }
 
-// A pretend version 3 shows how a further migration step is applied.
+// A pretend version 4 shows how a further migration step is applied.
 TEST_F(AdminTest, InitMigratesAnOlderRegistryInPlace) {
   Init();
   AddDevice("sensor-001");
-  std::string v3 = test::SchemaSql();
-  const size_t at = v3.rfind("PRAGMA user_version = 2");
+  std::string v4 = test::SchemaSql();
+  const size_t at = v4.rfind("PRAGMA user_version = 3");
   ASSERT_NE(at, std::string::npos);
-  v3.replace(at, 23, "PRAGMA user_version = 3");
-  env_.schema_sql = v3;
-  env_.migrations = {{2, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
+  v4.replace(at, 23, "PRAGMA user_version = 4");
+  env_.schema_sql = v4;
+  env_.migrations = {{3, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
 
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 2 to 3\n");
+            "migrated registry " + Path() + " from schema version 3 to 4\n");
   Peek peek(db_);
-  EXPECT_EQ(peek.One("PRAGMA user_version"), "3");
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "4");
   EXPECT_EQ(peek.One("SELECT device_id, location FROM devices"),
             "sensor-001|NULL");
 }
 
-// Version 1 to 3 in one go: the built-in step, then the next.
+// Version 1 to 4 in one go: the built-in steps, then the next.
 TEST_F(AdminTest, InitRunsEveryStepFromVersionOne) {
   CreateVersionOneRegistry(db_, kVersionOneRows);
-  std::string v3 = test::SchemaSql();
-  v3.replace(v3.rfind("PRAGMA user_version = 2"), 23,
-             "PRAGMA user_version = 3");
-  env_.schema_sql = v3;
+  std::string v4 = test::SchemaSql();
+  v4.replace(v4.rfind("PRAGMA user_version = 3"), 23,
+             "PRAGMA user_version = 4");
+  env_.schema_sql = v4;
   env_.migrations = BuiltinMigrations();
   env_.migrations.push_back(
-      {2, "ALTER TABLE devices ADD COLUMN location TEXT;"});
+      {3, "ALTER TABLE devices ADD COLUMN location TEXT;"});
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 1 to 3\n");
+            "migrated registry " + Path() + " from schema version 1 to 4\n");
   Peek peek(db_);
   EXPECT_EQ(peek.One("SELECT expired, acked FROM device_stats"), "0|0");
   EXPECT_EQ(peek.One("SELECT location FROM devices WHERE device_id = 'cam-1'"),
@@ -367,14 +372,14 @@ TEST_F(AdminTest, InitRunsEveryStepFromVersionOne) {
 
 TEST_F(AdminTest, InitWithoutAMigrationStepChangesNothing) {
   Init();
-  std::string v4 = test::SchemaSql();
-  v4.replace(v4.rfind("PRAGMA user_version = 2"), 23,
-             "PRAGMA user_version = 4");
-  env_.schema_sql = v4;
-  env_.migrations = {{2, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
+  std::string v5 = test::SchemaSql();
+  v5.replace(v5.rfind("PRAGMA user_version = 3"), 23,
+             "PRAGMA user_version = 5");
+  env_.schema_sql = v5;
+  env_.migrations = {{3, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
   EXPECT_REFUSED(Args{"init"}, "", 1,
                  "cannot migrate registry " + Path() +
-                     ": no migration from schema version 3");
+                     ": no migration from schema version 4");
 }
 
 TEST_F(AdminTest, InitRefusesANewerRegistry) {
@@ -382,7 +387,7 @@ TEST_F(AdminTest, InitRefusesANewerRegistry) {
   Peek(db_).Exec("PRAGMA user_version = 7");
   const std::string message =
       "registry " + Path() +
-      " has schema version 7, newer than this homepot-admin supports (2); "
+      " has schema version 7, newer than this homepot-admin supports (3); "
       "use a newer homepot-admin";
   EXPECT_REFUSED(Args{"init"}, "", 1, message);
   EXPECT_REFUSED((Args{"device", "list"}), "", 1, message);
@@ -589,7 +594,7 @@ TEST_F(AdminTest, DeviceAddRefusesBadInputAndChangesNothing) {
   } cases[] = {
       {{"device", "add", "x", "--type", "toaster"},
        "pw\n",
-       "unknown device type 'toaster' (known: backend, gateway, "
+       "unknown device type 'toaster' (known: backend, bridge, gateway, "
        "industrial_controller, iot_sensor, pos_terminal, unknown)"},
       {{"device", "add", "a/b", "--type", "backend"},
        "pw\n",
@@ -683,9 +688,10 @@ TEST_F(AdminTest, DeviceAddRefusesBadInputAndChangesNothing) {
 
 TEST_F(AdminTest, AQuoteInAValueIsEscaped) {
   Init();
-  EXPECT_REFUSED((Args{"device", "add", "x", "--type", "it's"}), "pw\n", 1,
-                 "unknown device type 'it\\'s' (known: backend, gateway, "
-                 "industrial_controller, iot_sensor, pos_terminal, unknown)");
+  EXPECT_REFUSED(
+      (Args{"device", "add", "x", "--type", "it's"}), "pw\n", 1,
+      "unknown device type 'it\\'s' (known: backend, bridge, gateway, "
+      "industrial_controller, iot_sensor, pos_terminal, unknown)");
 }
 
 TEST_F(AdminTest, PasswordPromptOnATerminalTurnsEchoOffAndAsksTwice) {
@@ -1640,74 +1646,86 @@ TEST_F(AdminTest, EveryAclScriptAppliesIdempotently) {
 
 // schema.sql without device_stats.sessions and .subscribed: a version-2
 // file that lacks them.
-std::string EarlyVersionTwoSchema() {
-  std::string sql = test::SchemaSql();
-  const std::string columns =
-      ",\n  sessions      INTEGER NOT NULL DEFAULT 0,"
-      "\n  subscribed    INTEGER NOT NULL DEFAULT 0";
-  const size_t at = sql.find(columns);
-  EXPECT_NE(at, std::string::npos);
-  if (at != std::string::npos) sql.erase(at, columns.size());
-  return sql;
-}
+// A version-2 file (tests/fixtures/schema_v2.sql) with presence figures a
+// broker left behind.
+constexpr const char* kVersionTwoRows =
+    "INSERT INTO devices (device_id) VALUES ('sensor-001');"
+    "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+    "('sensor-001', 'devices/%u/#', 'read');"
+    "INSERT INTO device_stats (device_id, published, acked, sessions, "
+    "subscribed) VALUES ('sensor-001', 4, 1, 2, 1);"
+    "INSERT INTO notification_log (topic, received_at, outcome) VALUES "
+    "('devices/sensor-001/notifications', '2026-01-01T00:00:00.000Z', "
+    "'routed');";
 
-TEST_F(AdminTest, InitAddsThePresenceColumnsToAnEarlyVersionTwoFile) {
-  Peek(db_).Exec(EarlyVersionTwoSchema() +
-                 "INSERT INTO devices (device_id) VALUES ('sensor-001');"
-                 "INSERT INTO device_stats (device_id, published, acked) "
-                 "VALUES ('sensor-001', 4, 1);");
+TEST_F(AdminTest, InitMigratesAVersionTwoFile) {
+  ASSERT_TRUE(test::CreateOldRegistryFile(2, db_.string(), kVersionTwoRows));
   const std::string generation =
       Peek(db_).One("SELECT generation FROM registry_meta");
-  EXPECT_EQ(Peek(db_).Rows("SELECT name FROM pragma_table_info('device_stats') "
-                           "WHERE name IN ('sessions', 'subscribed')"),
-            std::vector<std::string>{});
 
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
-  EXPECT_EQ(r.out, "completed registry " + Path() +
-                       " (schema version 2): added device_stats.sessions, "
-                       "device_stats.subscribed\n");
+  EXPECT_EQ(r.out,
+            "migrated registry " + Path() + " from schema version 2 to 3\n");
   {
     Peek peek(db_);
-    EXPECT_EQ(peek.One("PRAGMA user_version"), "2");
-    EXPECT_EQ(peek.One("SELECT published, acked, sessions, subscribed FROM "
-                       "device_stats"),
-              "4|1|0|0");
+    EXPECT_EQ(peek.One("PRAGMA user_version"), "3");
+    // Counters kept as node ''; presence starts again at 0.
+    EXPECT_EQ(peek.One("SELECT node, published, acked, sessions, subscribed "
+                       "FROM device_stats"),
+              "|4|1|0|0");
+    EXPECT_EQ(peek.One("SELECT node, outcome FROM notification_log"),
+              "|routed");
+    EXPECT_EQ(peek.One("SELECT max_payload_bytes FROM device_types "
+                       "WHERE name = 'bridge'"),
+              "262144");
     EXPECT_EQ(peek.One("SELECT generation FROM registry_meta"), generation);
+    // The feed records changes from now on.
+    peek.Exec("UPDATE devices SET enabled = 0");
+    EXPECT_EQ(
+        peek.Rows("SELECT kind, name FROM registry_changes"),
+        (std::vector<std::string>{"device|sensor-001", "device|sensor-001"}));
   }
   const fs::path fresh = dir_ / "fresh.db";
   ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
   EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
-
-  // Idempotent: the second run finds them and changes nothing.
-  const std::string before = Snapshot();
-  r = Admin({"init"});
-  EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out,
-            "registry " + Path() + " is up to date (schema version 2)\n");
-  EXPECT_EQ(Snapshot(), before);
 }
 
-// One column present already: only the other is added.
-TEST_F(AdminTest, InitAddsOnlyTheMissingPresenceColumn) {
-  Peek(db_).Exec(EarlyVersionTwoSchema() +
-                 "ALTER TABLE device_stats ADD COLUMN sessions INTEGER NOT "
-                 "NULL DEFAULT 0;");
+// A file created by an early version-2 schema, before device_stats had the
+// presence columns, migrates the same way.
+TEST_F(AdminTest, InitMigratesAnEarlyVersionTwoFile) {
+  std::string early = test::OldSchemaSql(2);
+  const std::string columns =
+      ",\n  sessions      INTEGER NOT NULL DEFAULT 0,"
+      "\n  subscribed    INTEGER NOT NULL DEFAULT 0";
+  const size_t at = early.find(columns);
+  ASSERT_NE(at, std::string::npos);
+  early.erase(at, columns.size());
+  Peek(db_).Exec(early +
+                 "INSERT INTO devices (device_id) VALUES ('sensor-001');"
+                 "INSERT INTO device_stats (device_id, published) "
+                 "VALUES ('sensor-001', 4);");
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, "completed registry " + Path() +
-                       " (schema version 2): added device_stats.subscribed\n");
+  EXPECT_EQ(r.out,
+            "migrated registry " + Path() + " from schema version 2 to 3\n");
+  EXPECT_EQ(Peek(db_).One("SELECT published, sessions FROM device_stats"),
+            "4|0");
   const fs::path fresh = dir_ / "fresh.db";
   ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
   EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
 }
 
-TEST_F(AdminTest, AFailedCompletionChangesNothing) {
-  Peek(db_).Exec(EarlyVersionTwoSchema() + "DROP TABLE device_stats;");
-  EXPECT_REFUSED(
-      Args{"init"}, "", 1,
-      "cannot complete registry " + Path() + ": no such table: device_stats");
+// A step that fails leaves the file at version 2.
+TEST_F(AdminTest, AFailedVersionTwoMigrationChangesNothing) {
+  ASSERT_TRUE(
+      test::CreateOldRegistryFile(2, db_.string(), "DROP TABLE device_stats;"));
+  EXPECT_REFUSED(Args{"init"}, "", 1,
+                 "migrating registry " + Path() +
+                     " from schema version 2 failed: no such table: "
+                     "device_stats");
+  EXPECT_EQ(Peek(db_).One("PRAGMA user_version"), "2");
 }
 
 // A version-1 file gets the presence columns from the migration itself.
@@ -1716,7 +1734,7 @@ TEST_F(AdminTest, MigrationFromVersionOneAddsThePresenceColumns) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 1 to 2\n");
+            "migrated registry " + Path() + " from schema version 1 to 3\n");
   EXPECT_EQ(Peek(db_).One("SELECT sessions, subscribed FROM device_stats"),
             "0|0");
   r = Admin({"stats", "sensor-001", "--json"});

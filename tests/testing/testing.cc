@@ -62,13 +62,18 @@ const std::string& SchemaSql() {
   return *text;
 }
 
-const std::string& SchemaV1Sql() {
-  static const std::string* text =
-      new std::string(ReadFile(HOMEPOT_TESTING_SCHEMA_V1_SQL));
-  if (text->empty()) {
-    ADD_FAILURE() << "cannot read " << HOMEPOT_TESTING_SCHEMA_V1_SQL;
+const std::string& OldSchemaSql(int version) {
+  static const std::string* const texts[] = {
+      new std::string(ReadFile(HOMEPOT_TESTING_FIXTURES "/schema_v1.sql")),
+      new std::string(ReadFile(HOMEPOT_TESTING_FIXTURES "/schema_v2.sql"))};
+  static const std::string kNone;
+  if (version < 1 || version > 2) {
+    ADD_FAILURE() << "no fixture schema for version " << version;
+    return kNone;
   }
-  return *text;
+  const std::string& text = *texts[version - 1];
+  if (text.empty()) ADD_FAILURE() << "cannot read schema version " << version;
+  return text;
 }
 
 testing::AssertionResult ExecSql(sqlite3* db, const std::string& sql) {
@@ -115,11 +120,12 @@ testing::AssertionResult CreateRegistryFile(const std::string& path,
                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 }
 
-testing::AssertionResult CreateVersionOneRegistryFile(const std::string& path,
-                                                      const std::string& sql) {
-  const std::string& schema = SchemaV1Sql();
+testing::AssertionResult CreateOldRegistryFile(int version,
+                                               const std::string& path,
+                                               const std::string& sql) {
+  const std::string& schema = OldSchemaSql(version);
   if (schema.empty()) {
-    return testing::AssertionFailure() << "no version-1 schema text";
+    return testing::AssertionFailure() << "no schema text for " << version;
   }
   return ExecOnFile(path, schema + "\n" + sql,
                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);

@@ -39,9 +39,10 @@ bool WriteFile(const std::string& path, const std::string& text);
 // returns "" when the file cannot be read.
 const std::string& SchemaSql();
 
-// The text of tests/fixtures/schema_v1.sql, the registry schema at version 1
-// (for migration tests); read once, like SchemaSql().
-const std::string& SchemaV1Sql();
+// The text of tests/fixtures/schema_v<version>.sql, the registry schema at
+// an older version (1 or 2, for migration tests); read once, like
+// SchemaSql().
+const std::string& OldSchemaSql(int version);
 
 // Runs `sql` (any number of statements) on an open connection.
 testing::AssertionResult ExecSql(sqlite3* db, const std::string& sql);
@@ -55,10 +56,12 @@ testing::AssertionResult ExecSqlOn(const std::string& path,
 testing::AssertionResult CreateRegistryFile(const std::string& path,
                                             const std::string& sql = "");
 
-// Creates the database file at `path` (or opens it), applies the version-1
-// schema and then runs `sql`: a registry as it was before migration.
-testing::AssertionResult CreateVersionOneRegistryFile(
-    const std::string& path, const std::string& sql = "");
+// Creates the database file at `path` (or opens it), applies the schema at
+// `version` (OldSchemaSql) and then runs `sql`: a registry as it was before
+// migration.
+testing::AssertionResult CreateOldRegistryFile(int version,
+                                               const std::string& path,
+                                               const std::string& sql = "");
 
 // An encoded PBKDF2 hash of `password` (cheap: 10 iterations by default;
 // the tests are not about hashing).
