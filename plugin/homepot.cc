@@ -55,7 +55,7 @@ std::unique_ptr<Homepot> Homepot::Create(const Config& config, Broker* broker,
   h->broker_->Log(
       LogLevel::kInfo,
       "registry " + config.db_path +
-          " loaded: " + std::to_string(h->snapshot_->devices().size()) +
+          " loaded: " + std::to_string(h->snapshot_->device_count()) +
           " devices, " + std::to_string(h->snapshot_->rule_count()) +
           " acl rules, generation " +
           std::to_string(h->snapshot_->generation()));
@@ -233,10 +233,11 @@ void Homepot::ApplyRegistryChanges() {
     broker_->Log(LogLevel::kNotice,
                  "registry reloaded: generation " +
                      std::to_string(snapshot_->generation()) + ", " +
-                     std::to_string(snapshot_->devices().size()) +
-                     " devices, " + std::to_string(snapshot_->rule_count()) +
-                     " acl rules, " + std::to_string(revoked) +
-                     " revoked, built in " + std::to_string(update.load_ms) +
+                     std::to_string(snapshot_->device_count()) + " devices, " +
+                     std::to_string(snapshot_->rule_count()) + " acl rules, " +
+                     std::to_string(revoked) + " revoked, " +
+                     (update.full ? "read in full" : "from the change feed") +
+                     ", built in " + std::to_string(update.load_ms) +
                      " ms off the broker thread, applied in " +
                      std::to_string(applied_us) + " us");
   }
@@ -704,7 +705,7 @@ void Homepot::PublishStats() {
   stats_schedule_.Published(now);
   if (stats_schedule_.enabled()) {
     RegistryInfo info;
-    info.devices = snapshot_->devices().size();
+    info.devices = snapshot_->device_count();
     info.acl_rules = snapshot_->rule_count();
     info.generation = snapshot_->generation();
     info.loaded_at_ms = loaded_at_ms_;

@@ -11,14 +11,27 @@
 namespace homepot {
 namespace {
 
-uint64_t HashBytes(std::string_view s) {  // FNV-1a, 64-bit
+uint64_t HashBytes(std::string_view s) {  // FNV-1a, 64-bit, then mixed
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) {
     h ^= c;
     h *= 1099511628211ull;
   }
+  // MurmurHash3's finalizer: the top bits choose the shard, the low bits
+  // the slot, so every bit must depend on every byte.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
   return h;
 }
+
+static_assert((Snapshot::kShards & (Snapshot::kShards - 1)) == 0);
+constexpr int kShardBits = __builtin_ctzll(Snapshot::kShards);
+
+size_t ShardOf(uint64_t hash) { return hash >> (64 - kShardBits); }
+size_t ShardOf(std::string_view key) { return ShardOf(HashBytes(key)); }
 
 size_t TableSize(size_t n) {
   size_t size = 16;
@@ -26,27 +39,13 @@ size_t TableSize(size_t n) {
   return size;
 }
 
-void Insert(std::vector<uint32_t>* table, std::string_view key, uint32_t idx) {
+void Insert(std::vector<uint32_t>* table, uint64_t hash, uint32_t idx) {
   size_t mask = table->size() - 1;
-  for (size_t i = HashBytes(key) & mask;; i = (i + 1) & mask) {
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
     if ((*table)[i] == 0) {
       (*table)[i] = idx + 1;
       return;
     }
-  }
-}
-
-template <typename KeyOf>
-const Device* Lookup(const std::vector<uint32_t>& table,
-                     const std::vector<Device>& devices, std::string_view key,
-                     KeyOf key_of) {
-  if (table.empty()) return nullptr;
-  size_t mask = table.size() - 1;
-  for (size_t i = HashBytes(key) & mask;; i = (i + 1) & mask) {
-    uint32_t slot = table[i];
-    if (slot == 0) return nullptr;
-    const Device& d = devices[slot - 1];
-    if (key_of(d) == key) return &d;
   }
 }
 
@@ -75,9 +74,36 @@ bool Device::IsToken(std::string_view topic) const {
   return IsDefaultToken(topic, id);
 }
 
+void Snapshot::Shard::Index() {
+  by_id.assign(devices.empty() ? 0 : TableSize(devices.size()), 0);
+  min_max_payload = UINT32_MAX;
+  rule_count = 0;
+  for (uint32_t i = 0; i < devices.size(); ++i) {
+    Insert(&by_id, HashBytes(devices[i].id), i);
+    min_max_payload = std::min(min_max_payload, devices[i].max_payload);
+    rule_count += devices[i].rules.size();
+  }
+}
+
+void Snapshot::TokenShard::Index() {
+  by_hash.assign(entries.empty() ? 0 : TableSize(entries.size()), 0);
+  for (uint32_t i = 0; i < entries.size(); ++i) {
+    Insert(&by_hash, entries[i].first, i);
+  }
+}
+
 const Device* Snapshot::Find(std::string_view id) const {
-  return Lookup(by_id_, devices_, id,
-                [](const Device& d) -> std::string_view { return d.id; });
+  if (shards_.empty()) return nullptr;
+  const uint64_t hash = HashBytes(id);
+  const Shard& shard = *shards_[ShardOf(hash)];
+  if (shard.by_id.empty()) return nullptr;
+  const size_t mask = shard.by_id.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const uint32_t slot = shard.by_id[i];
+    if (slot == 0) return nullptr;
+    const Device& d = shard.devices[slot - 1];
+    if (d.id == id) return &d;
+  }
 }
 
 const Device* Snapshot::FindByToken(std::string_view topic) const {
@@ -86,45 +112,154 @@ const Device* Snapshot::FindByToken(std::string_view topic) const {
     const Device* d = Find(id);
     if (d != nullptr && d->token.empty()) return d;
   }
-  return Lookup(by_token_, devices_, topic,
-                [](const Device& d) -> std::string_view { return d.token; });
-}
-
-void Snapshot::AttachRules(std::vector<std::pair<std::string, AclRule>> rules) {
-  for (auto& [id, rule] : rules) {
-    if (const Device* d = Find(id)) {
-      devices_[d - devices_.data()].rules.push_back(std::move(rule));
-      ++rule_count_;
-    }
+  if (token_shards_.empty()) return nullptr;
+  const uint64_t hash = HashBytes(topic);
+  const TokenShard& shard = *token_shards_[ShardOf(hash)];
+  if (shard.by_hash.empty()) return nullptr;
+  const size_t mask = shard.by_hash.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const uint32_t slot = shard.by_hash[i];
+    if (slot == 0) return nullptr;
+    const auto& [entry_hash, id] = shard.entries[slot - 1];
+    if (entry_hash != hash) continue;
+    const Device* d = Find(id);
+    if (d != nullptr && d->token == topic) return d;
   }
 }
 
-void Snapshot::BuildIndexes() {
-  by_id_.assign(TableSize(devices_.size()), 0);
-  size_t custom = 0;
-  for (const Device& d : devices_) custom += !d.token.empty();
-  by_token_.assign(custom ? TableSize(custom) : 0, 0);
+void Snapshot::Summarize() {
+  device_count_ = 0;
   rule_count_ = global_rules_.size();
   min_max_payload_ = UINT32_MAX;
-  for (uint32_t i = 0; i < devices_.size(); ++i) {
-    min_max_payload_ = std::min(min_max_payload_, devices_[i].max_payload);
-    Insert(&by_id_, devices_[i].id, i);
-    if (!devices_[i].token.empty()) Insert(&by_token_, devices_[i].token, i);
-    rule_count_ += devices_[i].rules.size();
+  for (const auto& shard : shards_) {
+    device_count_ += shard->devices.size();
+    rule_count_ += shard->rule_count;
+    min_max_payload_ = std::min(min_max_payload_, shard->min_max_payload);
   }
 }
 
-std::shared_ptr<const Snapshot> Snapshot::Build(std::vector<Device> devices,
-                                                std::vector<AclRule> global,
-                                                int64_t generation,
-                                                uint32_t unknown_max_payload) {
+std::shared_ptr<const Snapshot> Snapshot::Build(
+    std::vector<Device> devices, std::vector<AclRule> global,
+    int64_t generation, uint32_t unknown_max_payload,
+    std::vector<std::pair<std::string, AclRule>> device_rules) {
+  std::vector<std::shared_ptr<Shard>> shards(kShards);
+  std::vector<std::shared_ptr<TokenShard>> tokens(kShards);
+  for (Device& d : devices) {
+    auto& shard = shards[ShardOf(d.id)];
+    if (!shard) shard = std::make_shared<Shard>();
+    if (!d.token.empty()) {
+      const uint64_t hash = HashBytes(d.token);
+      auto& token_shard = tokens[ShardOf(hash)];
+      if (!token_shard) token_shard = std::make_shared<TokenShard>();
+      token_shard->entries.emplace_back(hash, d.id);
+    }
+    shard->devices.push_back(std::move(d));
+  }
+  std::vector<Device>().swap(devices);
+  for (auto& shard : shards) {
+    if (shard) shard->Index();
+  }
+  for (auto& shard : tokens) {
+    if (shard) shard->Index();
+  }
   auto s = std::make_shared<Snapshot>();
-  s->devices_ = std::move(devices);
+  s->shards_.assign(shards.begin(), shards.end());
+  s->token_shards_.assign(tokens.begin(), tokens.end());
+  // Empty slots share one empty shard.
+  const auto empty = std::make_shared<const Shard>();
+  const auto no_tokens = std::make_shared<const TokenShard>();
+  for (auto& shard : s->shards_) {
+    if (!shard) shard = empty;
+  }
+  for (auto& shard : s->token_shards_) {
+    if (!shard) shard = no_tokens;
+  }
+  // Rules go through the shards' own indexes (they are still ours to change).
+  for (auto& [id, rule] : device_rules) {
+    if (const Device* d = s->Find(id)) {
+      Shard& shard = *shards[ShardOf(id)];
+      shard.devices[d - shard.devices.data()].rules.push_back(std::move(rule));
+      ++shard.rule_count;
+    }
+  }
   s->global_rules_ = std::move(global);
   s->generation_ = generation;
   s->unknown_max_payload_ = unknown_max_payload;
-  s->BuildIndexes();
+  s->Summarize();
   return s;
+}
+
+std::shared_ptr<const Snapshot> Snapshot::Apply(Changes changes) const {
+  if (shards_.empty()) {  // a default-constructed snapshot has no shards
+    return Build(
+        std::move(changes.devices),
+        changes.global_rules ? std::move(*changes.global_rules) : global_rules_,
+        changes.generation, changes.unknown_max_payload);
+  }
+  auto next = std::make_shared<Snapshot>();
+  next->shards_ = shards_;
+  next->token_shards_ = token_shards_;
+  // Per touched shard: the ids to take out and the devices to put in.
+  std::unordered_map<
+      size_t, std::pair<std::vector<std::string_view>, std::vector<Device*>>>
+      edits;
+  std::unordered_map<size_t, std::pair<std::vector<std::string_view>,
+                                       std::vector<const Device*>>>
+      token_edits;
+  for (const std::string& id : changes.ids) {
+    edits[ShardOf(id)].first.push_back(id);
+    if (const Device* old = Find(id); old != nullptr && !old->token.empty()) {
+      token_edits[ShardOf(old->token)].first.push_back(old->id);
+    }
+  }
+  for (Device& d : changes.devices) {
+    edits[ShardOf(d.id)].second.push_back(&d);
+  }
+  for (auto& [index, edit] : edits) {
+    const auto& [out, in] = edit;
+    auto shard = std::make_shared<Shard>();
+    const Shard& old = *shards_[index];
+    shard->devices.reserve(old.devices.size() + in.size());
+    for (const Device& d : old.devices) {
+      if (std::find(out.begin(), out.end(), d.id) == out.end()) {
+        shard->devices.push_back(d);
+      }
+    }
+    for (Device* d : in) shard->devices.push_back(std::move(*d));
+    shard->Index();
+    next->shards_[index] = std::move(shard);
+  }
+  // Tokens of the devices put in, now in the next snapshot.
+  for (auto& [index, edit] : edits) {
+    for (const Device& d : next->shards_[index]->devices) {
+      if (d.token.empty()) continue;
+      if (std::find(edit.first.begin(), edit.first.end(), d.id) ==
+          edit.first.end()) {
+        continue;  // unchanged, its entry stays
+      }
+      token_edits[ShardOf(d.token)].second.push_back(&d);
+    }
+  }
+  for (auto& [index, edit] : token_edits) {
+    const auto& [out, in] = edit;
+    auto shard = std::make_shared<TokenShard>();
+    for (const auto& entry : token_shards_[index]->entries) {
+      if (std::find(out.begin(), out.end(), entry.second) == out.end()) {
+        shard->entries.push_back(entry);
+      }
+    }
+    for (const Device* d : in) {
+      shard->entries.emplace_back(HashBytes(d->token), d->id);
+    }
+    shard->Index();
+    next->token_shards_[index] = std::move(shard);
+  }
+  next->global_rules_ =
+      changes.global_rules ? std::move(*changes.global_rules) : global_rules_;
+  next->generation_ = changes.generation;
+  next->unknown_max_payload_ = changes.unknown_max_payload;
+  next->Summarize();
+  return next;
 }
 
 Status CheckSchema(sqlite3* db) {
@@ -175,93 +310,177 @@ Result<int64_t> ReadGeneration(sqlite3* db) {
                  "cannot read registry generation");
 }
 
-Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
-    sqlite3* db, std::vector<std::string>* warnings) {
+namespace {
+
+// The columns DecodeDevice reads, in order.
+constexpr const char* kDeviceColumns =
+    "SELECT device_id, device_type, password_hash, device_token, enabled "
+    "FROM devices";
+
+// Undoes the read transaction a load opened, whatever happens.
+struct ReadTransaction {
+  sqlite3* db;
+  ~ReadTransaction() {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+};
+
+Status BeginRead(sqlite3* db) {
   if (sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return SqliteError(db, "cannot begin read");
   }
-  struct Rollback {
-    sqlite3* db;
-    ~Rollback() { sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr); }
-  } rollback{db};
+  return Status::Ok();
+}
+
+// Payload limits per type name, and the one for types without a row.
+struct TypeLimits {
+  std::unordered_map<std::string, uint32_t> by_name;
+  uint32_t unknown = kDefaultMaxPayloadBytes;
+  uint32_t Of(const std::string& type) const {
+    auto it = by_name.find(type);
+    return it != by_name.end() ? it->second : unknown;
+  }
+};
+
+Result<TypeLimits> ReadTypeLimits(sqlite3* db) {
+  constexpr const char* kWhat = "cannot read device_types";
+  TypeLimits limits;
+  Result<Statement> stmt = Statement::Prepare(
+      db, "SELECT name, max_payload_bytes FROM device_types");
+  if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+  for (;;) {
+    Result<bool> row = stmt->Step();
+    if (!row.ok()) return SqliteError(kWhat, row.status());
+    if (!*row) break;
+    limits.by_name[stmt->Text(0)] =
+        static_cast<uint32_t>(std::clamp<int64_t>(stmt->Int(1), 0, UINT32_MAX));
+  }
+  if (auto it = limits.by_name.find("unknown"); it != limits.by_name.end()) {
+    limits.unknown = it->second;
+  }
+  return limits;
+}
+
+// The device in the current row of a kDeviceColumns statement, or nothing
+// when the row breaks a rule the schema cannot express (said in
+// `warnings`).
+std::optional<Device> DecodeDevice(Statement* stmt, const TypeLimits& limits,
+                                   std::vector<std::string>* warnings) {
+  Device d;
+  d.id = stmt->Text(0);
+  if (!IsValidDeviceId(d.id)) {
+    warnings->push_back("skipped device with invalid id");
+    return std::nullopt;
+  }
+  d.type = stmt->Text(1);
+  d.max_payload = limits.Of(d.type);
+  if (!stmt->IsNull(2)) {
+    Result<PasswordHash> hash = ParsePasswordHash(stmt->Text(2));
+    if (hash.ok()) {
+      d.has_password = true;
+      d.password = *hash;
+    } else {
+      warnings->push_back("device '" + d.id + "': unusable password_hash (" +
+                          hash.status().message() + "); it cannot log in");
+    }
+  }
+  if (!stmt->IsNull(3)) {
+    std::string token = stmt->Text(3);
+    if (!IsValidTopic(token)) {
+      warnings->push_back("device '" + d.id +
+                          "': invalid device_token ignored");
+    } else if (!IsDefaultToken(token, d.id)) {
+      // Default tokens are stored empty so that lookups need no allocation.
+      d.token = std::move(token);
+    }
+  }
+  d.enabled = stmt->Int(4) == 1;
+  return d;
+}
+
+// The rule in columns `first` (topic_filter) and `first` + 1 (access) of the
+// current row, or nothing when it is invalid (said in `warnings`).
+std::optional<AclRule> DecodeRule(Statement* stmt, int first,
+                                  std::vector<std::string>* warnings) {
+  AclRule rule;
+  rule.filter = stmt->Text(first);
+  rule.access =
+      RuleAccessFromWord(stmt->Text(first + 1)).value_or(RuleAccess{});
+  if (rule.access == 0 || !IsValidFilter(rule.filter)) {
+    warnings->push_back("skipped invalid acl rule '" + rule.filter + "'");
+    return std::nullopt;
+  }
+  return rule;
+}
+
+// Runs a statement to its end, calling `row()` for each row.
+template <typename Row>
+Status EachRow(Statement* stmt, const char* what, Row row) {
+  for (;;) {
+    Result<bool> more = stmt->Step();
+    if (!more.ok()) return SqliteError(what, more.status());
+    if (!*more) return Status::Ok();
+    row();
+  }
+}
+
+Result<std::vector<AclRule>> ReadGlobalRules(
+    sqlite3* db, std::vector<std::string>* warnings) {
+  constexpr const char* kWhat = "cannot read acl_rules";
+  std::vector<AclRule> rules;
+  Result<Statement> stmt = Statement::Prepare(
+      db,
+      "SELECT topic_filter, access FROM acl_rules WHERE device_id IS NULL "
+      "ORDER BY id");
+  if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+  Status s = EachRow(&*stmt, kWhat, [&] {
+    if (auto rule = DecodeRule(&*stmt, 0, warnings)) {
+      rules.push_back(std::move(*rule));
+    }
+  });
+  if (!s.ok()) return s;
+  return rules;
+}
+
+// Whether a device that could log in with `old` must lose its sessions when
+// `now` (nullptr: removed) replaces it.
+bool Revokes(const Device& old, const Device* now) {
+  return now == nullptr || !now->enabled ||
+         now->has_password != old.has_password ||
+         now->password.hash != old.password.hash ||
+         now->password.salt != old.password.salt;
+}
+
+// A change feed that names more devices than this is applied as a full load.
+constexpr size_t kMaxChangedDevices = 50000;
+
+}  // namespace
+
+Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
+    sqlite3* db, std::vector<std::string>* warnings) {
+  if (Status s = BeginRead(db); !s.ok()) return s;
+  ReadTransaction read{db};
 
   Status schema = CheckSchema(db);
   if (!schema.ok()) return schema;
   Result<int64_t> generation = ReadGeneration(db);
   if (!generation.ok()) return generation.status();
-
-  std::unordered_map<std::string, uint32_t> type_limits;
-  {
-    constexpr const char* kWhat = "cannot read device_types";
-    Result<Statement> stmt = Statement::Prepare(
-        db, "SELECT name, max_payload_bytes FROM device_types");
-    if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
-    for (;;) {
-      Result<bool> row = stmt->Step();
-      if (!row.ok()) return SqliteError(kWhat, row.status());
-      if (!*row) break;
-      type_limits[stmt->Text(0)] = static_cast<uint32_t>(
-          std::clamp<int64_t>(stmt->Int(1), 0, UINT32_MAX));
-    }
-  }
-  uint32_t unknown_limit = kDefaultMaxPayloadBytes;
-  if (auto it = type_limits.find("unknown"); it != type_limits.end()) {
-    unknown_limit = it->second;
-  }
+  Result<TypeLimits> limits = ReadTypeLimits(db);
+  if (!limits.ok()) return limits.status();
 
   std::vector<Device> devices;
   {
     constexpr const char* kWhat = "cannot read devices";
     Result<int64_t> count = ReadInt(db, "SELECT count(*) FROM devices", kWhat);
     if (count.ok()) devices.reserve(*count);
-    Result<Statement> stmt = Statement::Prepare(
-        db,
-        "SELECT device_id, device_type, password_hash, device_token, enabled "
-        "FROM devices");
+    Result<Statement> stmt = Statement::Prepare(db, kDeviceColumns);
     if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
-    for (;;) {
-      Result<bool> row = stmt->Step();
-      if (!row.ok()) return SqliteError(kWhat, row.status());
-      if (!*row) break;
-      Device d;
-      d.id = stmt->Text(0);
-      if (!IsValidDeviceId(d.id)) {
-        warnings->push_back("skipped device with invalid id");
-        continue;
+    Status s = EachRow(&*stmt, kWhat, [&] {
+      if (auto d = DecodeDevice(&*stmt, *limits, warnings)) {
+        devices.push_back(std::move(*d));
       }
-      d.type = stmt->Text(1);
-      auto it = type_limits.find(d.type);
-      d.max_payload = it != type_limits.end() ? it->second : unknown_limit;
-      if (!stmt->IsNull(2)) {
-        Result<PasswordHash> hash = ParsePasswordHash(stmt->Text(2));
-        if (hash.ok()) {
-          d.has_password = true;
-          d.password = *hash;
-        } else {
-          warnings->push_back("device '" + d.id +
-                              "': unusable password_hash (" +
-                              hash.status().message() + "); it cannot log in");
-        }
-      }
-      if (!stmt->IsNull(3)) {
-        std::string token = stmt->Text(3);
-        if (!IsValidTopic(token)) {
-          warnings->push_back("device '" + d.id +
-                              "': invalid device_token ignored");
-        } else {
-          d.token = std::move(token);
-        }
-      }
-      d.enabled = stmt->Int(4) == 1;
-      devices.push_back(std::move(d));
-    }
-  }
-  // Default tokens are stored empty so that lookups need no allocation.
-  for (Device& d : devices) {
-    if (d.token.empty()) continue;
-    std::string t = std::move(d.token);
-    d.token.clear();
-    if (!d.IsToken(t)) d.token = std::move(t);
+    });
+    if (!s.ok()) return s;
   }
 
   std::vector<AclRule> global;
@@ -272,44 +491,146 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
         db,
         "SELECT device_id, topic_filter, access FROM acl_rules ORDER BY id");
     if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
-    for (;;) {
-      Result<bool> row = stmt->Step();
-      if (!row.ok()) return SqliteError(kWhat, row.status());
-      if (!*row) break;
-      AclRule rule;
-      rule.filter = stmt->Text(1);
-      rule.access = RuleAccessFromWord(stmt->Text(2)).value_or(RuleAccess{});
-      if (rule.access == 0 || !IsValidFilter(rule.filter)) {
-        warnings->push_back("skipped invalid acl rule '" + rule.filter + "'");
-        continue;
-      }
+    Status s = EachRow(&*stmt, kWhat, [&] {
+      std::optional<AclRule> rule = DecodeRule(&*stmt, 1, warnings);
+      if (!rule) return;
       if (stmt->IsNull(0)) {
-        global.push_back(std::move(rule));
+        global.push_back(std::move(*rule));
       } else {
-        device_rules.emplace_back(stmt->Text(0), std::move(rule));
+        device_rules.emplace_back(stmt->Text(0), std::move(*rule));
       }
+    });
+    if (!s.ok()) return s;
+  }
+  return Snapshot::Build(std::move(devices), std::move(global), *generation,
+                         limits->unknown, std::move(device_rules));
+}
+
+Result<ChangedSnapshot> LoadChanges(sqlite3* db, const Snapshot& base,
+                                    std::vector<std::string>* warnings) {
+  if (Status s = BeginRead(db); !s.ok()) return s;
+  ReadTransaction read{db};
+  ChangedSnapshot out;
+  Result<int64_t> generation = ReadGeneration(db);
+  if (!generation.ok()) return generation.status();
+  if (*generation < base.generation()) return out;  // went back: full load
+
+  constexpr const char* kWhat = "cannot read registry_changes";
+  // The feed must hold every generation after base's (the oldest are
+  // pruned; a gap means base is too far behind).
+  Result<Statement> held = Statement::Prepare(
+      db,
+      "SELECT count(DISTINCT generation) FROM registry_changes "
+      "WHERE generation > ?1 AND generation <= ?2");
+  if (!held.ok()) return SqliteError(kWhat, held.status());
+  held->Bind(1, base.generation()).Bind(2, *generation);
+  Result<bool> row = held->Step();
+  if (!row.ok()) return SqliteError(kWhat, row.status());
+  if (!*row || held->Int(0) != *generation - base.generation()) return out;
+
+  std::vector<std::string> ids;
+  std::vector<std::string> types;
+  bool global_changed = false;
+  {
+    Result<Statement> stmt =
+        Statement::Prepare(db,
+                           "SELECT DISTINCT kind, name FROM registry_changes "
+                           "WHERE generation > ?1 AND generation <= ?2");
+    if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+    stmt->Bind(1, base.generation()).Bind(2, *generation);
+    Status s = EachRow(&*stmt, kWhat, [&] {
+      const std::string kind = stmt->Text(0);
+      if (kind == "device") {
+        ids.push_back(stmt->Text(1));
+      } else if (kind == "type") {
+        types.push_back(stmt->Text(1));
+      } else {
+        global_changed = true;
+      }
+    });
+    if (!s.ok()) return s;
+  }
+  Result<TypeLimits> limits = ReadTypeLimits(db);
+  if (!limits.ok()) return limits.status();
+  // A type's limit is in each of its devices: re-read them all (devices of
+  // a type without a row use 'unknown's).
+  for (const std::string& type : types) {
+    constexpr const char* kDevices = "cannot read devices";
+    const bool unknown = type == "unknown";
+    Result<Statement> stmt = Statement::Prepare(
+        db, unknown ? "SELECT device_id FROM devices WHERE device_type = ?1 "
+                      "OR device_type NOT IN (SELECT name FROM device_types)"
+                    : "SELECT device_id FROM devices WHERE device_type = ?1");
+    if (!stmt.ok()) return SqliteError(kDevices, stmt.status());
+    stmt->Bind(1, std::string_view(type));
+    Status s = EachRow(&*stmt, kDevices, [&] {
+      if (ids.size() <= kMaxChangedDevices) ids.push_back(stmt->Text(0));
+    });
+    if (!s.ok()) return s;
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  if (ids.size() > kMaxChangedDevices) return out;  // a full load is cheaper
+
+  Snapshot::Changes changes;
+  changes.generation = *generation;
+  changes.unknown_max_payload = limits->unknown;
+  {
+    constexpr const char* kDevices = "cannot read devices";
+    Result<Statement> device = Statement::Prepare(
+        db, std::string(kDeviceColumns) + " WHERE device_id = ?1");
+    if (!device.ok()) return SqliteError(kDevices, device.status());
+    Result<Statement> rules = Statement::Prepare(
+        db,
+        "SELECT topic_filter, access FROM acl_rules WHERE device_id = ?1 "
+        "ORDER BY id");
+    if (!rules.ok()) return SqliteError(kDevices, rules.status());
+    for (const std::string& id : ids) {
+      device->Reset();
+      device->Bind(1, std::string_view(id));
+      Result<bool> found = device->Step();
+      if (!found.ok()) return SqliteError(kDevices, found.status());
+      if (!*found) continue;  // removed
+      std::optional<Device> d = DecodeDevice(&*device, *limits, warnings);
+      if (!d) continue;
+      rules->Reset();
+      rules->Bind(1, std::string_view(id));
+      Status s = EachRow(&*rules, "cannot read acl_rules", [&] {
+        if (auto rule = DecodeRule(&*rules, 0, warnings)) {
+          d->rules.push_back(std::move(*rule));
+        }
+      });
+      if (!s.ok()) return s;
+      changes.devices.push_back(std::move(*d));
     }
   }
-  // Rules are attached through the snapshot's own index (no sort needed).
-  auto snapshot = std::const_pointer_cast<Snapshot>(Snapshot::Build(
-      std::move(devices), std::move(global), *generation, unknown_limit));
-  snapshot->AttachRules(std::move(device_rules));
-  return std::shared_ptr<const Snapshot>(std::move(snapshot));
+  if (global_changed) {
+    Result<std::vector<AclRule>> global = ReadGlobalRules(db, warnings);
+    if (!global.ok()) return global.status();
+    changes.global_rules = std::move(*global);
+  }
+  changes.ids = std::move(ids);
+  out.changed = changes.ids.size();
+  out.snapshot = base.Apply(changes);
+  for (const std::string& id : changes.ids) {
+    const Device* old = base.Find(id);
+    if (old != nullptr && old->enabled &&
+        Revokes(*old, out.snapshot->Find(id))) {
+      out.revoked.push_back(id);
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> RevokedDevices(const Snapshot& prev,
                                         const Snapshot& next) {
   std::vector<std::string> revoked;
-  for (const Device& old : prev.devices()) {
-    if (!old.enabled) continue;  // its sessions were ended already
-    const Device* now = next.Find(old.id);
-    if (now == nullptr || !now->enabled ||
-        now->has_password != old.has_password ||
-        now->password.hash != old.password.hash ||
-        now->password.salt != old.password.salt) {
+  prev.ForEachDevice([&](const Device& old) {
+    // A disabled device's sessions were ended already.
+    if (old.enabled && Revokes(old, next.Find(old.id))) {
       revoked.push_back(old.id);
     }
-  }
+  });
   return revoked;
 }
 

@@ -145,14 +145,36 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
 
   const int64_t start_us = clock_->MonotonicUs();
   std::vector<std::string> warnings;
-  auto loaded = LoadSnapshot(db_->handle(), &warnings);
-  if (!loaded.ok()) {
-    Fail("registry file " + path_ + ": " + loaded.status().message());
-    Close();
-    return;
+  std::vector<std::string> revoked;
+  std::shared_ptr<const Snapshot> next;
+  bool full = true;
+  // The change feed brings the snapshot forward in proportion to what
+  // changed; a full load only at start, after the file was replaced or
+  // rewritten, after a failure, on request, or when the feed has a gap.
+  if (!forced && !recovered) {
+    Result<ChangedSnapshot> moved =
+        LoadChanges(db_->handle(), *current_, &warnings);
+    if (!moved.ok()) {
+      Fail("registry file " + path_ + ": " + moved.status().message());
+      Close();
+      return;
+    }
+    next = std::move(moved->snapshot);
+    revoked = std::move(moved->revoked);
+    full = next == nullptr;
   }
-  std::vector<std::string> revoked = RevokedDevices(*current_, **loaded);
-  current_ = *loaded;
+  if (!next) {
+    warnings.clear();
+    auto loaded = LoadSnapshot(db_->handle(), &warnings);
+    if (!loaded.ok()) {
+      Fail("registry file " + path_ + ": " + loaded.status().message());
+      Close();
+      return;
+    }
+    next = std::move(*loaded);
+    revoked = RevokedDevices(*current_, *next);
+  }
+  current_ = std::move(next);
   const int64_t took_ms = (clock_->MonotonicUs() - start_us) / 1000;
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -167,7 +189,7 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
     std::sort(revoked.begin(), revoked.end());
     revoked.erase(std::unique(revoked.begin(), revoked.end()), revoked.end());
   }
-  pending_ = RegistryUpdate{current_, std::move(revoked), took_ms};
+  pending_ = RegistryUpdate{current_, std::move(revoked), took_ms, full};
   have_update_ = true;
   has_update_->store(true, std::memory_order_release);
 }

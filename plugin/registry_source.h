@@ -28,6 +28,7 @@ struct RegistryUpdate {
   std::shared_ptr<const Snapshot> snapshot;
   std::vector<std::string> revoked;  // sessions to end (see RevokedDevices)
   int64_t load_ms = 0;               // how long the build took
+  bool full = true;  // read in full, not brought forward by the change feed
 };
 
 class RegistrySource {

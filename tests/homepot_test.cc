@@ -319,7 +319,7 @@ class HomepotTest : public ::testing::Test {
 
 TEST_F(HomepotTest, CreateLoadsAndLogsTheRegistry) {
   Create();
-  EXPECT_EQ(core_->snapshot().devices().size(), 3u);
+  EXPECT_EQ(core_->snapshot().device_count(), 3u);
   EXPECT_EQ(core_->snapshot().rule_count(), 2u);
   EXPECT_EQ(broker_.LogsContaining("registry " + config_.db_path +
                                    " loaded: 3 devices, 2 acl rules"),
@@ -552,7 +552,7 @@ TEST_F(HomepotTest, RegistryErrorsAreLoggedAndTheLastGoodRegistryStays) {
   for (int i = 0; i < 50; ++i) core_->OnTick();
   EXPECT_EQ(broker_.LogsContaining("missing"), 1);
   EXPECT_TRUE(broker_.kicks.empty());
-  EXPECT_EQ(core_->snapshot().devices().size(), 3u);
+  EXPECT_EQ(core_->snapshot().device_count(), 3u);
   Client sensor("sensor-001", "s-1");
   EXPECT_EQ(Auth(sensor, "sensor-001", "s3cret"), Verdict::kAllow);
   EXPECT_EQ(Acl(sensor, "devices/sensor-001/notifications", kRead),

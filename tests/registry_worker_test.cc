@@ -155,7 +155,7 @@ TEST_F(RegistryWorkerTest, StartLoadsTheRegistry) {
   CreateRegistry(path_);
   auto s = StartWorker(kFastInterval);
   ASSERT_NE(s, nullptr);
-  ASSERT_EQ(s->devices().size(), 1u);
+  ASSERT_EQ(s->device_count(), 1u);
   EXPECT_NE(s->Find("sensor-001"), nullptr);
   EXPECT_EQ(s->Find("sensor-001")->max_payload, 10240u);
   EXPECT_FALSE(worker_->HasUpdate());
@@ -192,11 +192,14 @@ TEST_F(RegistryWorkerTest, ChangeFromAnotherConnectionShowsUp) {
   ASSERT_TRUE(WaitForUpdate(&update));
   ASSERT_NE(update.snapshot, nullptr);
   EXPECT_GT(update.snapshot->generation(), first->generation());
-  EXPECT_EQ(update.snapshot->devices().size(), 2u);
+  EXPECT_EQ(update.snapshot->device_count(), 2u);
   ASSERT_NE(update.snapshot->Find("sensor-002"), nullptr);
   EXPECT_EQ(update.snapshot->Find("sensor-002")->max_payload, 102400u);
   EXPECT_TRUE(update.revoked.empty());
   EXPECT_GE(update.load_ms, 0);
+  // Brought forward by the change feed, sharing what did not change.
+  EXPECT_FALSE(update.full);
+  EXPECT_EQ(update.snapshot->Find("sensor-001"), first->Find("sensor-001"));
   EXPECT_FALSE(worker_->HasUpdate());
 
   // Nothing more without another change, however many polls.
@@ -260,7 +263,7 @@ TEST_F(RegistryWorkerTest, RequestReloadReloadsAtOnce) {
   // A forced reload happens even when nothing changed.
   worker_->RequestReload();
   ASSERT_TRUE(WaitForUpdate(&update));
-  EXPECT_EQ(update.snapshot->devices().size(), 2u);
+  EXPECT_EQ(update.snapshot->device_count(), 2u);
   EXPECT_TRUE(update.revoked.empty());
 }
 
@@ -352,7 +355,7 @@ TEST_F(RegistryWorkerTest, RecoversFromGarbageWhenARegistryIsRenamedBack) {
   ReplaceWithNewRegistry("DELETE FROM devices");
   RegistryUpdate update;
   ASSERT_TRUE(WaitForUpdate(&update));
-  EXPECT_TRUE(update.snapshot->devices().empty());
+  EXPECT_TRUE(update.snapshot->device_count() == 0);
   EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-001"});
   EXPECT_EQ(LastError(), "");
 }
@@ -368,6 +371,7 @@ TEST_F(RegistryWorkerTest, ReplacedFileIsReloadedEvenAtTheSameGeneration) {
   RegistryUpdate update;
   ASSERT_TRUE(WaitForUpdate(&update));
   EXPECT_EQ(update.snapshot->generation(), first->generation());
+  EXPECT_TRUE(update.full);  // another file: read in full
   EXPECT_NE(update.snapshot->Find("other-001"), nullptr);
   EXPECT_EQ(update.snapshot->Find("sensor-001"), nullptr);
   EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-001"});

@@ -1,0 +1,304 @@
+// LoadChanges: the change feed brings a snapshot forward, re-reading only
+// what changed, to exactly what a full LoadSnapshot reads.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "registry.h"
+#include "testing.h"
+
+namespace homepot {
+namespace {
+
+using test::EncodedHash;
+
+// Every field a lookup can see, for comparing snapshots.
+std::string Describe(const Device& d) {
+  std::string out = d.id + "|" + d.type + "|" + d.token + "|" +
+                    std::to_string(d.max_payload) + "|" +
+                    (d.enabled ? "on" : "off") + "|" +
+                    (d.has_password ? "pw" : "nopw") + "|" +
+                    std::to_string(d.password.hash[0]) + "|";
+  for (const AclRule& r : d.rules) {
+    out += r.filter + ":" + std::to_string(r.access) + ",";
+  }
+  return out;
+}
+
+std::vector<std::string> DescribeAll(const Snapshot& s) {
+  std::vector<std::string> out;
+  s.ForEachDevice([&](const Device& d) { out.push_back(Describe(d)); });
+  std::sort(out.begin(), out.end());
+  std::string global;
+  for (const AclRule& r : s.global_rules()) {
+    global += r.filter + ":" + std::to_string(r.access) + ",";
+  }
+  out.push_back("global " + global);
+  out.push_back("generation " + std::to_string(s.generation()));
+  out.push_back("rules " + std::to_string(s.rule_count()));
+  out.push_back("min " + std::to_string(s.min_type_max_payload()));
+  out.push_back("unknown " + std::to_string(s.unknown_type_max_payload()));
+  return out;
+}
+
+class RegistryChangesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);
+    Exec(test::SchemaSql());
+  }
+  void TearDown() override { sqlite3_close(db_); }
+
+  void Exec(const std::string& sql) { EXPECT_TRUE(test::ExecSql(db_, sql)); }
+
+  std::shared_ptr<const Snapshot> Full() {
+    std::vector<std::string> warnings;
+    auto r = LoadSnapshot(db_, &warnings);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? *r : nullptr;
+  }
+
+  ChangedSnapshot Changes(const Snapshot& base) {
+    warnings_.clear();
+    auto r = LoadChanges(db_, base, &warnings_);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? std::move(*r) : ChangedSnapshot{};
+  }
+
+  // Brings `base` forward by the feed and checks it against a full load;
+  // returns the result.
+  ChangedSnapshot ForwardMatchesFull(const Snapshot& base) {
+    ChangedSnapshot moved = Changes(base);
+    EXPECT_NE(moved.snapshot, nullptr);
+    auto full = Full();
+    if (moved.snapshot != nullptr && full != nullptr) {
+      EXPECT_EQ(DescribeAll(*moved.snapshot), DescribeAll(*full));
+    }
+    return moved;
+  }
+
+  sqlite3* db_ = nullptr;
+  std::vector<std::string> warnings_;
+};
+
+TEST_F(RegistryChangesTest, EveryKindOfChangeMatchesAFullLoad) {
+  Exec(
+      "INSERT INTO devices (device_id, device_type, password_hash) VALUES "
+      "('a', 'iot_sensor', '" +
+      EncodedHash("a") + "'), ('b', 'backend', '" + EncodedHash("b") +
+      "'), ('c', 'iot_sensor', NULL)");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+
+  Exec("INSERT INTO devices (device_id, device_token) VALUES ('d', 'x/d')");
+  auto step = ForwardMatchesFull(*base);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.changed, 1u);
+  EXPECT_EQ(step.snapshot->FindByToken("x/d"), step.snapshot->Find("d"));
+
+  Exec("UPDATE devices SET device_token = 'x/d2' WHERE device_id = 'd'");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->FindByToken("x/d"), nullptr);
+  EXPECT_EQ(step.snapshot->FindByToken("x/d2"), step.snapshot->Find("d"));
+
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('a', 'x/#', 'read'), (NULL, 'public/#', 'read')");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->Find("a")->rules.size(), 1u);
+  EXPECT_EQ(step.snapshot->global_rules().size(), 1u);
+
+  Exec(
+      "UPDATE device_types SET max_payload_bytes = 77 "
+      "WHERE name = 'iot_sensor'");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->Find("a")->max_payload, 77u);
+  EXPECT_EQ(step.snapshot->Find("c")->max_payload, 77u);
+  EXPECT_EQ(step.snapshot->min_type_max_payload(), 77u);
+
+  Exec("UPDATE device_types SET max_payload_bytes = 55 WHERE name = 'unknown'");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->Find("d")->max_payload, 55u);
+  EXPECT_EQ(step.snapshot->unknown_type_max_payload(), 55u);
+
+  Exec("UPDATE devices SET device_id = 'a2' WHERE device_id = 'a'");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->Find("a"), nullptr);
+  ASSERT_NE(step.snapshot->Find("a2"), nullptr);
+  EXPECT_EQ(step.revoked, std::vector<std::string>{"a"});
+
+  Exec("DELETE FROM acl_rules WHERE device_id IS NULL");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_TRUE(step.snapshot->global_rules().empty());
+}
+
+TEST_F(RegistryChangesTest, RevocationsAreThoseOfAFullLoad) {
+  Exec("INSERT INTO devices (device_id, password_hash) VALUES ('a', '" +
+       EncodedHash("a") + "'), ('b', '" + EncodedHash("b") + "'), ('c', '" +
+       EncodedHash("c") + "'), ('d', '" + EncodedHash("d") + "')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec("DELETE FROM devices WHERE device_id = 'a'");
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'b'");
+  Exec("UPDATE devices SET password_hash = '" + EncodedHash("c2") +
+       "' WHERE device_id = 'c'");
+  Exec("UPDATE devices SET metadata = '{\"room\": 4}' WHERE device_id = 'd'");
+  ChangedSnapshot moved = ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  std::sort(moved.revoked.begin(), moved.revoked.end());
+  EXPECT_EQ(moved.revoked, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(moved.revoked, [&] {
+    auto all = RevokedDevices(*base, *moved.snapshot);
+    std::sort(all.begin(), all.end());
+    return all;
+  }());
+}
+
+// Only the touched shards are new: the other devices are the very objects of
+// the previous snapshot.
+TEST_F(RegistryChangesTest, UnchangedDevicesAreSharedNotCopied) {
+  std::string values;
+  for (int i = 0; i < 2000; ++i) {
+    values += (i ? ",('dev-" : "('dev-") + std::to_string(i) + "')";
+  }
+  Exec("INSERT INTO devices (device_id) VALUES " + values);
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'dev-7'");
+  ChangedSnapshot moved = ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  EXPECT_EQ(moved.changed, 1u);
+  int shared = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const std::string id = "dev-" + std::to_string(i);
+    shared += base->Find(id) == moved.snapshot->Find(id);
+  }
+  // dev-7 and at most the few devices in its shard were copied.
+  EXPECT_GE(shared, 1990);
+  EXPECT_NE(base->Find("dev-7"), moved.snapshot->Find("dev-7"));
+  EXPECT_FALSE(moved.snapshot->Find("dev-7")->enabled);
+}
+
+TEST_F(RegistryChangesTest, AGapInTheFeedAsksForAFullLoad) {
+  Exec("INSERT INTO devices (device_id) VALUES ('a')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec("INSERT INTO devices (device_id) VALUES ('b')");
+  Exec("INSERT INTO devices (device_id) VALUES ('c')");
+  // The oldest change after base is gone (as if pruned).
+  Exec("DELETE FROM registry_changes WHERE generation = " +
+       std::to_string(base->generation() + 1));
+  EXPECT_EQ(Changes(*base).snapshot, nullptr);
+}
+
+TEST_F(RegistryChangesTest, AGenerationThatWentBackAsksForAFullLoad) {
+  Exec("INSERT INTO devices (device_id) VALUES ('a')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec("UPDATE registry_meta SET generation = 1");
+  EXPECT_EQ(Changes(*base).snapshot, nullptr);
+}
+
+TEST_F(RegistryChangesTest, TheFeedKeepsTheLastHundredThousandGenerations) {
+  Exec("UPDATE registry_meta SET generation = 500000");
+  Exec("INSERT INTO devices (device_id) VALUES ('a')");
+  Exec(
+      "INSERT INTO registry_changes (generation, kind, name) VALUES "
+      "(399000, 'device', 'old')");
+  Exec("UPDATE devices SET enabled = 0");
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db_,
+                               "SELECT count(*) FROM registry_changes "
+                               "WHERE generation < 400000",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 0);
+  sqlite3_finalize(stmt);
+}
+
+TEST_F(RegistryChangesTest, InvalidRowsAreSkippedWithAWarningAsInAFullLoad) {
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec(
+      "INSERT INTO devices (device_id, password_hash) VALUES "
+      "('bad-hash', 'nonsense')");
+  Exec("INSERT INTO devices (device_id) VALUES ('ok')");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('ok', 'a/#/b', 'read')");
+  ChangedSnapshot moved = ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  EXPECT_FALSE(moved.snapshot->Find("bad-hash")->has_password);
+  EXPECT_TRUE(moved.snapshot->Find("ok")->rules.empty());
+  EXPECT_EQ(warnings_.size(), 2u);
+}
+
+// Many random changes, applied in several steps, end where a full load does.
+TEST_F(RegistryChangesTest, RandomChangesEndWhereAFullLoadDoes) {
+  uint32_t seed = 12345;
+  const auto next = [&](uint32_t n) {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 8) % n;
+  };
+  auto current = Full();
+  ASSERT_NE(current, nullptr);
+  const char* kTypes[] = {"iot_sensor", "backend", "gateway", "unknown"};
+  for (int step = 0; step < 20; ++step) {
+    for (int k = 0; k < 25; ++k) {
+      const std::string id = "d" + std::to_string(next(60));
+      switch (next(6)) {
+        case 0:
+          Exec(
+              "INSERT OR REPLACE INTO devices (device_id, device_type, "
+              "device_token, enabled) VALUES ('" +
+              id + "', '" + kTypes[next(4)] + "', " +
+              (next(2) ? "'t/" + std::to_string(next(30)) + "'" : "NULL") +
+              ", " + std::to_string(next(2)) + ")");
+          break;
+        case 1:
+          Exec("DELETE FROM devices WHERE device_id = '" + id + "'");
+          break;
+        case 2:
+          Exec(
+              "INSERT OR IGNORE INTO acl_rules (device_id, topic_filter, "
+              "access) VALUES ('" +
+              id + "', 'r/" + std::to_string(next(5)) + "', 'read')");
+          break;
+        case 3:
+          Exec(
+              "DELETE FROM acl_rules WHERE id IN (SELECT id FROM acl_rules "
+              "ORDER BY id LIMIT 1)");
+          break;
+        case 4:
+          Exec("UPDATE device_types SET max_payload_bytes = " +
+               std::to_string(100 + next(1000)) + " WHERE name = '" +
+               kTypes[next(4)] + "'");
+          break;
+        default:
+          Exec(
+              "INSERT OR IGNORE INTO acl_rules (device_id, topic_filter, "
+              "access) VALUES (NULL, 'g/" +
+              std::to_string(next(5)) + "', 'write')");
+          break;
+      }
+    }
+    ChangedSnapshot moved = ForwardMatchesFull(*current);
+    ASSERT_NE(moved.snapshot, nullptr) << "step " << step;
+    current = moved.snapshot;
+  }
+}
+
+}  // namespace
+}  // namespace homepot
