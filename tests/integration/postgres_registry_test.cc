@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "harness.h"
 #include "pg.h"
 #include "postgres.h"
+#include "rfc3339.h"
 
 namespace homepot {
 namespace integration {
@@ -45,8 +47,9 @@ class PostgresRegistryTest : public testing::Test {
   testing::AssertionResult Sql(const std::string& sql,
                                const Params& params = {}) {
     Result<Rows> rows = conn_->Run(sql, params);
-    if (!rows.ok())
+    if (!rows.ok()) {
       return testing::AssertionFailure() << rows.status().message();
+    }
     return testing::AssertionSuccess();
   }
 
@@ -56,11 +59,19 @@ class PostgresRegistryTest : public testing::Test {
     return rows.ok() ? "" : rows.status().message();
   }
 
+  // The single value a query yields: -1 or "" (and a test failure) when it
+  // fails or yields no row.
   int64_t Int(const std::string& sql) {
     Result<Rows> rows = conn_->Run(sql);
-    EXPECT_TRUE(rows.ok()) << rows.status().message();
-    if (!rows.ok() || rows->rows() != 1) return -1;
-    return rows->Int(0, 0);
+    EXPECT_TRUE(rows.ok() && rows->rows() == 1)
+        << sql << ": " << rows.status().message();
+    return rows.ok() && rows->rows() == 1 ? rows->Int(0, 0) : -1;
+  }
+  std::string Text(const std::string& sql) {
+    Result<Rows> rows = conn_->Run(sql);
+    EXPECT_TRUE(rows.ok() && rows->rows() == 1)
+        << sql << ": " << rows.status().message();
+    return rows.ok() && rows->rows() == 1 ? rows->Text(0, 0) : "";
   }
 
   int64_t Generation() {
@@ -102,22 +113,20 @@ TEST_F(PostgresRegistryTest, TheSchemaAppliesTwiceAndIsVersionThree) {
 TEST_F(PostgresRegistryTest, TimesAreStampsOfTheSqliteForm) {
   const int64_t before = WallMs();
   ASSERT_TRUE(Sql("INSERT INTO devices (device_id) VALUES ('d')"));
-  Result<Rows> rows = conn_->Run("SELECT created_at, updated_at FROM devices");
-  ASSERT_TRUE(rows.ok()) << rows.status().message();
-  const std::string created = rows->Text(0, 0);
-  EXPECT_EQ(created.size(), 24u) << created;
-  EXPECT_EQ(rows->Text(0, 1), created);
+  const std::string created = Text("SELECT created_at FROM devices");
+  EXPECT_EQ(created.size(), kStampLen) << created;
+  EXPECT_EQ(Text("SELECT updated_at FROM devices"), created);
   const int64_t ms = ParseStampMs(created);
   EXPECT_GE(ms, before - 1000) << created;
   EXPECT_LE(ms, WallMs() + 1000) << created;
 
-  // An update that leaves updated_at alone stamps it.
-  ASSERT_TRUE(
-      Sql("UPDATE devices SET updated_at = '2000-01-01T00:00:00.000Z'"));
+  // An update that sets updated_at keeps it; one that leaves it alone
+  // stamps it.
+  const std::string old_stamp = "2000-01-01T00:00:00.000Z";
+  ASSERT_TRUE(Sql("UPDATE devices SET updated_at = $1", {old_stamp}));
+  EXPECT_EQ(Text("SELECT updated_at FROM devices"), old_stamp);
   ASSERT_TRUE(Sql("UPDATE devices SET enabled = 0"));
-  EXPECT_GT(
-      ParseStampMs(conn_->Run("SELECT updated_at FROM devices")->Text(0, 0)),
-      ParseStampMs("2000-01-01T00:00:00.000Z"));
+  EXPECT_GE(ParseStampMs(Text("SELECT updated_at FROM devices")), ms);
 }
 
 // PostgreSQL accepts exactly the ids DeviceIdProblem accepts: the CHECK
@@ -227,6 +236,40 @@ TEST_F(PostgresRegistryTest, EachRowChangeIsOneGenerationWithItsKeys) {
   EXPECT_FALSE(Sql("INSERT INTO devices (device_id) VALUES ('$bad')"));
   EXPECT_EQ(Generation(), g + 12);
   EXPECT_TRUE(ChangesAfter(g + 12).empty());
+}
+
+// The second of two concurrent writers waits for the first's lock on the
+// registry_meta row, so it takes the next generation only once the first
+// has committed: generations become visible in order.
+TEST_F(PostgresRegistryTest, ConcurrentWritersTakeGenerationsInCommitOrder) {
+  Result<Connection> first = Open();
+  Result<Connection> second = Open();
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  const int64_t g = Generation();
+  Result<pg::Transaction> tx = pg::Transaction::Begin(&*first);
+  ASSERT_TRUE(tx.ok()) << tx.status().message();
+  ASSERT_TRUE(
+      first->Run("INSERT INTO devices (device_id) VALUES ('one')").ok());
+
+  Status second_done;
+  std::thread writer([&] {
+    Result<Rows> rows =
+        second->Run("INSERT INTO devices (device_id) VALUES ('two')");
+    second_done = rows.ok() ? Status::Ok() : rows.status();
+  });
+  const std::string waiting =
+      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+      "AND pid = " +
+      std::to_string(second->backend_pid());
+  EXPECT_TRUE(Eventually([&] { return Int(waiting) == 1; }, 5000));
+  EXPECT_TRUE(tx->Commit().ok());
+  writer.join();
+  EXPECT_TRUE(second_done.ok()) << second_done.message();
+
+  const std::vector<Change> expected = {{g + 1, "device", "one"},
+                                        {g + 2, "device", "two"}};
+  EXPECT_EQ(ChangesAfter(g), expected);
 }
 
 TEST_F(PostgresRegistryTest, TheFeedKeepsTheLast100000Generations) {
