@@ -1,0 +1,372 @@
+#include "pg.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace homepot {
+namespace pg {
+namespace {
+
+using Span = std::pair<size_t, size_t>;  // [begin, end) in the URL
+
+bool IsSecretKey(std::string_view key) {
+  return key == "password" || key == "sslpassword";
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX decoded; a malformed escape is kept as written.
+std::string PercentDecoded(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
+        HexValue(s[i + 2]) >= 0) {
+      out += static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// The password spans of a postgresql:// URI, read as libpq reads it: the
+// user info ends at the first '@' before any '/', the password follows its
+// first ':'; query parameters are '&'-separated key=value pairs.
+std::vector<Span> UriPasswordSpans(std::string_view url, size_t start) {
+  std::vector<Span> spans;
+  size_t query_from = start;
+  const size_t end_of_info = url.find_first_of("@/", start);
+  if (end_of_info != std::string_view::npos && url[end_of_info] == '@') {
+    const size_t colon = url.find(':', start);
+    if (colon < end_of_info && colon + 1 < end_of_info) {
+      spans.emplace_back(colon + 1, end_of_info);
+    }
+    query_from = end_of_info + 1;
+  }
+  size_t pos = url.find('?', query_from);
+  while (pos != std::string_view::npos && pos < url.size()) {
+    const size_t begin = pos + 1;
+    const size_t amp = url.find('&', begin);
+    const size_t end = amp == std::string_view::npos ? url.size() : amp;
+    const size_t eq = url.find('=', begin);
+    if (eq < end &&
+        IsSecretKey(PercentDecoded(url.substr(begin, eq - begin)))) {
+      spans.emplace_back(eq + 1, end);
+    }
+    pos = amp;
+  }
+  return spans;
+}
+
+// The password spans of a key=value connection string, read as libpq reads
+// it (values bare or single-quoted, with backslash escapes). From a point
+// that cannot be parsed, the rest of the string is one span.
+std::vector<Span> KeywordPasswordSpans(std::string_view s) {
+  std::vector<Span> spans;
+  auto space = [&](size_t i) {
+    return std::isspace(static_cast<unsigned char>(s[i])) != 0;
+  };
+  size_t i = 0;
+  for (;;) {
+    while (i < s.size() && space(i)) ++i;
+    if (i == s.size()) break;
+    const size_t key_begin = i;
+    while (i < s.size() && s[i] != '=' && !space(i)) ++i;
+    const std::string_view key = s.substr(key_begin, i - key_begin);
+    while (i < s.size() && space(i)) ++i;
+    if (i == s.size() || s[i] != '=') {
+      spans.emplace_back(key_begin, s.size());
+      break;
+    }
+    ++i;
+    while (i < s.size() && space(i)) ++i;
+    const size_t value_begin = i;
+    if (i < s.size() && s[i] == '\'') {
+      ++i;
+      while (i < s.size() && s[i] != '\'') i += s[i] == '\\' ? 2 : 1;
+      if (i >= s.size()) {
+        spans.emplace_back(value_begin, s.size());
+        break;
+      }
+      ++i;
+    } else {
+      while (i < s.size() && !space(i)) i += s[i] == '\\' ? 2 : 1;
+      i = std::min(i, s.size());
+    }
+    if (IsSecretKey(key) && i > value_begin) spans.emplace_back(value_begin, i);
+  }
+  return spans;
+}
+
+std::vector<Span> PasswordSpans(std::string_view url) {
+  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
+    if (url.substr(0, scheme.size()) == scheme) {
+      return UriPasswordSpans(url, scheme.size());
+    }
+  }
+  return KeywordPasswordSpans(url);
+}
+
+void ReplaceAll(std::string* text, std::string_view from, std::string_view to) {
+  if (from.empty()) return;
+  for (size_t pos = text->find(from); pos != std::string::npos;
+       pos = text->find(from, pos + to.size())) {
+    text->replace(pos, from.size(), to);
+  }
+}
+
+// masked URL + ": " + `message`, with the URL and its passwords (as written
+// and percent-decoded) masked wherever `message` quotes them.
+Status UrlError(const std::string& url, std::string_view message) {
+  const std::string masked = MaskedUrl(url);
+  std::string text(message);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) {
+    text.pop_back();
+  }
+  ReplaceAll(&text, url, masked);
+  for (const Span& span : PasswordSpans(url)) {
+    const std::string_view secret =
+        std::string_view(url).substr(span.first, span.second - span.first);
+    ReplaceAll(&text, secret, "***");
+    ReplaceAll(&text, PercentDecoded(secret), "***");
+  }
+  return Status::Error(masked + ": " + text);
+}
+
+}  // namespace
+
+std::string MaskedUrl(std::string_view url) {
+  std::string out;
+  size_t from = 0;
+  for (const Span& span : PasswordSpans(url)) {
+    out.append(url.substr(from, span.first - from));
+    out += "***";
+    from = span.second;
+  }
+  out.append(url.substr(from));
+  return out;
+}
+
+// ----------------------------------------------------------------- Rows
+
+int Rows::rows() const { return PQntuples(result_.get()); }
+
+int Rows::columns() const { return PQnfields(result_.get()); }
+
+int Rows::Column(const char* name) const {
+  return PQfnumber(result_.get(), name);
+}
+
+bool Rows::IsNull(int row, int column) const {
+  return PQgetisnull(result_.get(), row, column) != 0;
+}
+
+std::string Rows::Text(int row, int column) const {
+  return std::string(PQgetvalue(result_.get(), row, column),
+                     PQgetlength(result_.get(), row, column));
+}
+
+std::optional<std::string> Rows::OptionalText(int row, int column) const {
+  if (IsNull(row, column)) return std::nullopt;
+  return Text(row, column);
+}
+
+int64_t Rows::Int(int row, int column) const {
+  if (IsNull(row, column)) return 0;
+  const char* text = PQgetvalue(result_.get(), row, column);
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0') return 0;
+  return value;
+}
+
+int64_t Rows::affected() const {
+  return std::strtoll(PQcmdTuples(result_.get()), nullptr, 10);
+}
+
+std::string Rows::command() const { return PQcmdStatus(result_.get()); }
+
+// ----------------------------------------------------------- Connection
+
+Connection::Connection(PGconn* conn, std::string url)
+    : conn_(conn), url_(std::move(url)), masked_url_(MaskedUrl(url_)) {}
+
+Result<Connection> Connection::Open(const std::string& url) {
+  // Later entries win: `url` (expanded from dbname) overrides the defaults
+  // before it, client_encoding after it is always UTF8.
+  const char* const keys[] = {"connect_timeout", "fallback_application_name",
+                              "dbname", "client_encoding", nullptr};
+  const char* const values[] = {"10", "homepot", url.c_str(), "UTF8", nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  if (conn == nullptr) return UrlError(url, "out of memory");
+  if (PQstatus(conn) != CONNECTION_OK) {
+    Status error = UrlError(url, PQerrorMessage(conn));
+    PQfinish(conn);
+    return error;
+  }
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
+  return Connection(conn, url);
+}
+
+Status Connection::Error(std::string_view message) const {
+  return UrlError(url_, message);
+}
+
+Status Connection::ResultError(const PGresult* result) const {
+  if (result == nullptr) return Error(PQerrorMessage(conn_.get()));
+  switch (PQresultStatus(result)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+    case PGRES_EMPTY_QUERY:
+      return Status::Ok();
+    case PGRES_COPY_IN:
+    case PGRES_COPY_OUT:
+    case PGRES_COPY_BOTH:
+      return Error("COPY is not supported");
+    default:
+      break;
+  }
+  const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+  const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  if (primary == nullptr) return Error(PQresultErrorMessage(result));
+  std::string message = primary;
+  if (sqlstate != nullptr)
+    message += std::string(" (SQLSTATE ") + sqlstate + ")";
+  return Error(message);
+}
+
+Status Connection::Exec(const std::string& sql) {
+  Rows rows(PQexec(conn_.get(), sql.c_str()));
+  return ResultError(rows.result_.get());
+}
+
+Result<Rows> Connection::Run(const std::string& sql, const Params& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i] && params[i]->find('\0') != std::string::npos) {
+      return Error("parameter $" + std::to_string(i + 1) +
+                   " contains a NUL byte");
+    }
+    values.push_back(params[i] ? params[i]->c_str() : nullptr);
+  }
+  Rows rows(PQexecParams(conn_.get(), sql.c_str(),
+                         static_cast<int>(values.size()), nullptr,
+                         values.data(), nullptr, nullptr, /*resultFormat=*/0));
+  Status status = ResultError(rows.result_.get());
+  if (!status.ok()) return status;
+  return rows;
+}
+
+Status Connection::Listen(const std::string& channel) {
+  char* quoted =
+      PQescapeIdentifier(conn_.get(), channel.data(), channel.size());
+  if (quoted == nullptr) return Error(PQerrorMessage(conn_.get()));
+  const std::string sql = std::string("LISTEN ") + quoted;
+  PQfreemem(quoted);
+  Status status = Exec(sql);
+  if (status.ok() && std::find(channels_.begin(), channels_.end(), channel) ==
+                         channels_.end()) {
+    channels_.push_back(channel);
+  }
+  return status;
+}
+
+Result<std::vector<Notification>> Connection::TakeNotifications() {
+  if (PQconsumeInput(conn_.get()) == 0 ||
+      PQstatus(conn_.get()) != CONNECTION_OK) {
+    return Error(PQerrorMessage(conn_.get()));
+  }
+  std::vector<Notification> out;
+  while (PGnotify* n = PQnotifies(conn_.get())) {
+    out.push_back(Notification{n->relname, n->extra, n->be_pid});
+    PQfreemem(n);
+  }
+  return out;
+}
+
+Result<std::vector<Notification>> Connection::WaitForNotifications(
+    int timeout_ms) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    Result<std::vector<Notification>> got = TakeNotifications();
+    if (!got.ok() || !got->empty()) return got;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - Clock::now());
+    if (left.count() <= 0) return got;
+    pollfd fd{socket(), POLLIN, 0};
+    if (poll(&fd, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) {
+      return Error(std::string("poll: ") + std::strerror(errno));
+    }
+  }
+}
+
+int Connection::socket() const { return PQsocket(conn_.get()); }
+
+bool Connection::ok() const {
+  return conn_ != nullptr && PQstatus(conn_.get()) == CONNECTION_OK;
+}
+
+Status Connection::Reset() {
+  PQreset(conn_.get());
+  if (PQstatus(conn_.get()) != CONNECTION_OK) {
+    return Error(PQerrorMessage(conn_.get()));
+  }
+  const std::vector<std::string> channels = std::move(channels_);
+  channels_.clear();
+  for (const std::string& channel : channels) {
+    Status status = Listen(channel);
+    if (!status.ok()) return status;
+  }
+  return Status::Ok();
+}
+
+int Connection::backend_pid() const { return PQbackendPID(conn_.get()); }
+
+// ---------------------------------------------------------- Transaction
+
+Result<Transaction> Transaction::Begin(Connection* conn) {
+  Status status = conn->Exec("BEGIN");
+  if (!status.ok()) return status;
+  return Transaction(conn);
+}
+
+Transaction::Transaction(Transaction&& other) noexcept
+    : conn_(std::exchange(other.conn_, nullptr)) {}
+
+Transaction::~Transaction() {
+  if (conn_ != nullptr) conn_->Exec("ROLLBACK");
+}
+
+Status Transaction::Commit() {
+  Result<Rows> rows = conn_->Run("COMMIT");
+  if (!rows.ok()) return rows.status();
+  // COMMIT of a transaction in which a statement failed rolls it back and
+  // still succeeds, saying ROLLBACK.
+  if (rows->command() != "COMMIT") {
+    Connection* conn = std::exchange(conn_, nullptr);
+    return conn->Error("the transaction was rolled back: a statement failed");
+  }
+  conn_ = nullptr;
+  return Status::Ok();
+}
+
+}  // namespace pg
+}  // namespace homepot

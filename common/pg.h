@@ -1,0 +1,154 @@
+// The one RAII layer over libpq, for the PostgreSQL registry: a connection
+// opened from a libpq URL, statements with text parameters and text results,
+// a transaction guard that rolls back unless committed, and LISTEN with
+// notifications read from the connection's socket, so that a caller can
+// poll() it with its own timeout. Errors come back as Status values.
+//
+// Passwords: a connection URL may carry one (in the URI's user info or a
+// password= keyword), but it never reaches a message: every error begins with
+// MaskedUrl(url) and has any password of the URL replaced by "***". Prefer a
+// passfile (libpq's PGPASSFILE or passfile= in the URL). Statement errors
+// carry the server's primary message and SQLSTATE, never its DETAIL (which
+// can quote a row, password hash included).
+//
+// Server notices (warnings, and the message of a server that ends the
+// session) are dropped, not printed. Not thread-safe: one Connection per
+// thread.
+#ifndef HOMEPOT_COMMON_PG_H_
+#define HOMEPOT_COMMON_PG_H_
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "status.h"
+
+namespace homepot {
+namespace pg {
+
+// `url` with every password replaced by "***": the password of a
+// postgresql:// or postgres:// URI's user info, the value of a password= or
+// sslpassword= query parameter, or of such a keyword in a key=value
+// connection string. Where a key=value string cannot be parsed, everything
+// from the unparsable point on is masked. Anything else is kept as written.
+std::string MaskedUrl(std::string_view url);
+
+// Text parameters of a statement, $1 first; nullopt is SQL NULL. PostgreSQL
+// text cannot hold a NUL byte: a parameter containing one is refused.
+using Params = std::vector<std::optional<std::string>>;
+
+// The rows of a statement, values as text. Row and column indexes are
+// 0-based and must be in range.
+class Rows {
+ public:
+  Rows(Rows&&) = default;
+  Rows& operator=(Rows&&) = default;
+
+  int rows() const;
+  int columns() const;
+  // The index of the column called `name`, or -1.
+  int Column(const char* name) const;
+  bool IsNull(int row, int column) const;
+  // The value as text; "" for NULL.
+  std::string Text(int row, int column) const;
+  std::optional<std::string> OptionalText(int row, int column) const;
+  // The value as an integer; 0 for NULL or a value that is not one.
+  int64_t Int(int row, int column) const;
+  // Rows inserted, updated or deleted by the statement (0 for others).
+  int64_t affected() const;
+  // The command tag, e.g. "INSERT 0 1" or "COMMIT".
+  std::string command() const;
+
+ private:
+  friend class Connection;
+  struct Clearer {
+    void operator()(PGresult* r) const { PQclear(r); }
+  };
+  explicit Rows(PGresult* result) : result_(result) {}
+  std::unique_ptr<PGresult, Clearer> result_;
+};
+
+struct Notification {
+  std::string channel;
+  std::string payload;
+  // The server process that sent it (see Connection::backend_pid).
+  int backend_pid = 0;
+};
+
+class Connection {
+ public:
+  // Connects (blocking) to the libpq URL or key=value string `url`, with
+  // client_encoding UTF8 and, unless `url` sets one, a connect_timeout of
+  // 10 s. Fails with MaskedUrl(url) and libpq's message.
+  static Result<Connection> Open(const std::string& url);
+
+  Connection(Connection&&) = default;
+  Connection& operator=(Connection&&) = default;
+
+  // Runs one or more statements without parameters; rows are ignored.
+  Status Exec(const std::string& sql);
+  // Runs one statement with text parameters.
+  Result<Rows> Run(const std::string& sql, const Params& params = {});
+
+  // LISTEN `channel` (quoted as an identifier). Remembered for Reset.
+  Status Listen(const std::string& channel);
+  // Reads whatever the socket holds, without blocking, and returns the
+  // notifications received so far (oldest first, possibly none). Fails when
+  // the connection is broken. NOTIFY is delivered when the sender commits.
+  Result<std::vector<Notification>> TakeNotifications();
+  // TakeNotifications, waiting up to `timeout_ms` for at least one.
+  Result<std::vector<Notification>> WaitForNotifications(int timeout_ms);
+
+  // The socket to poll() for POLLIN before TakeNotifications; -1 when the
+  // connection is down. It can change across Reset.
+  int socket() const;
+  // Whether the connection is up, as far as libpq knows (a peer that went
+  // away is noticed by the next statement or TakeNotifications).
+  bool ok() const;
+  // Reconnects (blocking) with the same parameters and repeats the LISTENs.
+  Status Reset();
+  // The server process serving this connection.
+  int backend_pid() const;
+  const std::string& masked_url() const { return masked_url_; }
+  // An error naming this connection: MaskedUrl(url) + ": " + `message`,
+  // with any password of the URL in `message` replaced by "***".
+  Status Error(std::string_view message) const;
+
+ private:
+  struct Finisher {
+    void operator()(PGconn* c) const { PQfinish(c); }
+  };
+  Connection(PGconn* conn, std::string url);
+  // Status of a finished statement: ok for PGRES_COMMAND_OK/TUPLES_OK.
+  Status ResultError(const PGresult* result) const;
+
+  std::unique_ptr<PGconn, Finisher> conn_;
+  std::string url_;
+  std::string masked_url_;
+  std::vector<std::string> channels_;
+};
+
+// BEGIN on construction (via Begin), ROLLBACK on destruction unless Commit()
+// succeeded. The connection must outlive it.
+class Transaction {
+ public:
+  static Result<Transaction> Begin(Connection* conn);
+  Transaction(Transaction&& other) noexcept;
+  Transaction& operator=(Transaction&&) = delete;
+  ~Transaction();
+  Status Commit();
+
+ private:
+  explicit Transaction(Connection* conn) : conn_(conn) {}
+  Connection* conn_;
+};
+
+}  // namespace pg
+}  // namespace homepot
+
+#endif  // HOMEPOT_COMMON_PG_H_
