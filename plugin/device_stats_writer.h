@@ -53,9 +53,9 @@ class DeviceStatsWriter {
   // Sets sessions and subscribed to 0 on every row of this node (nobody is
   // connected to it yet when the plugin starts; other nodes' rows stay),
   // then flushes as Flush does; registry tables and their generation are
-  // untouched. When the write fails the reset
-  // stays pending and goes first, in the same transaction, with the next
-  // flush that succeeds. True when committed.
+  // untouched. When the write fails the reset stays pending and goes first,
+  // in the same transaction, with the next flush that succeeds. True when
+  // committed.
   bool ResetPresence(Database* db, int busy_timeout_ms);
 
   // Duration of the last successful flush and its row count.
