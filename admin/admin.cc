@@ -39,10 +39,14 @@ The registry is PATH, or $HOMEPOT_DB when --db is not given.
   acl list [ID] [--json]
   import-passwd FILE                     a Mosquitto password_file
   import-acl FILE                        a Mosquitto acl_file (user/topic/pattern)
-  stats [ID] [--json]                    per-device delivery statistics
-  log [--device ID] [--message ID] [--since TIME] [--limit N] [--json]
-                                         delivery log rows, newest first
-  delivery [--since TIME] [--json]       delivery rate and ack latency per
+  stats [ID] [--by-node | --node NAME] [--json]
+                                         per-device delivery statistics,
+                                         summed over the broker nodes, or
+                                         per node
+  log [--device ID] [--message ID] [--node NAME] [--since TIME] [--limit N]
+      [--json]                           delivery log rows, newest first
+  delivery [--since TIME] [--node NAME] [--json]
+                                         delivery rate and ack latency per
                                          target device
 
 The password is the first line of standard input (trailing CR/LF removed).
@@ -60,8 +64,8 @@ size_t DisplayWidth(std::string_view text) {
 }
 
 // The columns of `stats` (JSON keys; the table's header says the same in
-// capitals), in the order the statement selects them after device_id:
-// figures, then times (NULL = never).
+// capitals), in the order the statement selects them after device_id (and
+// node, per node): figures, then times (NULL = never).
 constexpr const char* kStatsFigures[] = {"published", "delivered", "rejected",
                                          "expired",   "acked",     "sessions",
                                          "subscribed"};
@@ -70,7 +74,11 @@ constexpr const char* kStatsTimes[] = {"last_connect", "last_publish",
 constexpr int kStatsFigureCount = std::size(kStatsFigures);
 constexpr int kStatsTimeCount = std::size(kStatsTimes);
 
-Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
+// Prints the rows of `stmt`: device_id, then node when `per_node`, then the
+// figures and times above.
+Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool per_node,
+                                bool json) {
+  const int first = per_node ? 2 : 1;  // column of the first figure
   std::vector<std::vector<std::string>> rows;
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (;;) {
@@ -80,11 +88,12 @@ Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
     if (json) {
       nlohmann::ordered_json item;
       item["device_id"] = stmt->Text(0);
+      if (per_node) item["node"] = stmt->Text(1);
       for (int i = 0; i < kStatsFigureCount; ++i) {
-        item[kStatsFigures[i]] = stmt->Int(1 + i);
+        item[kStatsFigures[i]] = stmt->Int(first + i);
       }
       for (int i = 0; i < kStatsTimeCount; ++i) {
-        const int col = 1 + kStatsFigureCount + i;
+        const int col = first + kStatsFigureCount + i;
         item[kStatsTimes[i]] = stmt->IsNull(col)
                                    ? nlohmann::ordered_json(nullptr)
                                    : nlohmann::ordered_json(stmt->Text(col));
@@ -92,11 +101,12 @@ Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
       list.push_back(std::move(item));
     } else {
       std::vector<std::string> cells = {Printable(stmt->Text(0))};
+      if (per_node) cells.push_back(NodeCell(stmt->Text(1)));
       for (int i = 0; i < kStatsFigureCount; ++i) {
-        cells.push_back(std::to_string(stmt->Int(1 + i)));
+        cells.push_back(std::to_string(stmt->Int(first + i)));
       }
       for (int i = 0; i < kStatsTimeCount; ++i) {
-        const int col = 1 + kStatsFigureCount + i;
+        const int col = first + kStatsFigureCount + i;
         cells.push_back(stmt->IsNull(col) ? "-" : Printable(stmt->Text(col)));
       }
       rows.push_back(std::move(cells));
@@ -108,15 +118,21 @@ Result<int64_t> PrintStatsTable(Context* ctx, Statement* stmt, bool json) {
              << "\n";
     return static_cast<int64_t>(list.size());
   }
-  PrintTable(ctx->out,
-             {"DEVICE", "PUBLISHED", "DELIVERED", "REJECTED", "EXPIRED",
-              "ACKED", "SESSIONS", "SUBSCRIBED", "LAST_CONNECT", "LAST_PUBLISH",
-              "LAST_DELIVERY"},
-             rows);
+  std::vector<std::string> header = {"DEVICE"};
+  if (per_node) header.push_back("NODE");
+  header.insert(
+      header.end(),
+      {"PUBLISHED", "DELIVERED", "REJECTED", "EXPIRED", "ACKED", "SESSIONS",
+       "SUBSCRIBED", "LAST_CONNECT", "LAST_PUBLISH", "LAST_DELIVERY"});
+  PrintTable(ctx->out, header, rows);
   return static_cast<int64_t>(rows.size());
 }
 
 }  // namespace
+
+std::string NodeCell(std::string_view node) {
+  return node.empty() ? "-" : Printable(node);
+}
 
 Status UsageError(Context* ctx, std::string message) {
   ctx->usage_error = true;
@@ -344,13 +360,18 @@ Status RunInit(Context* ctx, const std::vector<std::string>& words) {
 }
 
 Status RunStats(Context* ctx, const std::vector<std::string>& words) {
-  Result<CommandLine> line =
-      ParseCommandLine(ctx, "stats", words, {{}, {"--json"}});
+  Result<CommandLine> line = ParseCommandLine(
+      ctx, "stats", words, {{"--node"}, {"--json", "--by-node"}});
   if (!line.ok()) return line.status();
   Result<std::optional<std::string>> parsed =
       OptionalDeviceId(ctx, "stats", *line);
   if (!parsed.ok()) return parsed.status();
   const std::optional<std::string>& id = *parsed;
+  const std::optional<std::string> node = line->Get("--node");
+  if (node && line->Has("--by-node")) {
+    return UsageError(ctx, "stats: --by-node and --node exclude each other");
+  }
+  const bool per_node = node || line->Has("--by-node");
   Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadOnly);
   if (!db.ok()) return db.status();
   if (id) {
@@ -365,19 +386,34 @@ Status RunStats(Context* ctx, const std::vector<std::string>& words) {
       if (!*found) return s;
     }
   }
-  Result<Statement> stmt = db->Prepare(
-      id ? "SELECT ?1, coalesce(s.published, 0), coalesce(s.delivered, 0), "
-           "coalesce(s.rejected, 0), coalesce(s.expired, 0), "
-           "coalesce(s.acked, 0), coalesce(s.sessions, 0), "
-           "coalesce(s.subscribed, 0), s.last_connect, s.last_publish, "
-           "s.last_delivery FROM (SELECT 1) LEFT JOIN device_stats s "
-           "ON s.device_id = ?1"
-         : "SELECT device_id, published, delivered, rejected, expired, acked, "
-           "sessions, subscribed, last_connect, last_publish, last_delivery "
-           "FROM device_stats ORDER BY device_id");
+  // The fleet: fleet_stats sums every node's row of a device. Per node: the
+  // rows as the nodes wrote them.
+  constexpr const char* kFleetOfOne =
+      "SELECT ?1, coalesce(s.published, 0), coalesce(s.delivered, 0), "
+      "coalesce(s.rejected, 0), coalesce(s.expired, 0), "
+      "coalesce(s.acked, 0), coalesce(s.sessions, 0), "
+      "coalesce(s.subscribed, 0), s.last_connect, s.last_publish, "
+      "s.last_delivery FROM (SELECT 1) LEFT JOIN fleet_stats s "
+      "ON s.device_id = ?1";
+  constexpr const char* kFleet =
+      "SELECT device_id, published, delivered, rejected, expired, acked, "
+      "sessions, subscribed, last_connect, last_publish, last_delivery "
+      "FROM fleet_stats ORDER BY device_id";
+  constexpr const char* kPerNode =
+      "SELECT device_id, node, published, delivered, rejected, expired, "
+      "acked, sessions, subscribed, last_connect, last_publish, "
+      "last_delivery FROM device_stats WHERE (?1 IS NULL OR device_id = ?1) "
+      "AND (?2 IS NULL OR node = ?2) ORDER BY device_id, node";
+  Result<Statement> stmt =
+      db->Prepare(per_node ? kPerNode : (id ? kFleetOfOne : kFleet));
   if (!stmt.ok()) return DbError("reading statistics", stmt.status());
-  if (id) stmt->Bind(1, *id);
-  Result<int64_t> printed = PrintStatsTable(ctx, &*stmt, line->Has("--json"));
+  if (per_node) {
+    stmt->BindOptional(1, id).BindOptional(2, node);
+  } else if (id) {
+    stmt->Bind(1, *id);
+  }
+  Result<int64_t> printed =
+      PrintStatsTable(ctx, &*stmt, per_node, line->Has("--json"));
   if (!printed.ok()) return DbError("reading statistics", printed.status());
   return Status::Ok();
 }

@@ -105,6 +105,10 @@ Result<int64_t> ParseDuration(std::string_view option, std::string_view text);
 void PrintTable(std::ostream& out, const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
 
+// A broker node's name as a table cell: printable, "-" for the empty node
+// of rows written before nodes were recorded.
+std::string NodeCell(std::string_view node);
+
 // Commands. `words` are the arguments after the command's own name(s).
 Status RunInit(Context* ctx, const std::vector<std::string>& words);
 Status RunStats(Context* ctx, const std::vector<std::string>& words);

@@ -398,7 +398,8 @@ namespace {
 // devices --unreachable [--idle DURATION] [--json]: enabled devices that
 // are connected without a subscription covering their token, and those not
 // connected and not seen (last_connect, last_publish, last_delivery) within
-// DURATION.
+// DURATION; over the fleet (fleet_stats: every broker node's sessions and
+// subscriptions added, the latest times).
 Status DevicesUnreachable(Context* ctx, const CommandLine& line) {
   int64_t idle_seconds = 24 * 3600;
   if (std::optional<std::string> text = line.Get("--idle")) {
@@ -417,7 +418,7 @@ Status DevicesUnreachable(Context* ctx, const CommandLine& line) {
       "  nullif(max(coalesce(s.last_connect, ''), "
       "  coalesce(s.last_publish, ''), coalesce(s.last_delivery, '')), '') "
       "  AS last_seen "
-      "  FROM devices d LEFT JOIN device_stats s USING (device_id) "
+      "  FROM devices d LEFT JOIN fleet_stats s USING (device_id) "
       "  WHERE d.enabled = 1) "
       "SELECT device_id, sessions > 0, sessions, subscribed, last_seen "
       "FROM presence "

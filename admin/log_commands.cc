@@ -177,7 +177,7 @@ struct Delivery {
 Status RunLog(Context* ctx, const std::vector<std::string>& words) {
   Result<CommandLine> line = ParseCommandLine(
       ctx, "log", words,
-      {{"--device", "--message", "--since", "--limit"}, {"--json"}});
+      {{"--device", "--message", "--node", "--since", "--limit"}, {"--json"}});
   if (!line.ok()) return line.status();
   if (Status s = ExpectPositionals(ctx, "log", *line, {}); !s.ok()) return s;
   const std::optional<std::string> device = line->Get("--device");
@@ -185,6 +185,7 @@ Status RunLog(Context* ctx, const std::vector<std::string>& words) {
     if (Status s = ValidateDeviceId(*device); !s.ok()) return s;
   }
   const std::optional<std::string> message = line->Get("--message");
+  const std::optional<std::string> node = line->Get("--node");
   std::optional<std::string> since;
   if (std::optional<std::string> text = line->Get("--since")) {
     Result<std::string> cutoff = ParseSince(*ctx, *text);
@@ -203,16 +204,18 @@ Status RunLog(Context* ctx, const std::vector<std::string>& words) {
   Result<Statement> stmt = db->Prepare(
       "SELECT id, received_at, outcome, message_id, publisher, topic, "
       "target_device, routed, queued, expires_at, acked_at, latency_ms, "
-      "status, reason FROM notification_log "
+      "status, reason, node FROM notification_log "
       "WHERE (?1 IS NULL OR target_device = ?1 OR publisher = ?1) "
       "AND (?2 IS NULL OR message_id = ?2) "
       "AND (?3 IS NULL OR received_at >= ?3) "
+      "AND (?5 IS NULL OR node = ?5) "
       "ORDER BY id DESC LIMIT ?4");
   if (!stmt.ok()) return DbError("reading the delivery log", stmt.status());
   stmt->BindOptional(1, device)
       .BindOptional(2, message)
       .BindOptional(3, since)
-      .Bind(4, limit);
+      .Bind(4, limit)
+      .BindOptional(5, node);
 
   const bool json = line->Has("--json");
   ordered_json list = ordered_json::array();
@@ -237,15 +240,16 @@ Status RunLog(Context* ctx, const std::vector<std::string>& words) {
       item["latency_ms"] = IntOrNull(*stmt, 11);
       item["status"] = TextOrNull(*stmt, 12);
       item["reason"] = TextOrNull(*stmt, 13);
+      item["node"] = stmt->Text(14);
       list.push_back(std::move(item));
     } else {
       // The status of an ack, or the reason of a refusal.
       const int detail = stmt->IsNull(12) ? 13 : 12;
-      rows.push_back({Cell(*stmt, 1), Cell(*stmt, 2), Cell(*stmt, 3),
-                      Cell(*stmt, 4), Cell(*stmt, 6),
-                      std::to_string(stmt->Int(7)),
-                      std::to_string(stmt->Int(8)), Cell(*stmt, 11),
-                      Cell(*stmt, detail), Cell(*stmt, 5)});
+      rows.push_back(
+          {Cell(*stmt, 1), Cell(*stmt, 2), Cell(*stmt, 3), Cell(*stmt, 4),
+           Cell(*stmt, 6), std::to_string(stmt->Int(7)),
+           std::to_string(stmt->Int(8)), Cell(*stmt, 11), Cell(*stmt, detail),
+           NodeCell(stmt->Text(14)), Cell(*stmt, 5)});
     }
   }
   if (json) {
@@ -253,15 +257,15 @@ Status RunLog(Context* ctx, const std::vector<std::string>& words) {
   } else {
     PrintTable(ctx->out,
                {"RECEIVED_AT", "OUTCOME", "MESSAGE_ID", "PUBLISHER", "TARGET",
-                "ROUTED", "QUEUED", "LATENCY_MS", "DETAIL", "TOPIC"},
+                "ROUTED", "QUEUED", "LATENCY_MS", "DETAIL", "NODE", "TOPIC"},
                rows);
   }
   return Status::Ok();
 }
 
 Status RunDelivery(Context* ctx, const std::vector<std::string>& words) {
-  Result<CommandLine> line =
-      ParseCommandLine(ctx, "delivery", words, {{"--since"}, {"--json"}});
+  Result<CommandLine> line = ParseCommandLine(
+      ctx, "delivery", words, {{"--since", "--node"}, {"--json"}});
   if (!line.ok()) return line.status();
   if (Status s = ExpectPositionals(ctx, "delivery", *line, {}); !s.ok()) {
     return s;
@@ -275,11 +279,12 @@ Status RunDelivery(Context* ctx, const std::vector<std::string>& words) {
 
   Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadOnly);
   if (!db.ok()) return db.status();
+  // Every node's rows, or those of --node.
   Result<Statement> stmt = db->Prepare(
       "SELECT target_device, outcome, latency_ms FROM notification_log "
-      "WHERE ?1 IS NULL OR received_at >= ?1");
+      "WHERE (?1 IS NULL OR received_at >= ?1) AND (?2 IS NULL OR node = ?2)");
   if (!stmt.ok()) return DbError("reading the delivery log", stmt.status());
-  stmt->BindOptional(1, since);
+  stmt->BindOptional(1, since).BindOptional(2, line->Get("--node"));
   std::map<std::string, Delivery> devices;
   Delivery total;
   for (;;) {

@@ -1,8 +1,12 @@
 #include "config.h"
 
+#include <unistd.h>
+
 #include <charconv>
+#include <climits>
 #include <functional>
 #include <map>
+#include <optional>
 
 #include "notification.h"
 #include "topic.h"
@@ -68,7 +72,63 @@ Status ParseTopics(const std::string& name, const std::string& value,
   return Status::Ok();
 }
 
+constexpr size_t kMaxNodeIdBytes = 64;
+
+// Why `node_id` is not a valid node id, or nullptr; `quote` says whether the
+// value may be quoted in the message (it holds nothing unprintable).
+const char* NodeIdProblem(std::string_view node_id, bool* quote) {
+  *quote = false;
+  if (node_id.empty()) return "is empty";
+  if (!IsValidUtf8(node_id)) return "is not valid UTF-8";
+  for (size_t i = 0; i < node_id.size(); ++i) {
+    const auto ch = static_cast<unsigned char>(node_id[i]);
+    // U+0080-U+009F (C1 controls) are C2 80 - C2 9F (valid UTF-8: a
+    // continuation byte follows C2).
+    if (ch < 0x20 || ch == 0x7F ||
+        (ch == 0xC2 && static_cast<unsigned char>(node_id[i + 1]) < 0xA0)) {
+      return "holds a control character";
+    }
+  }
+  *quote = true;
+  if (node_id.size() > kMaxNodeIdBytes) return "is longer than 64 bytes";
+  if (node_id.find('+') != std::string_view::npos) return "contains '+'";
+  if (node_id.find('#') != std::string_view::npos) return "contains '#'";
+  if (node_id.find('/') != std::string_view::npos) return "contains '/'";
+  return nullptr;
+}
+
+// The error for an invalid node id, nullopt for a valid one; `what` names
+// the value ("" for the option's own value).
+std::optional<Status> NodeIdError(std::string_view node_id,
+                                  const std::string& what) {
+  bool quote = false;
+  const char* problem = NodeIdProblem(node_id, &quote);
+  if (problem == nullptr) return std::nullopt;
+  std::string subject = what;
+  if (quote) {
+    subject += (subject.empty() ? "'" : " '") + std::string(node_id) + "' ";
+  } else if (!subject.empty()) {
+    subject += " ";
+  }
+  return OptionError("node_id",
+                     subject + problem +
+                         " (a node id is 1-64 bytes of UTF-8 without "
+                         "control characters, '+', '#' or '/')");
+}
+
+// The host name, or "" when it cannot be read.
+std::string HostName() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
 }  // namespace
+
+bool IsValidNodeId(std::string_view node_id) {
+  bool quote = false;
+  return NodeIdProblem(node_id, &quote) == nullptr;
+}
 
 bool IsAckTopicPattern(std::string_view pattern) {
   if (pattern.empty() || pattern[0] == '$' || !IsValidTopic(pattern)) {
@@ -91,7 +151,7 @@ bool IsAckTopicPattern(std::string_view pattern) {
   return user_levels == 1;
 }
 
-Result<Config> ParseConfig(const OptionList& options) {
+Result<Config> ParseConfig(const OptionList& options, const char* host_name) {
   Config c;
   using Parser = std::function<Status(const std::string&, const std::string&)>;
   const std::map<std::string, Parser> parsers = {
@@ -195,6 +255,12 @@ Result<Config> ParseConfig(const OptionList& options) {
        [&](const std::string& n, const std::string& v) {
          return ParseInt(n, v, 0, 36500, &c.log_retention_days);
        }},
+      {"node_id",
+       [&](const std::string& n, const std::string& v) {
+         if (std::optional<Status> error = NodeIdError(v, "")) return *error;
+         c.node_id = v;
+         return Status::Ok();
+       }},
   };
   for (const auto& [name, value] : options) {
     auto it = parsers.find(name);
@@ -206,6 +272,14 @@ Result<Config> ParseConfig(const OptionList& options) {
   }
   if (c.db_path.empty()) {
     return Status::Error("option plugin_opt_db_path is required");
+  }
+  if (c.node_id.empty()) {
+    // The default: the host name.
+    const std::string host = host_name != nullptr ? host_name : HostName();
+    if (std::optional<Status> error = NodeIdError(host, "the host name")) {
+      return Status::Error(error->message() + "; set plugin_opt_node_id");
+    }
+    c.node_id = host;
   }
   if (!c.ack_topic.empty()) {
     // An acknowledgement is never a notification.

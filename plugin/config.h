@@ -52,7 +52,16 @@ struct Config {
   // written) and rows at most this many days old (0: no age limit).
   int64_t log_retention_rows = 100000;
   int log_retention_days = 30;
+  // This broker's name among the brokers sharing the registry: its rows of
+  // device_stats and notification_log carry it, and so does its stats JSON.
+  // 1-64 bytes of UTF-8 without control characters, '+', '#' or '/'.
+  // Default (left empty here): the host name, which ParseConfig fills in.
+  std::string node_id;
 };
+
+// Whether `node_id` is a valid node_id: 1-64 bytes of valid UTF-8 without
+// control characters (U+0000-U+001F, U+007F-U+009F), '+', '#' or '/'.
+bool IsValidNodeId(std::string_view node_id);
 
 // Whether `pattern` is a valid ack_topic: a topic name (no wildcards, not
 // under $) with exactly one level that is exactly "%u".
@@ -60,8 +69,11 @@ bool IsAckTopicPattern(std::string_view pattern);
 
 using OptionList = std::vector<std::pair<std::string, std::string>>;
 
-// Parses `plugin_opt_*` pairs (names without the prefix).
-Result<Config> ParseConfig(const OptionList& options);
+// Parses `plugin_opt_*` pairs (names without the prefix). Without node_id,
+// `host_name` (nullptr: gethostname()) gives it; a host name that is not a
+// valid node id is an error naming the option.
+Result<Config> ParseConfig(const OptionList& options,
+                           const char* host_name = nullptr);
 
 }  // namespace homepot
 

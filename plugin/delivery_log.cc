@@ -48,11 +48,12 @@ Result<int64_t> QueryInt(Database* db, std::string_view sql) {
 
 }  // namespace
 
-DeliveryLogWriter::DeliveryLogWriter(std::string path,
+DeliveryLogWriter::DeliveryLogWriter(std::string path, std::string node,
                                      DeliveryLogRetention retention,
                                      Clock* clock, LogQueue* log,
                                      size_t max_pending)
     : path_(std::move(path)),
+      node_(std::move(node)),
       retention_(retention),
       clock_(clock),
       log_(log),
@@ -130,21 +131,23 @@ Status DeliveryLogWriter::Apply(Database* db,
   Result<Statement> insert = db->Prepare(
       "INSERT INTO notification_log (message_id, publisher, topic, "
       "target_device, received_at, routed, queued, expires_at, outcome, "
-      "reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+      "reason, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
   if (!insert.ok()) return insert.status();
-  // The newest row of the notification that can still take the change; a
+  // The newest row of the notification that this node wrote (the node that
+  // routed the copy, see the header) and that can still take the change; a
   // rejected notification was never delivered.
   Result<Statement> ack = db->Prepare(
       "UPDATE notification_log SET acked_at = ?3, latency_ms = ?4, "
       "status = ?5, outcome = 'acked' WHERE id = (SELECT max(id) FROM "
       "notification_log WHERE message_id = ?1 AND publisher IS ?2 "
-      "AND acked_at IS NULL AND outcome <> 'rejected')");
+      "AND node = ?6 AND acked_at IS NULL AND outcome <> 'rejected')");
   if (!ack.ok()) return ack.status();
   Result<Statement> expire = db->Prepare(
       "UPDATE notification_log SET outcome = 'expired' WHERE id = "
       "(SELECT max(id) FROM notification_log WHERE message_id = ?1 "
-      "AND publisher IS ?2 AND outcome = 'queued')");
+      "AND publisher IS ?2 AND node = ?3 AND outcome = 'queued')");
   if (!expire.ok()) return expire.status();
+  const std::string_view node(node_);
   for (const DeliveryEvent& e : batch) {
     Statement* stmt = nullptr;
     switch (e.kind) {
@@ -163,6 +166,7 @@ Status DeliveryLogWriter::Apply(Database* db,
         stmt->Bind(
             9, std::string_view(accepted ? AcceptedOutcome(e) : "rejected"));
         BindText(stmt, 10, accepted ? std::string() : e.reason);
+        stmt->Bind(11, node);
         break;
       }
       case DeliveryEvent::Kind::kAcked:
@@ -173,12 +177,14 @@ Status DeliveryLogWriter::Apply(Database* db,
         stmt->Bind(3, std::string_view(StampString(e.at_ms)))
             .Bind(4, e.latency_ms);
         BindText(stmt, 5, e.status);
+        stmt->Bind(6, node);
         break;
       case DeliveryEvent::Kind::kExpired:
         if (e.message_id.empty()) continue;
         stmt = &*expire;
         stmt->Bind(1, std::string_view(e.message_id));
         BindText(stmt, 2, e.publisher);
+        stmt->Bind(3, node);
         break;
     }
     if (Status s = stmt->Run(); !s.ok()) return s;

@@ -32,12 +32,12 @@ struct DeliveryEvent {
     // (a key of HOMEPOT_REJECT_REASONS).
     kRejected,
     // `device` acknowledged the notification (`message_id`, `publisher`):
-    // the newest row of that notification not acked yet gets acked_at,
-    // latency_ms, status and outcome "acked".
+    // the newest row of that notification written by this node and not
+    // acked yet gets acked_at, latency_ms, status and outcome "acked".
     kAcked,
     // A copy kept for `device` expired before it was delivered: the newest
-    // row of that notification whose outcome is "queued" becomes
-    // "expired".
+    // row of that notification written by this node whose outcome is
+    // "queued" becomes "expired".
     kExpired,
   };
   Kind kind = Kind::kAccepted;
@@ -70,6 +70,15 @@ struct DeliveryLogRetention {
 // update events (kAcked, kExpired) change a row it wrote earlier, or nothing
 // when that row is gone.
 //
+// Several nodes (brokers sharing the registry file) each write their own
+// rows, every row tagged with the writer's `node`; nothing is overwritten.
+// An update touches only rows of its own node: a copy is acknowledged by,
+// and expires in, the broker that routed or queued it (acks are matched to
+// the copies that broker sent), so that broker's row is the one that
+// changes, never the row another node wrote for the same notification
+// (e.g. when the publisher sent it through both, or it was bridged).
+// Retention applies to the whole table, whichever node wrote the rows.
+//
 // Memory is bounded: at most `max_pending` events wait. Beyond that new
 // events are dropped and counted (dropped()); the first drop is logged once,
 // and the count when writing works again. A busy or locked file delays the
@@ -85,10 +94,11 @@ class DeliveryLogWriter {
  public:
   static constexpr size_t kMaxPending = 100000;
 
-  // `path` names the file in messages; `clock` gives "now" for the age
+  // `path` names the file in messages; `node` is the node of the rows it
+  // writes and updates (Config::node_id); `clock` gives "now" for the age
   // limit and times flushes.
-  DeliveryLogWriter(std::string path, DeliveryLogRetention retention,
-                    Clock* clock, LogQueue* log,
+  DeliveryLogWriter(std::string path, std::string node,
+                    DeliveryLogRetention retention, Clock* clock, LogQueue* log,
                     size_t max_pending = kMaxPending);
   DeliveryLogWriter(const DeliveryLogWriter&) = delete;
   DeliveryLogWriter& operator=(const DeliveryLogWriter&) = delete;
@@ -126,6 +136,7 @@ class DeliveryLogWriter {
   void Restore(std::vector<DeliveryEvent>* batch);
 
   const std::string path_;
+  const std::string node_;
   const DeliveryLogRetention retention_;
   Clock* const clock_;
   LogQueue* const log_;

@@ -55,9 +55,12 @@ void BindStamp(Statement* stmt, int index, int64_t ms) {
 
 }  // namespace
 
-DeviceStatsWriter::DeviceStatsWriter(std::string path, Clock* clock,
-                                     LogQueue* log)
-    : path_(std::move(path)), clock_(clock), log_(log) {}
+DeviceStatsWriter::DeviceStatsWriter(std::string path, std::string node,
+                                     Clock* clock, LogQueue* log)
+    : path_(std::move(path)),
+      node_(std::move(node)),
+      clock_(clock),
+      log_(log) {}
 
 bool DeviceStatsWriter::Submit(std::vector<DeviceStatsDelta>* batch) {
   std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
@@ -78,13 +81,14 @@ Status DeviceStatsWriter::Upsert(
     if (Status s = ResetPresenceRows(db); !s.ok()) return s;
   }
   Result<Statement> upsert = db->Prepare(
-      // Only for devices still registered: a removed device's statistics
-      // stay removed. Presence (?10, ?11) is written only when it changed
-      // (?12); otherwise the stored values stay.
-      "INSERT INTO device_stats (device_id, published, delivered, "
+      // This node's row (?13). Only for devices still registered: a
+      // removed device's statistics stay removed. Presence (?10, ?11) is
+      // written only when it changed (?12); otherwise the stored values
+      // stay.
+      "INSERT INTO device_stats (device_id, node, published, delivered, "
       "rejected, last_connect, last_publish, last_delivery, expired, acked, "
       "sessions, subscribed) "
-      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE EXISTS "
+      "SELECT ?1, ?13, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE EXISTS "
       "(SELECT 1 FROM devices WHERE device_id = ?1) "
       "ON CONFLICT (device_id, node) DO UPDATE SET "
       "published = published + excluded.published, "
@@ -111,16 +115,20 @@ Status DeviceStatsWriter::Upsert(
         .Bind(9, static_cast<int64_t>(c.acked))
         .Bind(10, c.presence_changed ? c.sessions : int64_t{0})
         .Bind(11, c.presence_changed ? c.subscribed : int64_t{0})
-        .Bind(12, int64_t{c.presence_changed ? 1 : 0});
+        .Bind(12, int64_t{c.presence_changed ? 1 : 0})
+        .Bind(13, std::string_view(node_));
     if (Status s = upsert->Run(); !s.ok()) return s;
   }
   return transaction->Commit();
 }
 
 Status DeviceStatsWriter::ResetPresenceRows(Database* db) {
-  return db->Exec(
+  Result<Statement> reset = db->Prepare(
       "UPDATE device_stats SET sessions = 0, subscribed = 0 "
-      "WHERE sessions <> 0 OR subscribed <> 0");
+      "WHERE node = ?1 AND (sessions <> 0 OR subscribed <> 0)");
+  if (!reset.ok()) return reset.status();
+  reset->Bind(1, std::string_view(node_));
+  return reset->Run();
 }
 
 bool DeviceStatsWriter::ResetPresence(Database* db, int busy_timeout_ms) {

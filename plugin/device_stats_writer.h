@@ -1,12 +1,14 @@
 // Adds per-device statistics to the registry's device_stats table: the
 // broker thread hands deltas over without waiting (Submit), the registry
 // thread merges what accumulated and writes it in one transaction (Flush).
-// Counters are added and times keep the latest; presence (sessions,
-// subscribed) is absolute: a delta with presence_changed replaces the
-// pending or stored values, one without leaves them. A busy or locked file
-// delays the write; nothing is lost (the counts are kept for the next
-// attempt, and the delay is logged once). Rows of devices no longer
-// registered are not written.
+// It writes only the rows of its node, (device_id, node): brokers sharing
+// the file each add to their own rows and never touch another node's, so
+// the fleet_stats view sums exact figures. Counters are added and times
+// keep the latest; presence (sessions, subscribed) is absolute: a delta with
+// presence_changed replaces the pending or stored values of this node's
+// row, one without leaves them. A busy or locked file delays the write;
+// nothing is lost (the counts are kept for the next attempt, and the delay
+// is logged once). Rows of devices no longer registered are not written.
 //
 // Threads: Submit on the broker thread (try-lock: never blocks); Flush on
 // the registry thread, or on the thread shutting the plugin down after the
@@ -32,8 +34,10 @@ namespace homepot {
 
 class DeviceStatsWriter {
  public:
-  // `path` names the file in messages.
-  DeviceStatsWriter(std::string path, Clock* clock, LogQueue* log);
+  // `path` names the file in messages; `node` is the node of the rows it
+  // writes (Config::node_id).
+  DeviceStatsWriter(std::string path, std::string node, Clock* clock,
+                    LogQueue* log);
   DeviceStatsWriter(const DeviceStatsWriter&) = delete;
   DeviceStatsWriter& operator=(const DeviceStatsWriter&) = delete;
 
@@ -46,11 +50,12 @@ class DeviceStatsWriter {
   // True when a write was committed (the file may have changed).
   bool Flush(Database* db, int busy_timeout_ms);
 
-  // Sets sessions and subscribed to 0 on every row (nobody is connected yet
-  // when the plugin starts), then flushes as Flush does; registry tables
-  // and their generation are untouched. When the write fails the reset
-  // stays pending and goes first, in the same transaction, with the next
-  // flush that succeeds. True when committed.
+  // Sets sessions and subscribed to 0 on every row of this node (nobody is
+  // connected to it yet when the plugin starts; other nodes' rows stay),
+  // then flushes as Flush does; registry tables and their generation are
+  // untouched. When the write fails the reset stays pending and goes first,
+  // in the same transaction, with the next flush that succeeds. True when
+  // committed.
   bool ResetPresence(Database* db, int busy_timeout_ms);
 
   // Duration of the last successful flush and its row count.
@@ -62,13 +67,14 @@ class DeviceStatsWriter {
   // meanwhile; errors say that device_stats was not written.
   Status Write(Database* db, int busy_timeout_ms,
                const std::unordered_map<std::string, DeviceCounters>& batch);
-  // Adds `batch` to device_stats in one transaction, after resetting the
-  // presence of every row when `reset_presence`.
+  // Adds `batch` to this node's rows in one transaction, after resetting
+  // the presence of its rows when `reset_presence`.
   Status Upsert(Database* db, bool reset_presence,
                 const std::unordered_map<std::string, DeviceCounters>& batch);
-  static Status ResetPresenceRows(Database* db);
+  Status ResetPresenceRows(Database* db);
 
   const std::string path_;
+  const std::string node_;
   Clock* const clock_;
   LogQueue* const log_;
   std::mutex mu_;  // guards pending_

@@ -710,10 +710,11 @@ void Homepot::PublishStats() {
     info.generation = snapshot_->generation();
     info.loaded_at_ms = loaded_at_ms_;
     source_->LastError(&info.last_error);
-    broker_->Publish(config_.stats_topic,
-                     RenderStats(counters_, info, stats_schedule_.uptime_s(now),
-                                 clock_->WallMs()),
-                     0, true);
+    broker_->Publish(
+        config_.stats_topic,
+        RenderStats(counters_, info, config_.node_id,
+                    stats_schedule_.uptime_s(now), clock_->WallMs()),
+        0, true);
   }
   device_stats_.Submit(source_.get());
   log_.Submit(source_.get());

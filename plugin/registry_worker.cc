@@ -8,13 +8,14 @@
 
 namespace homepot {
 
-RegistryWorker::RegistryWorker(std::string path, int interval_ms,
-                               DeliveryLogRetention retention, Clock* clock)
+RegistryWorker::RegistryWorker(std::string path, std::string node,
+                               int interval_ms, DeliveryLogRetention retention,
+                               Clock* clock)
     : interval_ms_(interval_ms),
       log_(log_flag()),
       reloader_(path, clock, &log_, update_flag()),
-      stats_(path, clock, &log_),
-      log_writer_(path, retention, clock, &log_) {}
+      stats_(path, node, clock, &log_),
+      log_writer_(path, node, retention, clock, &log_) {}
 
 RegistryWorker::~RegistryWorker() { Shutdown(); }
 

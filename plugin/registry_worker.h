@@ -34,9 +34,11 @@ namespace homepot {
 
 class RegistryWorker : public RegistrySource {
  public:
-  // `retention` bounds the delivery log; `clock` times loads and flushes
-  // and dates the log's age limit (read on the worker thread).
-  RegistryWorker(std::string path, int interval_ms,
+  // `node` tags this broker's rows of device_stats and notification_log
+  // (Config::node_id); `retention` bounds the delivery log; `clock` times
+  // loads and flushes and dates the log's age limit (read on the worker
+  // thread).
+  RegistryWorker(std::string path, std::string node, int interval_ms,
                  DeliveryLogRetention retention,
                  Clock* clock = SystemClock::Instance());
   ~RegistryWorker() override;  // Shutdown()
@@ -44,7 +46,7 @@ class RegistryWorker : public RegistrySource {
   RegistryWorker& operator=(const RegistryWorker&) = delete;
 
   // Opens the file, checks the schema and loads the first snapshot on the
-  // calling thread, sets every device's presence in device_stats to 0
+  // calling thread, sets the presence of this node's device_stats rows to 0
   // (DeviceStatsWriter::ResetPresence), then starts the thread. Errors name
   // the file.
   Result<std::shared_ptr<const Snapshot>> Start();

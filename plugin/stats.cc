@@ -17,7 +17,8 @@ ordered_json RenderTime(int64_t unix_ms) {
 }  // namespace
 
 std::string RenderStats(const Counters& c, const RegistryInfo& registry,
-                        int64_t uptime_s, int64_t now_ms) {
+                        std::string_view node, int64_t uptime_s,
+                        int64_t now_ms) {
   ordered_json j = ordered_json::object();
   const auto put = [&j](const char* group, const char* key,
                         ordered_json value) {
@@ -46,6 +47,7 @@ std::string RenderStats(const Counters& c, const RegistryInfo& registry,
                    {"last_error", registry.last_error.empty()
                                       ? ordered_json(nullptr)
                                       : ordered_json(registry.last_error)}};
+  j["node"] = node;
   j["uptime_s"] = uptime_s;
   j["version"] = HOMEPOT_VERSION;
   j["timestamp"] = StampString(now_ms);

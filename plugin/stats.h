@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "notification.h"
 #include "rfc3339.h"  // StampString, the times in the stats JSON
@@ -68,9 +69,11 @@ struct RegistryInfo {
 };
 
 // The stats JSON object (docs/operating.md): the members of Counters in the
-// order above, then "registry", "uptime_s", "version" and "timestamp".
+// order above, then "registry", "node" (`node`, Config::node_id),
+// "uptime_s", "version" and "timestamp".
 std::string RenderStats(const Counters& c, const RegistryInfo& registry,
-                        int64_t uptime_s, int64_t now_ms);
+                        std::string_view node, int64_t uptime_s,
+                        int64_t now_ms);
 
 // Per-device figures accumulated between flushes to device_stats.
 struct DeviceCounters {

@@ -1,7 +1,9 @@
 #include "config.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,11 @@ OptionList With(OptionList extra) {
   options.insert(options.end(), extra.begin(), extra.end());
   return options;
 }
+
+// The end of every node_id error: the rule.
+const std::string kNodeIdRule =
+    " (a node id is 1-64 bytes of UTF-8 without control characters, '+', "
+    "'#' or '/')";
 
 // The error message ParseConfig gives for `options`, or "" when it succeeds.
 std::string ErrorOf(const OptionList& options) {
@@ -45,6 +52,9 @@ TEST(ConfigTest, DefaultsMatchTheDocs) {
   EXPECT_EQ(c.ack_topic, "devices/%u/acks");
   EXPECT_EQ(c.log_retention_rows, 100000);
   EXPECT_EQ(c.log_retention_days, 30);
+  char host[HOST_NAME_MAX + 1] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  EXPECT_EQ(c.node_id, host);
 }
 
 TEST(ConfigTest, EveryOptionIsParsed) {
@@ -65,6 +75,7 @@ TEST(ConfigTest, EveryOptionIsParsed) {
       {"ack_topic", "acks/%u"},
       {"log_retention_rows", "0"},
       {"log_retention_days", "7"},
+      {"node_id", "broker-eu-1"},
   });
   ASSERT_TRUE(r.ok()) << r.status().message();
   const Config& c = *r;
@@ -85,6 +96,7 @@ TEST(ConfigTest, EveryOptionIsParsed) {
   EXPECT_EQ(c.ack_topic, "acks/%u");
   EXPECT_EQ(c.log_retention_rows, 0);
   EXPECT_EQ(c.log_retention_days, 7);
+  EXPECT_EQ(c.node_id, "broker-eu-1");
 }
 
 TEST(ConfigTest, AckTopicNoneTurnsAcknowledgementsOff) {
@@ -266,6 +278,25 @@ TEST(ConfigTest, BadValuesGiveExactMessages) {
        "without \" or \\"},
       {"timestamp_field", "a\tb",
        "option plugin_opt_timestamp_field: must not hold control characters"},
+      // Node id.
+      {"node_id", "", "option plugin_opt_node_id: is empty" + kNodeIdRule},
+      {"node_id", std::string(65, 'n'),
+       "option plugin_opt_node_id: '" + std::string(65, 'n') +
+           "' is longer than 64 bytes" + kNodeIdRule},
+      {"node_id", "eu/1",
+       "option plugin_opt_node_id: 'eu/1' contains '/'" + kNodeIdRule},
+      {"node_id", "eu+1",
+       "option plugin_opt_node_id: 'eu+1' contains '+'" + kNodeIdRule},
+      {"node_id", "eu#1",
+       "option plugin_opt_node_id: 'eu#1' contains '#'" + kNodeIdRule},
+      {"node_id", "eu\t1",
+       "option plugin_opt_node_id: holds a control character" + kNodeIdRule},
+      {"node_id", "eu\x7F",
+       "option plugin_opt_node_id: holds a control character" + kNodeIdRule},
+      {"node_id", "eu\xC2\x85",  // U+0085, a C1 control
+       "option plugin_opt_node_id: holds a control character" + kNodeIdRule},
+      {"node_id", "caf\xE9",
+       "option plugin_opt_node_id: is not valid UTF-8" + kNodeIdRule},
       // db_path given but empty.
       {"db_path", "", "option plugin_opt_db_path: must not be empty"},
   };
@@ -325,6 +356,49 @@ TEST(ConfigTest, TimestampFieldAcceptsSixtyFourCharacters) {
       ParseConfig(With({{"timestamp_field", std::string(64, 'x')}}));
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->timestamp_field, std::string(64, 'x'));
+}
+
+TEST(ConfigTest, NodeIdTakesAnyPrintableUtf8UpToSixtyFourBytes) {
+  for (const std::string& node :
+       {std::string("x"), std::string(64, 'n'), std::string("broker eu-1"),
+        std::string("h\xC3\xB6st-\xE2\x82\xAC"),  // höst-€
+        std::string("\xC2\xA0quoted \"$SYS\" \\")}) {
+    Result<Config> r = ParseConfig(With({{"node_id", node}}));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r->node_id, node);
+    EXPECT_TRUE(IsValidNodeId(node)) << node;
+  }
+  // 64 bytes, not 64 characters: 32 two-byte characters fit, 33 do not.
+  std::string two_byte;
+  for (int i = 0; i < 33; ++i) two_byte += "\xC3\xB6";
+  EXPECT_FALSE(IsValidNodeId(two_byte));
+  EXPECT_TRUE(IsValidNodeId(two_byte.substr(2)));
+}
+
+// Without the option the host name is the node id, and it must pass the
+// same rule; the option overrides it.
+TEST(ConfigTest, NodeIdDefaultsToTheHostName) {
+  Result<Config> r = ParseConfig(With({}), "mqtt-1.example.net");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->node_id, "mqtt-1.example.net");
+  r = ParseConfig(With({{"node_id", "eu-1"}}), "mqtt-1.example.net");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->node_id, "eu-1");
+  // An unusable host name is an error naming the option, unless the
+  // option is set.
+  r = ParseConfig(With({}), "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "option plugin_opt_node_id: the host name is empty" + kNodeIdRule +
+                "; set plugin_opt_node_id");
+  r = ParseConfig(With({}), "a/b");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "option plugin_opt_node_id: the host name 'a/b' contains '/'" +
+                kNodeIdRule + "; set plugin_opt_node_id");
+  r = ParseConfig(With({{"node_id", "eu-1"}}), "a/b");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->node_id, "eu-1");
 }
 
 }  // namespace

@@ -75,9 +75,10 @@ class DeliveryLogTest : public ::testing::Test {
 
   std::unique_ptr<DeliveryLogWriter> Writer(
       DeliveryLogRetention retention = {100000, 0},
-      size_t max_pending = DeliveryLogWriter::kMaxPending) {
-    return std::make_unique<DeliveryLogWriter>(path_, retention, &clock_, &log_,
-                                               max_pending);
+      size_t max_pending = DeliveryLogWriter::kMaxPending,
+      const std::string& node = "node-a") {
+    return std::make_unique<DeliveryLogWriter>(path_, node, retention, &clock_,
+                                               &log_, max_pending);
   }
 
   // Submits `events` (the writer's lock is free here) and flushes.
@@ -151,18 +152,19 @@ TEST_F(DeliveryLogTest, AcceptedAndRejectedEventsAddRows) {
   EXPECT_EQ(
       Rows("SELECT id, message_id, publisher, topic, target_device, "
            "received_at, routed, queued, expires_at, acked_at, latency_ms, "
-           "status, outcome, reason FROM notification_log ORDER BY id"),
+           "status, outcome, reason, node FROM notification_log ORDER BY id"),
       (std::vector<std::string>{
           "1|m1|homepot|devices/sensor-001/notifications|sensor-001|" +
-              StampString(t_) + "|2|0|NULL|NULL|NULL|NULL|routed|NULL",
+              StampString(t_) + "|2|0|NULL|NULL|NULL|NULL|routed|NULL|node-a",
           "2|m2|homepot|devices/sensor-001/notifications|sensor-001|" +
               StampString(t_ + 1) + "|0|1|" + StampString(t_ + 300000) +
-              "|NULL|NULL|NULL|queued|NULL",
+              "|NULL|NULL|NULL|queued|NULL|node-a",
           "3|m3|homepot|devices/sensor-001/notifications|sensor-001|" +
-              StampString(t_ + 2) + "|0|0|NULL|NULL|NULL|NULL|unreachable|NULL",
+              StampString(t_ + 2) +
+              "|0|0|NULL|NULL|NULL|NULL|unreachable|NULL|node-a",
           "4|NULL|NULL|devices/sensor-001/notifications|sensor-001|" +
               StampString(t_ + 3) +
-              "|0|0|NULL|NULL|NULL|NULL|rejected|payload_too_large"}));
+              "|0|0|NULL|NULL|NULL|NULL|rejected|payload_too_large|node-a"}));
   EXPECT_EQ(StampString(t_), "2026-11-18T11:06:40.123Z");
   EXPECT_EQ(writer->last_flush_rows(), 4);
   EXPECT_EQ(Logs(), std::vector<std::string>{});
@@ -225,6 +227,37 @@ TEST_F(DeliveryLogTest, ExpiryChangesTheNewestQueuedRow) {
                            Expired("m2", t_ + 100)}));
   EXPECT_EQ(Rows("SELECT outcome FROM notification_log ORDER BY id"),
             (std::vector<std::string>{"expired", "expired", "routed"}));
+}
+
+// Two nodes writing to one file: each row carries its writer's node, and
+// an ack or an expiry changes the row of the node that reports it, even
+// when another node wrote a newer row of the same notification.
+TEST_F(DeliveryLogTest, UpdatesChangeTheRowsOfTheirOwnNode) {
+  auto a = Writer({100000, 0}, DeliveryLogWriter::kMaxPending, "node-a");
+  auto b = Writer({100000, 0}, DeliveryLogWriter::kMaxPending, "node-b");
+  // m1 routed by node-a, then by node-b; m2 queued by both, b first.
+  ASSERT_TRUE(Write(a.get(), {Accepted("m1", t_, 1, 0)}));
+  ASSERT_TRUE(Write(
+      b.get(), {Accepted("m1", t_ + 1, 1, 0), Accepted("m2", t_ + 2, 0, 1)}));
+  ASSERT_TRUE(Write(a.get(), {Accepted("m2", t_ + 3, 0, 1)}));
+  // node-a's device acks m1 (node-b's row is newer); node-b's copy of m2
+  // expires (node-a's row is newer).
+  ASSERT_TRUE(Write(a.get(), {Acked("m1", t_, t_ + 40, "ok")}));
+  ASSERT_TRUE(Write(b.get(), {Expired("m2", t_ + 100)}));
+  EXPECT_EQ(Rows("SELECT id, message_id, node, outcome, latency_ms FROM "
+                 "notification_log ORDER BY id"),
+            (std::vector<std::string>{
+                "1|m1|node-a|acked|40", "2|m1|node-b|routed|NULL",
+                "3|m2|node-b|expired|NULL", "4|m2|node-a|queued|NULL"}));
+  // Another ack of m1 on node-a finds nothing left to ack there: node-b's
+  // row stays.
+  ASSERT_TRUE(Write(a.get(), {Acked("m1", t_, t_ + 50, "ok")}));
+  EXPECT_EQ(Rows("SELECT outcome FROM notification_log WHERE id = 2"),
+            std::vector<std::string>{"routed"});
+  ASSERT_TRUE(Write(b.get(), {Acked("m1", t_ + 1, t_ + 61, "ok")}));
+  EXPECT_EQ(Rows("SELECT node, outcome, latency_ms FROM notification_log "
+                 "WHERE message_id = 'm1' ORDER BY id"),
+            (std::vector<std::string>{"node-a|acked|40", "node-b|acked|60"}));
 }
 
 TEST_F(DeliveryLogTest, RetentionKeepsTheNewestRows) {

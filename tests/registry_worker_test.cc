@@ -26,6 +26,8 @@ constexpr int kFastInterval = 50;               // ms
 constexpr auto kPatience = milliseconds(5000);  // upper bound for any wait
 // The delivery log as the plugin keeps it by default.
 constexpr DeliveryLogRetention kRetention{100000, 30};
+// The node the workers write as, unless a test says otherwise.
+constexpr const char* kNode = "node-a";
 
 class RegistryWorkerTest : public ::testing::Test {
  protected:
@@ -42,7 +44,8 @@ class RegistryWorkerTest : public ::testing::Test {
   }
 
   std::shared_ptr<const Snapshot> StartWorker(int interval_ms) {
-    worker_ = std::make_unique<RegistryWorker>(path_, interval_ms, kRetention);
+    worker_ =
+        std::make_unique<RegistryWorker>(path_, kNode, interval_ms, kRetention);
     auto r = worker_->Start();
     EXPECT_TRUE(r.ok()) << r.status().message();
     current_ = r.ok() ? *r : nullptr;
@@ -378,7 +381,8 @@ TEST_F(RegistryWorkerTest, ReplacedFileIsReloadedEvenAtTheSameGeneration) {
 }
 
 TEST_F(RegistryWorkerTest, StartFailsOnANonexistentFile) {
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
+  worker_ =
+      std::make_unique<RegistryWorker>(path_, kNode, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), "registry file " + path_ + " does not exist");
@@ -389,7 +393,8 @@ TEST_F(RegistryWorkerTest, StartFailsOnANonexistentFile) {
 TEST_F(RegistryWorkerTest, StartFailsOnAFileWithoutTheSchema) {
   ASSERT_TRUE(test::WriteFile(path_, ""));
   ASSERT_TRUE(test::ExecSqlOn(path_, "CREATE TABLE unrelated (x INTEGER)"));
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
+  worker_ =
+      std::make_unique<RegistryWorker>(path_, kNode, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(),
@@ -410,7 +415,8 @@ constexpr const char* kVersionOneMessage =
 
 TEST_F(RegistryWorkerTest, StartFailsOnAVersionOneFile) {
   CreateVersionOneRegistry(path_);
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
+  worker_ =
+      std::make_unique<RegistryWorker>(path_, kNode, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(),
@@ -438,7 +444,8 @@ TEST_F(RegistryWorkerTest, VersionOneFileRenamedOverTheRegistryIsRefused) {
 
 TEST_F(RegistryWorkerTest, StartFailsOnAnEmptyFile) {
   { std::ofstream out(path_); }
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
+  worker_ =
+      std::make_unique<RegistryWorker>(path_, kNode, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find(path_), std::string::npos)
@@ -450,7 +457,8 @@ TEST_F(RegistryWorkerTest, StartFailsOnAGarbageFile) {
     std::ofstream out(path_, std::ios::binary);
     for (int i = 0; i < 512; ++i) out << "not sqlite at all, not at all. ";
   }
-  worker_ = std::make_unique<RegistryWorker>(path_, kFastInterval, kRetention);
+  worker_ =
+      std::make_unique<RegistryWorker>(path_, kNode, kFastInterval, kRetention);
   auto r = worker_->Start();
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find(path_), std::string::npos)
@@ -481,7 +489,9 @@ std::string DeviceStat(const std::string& path, const std::string& column) {
   if (sqlite3_open(path.c_str(), &db) == SQLITE_OK) {
     sqlite3_stmt* st = nullptr;
     std::string sql = "SELECT " + column +
-                      " FROM device_stats WHERE device_id = 'sensor-001'";
+                      " FROM device_stats WHERE device_id = 'sensor-001' "
+                      "AND node = '" +
+                      kNode + "'";
     sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
     if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
       value = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
@@ -646,7 +656,7 @@ TEST_F(RegistryWorkerTest, ShutdownWritesPendingDeliveryEvents) {
 // With log_retention_rows 0 nothing is written.
 TEST_F(RegistryWorkerTest, ZeroRetentionRowsWritesNoLog) {
   CreateRegistry(path_);
-  worker_ = std::make_unique<RegistryWorker>(path_, 3600000,
+  worker_ = std::make_unique<RegistryWorker>(path_, kNode, 3600000,
                                              DeliveryLogRetention{0, 30});
   ASSERT_TRUE(worker_->Start().ok());
   std::vector<DeliveryEvent> batch =
@@ -785,7 +795,7 @@ TEST_F(RegistryWorkerTest, FailedFlushKeepsTheNewerPresence) {
   SubmittingClock clock;
   std::atomic<bool> has_logs{false};
   LogQueue log(&has_logs);
-  DeviceStatsWriter writer(path_, &clock, &log);
+  DeviceStatsWriter writer(path_, kNode, &clock, &log);
   clock.writer = &writer;
 
   std::vector<DeviceStatsDelta> older = PresenceDelta(1, 3, 0);
@@ -804,14 +814,14 @@ TEST_F(RegistryWorkerTest, FailedFlushKeepsTheNewerPresence) {
   EXPECT_EQ(Presence(path_), "3|1|1");
 }
 
-// sensor-001 and sensor-002 with presence left over from a broker that
-// stopped, and counters.
+// sensor-001 and sensor-002 with presence on node-a (kNode) left over from
+// its broker that stopped, and counters.
 constexpr const char* kStalePresence =
     "INSERT INTO devices (device_id) VALUES ('sensor-002');"
-    "INSERT INTO device_stats (device_id, published, last_connect, sessions, "
-    "subscribed) VALUES "
-    "('sensor-001', 7, '2026-11-30T10:00:00.000Z', 2, 1), "
-    "('sensor-002', 1, NULL, 1, 0)";
+    "INSERT INTO device_stats (device_id, node, published, last_connect, "
+    "sessions, subscribed) VALUES "
+    "('sensor-001', 'node-a', 7, '2026-11-30T10:00:00.000Z', 2, 1), "
+    "('sensor-002', 'node-a', 1, NULL, 1, 0)";
 
 TEST_F(RegistryWorkerTest, StartSetsPresenceToZero) {
   CreateRegistry(path_);
@@ -874,6 +884,118 @@ TEST_F(RegistryWorkerTest, StartOnALockedFileResetsPresenceLater) {
   EXPECT_EQ(other->Int(0), 0);
   EXPECT_EQ(other->Int(1), 0);
   EXPECT_FALSE(worker_->HasUpdate());
+}
+
+// The rows of `sql` on the file as "a|b|c" lines, NULL as "NULL".
+std::vector<std::string> Rows(const std::string& path, const std::string& sql) {
+  std::vector<std::string> rows;
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+      std::string row;
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        const auto* text =
+            reinterpret_cast<const char*>(sqlite3_column_text(st, i));
+        row += (i > 0 ? "|" : "") + std::string(text ? text : "NULL");
+      }
+      rows.push_back(row);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return rows;
+}
+
+// Another broker's rows (node-b) with presence: its sessions are live.
+constexpr const char* kOtherNodePresence =
+    "INSERT INTO device_stats (device_id, node, published, last_connect, "
+    "sessions, subscribed) VALUES "
+    "('sensor-001', 'node-b', 4, '2026-11-30T11:00:00.000Z', 3, 3), "
+    "('sensor-002', 'node-b', 0, NULL, 1, 1)";
+
+// A broker that starts resets its own node's presence only: the sessions
+// another broker holds stay counted, and fleet_stats adds both.
+TEST_F(RegistryWorkerTest, StartResetsOnlyItsOwnNodesPresence) {
+  CreateRegistry(path_);
+  ASSERT_TRUE(test::ExecSqlOn(path_, kStalePresence));
+  ASSERT_TRUE(test::ExecSqlOn(path_, kOtherNodePresence));
+  StartWorker(kFastInterval);
+  EXPECT_EQ(Rows(path_,
+                 "SELECT device_id, node, published, sessions, subscribed "
+                 "FROM device_stats ORDER BY device_id, node"),
+            (std::vector<std::string>{
+                "sensor-001|node-a|7|0|0", "sensor-001|node-b|4|3|3",
+                "sensor-002|node-a|1|0|0", "sensor-002|node-b|0|1|1"}));
+  EXPECT_EQ(
+      Rows(path_,
+           "SELECT device_id, published, sessions, subscribed, "
+           "last_connect, nodes FROM fleet_stats ORDER BY device_id"),
+      (std::vector<std::string>{"sensor-001|11|3|3|2026-11-30T11:00:00.000Z|2",
+                                "sensor-002|1|1|1|NULL|2"}));
+}
+
+// Two brokers on one registry file: each adds to its own rows, none
+// overwrites the other's, and fleet_stats sums them exactly (times: the
+// latest).
+TEST_F(RegistryWorkerTest, TwoNodesAddUpInFleetStats) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  RegistryWorker other(path_, "node-b", kFastInterval, kRetention);
+  ASSERT_TRUE(other.Start().ok());
+
+  const int64_t t = 1795000000000;
+  DeviceCounters a;
+  a.published = 3;
+  a.delivered = 10;
+  a.acked = 2;
+  a.last_connect_ms = t + 300;
+  a.last_publish_ms = t + 100;
+  a.sessions = 2;
+  a.subscribed = 1;
+  a.presence_changed = true;
+  DeviceCounters b;
+  b.published = 4;
+  b.delivered = 5;
+  b.expired = 1;
+  b.last_connect_ms = t;
+  b.last_publish_ms = t + 200;
+  b.last_delivery_ms = t + 50;
+  b.sessions = 1;
+  b.subscribed = 1;
+  b.presence_changed = true;
+  std::vector<DeviceStatsDelta> batch_a = {{"sensor-001", a}};
+  std::vector<DeviceStatsDelta> batch_b = {{"sensor-001", b}};
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch_a); }));
+  ASSERT_TRUE(WaitFor([&] { return other.SubmitStats(&batch_b); }));
+
+  const std::string fleet =
+      "SELECT published, delivered, rejected, expired, acked, sessions, "
+      "subscribed, last_connect, last_publish, last_delivery, nodes "
+      "FROM fleet_stats WHERE device_id = 'sensor-001'";
+  const std::string want = "7|15|0|1|2|3|2|" + StampString(t + 300) + "|" +
+                           StampString(t + 200) + "|" + StampString(t + 50) +
+                           "|2";
+  ASSERT_TRUE(WaitFor([&] {
+    return Rows(path_, fleet) == std::vector<std::string>{want};
+  })) << ::testing::PrintToString(Rows(path_, fleet));
+
+  // More from node-a is added to its row; node-b's row stays as it was.
+  DeviceCounters more;
+  more.published = 5;
+  more.last_publish_ms = t + 400;
+  batch_a = {{"sensor-001", more}};
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch_a); }));
+  ASSERT_TRUE(WaitFor([&] {
+    return Rows(path_, "SELECT published, last_publish FROM fleet_stats") ==
+           std::vector<std::string>{"12|" + StampString(t + 400)};
+  })) << ::testing::PrintToString(Rows(path_, fleet));
+  other.Shutdown();
+  EXPECT_EQ(Rows(path_,
+                 "SELECT node, published, delivered, sessions, subscribed "
+                 "FROM device_stats ORDER BY node"),
+            (std::vector<std::string>{"node-a|8|10|2|1", "node-b|4|5|1|1"}));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "testing.h"
@@ -26,8 +27,9 @@ Keys KeysOf(const ordered_json& object) {
 }
 
 ordered_json Render(const Counters& c, const RegistryInfo& r,
-                    int64_t uptime_s = 0, int64_t now_ms = kNowMs) {
-  std::string text = RenderStats(c, r, uptime_s, now_ms);
+                    int64_t uptime_s = 0, int64_t now_ms = kNowMs,
+                    std::string_view node = "broker-a") {
+  std::string text = RenderStats(c, r, node, uptime_s, now_ms);
   ordered_json j;
   EXPECT_NO_THROW(j = ordered_json::parse(text)) << text;
   return j;
@@ -128,7 +130,8 @@ TEST(StatsTest, ZeroCounters) {
 }
 
 TEST(StatsTest, ExactTextForFilledCounters) {
-  std::string text = RenderStats(Filled(), FilledRegistry(), 3600, kNowMs);
+  std::string text =
+      RenderStats(Filled(), FilledRegistry(), "broker-a", 3600, kNowMs);
   EXPECT_EQ(text,
             std::string(
                 R"({"total_sent":101,"total_success":102,"total_failed":103,)"
@@ -150,7 +153,7 @@ TEST(StatsTest, ExactTextForFilledCounters) {
                 R"("registry":{"devices":1000,"acl_rules":2001,)"
                 R"("generation":42,"loaded_at":"2026-11-25T11:31:40.042Z",)"
                 R"("last_error":"database is locked"},)"
-                R"("uptime_s":3600,"version":")") +
+                R"("node":"broker-a","uptime_s":3600,"version":")") +
                 HOMEPOT_VERSION +
                 R"(","timestamp":"2026-11-25T11:32:34.123Z"})");
 }
@@ -181,7 +184,7 @@ TEST(StatsTest, LargestCounterIsExact) {
   Counters c;
   c.total_sent = std::numeric_limits<uint64_t>::max();
   c.acl_deliver_denied = std::numeric_limits<uint64_t>::max() - 1;
-  std::string text = RenderStats(c, RegistryInfo{}, 0, kNowMs);
+  std::string text = RenderStats(c, RegistryInfo{}, "broker-a", 0, kNowMs);
   EXPECT_NE(text.find(R"("total_sent":18446744073709551615,)"),
             std::string::npos)
       << text;
@@ -203,6 +206,16 @@ TEST(StatsTest, InvalidUtf8InLastErrorIsReplaced) {
   r.last_error = "cannot open /tmp/caf\xE9.db";
   ordered_json j = Render(Counters{}, r);
   EXPECT_EQ(j["registry"]["last_error"], "cannot open /tmp/caf\xEF\xBF\xBD.db");
+}
+
+// The node id is the option's value as it is: any valid node id (UTF-8,
+// quotes and backslashes included) comes out as the same JSON string.
+TEST(StatsTest, NodeIsTheNodeId) {
+  for (const std::string node :
+       {"broker-a", "h\xC3\xB6st \"7\" \\ eu-west", "x"}) {
+    ordered_json j = Render(Counters{}, RegistryInfo{}, 0, kNowMs, node);
+    EXPECT_EQ(j["node"], node);
+  }
 }
 
 TEST(StatsTest, TimesAndVersion) {

@@ -1299,40 +1299,124 @@ TEST_F(AdminTest, StatsListsDeviceStatistics) {
                  "invalid device id 'a/b': contains '/'");
 }
 
+// sensor-001 on two broker nodes, sensor-002 on one: the figures as the
+// nodes wrote them.
+constexpr const char* kTwoNodeStats =
+    "INSERT INTO device_stats (device_id, node, published, delivered, "
+    "rejected, last_connect, last_publish, last_delivery, expired, acked, "
+    "sessions, subscribed) VALUES "
+    "('sensor-001', 'node-a', 3, 10, 1, '2026-01-01T00:00:03.000Z', "
+    "'2026-01-01T00:01:00.000Z', NULL, 2, 7, 1, 0), "
+    "('sensor-001', 'node-b', 4, 20, 0, '2026-01-01T00:00:01.000Z', "
+    "'2026-01-01T00:02:00.000Z', '2026-01-01T00:03:00.000Z', 1, 8, 2, 1), "
+    "('sensor-002', 'node-b', 5, 0, 0, NULL, '2026-01-01T00:04:00.000Z', "
+    "NULL, 0, 0, 0, 0)";
+
+// stats shows the fleet: every node's row of a device added, the latest
+// times; --by-node and --node show the rows per node.
+TEST_F(AdminTest, StatsSumsTheNodes) {
+  Init();
+  AddDevice("sensor-001");
+  AddDevice("sensor-002");
+  Peek(db_).Exec(kTwoNodeStats);
+  Outcome r = Admin({"stats", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
+    {"device_id": "sensor-001", "published": 7, "delivered": 30,
+     "rejected": 1, "expired": 3, "acked": 15, "sessions": 3,
+     "subscribed": 1, "last_connect": "2026-01-01T00:00:03.000Z",
+     "last_publish": "2026-01-01T00:02:00.000Z",
+     "last_delivery": "2026-01-01T00:03:00.000Z"},
+    {"device_id": "sensor-002", "published": 5, "delivered": 0,
+     "rejected": 0, "expired": 0, "acked": 0, "sessions": 0,
+     "subscribed": 0, "last_connect": null,
+     "last_publish": "2026-01-01T00:04:00.000Z", "last_delivery": null}])"));
+  r = Admin({"stats", "sensor-001"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE      PUBLISHED  DELIVERED  REJECTED  EXPIRED  ACKED  "
+            "SESSIONS  SUBSCRIBED  LAST_CONNECT              "
+            "LAST_PUBLISH              LAST_DELIVERY\n"
+            "sensor-001  7          30         1         3        15     "
+            "3         1           2026-01-01T00:00:03.000Z  "
+            "2026-01-01T00:02:00.000Z  2026-01-01T00:03:00.000Z\n");
+
+  r = Admin({"stats", "--by-node"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "DEVICE      NODE    PUBLISHED  DELIVERED  REJECTED  EXPIRED  "
+            "ACKED  SESSIONS  SUBSCRIBED  LAST_CONNECT              "
+            "LAST_PUBLISH              LAST_DELIVERY\n"
+            "sensor-001  node-a  3          10         1         2        "
+            "7      1         0           2026-01-01T00:00:03.000Z  "
+            "2026-01-01T00:01:00.000Z  -\n"
+            "sensor-001  node-b  4          20         0         1        "
+            "8      2         1           2026-01-01T00:00:01.000Z  "
+            "2026-01-01T00:02:00.000Z  2026-01-01T00:03:00.000Z\n"
+            "sensor-002  node-b  5          0          0         0        "
+            "0      0         0           -                         "
+            "2026-01-01T00:04:00.000Z  -\n");
+  r = Admin({"stats", "sensor-001", "--node", "node-b", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(R"([
+    {"device_id": "sensor-001", "node": "node-b", "published": 4,
+     "delivered": 20, "rejected": 0, "expired": 1, "acked": 8,
+     "sessions": 2, "subscribed": 1,
+     "last_connect": "2026-01-01T00:00:01.000Z",
+     "last_publish": "2026-01-01T00:02:00.000Z",
+     "last_delivery": "2026-01-01T00:03:00.000Z"}])"));
+  r = Admin({"stats", "--node=node-a", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const nlohmann::json node_a = nlohmann::json::parse(r.out);
+  ASSERT_EQ(node_a.size(), 1u);
+  EXPECT_EQ(node_a[0]["device_id"], "sensor-001");
+  EXPECT_EQ(node_a[0]["published"], 3);
+  // A device a node never wrote: no row for that node.
+  r = Admin({"stats", "sensor-002", "--node", "node-a", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::array());
+
+  EXPECT_REFUSED((Args{"stats", "--by-node", "--node", "node-a"}), "", 2,
+                 "stats: --by-node and --node exclude each other");
+  EXPECT_REFUSED((Args{"stats", "--node"}), "", 2,
+                 "stats: --node needs a value");
+}
+
 // ------------------------------------------------------ log, delivery ----
 
 // notification_log rows as the plugin writes them (delivery_log.h): two
 // devices, every outcome, one notification on a topic that is no device's
-// token.
+// token; written by node-a, node-b, and (the last) before nodes were
+// recorded.
 constexpr const char* kLogRows = R"(
 INSERT INTO notification_log (id, message_id, publisher, topic,
   target_device, received_at, routed, queued, expires_at, acked_at,
-  latency_ms, status, outcome, reason) VALUES
+  latency_ms, status, outcome, reason, node) VALUES
 (1, 'm1', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
- '2026-11-18T09:00:00.000Z', 1, 0, NULL, NULL, NULL, NULL, 'routed', NULL),
+ '2026-11-18T09:00:00.000Z', 1, 0, NULL, NULL, NULL, NULL, 'routed', NULL, 'node-a'),
 (2, 'm2', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
  '2026-11-18T09:30:00.000Z', 1, 0, '2026-11-18T09:35:00.000Z',
- '2026-11-18T09:30:00.300Z', 300, 'opened', 'acked', NULL),
+ '2026-11-18T09:30:00.300Z', 300, 'opened', 'acked', NULL, 'node-a'),
 (3, 'm3', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
  '2026-11-18T10:00:00.000Z', 0, 1, '2026-11-18T10:05:00.000Z', NULL, NULL,
- NULL, 'queued', NULL),
+ NULL, 'queued', NULL, 'node-a'),
 (4, 'm4', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
  '2026-11-18T10:15:00.000Z', 0, 1, '2026-11-18T10:20:00.000Z', NULL, NULL,
- NULL, 'expired', NULL),
+ NULL, 'expired', NULL, 'node-a'),
 (5, 'm5', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
  '2026-11-18T10:30:00.000Z', 0, 0, NULL, NULL, NULL, NULL, 'unreachable',
- NULL),
+ NULL, 'node-a'),
 (6, NULL, 'sensor-002', 'devices/sensor-001/notifications', 'sensor-001',
  '2026-11-18T10:45:00.000Z', 0, 0, NULL, NULL, NULL, NULL, 'rejected',
- 'not_allowed'),
+ 'not_allowed', 'node-a'),
 (7, 'm7', 'homepot', 'devices/sensor-002/notifications', 'sensor-002',
  '2026-11-18T11:00:00.000Z', 1, 0, NULL, '2026-11-18T11:00:00.050Z', 50,
- 'ok', 'acked', NULL),
+ 'ok', 'acked', NULL, 'node-b'),
 (8, 'm8', 'homepot', 'home/all', NULL, '2026-11-18T11:30:00.000Z', 3, 0,
- NULL, NULL, NULL, NULL, 'routed', NULL),
+ NULL, NULL, NULL, NULL, 'routed', NULL, 'node-b'),
 (9, 'm9', 'homepot', 'devices/sensor-001/notifications', 'sensor-001',
  '2026-11-18T11:45:00.000Z', 1, 0, NULL, '2026-11-18T11:45:00.100Z', 100,
- 'ok', 'acked', NULL);
+ 'ok', 'acked', NULL, '');
 )";
 
 // 2026-11-18T12:00:00.000Z
@@ -1369,14 +1453,14 @@ TEST_F(AdminLogTest, LogPrintsRowsNewestFirst) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
             "RECEIVED_AT               OUTCOME  MESSAGE_ID  PUBLISHER  "
-            "TARGET      ROUTED  QUEUED  LATENCY_MS  DETAIL  TOPIC\n"
+            "TARGET      ROUTED  QUEUED  LATENCY_MS  DETAIL  NODE    TOPIC\n"
             "2026-11-18T11:45:00.000Z  acked    m9          homepot    "
-            "sensor-001  1       0       100         ok      "
+            "sensor-001  1       0       100         ok      -       "
             "devices/sensor-001/notifications\n"
             "2026-11-18T11:30:00.000Z  routed   m8          homepot    "
-            "-           3       0       -           -       home/all\n"
+            "-           3       0       -           -       node-b  home/all\n"
             "2026-11-18T11:00:00.000Z  acked    m7          homepot    "
-            "sensor-002  1       0       50          ok      "
+            "sensor-002  1       0       50          ok      node-b  "
             "devices/sensor-002/notifications\n");
 }
 
@@ -1390,7 +1474,7 @@ TEST_F(AdminLogTest, LogJsonHasEveryColumn) {
      "target_device": "sensor-001", "routed": 1, "queued": 0,
      "expires_at": "2026-11-18T09:35:00.000Z",
      "acked_at": "2026-11-18T09:30:00.300Z", "latency_ms": 300,
-     "status": "opened", "reason": null}])"));
+     "status": "opened", "reason": null, "node": "node-a"}])"));
   r = Admin({"log", "--message", "nothing", "--json"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::array());
@@ -1417,6 +1501,12 @@ TEST_F(AdminLogTest, LogFilters) {
             (std::vector<std::string>{"m3"}));
   EXPECT_EQ(LoggedIds({"--since", "2026-11-19"}), (std::vector<std::string>{}));
   EXPECT_EQ(LoggedIds({"--since", "1d"}).size(), 9u);
+  // The rows one node wrote.
+  EXPECT_EQ(LoggedIds({"--node", "node-b"}),
+            (std::vector<std::string>{"m8", "m7"}));
+  EXPECT_EQ(LoggedIds({"--node=node-a", "--device", "sensor-002"}),
+            (std::vector<std::string>{"null"}));
+  EXPECT_EQ(LoggedIds({"--node", "node-c"}), (std::vector<std::string>{}));
 }
 
 TEST_F(AdminLogTest, LogAndDeliveryRefuseBadValues) {
@@ -1483,6 +1573,16 @@ TEST_F(AdminLogTest, DeliverySumsUpPerTargetDevice) {
   EXPECT_EQ(since["total"]["notifications"], 3);
   EXPECT_EQ(since["total"]["delivery_rate"], 1.0);
   EXPECT_EQ(since["total"]["p99_ack_ms"], 100);
+
+  // The rows of one node: node-b wrote m7 (sensor-002) and m8 (no device).
+  r = Admin({"delivery", "--node", "node-b", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const nlohmann::json node_b = nlohmann::json::parse(r.out);
+  ASSERT_EQ(node_b["devices"].size(), 1u);
+  EXPECT_EQ(node_b["devices"][0]["device_id"], "sensor-002");
+  EXPECT_EQ(node_b["total"]["notifications"], 2);
+  EXPECT_EQ(node_b["total"]["acked"], 1);
+  EXPECT_EQ(node_b["total"]["routed"], 1);
 }
 
 TEST_F(AdminLogTest, DeliveryOfAnEmptyLog) {
@@ -1511,8 +1611,8 @@ TEST_F(AdminTest, LogReadsWhatThePluginWrites) {
   std::atomic<bool> ready{false};
   LogQueue lines(&ready);
   const int64_t received_ms = kLogNowMs - 1500;  // 11:59:58.500Z
-  DeliveryLogWriter writer(db_.string(), {100, 0}, SystemClock::Instance(),
-                           &lines);
+  DeliveryLogWriter writer(db_.string(), "node-a", {100, 0},
+                           SystemClock::Instance(), &lines);
   DeliveryEvent accepted;
   accepted.message_id = "m1";
   accepted.publisher = "homepot";
@@ -1547,7 +1647,7 @@ TEST_F(AdminTest, LogReadsWhatThePluginWrites) {
      "target_device": "sensor-001", "routed": 0, "queued": 1,
      "expires_at": "2026-11-18T12:04:58.500Z",
      "acked_at": "2026-11-18T11:59:59.734Z", "latency_ms": 1234,
-     "status": "ok", "reason": null}])"));
+     "status": "ok", "reason": null, "node": "node-a"}])"));
   const Outcome later =
       Admin({"log", "--since", "2026-11-18T11:59:58.501Z", "--json"});
   EXPECT_EQ(later.code, 0) << later.err;
@@ -1879,6 +1979,28 @@ TEST_F(AdminTest, DevicesUnreachableRefusesBadCommandLines) {
                  "devices: unexpected argument 'sensor-001'");
   EXPECT_REFUSED((Args{"devices", "--unreachable", "--all"}), "", 2,
                  "devices: unknown option '--all' (try --help)");
+}
+
+// devices --unreachable judges the fleet: a device connected to one node
+// with a subscription and to another without is reachable; one connected
+// nowhere with a subscription is a zombie however many nodes it is on.
+TEST_F(AdminTest, DevicesUnreachableSumsTheNodes) {
+  Init();
+  Peek(db_).Exec(
+      "INSERT INTO devices (device_id) VALUES ('split'), ('zombie');"
+      "INSERT INTO device_stats (device_id, node, last_connect, sessions, "
+      "subscribed) VALUES "
+      "('split', 'node-a', '2020-01-01T00:00:00.000Z', 1, 0), "
+      "('split', 'node-b', '2020-01-01T00:00:00.000Z', 1, 1), "
+      "('zombie', 'node-a', '2020-01-02T00:00:00.000Z', 1, 0), "
+      "('zombie', 'node-b', '2020-01-03T00:00:00.000Z', 2, 0)");
+  Outcome r = Admin({"devices", "--unreachable", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  using J = nlohmann::json;
+  EXPECT_EQ(UnreachableById(r.out),
+            (std::map<std::string, J>{{"zombie",
+                                       {"connected_not_subscribed", 3, 0,
+                                        "2020-01-03T00:00:00.000Z"}}}));
 }
 
 }  // namespace

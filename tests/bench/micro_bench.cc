@@ -505,7 +505,8 @@ void BM_RenderStats(benchmark::State& state) {
   info.loaded_at_ms = kNowMs;
   AllocationCounter allocations(state);
   for (auto _ : state) {
-    benchmark::DoNotOptimize(RenderStats(counters, info, 3600, kNowMs));
+    benchmark::DoNotOptimize(
+        RenderStats(counters, info, "broker-1", 3600, kNowMs));
   }
 }
 BENCHMARK(BM_RenderStats)->Unit(benchmark::kMicrosecond);
@@ -524,7 +525,7 @@ void BM_DeviceStatsFlush(benchmark::State& state) {
     return;
   }
   for (auto _ : state) {
-    RegistryWorker worker(path, 600000, DeliveryLogRetention{});
+    RegistryWorker worker(path, "bench", 600000, DeliveryLogRetention{});
     if (!worker.Start().ok()) {
       state.SkipWithError("registry did not load");
       break;

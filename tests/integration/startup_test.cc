@@ -84,7 +84,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadOption{"max_payload 99999999999", "plugin_opt_max_payload"},
         BadOption{"stats_topic devices/stats", "plugin_opt_stats_topic"},
         BadOption{"notification_topics devices/#/x",
-                  "plugin_opt_notification_topics"}),
+                  "plugin_opt_notification_topics"},
+        BadOption{"node_id eu/1", "plugin_opt_node_id"}),
     [](const testing::TestParamInfo<BadOption>& param) {
       return "Case" + std::to_string(param.index);
     });

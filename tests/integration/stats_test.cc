@@ -1,8 +1,8 @@
 // Statistics (docs/operating.md, "Statistics"): the retained stats object with
 // exact figures after a known scenario, the live `connected` gauge, who may
 // read or write the stats topic, stats_interval 0, per_listener_settings true,
-// and the per-device figures in device_stats across restarts, a locked registry
-// file and kill -9.
+// the per-device figures in device_stats across restarts, a locked registry
+// file and kill -9, and two brokers (node_id) adding up in one registry.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -703,6 +703,147 @@ TEST_F(StatsTest, KillNineLosesAtMostOneInterval) {
   EXPECT_EQ(b.rejected, 1);
   EXPECT_EQ(s.delivered, 10);
   EXPECT_TRUE(b.last_publish && s.last_delivery && b.last_connect);
+}
+
+// Two brokers with their own node_id on one registry file, a backend
+// publishing through both and the sensor subscribed on both: each broker
+// counts its own traffic (its stats JSON carries its node), device_stats has
+// a row per device and node, fleet_stats adds them up exactly, the delivery
+// log rows carry the node, and a broker that restarts resets only its own
+// presence.
+TEST_F(StatsTest, TwoNodesOnOneRegistryAddUp) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1", "node_id node-a"}));
+  test::TempDir dir_b("homepot-it-node-b");
+  ASSERT_TRUE(dir_b.ok());
+  Broker broker_b(dir_b.path());
+  BrokerConfig config_b;
+  config_b.db_path = registry_.db_path();
+  config_b.plugin_options = {"stats_interval 1", "node_id node-b"};
+  ASSERT_TRUE(broker_b.Start(config_b));
+
+  // node -> its broker's port, and what the backend publishes there.
+  const std::map<std::string, std::pair<int, int>> nodes = {
+      {"node-a", {broker_.port(), 3}}, {"node-b", {broker_b.port(), 4}}};
+  std::map<std::string, std::unique_ptr<Client>> sensors, monitors;
+  for (const auto& [node, where] : nodes) {
+    const auto& [port, count] = where;
+    auto sensor = std::make_unique<Client>(port, kMqtt5, "sensor-" + node);
+    ASSERT_EQ(sensor->Connect("sensor-001", "sensor-pass"), 0) << node;
+    ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1) << node;
+    auto monitor = std::make_unique<Client>(port);
+    ASSERT_EQ(monitor->Connect("monitor", "monitor-pass"), 0) << node;
+    ASSERT_EQ(monitor->Subscribe(kStatsTopic, 0), 0) << node;
+    Client backend(port);
+    ASSERT_EQ(backend.Connect("homepot", "backend-pass"), 0) << node;
+    for (int i = 0; i < count; ++i) {
+      ASSERT_EQ(backend.Publish(
+                    kSensorToken,
+                    NotificationWithId(node + "-" + std::to_string(i)), 1),
+                0)
+          << node << " " << i;
+      ASSERT_TRUE(sensor->WaitForMessage().has_value()) << node << " " << i;
+    }
+    backend.Disconnect();
+    sensors[node] = std::move(sensor);
+    monitors[node] = std::move(monitor);
+  }
+
+  // Each broker's stats are its own, and say which node it is.
+  for (const auto& [node, where] : nodes) {
+    const int count = where.second;
+    json last;
+    json j = WaitForStats(
+        monitors[node].get(),
+        [&](const json& s) { return s.value("total_success", -1) == count; },
+        kStatsWaitMs, &last);
+    ASSERT_TRUE(j.is_object()) << node << " last: " << last.dump();
+    EXPECT_EQ(j.value("node", ""), node) << j.dump();
+    EXPECT_EQ(j.value("deliveries", -1), count) << j.dump();
+  }
+
+  // The final rows: both nodes' counts, presence and log rows written.
+  const std::string fleet_written =
+      "SELECT (SELECT published = 7 AND sessions = 0 AND nodes = 2 "
+      "FROM fleet_stats WHERE device_id = 'homepot') AND (SELECT "
+      "delivered = 7 AND "
+      "sessions = 2 AND subscribed = 2 AND nodes = 2 FROM fleet_stats "
+      "WHERE device_id = 'sensor-001') AND (SELECT count(*) = 7 FROM "
+      "notification_log)";
+  ASSERT_TRUE(Eventually([&] { return registry_.QueryInt(fleet_written) == 1; },
+                         kStatsWaitMs, 100))
+      << DescribeDeviceStats();
+  std::vector<TempRegistry::Row> rows;
+  ASSERT_TRUE(registry_.Query(
+      "SELECT device_id, node, published, delivered, sessions, subscribed "
+      "FROM device_stats WHERE device_id IN ('homepot', 'sensor-001') "
+      "ORDER BY device_id, node",
+      &rows));
+  std::vector<std::string> lines;
+  for (const auto& row : rows) {
+    std::string line;
+    for (const auto& cell : row) line += cell.value_or("NULL") + "|";
+    lines.push_back(line);
+  }
+  EXPECT_EQ(lines,
+            (std::vector<std::string>{
+                "homepot|node-a|3|0|0|0|", "homepot|node-b|4|0|0|0|",
+                "sensor-001|node-a|0|3|1|1|", "sensor-001|node-b|0|4|1|1|"}));
+  EXPECT_EQ(registry_.QueryInt(
+                "SELECT count(*) FROM notification_log WHERE node = 'node-a' "
+                "AND message_id LIKE 'node-a-%' AND outcome = 'routed'"),
+            3);
+  EXPECT_EQ(registry_.QueryInt(
+                "SELECT count(*) FROM notification_log WHERE node = 'node-b' "
+                "AND message_id LIKE 'node-b-%' AND outcome = 'routed'"),
+            4);
+
+  // homepot-admin shows the sums, and the rows per node.
+  std::string out;
+  ASSERT_EQ(RunCommand({HOMEPOT_ADMIN_PATH, "--db", registry_.db_path(),
+                        "stats", "sensor-001", "--json"},
+                       "", &out),
+            0)
+      << out;
+  json sums = json::parse(out, nullptr, false);
+  ASSERT_TRUE(sums.is_array() && sums.size() == 1) << out;
+  EXPECT_EQ(sums[0].value("delivered", -1), 7) << out;
+  EXPECT_EQ(sums[0].value("sessions", -1), 2) << out;
+  ASSERT_EQ(RunCommand({HOMEPOT_ADMIN_PATH, "--db", registry_.db_path(),
+                        "stats", "homepot", "--by-node", "--json"},
+                       "", &out),
+            0)
+      << out;
+  json per_node = json::parse(out, nullptr, false);
+  ASSERT_TRUE(per_node.is_array() && per_node.size() == 2) << out;
+  EXPECT_EQ(per_node[0].value("node", ""), "node-a") << out;
+  EXPECT_EQ(per_node[0].value("published", -1), 3) << out;
+  EXPECT_EQ(per_node[1].value("node", ""), "node-b") << out;
+  EXPECT_EQ(per_node[1].value("published", -1), 4) << out;
+
+  // node-b dies with its sensor session on and comes back: when it
+  // starts, its presence goes to 0 (nobody is connected to it yet), while
+  // node-a's sensor session stays counted.
+  broker_b.Kill();
+  sensors["node-b"].reset();
+  monitors["node-b"].reset();
+  EXPECT_EQ(registry_.QueryInt("SELECT sessions FROM fleet_stats WHERE "
+                               "device_id = 'sensor-001'"),
+            2);
+  ASSERT_TRUE(broker_b.Start(config_b));
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return registry_.QueryInt(
+                   "SELECT sessions = 1 AND subscribed = 1 AND "
+                   "delivered = 7 FROM fleet_stats WHERE "
+                   "device_id = 'sensor-001'") == 1;
+      },
+      kStatsWaitMs, 100))
+      << DescribeDeviceStats();
+  EXPECT_EQ(registry_.QueryInt("SELECT sessions = 1 AND subscribed = 1 FROM "
+                               "device_stats WHERE device_id = 'sensor-001' "
+                               "AND node = 'node-a'"),
+            1)
+      << DescribeDeviceStats();
 }
 
 }  // namespace

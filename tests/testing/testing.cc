@@ -34,6 +34,7 @@ const std::vector<std::string>& StatsKeys() {
                                                 "qos",
                                                 "priority",
                                                 "registry",
+                                                "node",
                                                 "uptime_s",
                                                 "version",
                                                 "timestamp"};
