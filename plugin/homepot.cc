@@ -663,8 +663,8 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
     } else if (client.username != nullptr) {
       st = Resolve(client, &scratch);
     }
-    // (A bridge's own context gets no ACL checks, so its notifications are
-    // checked here, with the username its bridge logs in to the other node.)
+    // (A bridge's own context gets no ACL checks, so what it brings in is
+    // checked here, under the bridge's local_username.)
     check = &intake_.Check(
         client, DeviceOf(st), topic, payload, m->qos, *snapshot_,
         IsTrustedBridge(st != nullptr ? st->record(swaps_) : nullptr));

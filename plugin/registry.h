@@ -53,7 +53,7 @@ inline constexpr std::string_view kBridgeDeviceType = "bridge";
 // record the publishing client resolves to in the snapshot in force at the
 // event (nullptr: none): for a session that logged in through the plugin the
 // device it logged in as, for a TLS identity or a local bridge's own context
-// (whose username is the bridge's remote_username) the device of that
+// (Mosquitto gives plugins a bridge's local_username) the device of that
 // username, for a deferred session none. A device cannot change its own
 // type, and a disabled or removed bridge device is trusted no longer from
 // the first event after the change reaches the broker.

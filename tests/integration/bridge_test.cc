@@ -50,24 +50,26 @@ class BridgeTest : public testing::Test {
     }
   }
 
-  // Starts the hub, then the edge bridged to it, logging in to the hub as
-  // `link` with `link_password` and client id `link_client_id`; waits until
-  // the bridge's subscription is in place at the hub.
-  void StartHubAndEdge(const std::string& link = "edge-1-link",
-                       const std::string& link_password = "link-pass",
-                       const std::string& link_client_id = "edge-1-link") {
+  // Starts the hub, then the edge bridged to it as edge-1-link, bridging
+  // devices/# in `direction`; waits until the bridge's subscription is in
+  // place at the hub.
+  void StartHubAndEdge(const std::string& direction = "in") {
     BrokerConfig hub;
     hub.db_path = hub_registry_.db_path();
     hub.plugin_options = {"stats_interval 1"};
     ASSERT_TRUE(hub_.Start(hub));
-    StartEdge(link, link_password, link_client_id);
-    ASSERT_TRUE(hub_.WaitForLog("Sending SUBACK to " + link_client_id, 10000))
+    StartEdge("edge-1-link", "link-pass", "edge-1-link", direction);
+    ASSERT_TRUE(hub_.WaitForLog("Sending SUBACK to edge-1-link", 10000))
         << "the bridge did not subscribe at the hub; edge log:\n"
         << Tail(edge_.Log()) << "\nhub log:\n"
         << Tail(hub_.Log());
   }
+  // Starts the edge with a bridge to the hub that logs in there as `link`
+  // (`link_password`, client id `link_client_id`) and has `link` as its
+  // local_username.
   void StartEdge(const std::string& link, const std::string& link_password,
-                 const std::string& link_client_id) {
+                 const std::string& link_client_id,
+                 const std::string& direction = "in") {
     BrokerConfig edge;
     edge.db_path = edge_registry_.db_path();
     edge.plugin_options = {"stats_interval 1"};
@@ -77,7 +79,8 @@ class BridgeTest : public testing::Test {
         "remote_username " + link,
         "remote_password " + link_password,
         "remote_clientid " + link_client_id,
-        "topic devices/# in 1",
+        "local_username " + link,
+        "topic devices/# " + direction + " 1",
         "cleansession true",
         "notifications false",
         "restart_timeout 1",
@@ -240,6 +243,46 @@ TEST_F(BridgeTest, EdgeStampsItsOwnDevicesAndOverwritesForgedStamps) {
   ASSERT_TRUE(Eventually(
       [&] { return Figure(edge_registry_, "gateway-01", "published") == 1; },
       kStatsWaitMs, 100));
+}
+
+// The other way: what an edge's device published, forwarded by the edge's
+// bridge to the hub, keeps the edge's stamp and counts once, at the edge.
+TEST_F(BridgeTest, HubKeepsTheEdgeStampOfAForwardedNotification) {
+  ASSERT_NO_FATAL_FAILURE(StartHubAndEdge("both"));
+  auto at_hub = Subscriber(hub_, "sensor-edge-hub");
+  auto at_edge = Subscriber(edge_, "sensor-edge-edge");
+  auto gateway = Connect(edge_, "gateway-01", "gateway-pass");
+  auto hub_monitor = Monitor(hub_);
+  ASSERT_TRUE(at_hub && at_edge && gateway && hub_monitor);
+
+  ASSERT_EQ(gateway->Publish(kEdgeToken, Forged("m-out"), 1), 0);
+  std::string edge_copy, hub_copy;
+  json got_edge = Next(at_edge.get(), &edge_copy);
+  json got_hub = Next(at_hub.get(), &hub_copy);
+  const int64_t after = WallMs();
+  ASSERT_TRUE(got_edge.is_object());
+  ASSERT_TRUE(got_hub.is_object()) << "nothing bridged; hub log:\n"
+                                   << Tail(hub_.Log());
+  EXPECT_NE(got_edge["received_at"], kForged);
+  EXPECT_EQ(hub_copy, edge_copy);
+
+  json last;
+  json stats = WaitForStats(
+      hub_monitor.get(),
+      [&](const json& j) {
+        return ParseStampMs(j.value("timestamp", "")) > after;
+      },
+      kStatsWaitMs, &last);
+  ASSERT_TRUE(stats.is_object()) << last;
+  EXPECT_EQ(stats["total_sent"], 0) << stats;
+  EXPECT_EQ(stats["bridged"], 1) << stats;
+  EXPECT_EQ(stats["receipts"]["sent"], 0) << stats;
+  ASSERT_TRUE(Eventually(
+      [&] { return Figure(hub_registry_, "sensor-edge", "delivered") == 1; },
+      kStatsWaitMs, 100));
+  EXPECT_EQ(Figure(hub_registry_, "edge-1-link", "published"), 0);
+  // Not sent back to the edge: its subscriber got one copy.
+  EXPECT_TRUE(NothingBefore(at_edge.get(), gateway.get(), kEdgeToken));
 }
 
 // The trust is the bridge device's type: a bridge logging in to the hub as
