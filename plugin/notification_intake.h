@@ -128,8 +128,8 @@ class NotificationIntake {
   const FilterSet filters_;  // notification_topics
   std::string last_topic_;
   bool last_topic_is_notification_ = false;
-  // Read once per message (ACL check), used for its stamp and the
-  // per-device times.
+  // The clock is read once per message (at Check) into both; receipt_ms_
+  // then becomes a repeat's or a bridge's kept stamp (see receipt_ms()).
   int64_t receipt_ms_ = 0;
   int64_t clock_ms_ = 0;
   Qos2Stamps qos2_stamps_;
