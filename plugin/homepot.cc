@@ -525,7 +525,9 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
     }
     if (notification) {
       if (will) return Verdict::kDeny;
-      if (intake_.Check(client, DeviceOf(st), topic, body, qos, *snapshot_)
+      if (intake_
+              .Check(client, DeviceOf(st), topic, body, qos, *snapshot_,
+                     /*trusted_bridge=*/false)
               .reject != Reject::kNone) {
         return Verdict::kDeny;
       }
@@ -565,7 +567,7 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
             ++d->delivered;
             // Within one TICK (0.1 s) without a clock read per delivery.
             d->last_delivery_ms =
-                ticking_ ? std::max(tick_wall_ms_, intake_.receipt_ms())
+                ticking_ ? std::max(tick_wall_ms_, intake_.clock_ms())
                          : clock_->CoarseWallMs();
           }
         }
@@ -589,7 +591,9 @@ Verdict Homepot::OnAclCheck(const ClientInfo& client, std::string_view topic,
       if (notification) {
         if (will && client.handle == revoked_closing_) return Verdict::kDeny;
         if (will) return PublishWill(client, st, topic, body, qos, retain);
-        if (intake_.Check(client, DeviceOf(st), topic, body, qos, *snapshot_)
+        if (intake_
+                .Check(client, DeviceOf(st), topic, body, qos, *snapshot_,
+                       IsTrustedBridge(device))
                 .reject != Reject::kNone) {
           return Verdict::kDeny;
         }
@@ -611,10 +615,11 @@ Verdict Homepot::PublishWill(const ClientInfo& client, Session* st,
                              int qos, bool retain) {
   // Wills get no MESSAGE event and their payload cannot be replaced, so the
   // stamped copy is published by the plugin and the original refused. (Its
-  // MQTT v5 properties are not carried over.)
+  // MQTT v5 properties are not carried over.) A will is the session's own,
+  // never a forwarded notification: always stamped here.
   const NotificationCheck& check =
       intake_.Check(client, DeviceOf(st), topic, payload, qos, *snapshot_,
-                    /*may_repeat=*/false);
+                    /*trusted_bridge=*/false, /*may_repeat=*/false);
   if (check.reject != Reject::kNone) return Verdict::kDeny;
   std::string out(intake_.StampedSize(check, payload.size()), '\0');
   intake_.WriteStamped(check, payload, out.data());
@@ -659,15 +664,23 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
     } else if (client.username != nullptr) {
       st = Resolve(client, &scratch);
     }
-    check = &intake_.Check(client, DeviceOf(st), topic, payload, m->qos,
-                           *snapshot_);
+    // (A bridge's own context gets no ACL checks, so what it brings in is
+    // checked here, under the bridge's local_username.)
+    check = &intake_.Check(
+        client, DeviceOf(st), topic, payload, m->qos, *snapshot_,
+        IsTrustedBridge(st != nullptr ? st->record(swaps_) : nullptr));
+    // Only an ACL check's validation is reused: the next MESSAGE event of
+    // this client may come without one, with a new payload at this address.
+    intake_.ForgetValidated();
     if (check->reject != Reject::kNone) return Verdict::kDeny;
   }
   size_t size = intake_.StampedSize(*check, payload.size());
   char* out = static_cast<char*>(broker_->Alloc(size + 1));
   if (out == nullptr) {
     // Out of memory: refusing is safer than routing an unstamped copy.
-    if (counters_.total_success > 0) --counters_.total_success;
+    uint64_t& accepted =
+        intake_.last_kept_stamp() ? counters_.bridged : counters_.total_success;
+    if (accepted > 0) --accepted;
     ++counters_.rejected[static_cast<size_t>(Reject::kTooLarge) - 1];
     intake_.Refuse(client, DeviceOf(st), topic, "too_large",
                    "broker out of memory");
@@ -685,8 +698,10 @@ Verdict Homepot::OnMessage(const ClientInfo& client, Message* m) {
       check->has_message_id ? std::string_view(check->message_id)
                             : std::string_view());
   // A QoS 2 retransmission before PUBREL is not routed again (its first
-  // copy is); the same payload published afresh is.
-  if (!intake_.last_was_repeat() || !tally_.Awaits(lifetime)) {
+  // copy is); the same payload published afresh is. A notification another
+  // node accepted has its receipt and log row there.
+  if (!intake_.last_kept_stamp() &&
+      (!intake_.last_was_repeat() || !tally_.Awaits(lifetime))) {
     const Device* target = log_on_ && !lifetime.message_id().empty()
                                ? snapshot_->FindByToken(topic)
                                : nullptr;

@@ -167,7 +167,7 @@ class Homepot {
                       bool retain);
   // Wall clock within one TICK (0.1 s) without a read per copy.
   int64_t CoarseNowMs() {
-    return ticking_ ? std::max(tick_wall_ms_, intake_.receipt_ms())
+    return ticking_ ? std::max(tick_wall_ms_, intake_.clock_ms())
                     : clock_->CoarseWallMs();
   }
   // Whether a copy of the notification `l` may no longer be delivered;

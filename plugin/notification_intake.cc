@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "acl.h"
 #include "lifetime.h"
@@ -61,7 +62,8 @@ void NotificationIntake::RefuseUnauthorized(const ClientInfo& client,
                                             DeviceEntry* device,
                                             std::string_view topic) {
   ++counters_->total_sent;
-  receipt_ms_ = clock_->WallMs();
+  receipt_ms_ = clock_ms_ = clock_->WallMs();
+  last_kept_stamp_ = false;
   counters_->last_sent_ms = receipt_ms_;
   Refuse(client, device, topic, "not_authorized",
          "no write permission on this topic");
@@ -70,9 +72,10 @@ void NotificationIntake::RefuseUnauthorized(const ClientInfo& client,
 const NotificationCheck& NotificationIntake::Check(
     const ClientInfo& client, DeviceEntry* device, std::string_view topic,
     std::string_view payload, int qos, const Snapshot& snapshot,
-    bool may_repeat) {
-  receipt_ms_ = clock_->WallMs();
+    bool trusted_bridge, bool may_repeat) {
+  receipt_ms_ = clock_ms_ = clock_->WallMs();
   last_was_repeat_ = false;
+  last_kept_stamp_ = false;
   uint32_t limit = max_payload_;
   // Only a payload above the smallest type limit can exceed its target's.
   if (payload.size() > snapshot.min_type_max_payload()) {
@@ -96,6 +99,16 @@ const NotificationCheck& NotificationIntake::Check(
                ? std::string_view(check.message_id)
                : std::string_view());
     return check;
+  }
+  // The node that received it first stamped and counted it (a bridge's
+  // QoS 2 retransmission carries the same stamp, so it needs no cache).
+  if (trusted_bridge) {
+    if (std::optional<int64_t> kept = injector_.ReadStamp(check, payload)) {
+      receipt_ms_ = *kept;
+      last_kept_stamp_ = true;
+      ++counters_->bridged;
+      return check;
+    }
   }
   // A QoS 2 retransmission (DUP before PUBREL) gets the stamp the first copy
   // got, so Mosquitto sees identical bytes and routes it once; it is not

@@ -2,7 +2,8 @@
 // notifications (memoised on the last topic, since the deliveries of one
 // message ask in a burst), validation against the effective size limit,
 // the receipt stamp (with QoS 2 retransmissions getting their first copy's
-// stamp), the counters of sent/accepted/refused notifications and the
+// stamp, and a trusted bridge's notification keeping the stamp it carries),
+// the counters of sent/accepted/refused/bridged notifications and the
 // refusal notice published to $SYS/homepot/rejections/<username>.
 //
 // Owned by Homepot; broker thread only. The validation result of the last
@@ -52,15 +53,24 @@ class NotificationIntake {
 
   // Validates a notification write of `client` (its device entry `device`,
   // nullptr when none), sets the receipt time, counts it and sends the
-  // notice when it is refused. `may_repeat`: a QoS 2 PUBLISH that may be a
-  // retransmission (not counted again, stamped as the first copy).
+  // notice when it is refused. `trusted_bridge`: IsTrustedBridge
+  // (registry.h) of the publisher; an accepted notification of a trusted
+  // bridge whose timestamp field holds a stamp as TimestampInjector writes
+  // it keeps that stamp and is counted as bridged only (not as sent,
+  // accepted, by QoS or priority, nor as published by the bridge device);
+  // any other is stamped and counted as every notification. `may_repeat`:
+  // a QoS 2 PUBLISH that may be a retransmission (not counted again,
+  // stamped as the first copy).
   const NotificationCheck& Check(const ClientInfo& client, DeviceEntry* device,
                                  std::string_view topic,
                                  std::string_view payload, int qos,
-                                 const Snapshot& snapshot,
+                                 const Snapshot& snapshot, bool trusted_bridge,
                                  bool may_repeat = true);
 
-  // The ACL check of the next write begins: its payload is not validated.
+  // Forgets the last validation: the ACL check of the next write begins, or
+  // it was not an ACL check's (a MESSAGE event without one, as a bridge's
+  // own context gets, must never reuse it for a later buffer at the same
+  // address).
   void ForgetValidated() { checked_payload_ = nullptr; }
   // The result of the ACL check that validated this very buffer of
   // `client` just before (accepted), or nullptr. Forgets it either way.
@@ -75,8 +85,15 @@ class NotificationIntake {
 
   // Whether the last Check was of a QoS 2 retransmission.
   bool last_was_repeat() const { return last_was_repeat_; }
-  // Receipt time (wall clock) of the notification being processed.
+  // Whether the last Check accepted a trusted bridge's notification with
+  // the stamp it carries (a publication another node counted).
+  bool last_kept_stamp() const { return last_kept_stamp_; }
+  // The receipt time (`timestamp_field`) the notification being processed
+  // leaves with: this broker's wall clock at Check, the first copy's for a
+  // QoS 2 retransmission, the stamp it kept for a trusted bridge's.
   int64_t receipt_ms() const { return receipt_ms_; }
+  // This broker's wall clock read at the last Check (or refusal).
+  int64_t clock_ms() const { return clock_ms_; }
   // Size of `payload` with the receipt stamp injected per `check`.
   size_t StampedSize(const NotificationCheck& check, size_t payload_len) const {
     return injector_.InjectedSize(check, payload_len);
@@ -111,12 +128,14 @@ class NotificationIntake {
   const FilterSet filters_;  // notification_topics
   std::string last_topic_;
   bool last_topic_is_notification_ = false;
-  // Read once per message (ACL check), used for its stamp and the
-  // per-device times.
+  // The clock is read once per message (at Check) into both; receipt_ms_
+  // then becomes a repeat's or a bridge's kept stamp (see receipt_ms()).
   int64_t receipt_ms_ = 0;
+  int64_t clock_ms_ = 0;
   Qos2Stamps qos2_stamps_;
   mutable StampCache stamp_cache_;  // for WriteStamped
   bool last_was_repeat_ = false;
+  bool last_kept_stamp_ = false;
   // The last validated write, so OnMessage need not parse it again.
   const void* checked_payload_ = nullptr;
   const void* checked_client_ = nullptr;

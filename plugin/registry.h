@@ -43,6 +43,26 @@ struct Device {
   bool IsToken(std::string_view topic) const;
 };
 
+// The device type of trusted bridges (docs/operating.md, "Hub and edges").
+inline constexpr std::string_view kBridgeDeviceType = "bridge";
+
+// The one rule of bridge trust: whether a notification published under
+// `publisher`'s name is forwarded by a Mosquitto bridge from another HOMEPOT
+// node that has already validated, stamped and counted it, so that it keeps
+// that node's stamp and is not counted as a publication again. True exactly
+// for an enabled device whose type is kBridgeDeviceType. `publisher` is the
+// record the publishing client resolves to in the snapshot in force at the
+// event (nullptr: none): for a session that logged in through the plugin the
+// device it logged in as, for a TLS identity or a local bridge's own context
+// (Mosquitto gives plugins a bridge's local_username) the device of that
+// username, for a deferred session none. A device cannot change its own
+// type, and a disabled or removed bridge device is trusted no longer from
+// the first event after the change reaches the broker.
+inline bool IsTrustedBridge(const Device* publisher) {
+  return publisher != nullptr && publisher->enabled &&
+         publisher->type == kBridgeDeviceType;
+}
+
 // An immutable registry snapshot. Devices live in kShards shards chosen by a
 // hash of the id; a shard never changes once built and is shared by every
 // later snapshot that leaves it alone, so a snapshot built by Apply copies

@@ -33,6 +33,7 @@ namespace homepot {
   X(connected_not_subscribed, "", "connected_not_subscribed", Gauge) \
   X(deliveries, "", "deliveries", Count)                             \
   X(expired, "", "expired", Count)                                   \
+  X(bridged, "", "bridged", Count)                                   \
   X(auth_success, "auth", "success", Count)                          \
   X(auth_failure, "auth", "failure", Count)                          \
   X(auth_locked_out, "auth", "locked_out", Count)                    \

@@ -65,4 +65,22 @@ void TimestampInjector::Inject(const NotificationCheck& check,
   std::copy(in + check.close_brace, in + payload.size(), out);
 }
 
+std::optional<int64_t> TimestampInjector::ReadStamp(
+    const NotificationCheck& check, std::string_view payload) const {
+  if (!check.has_stamp_field ||
+      check.stamp_end - check.stamp_begin != kStampLen + 2 ||
+      check.stamp_end > payload.size() || payload[check.stamp_begin] != '"' ||
+      payload[check.stamp_end - 1] != '"') {
+    return std::nullopt;
+  }
+  const std::string_view text =
+      payload.substr(check.stamp_begin + 1, kStampLen);
+  const std::optional<int64_t> ms = ParseRfc3339Ms(text);
+  if (!ms) return std::nullopt;
+  char written[kStampLen];
+  FormatStamp(*ms, written);
+  if (text != std::string_view(written, kStampLen)) return std::nullopt;
+  return ms;
+}
+
 }  // namespace homepot

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,6 +37,13 @@ class TimestampInjector {
   // added when the publisher sent none. `out` must hold InjectedSize bytes.
   void Inject(const NotificationCheck& check, std::string_view payload,
               const char stamp[kStampLen], char* out) const;
+
+  // The time in the field of `payload` when it holds a stamp exactly as
+  // Inject writes it (a JSON string of FormatStamp's 24 characters, no
+  // escapes), else nullopt (absent, another type, another form of time).
+  // Writing that time again with Inject reproduces the field's bytes.
+  std::optional<int64_t> ReadStamp(const NotificationCheck& check,
+                                   std::string_view payload) const;
 
   const std::string& field() const { return field_; }
 

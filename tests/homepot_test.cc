@@ -1011,6 +1011,177 @@ TEST_F(LifetimeTest, WillWithTtlZeroIsNotRetained) {
   EXPECT_FALSE(broker_.publishes.back().retain);
 }
 
+// Bridge trust (registry.h, IsTrustedBridge): a notification published
+// under an enabled device of type "bridge" that carries a stamp as the
+// plugin writes it keeps that stamp and counts only as bridged.
+class BridgeTrustTest : public LifetimeTest {
+ protected:
+  void SetUp() override {
+    LifetimeTest::SetUp();
+    AddDevice("hub-link", "bridge", 262144, "bridge-pw");
+    AddRule("hub-link", "devices/#", kRuleRead | kRuleWrite);
+  }
+  // A notification stamped by another node `age_ms` ago.
+  std::string Stamped(int64_t age_ms, const std::string& extra = "") {
+    const std::string stamp = StampString(clock_.wall - age_ms);
+    return R"({"title":"t","body":"b")" + extra + R"(,"received_at":")" +
+           stamp + R"(","timestamp":")" + stamp + "\"}";
+  }
+  // What Mosquitto does with a PUBLISH its bridge brings in: no ACL check,
+  // the MESSAGE event with the bridge's remote_username.
+  Routed Forward(const std::string& body) {
+    Routed r;
+    r.message.topic = kTopic;
+    r.message.payload = const_cast<char*>(body.data());
+    r.message.payloadlen = static_cast<uint32_t>(body.size());
+    r.message.qos = 1;
+    r.verdict = core_->OnMessage(edge_link_.info(), &r.message);
+    if (r.message.payload != body.data()) buffers_.push_back(r.message.payload);
+    return r;
+  }
+  // The bridge context of an edge connected to this node (a device
+  // session): ACL check, then MESSAGE.
+  Routed PublishAsLink(const std::string& body) {
+    Routed r;
+    r.message.topic = kTopic;
+    r.message.payload = const_cast<char*>(body.data());
+    r.message.payloadlen = static_cast<uint32_t>(body.size());
+    r.message.qos = 1;
+    r.verdict = core_->OnAclCheck(hub_link_.info(), kTopic, kWrite, body.data(),
+                                  r.message.payloadlen, 1, false);
+    if (r.verdict != Verdict::kAllow) return r;
+    r.verdict = core_->OnMessage(hub_link_.info(), &r.message);
+    if (r.message.payload != body.data()) buffers_.push_back(r.message.payload);
+    return r;
+  }
+  static nlohmann::json Json(const Routed& r) {
+    return nlohmann::json::parse(r.payload());
+  }
+
+  Client edge_link_{"hub-link", "edge-1.hub"};  // never logs in here
+  Client hub_link_{"hub-link", "hub-link"};     // logs in here
+};
+
+TEST_F(BridgeTrustTest, ForwardedNotificationKeepsItsStampAndCountsOnce) {
+  Create();
+  ASSERT_EQ(Auth(sensor_, "sensor-001", "s3cret"), Verdict::kAllow);
+  const std::string body =
+      Stamped(4000, R"(,"ttl":10,"message_id":"m-1","priority":"high")");
+  Routed r = Forward(body);
+  ASSERT_EQ(r.verdict, Verdict::kAllow);
+  EXPECT_EQ(r.payload(), body);  // not a byte changed
+  EXPECT_EQ(core_->counters().bridged, 1u);
+  EXPECT_EQ(core_->counters().total_sent, 0u);
+  EXPECT_EQ(core_->counters().total_success, 0u);
+  EXPECT_EQ(core_->counters().qos[1], 0u);
+  EXPECT_EQ(
+      core_->counters().priority[static_cast<size_t>(Priority::kHigh) - 1], 0u);
+  // Its copies here are deliveries like any other.
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  EXPECT_EQ(core_->counters().deliveries, 1u);
+  core_->OnTick();
+  core_->PublishStats();
+  EXPECT_EQ(source_->stats["hub-link"].published, 0u);
+  EXPECT_EQ(source_->stats["sensor-001"].delivered, 1u);
+  EXPECT_TRUE(source_->log.empty());  // its row is the first node's
+  // Its lifetime runs from the kept stamp: 10 s from 4 s ago.
+  clock_.Advance(5999);
+  core_->OnTick();
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  clock_.Advance(1);
+  core_->OnTick();
+  EXPECT_EQ(Read(sensor_, r), Verdict::kDeny);
+  EXPECT_EQ(core_->counters().expired, 1u);
+}
+
+TEST_F(BridgeTrustTest, EdgePublicationKeepsItsStampWithoutAReceipt) {
+  Create();
+  ASSERT_EQ(Auth(hub_link_, "hub-link", "bridge-pw"), Verdict::kAllow);
+  ASSERT_EQ(core_->OnAclCheck(hub_link_.info(),
+                              "$SYS/homepot/receipts/hub-link", kSubscribe),
+            Verdict::kAllow);
+  ASSERT_EQ(Auth(sensor_, "sensor-001", "s3cret"), Verdict::kAllow);
+  const std::string body = Stamped(250, R"(,"message_id":"m-2")");
+  Routed r = PublishAsLink(body);
+  ASSERT_EQ(r.verdict, Verdict::kAllow);
+  EXPECT_EQ(r.payload(), body);
+  EXPECT_EQ(Read(sensor_, r), Verdict::kAllow);
+  core_->OnTick();
+  core_->PublishStats();
+  EXPECT_EQ(core_->counters().bridged, 1u);
+  EXPECT_EQ(core_->counters().total_sent, 0u);
+  EXPECT_EQ(core_->counters().receipts_sent, 0u);
+  EXPECT_EQ(source_->stats["hub-link"].published, 0u);
+  EXPECT_TRUE(source_->log.empty());
+}
+
+TEST_F(BridgeTrustTest, WithoutAStampAsWrittenABridgeIsStampedAndCounted) {
+  Create();
+  const std::string now = StampString(clock_.wall);
+  for (
+      const std::string& body : {
+          std::string(R"({"title":"t","body":"b"})"),
+          std::string(R"({"title":"t","body":"b","received_at":"x"})"),
+          std::string(
+              R"({"title":"t","body":"b","received_at":"2026-11-18T00:00:00Z"})"),
+      }) {
+    Routed r = Forward(body);
+    ASSERT_EQ(r.verdict, Verdict::kAllow) << body;
+    EXPECT_EQ(Json(r)["received_at"], now) << body;
+  }
+  EXPECT_EQ(core_->counters().bridged, 0u);
+  EXPECT_EQ(core_->counters().total_sent, 3u);
+  core_->PublishStats();
+  EXPECT_EQ(source_->stats["hub-link"].published, 3u);
+  // An invalid one is refused as any other.
+  EXPECT_EQ(Forward(R"({"title":"t","received_at":")" + now + "\"}").verdict,
+            Verdict::kDeny);
+  EXPECT_EQ(core_->counters().total_failed, 1u);
+}
+
+// A bridge's context gets MESSAGE events without ACL checks: each payload
+// is validated, even one at the address and of the length of the last.
+TEST_F(BridgeTrustTest, EveryForwardedPayloadIsValidated) {
+  Create();
+  std::string body = Stamped(1000);
+  ASSERT_EQ(Forward(body).verdict, Verdict::kAllow);
+  body.replace(body.find("\"title\""), 7, "\"titel\"");
+  EXPECT_EQ(Forward(body).verdict, Verdict::kDeny);
+  EXPECT_EQ(core_->counters().bridged, 1u);
+  EXPECT_EQ(core_->counters().total_failed, 1u);
+}
+
+TEST_F(BridgeTrustTest, OnlyAnEnabledBridgeDeviceIsTrusted) {
+  Create();
+  const std::string now = StampString(clock_.wall);
+  const std::string body = Stamped(60000);
+  // An ordinary device's stamp is overwritten.
+  ASSERT_EQ(Auth(backend_, "homepot", "backend-pw"), Verdict::kAllow);
+  Routed ordinary = Route(body);
+  ASSERT_EQ(ordinary.verdict, Verdict::kAllow);
+  EXPECT_EQ(Json(ordinary)["received_at"], now);
+  // Another type: not trusted, from the next event after the change.
+  Registered("hub-link").type = "gateway";
+  PushRegistry();
+  EXPECT_EQ(Json(Forward(body))["received_at"], now);
+  // Disabled: not trusted.
+  Registered("hub-link").type = "bridge";
+  Registered("hub-link").enabled = false;
+  PushRegistry();
+  EXPECT_EQ(Json(Forward(body))["received_at"], now);
+  // Removed: not trusted.
+  RemoveDevice("hub-link");
+  PushRegistry();
+  EXPECT_EQ(Json(Forward(body))["received_at"], now);
+  EXPECT_EQ(core_->counters().bridged, 0u);
+  EXPECT_EQ(core_->counters().total_sent, 4u);
+  // Enabled again: trusted again.
+  AddDevice("hub-link", "bridge", 262144, "bridge-pw");
+  PushRegistry();
+  EXPECT_EQ(Forward(body).payload(), body);
+  EXPECT_EQ(core_->counters().bridged, 1u);
+}
+
 // Receipts, acknowledgements, reachability and the delivery log events.
 class DeliveryTruthTest : public LifetimeTest {
  protected:

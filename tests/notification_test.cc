@@ -728,5 +728,38 @@ TEST(InjectTest, ExactlySizedBuffers) {
                 std::string(kStamp) + "\"}");
 }
 
+// ReadStamp takes exactly what Inject writes, and nothing else.
+TEST(InjectTest, ReadStampReadsOnlyAStampAsInjected) {
+  NotificationValidator v("received_at");
+  const TimestampInjector injector("received_at");
+  auto read = [&](const std::string& doc) -> std::optional<int64_t> {
+    const NotificationCheck& c = v.Check(doc, kLimit, kDepth, kMaxDepth);
+    EXPECT_EQ(c.reject, Reject::kNone) << doc;
+    return injector.ReadStamp(c, doc);
+  };
+  // What Inject wrote reads back as the time it was given.
+  ASSERT_EQ(v.Check(kSample, kLimit, kDepth, kMaxDepth).reject, Reject::kNone);
+  EXPECT_EQ(read(InjectInto(v, kSample)), kStampMs);
+  EXPECT_EQ(read(Note(R"("received_at" : ")" + std::string(kStamp) + "\"")),
+            kStampMs);
+  for (const std::string& value : {
+           std::string("absent"),
+           std::string(R"("2026-11-25T11:32:34Z")"),           // no millis
+           std::string(R"("2026-11-25T11:32:34.1234Z")"),      // more digits
+           std::string(R"("2026-11-25T12:32:34.123+01:00")"),  // a zone
+           std::string(R"("2026-11-25t11:32:34.123z")"),       // lower case
+           std::string(R"("2026-11-25 11:32:34.123Z")"),       // space
+           std::string(R"("2026-02-30T11:32:34.123Z")"),       // no such day
+           std::string(R"("2026-11-25T11:32:34.123\u005a")"),  // escaped
+           std::string(R"(" 2026-11-25T11:32:34.123Z")"),
+           std::string("1795000000000"),
+           std::string(R"(["2026-11-25T11:32:34.123Z"])"),
+       }) {
+    const std::string doc =
+        value == "absent" ? Note("") : Note(R"("received_at":)" + value);
+    EXPECT_EQ(read(doc), std::nullopt) << doc;
+  }
+}
+
 }  // namespace
 }  // namespace homepot

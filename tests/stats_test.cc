@@ -138,7 +138,7 @@ TEST(StatsTest, ExactTextForFilledCounters) {
                 R"("last_sent":"2026-11-25T11:32:30.000Z",)"
                 R"("connection_count":104,"connected":7,"reachable":0,)"
                 R"("connected_not_subscribed":0,"deliveries":105,)"
-                R"("expired":0,)"
+                R"("expired":0,"bridged":0,)"
                 R"("auth":{"success":106,"failure":107,"locked_out":108},)"
                 R"("acl":{"publish_denied":109,"subscribe_denied":110,)"
                 R"("deliver_denied":111},)"

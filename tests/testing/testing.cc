@@ -25,6 +25,7 @@ const std::vector<std::string>& StatsKeys() {
                                                 "connected_not_subscribed",
                                                 "deliveries",
                                                 "expired",
+                                                "bridged",
                                                 "auth",
                                                 "acl",
                                                 "receipts",
