@@ -96,11 +96,9 @@ expect_file "$plugin" -rw-r--r--
 expect_file /usr/bin/homepot-admin -rwxr-xr-x
 expect_file /etc/mosquitto/conf.d/homepot.conf -rw-r--r--
 expect_file /usr/share/doc/homepot/README.md -rw-r--r--
-for dir in schema acl conf; do
-  for f in "$source_dir/$dir"/*; do
-    expect_file "/usr/share/homepot/$dir/$(basename "$f")" -rw-r--r--
-  done
-done
+while IFS= read -r f; do
+  expect_file "/usr/share/homepot/$f" -rw-r--r--
+done < <(cd "$source_dir" && find schema acl conf -type f | sort)
 for f in "$source_dir"/docs/*.md; do
   expect_file "/usr/share/doc/homepot/docs/$(basename "$f")" -rw-r--r--
 done
