@@ -15,7 +15,7 @@
 #include "admin/admin.h"
 #include "admin/validate.h"
 #include "device.h"
-#include "sqlite.h"
+#include "database.h"
 #include "status.h"
 
 namespace homepot::admin::internal {

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "sqlite.h"
+#include "database.h"
 #include "status.h"
 
 namespace homepot::admin {

@@ -255,7 +255,8 @@ Status Connection::Exec(const std::string& sql) {
   return ResultError(rows.result_.get());
 }
 
-Result<Rows> Connection::Run(const std::string& sql, const Params& params) {
+Result<Rows> Connection::Run(const std::string& sql, const Params& params,
+                             const std::vector<Oid>& types) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
@@ -266,11 +267,18 @@ Result<Rows> Connection::Run(const std::string& sql, const Params& params) {
     values.push_back(params[i] ? params[i]->c_str() : nullptr);
   }
   Rows rows(PQexecParams(conn_.get(), sql.c_str(),
-                         static_cast<int>(values.size()), nullptr,
+                         static_cast<int>(values.size()),
+                         types.size() == values.size() ? types.data() : nullptr,
                          values.data(), nullptr, nullptr, /*resultFormat=*/0));
   Status status = ResultError(rows.result_.get());
   if (!status.ok()) return status;
   return rows;
+}
+
+bool Connection::InTransaction() const {
+  const PGTransactionStatusType status = PQtransactionStatus(conn_.get());
+  return status == PQTRANS_INTRANS || status == PQTRANS_INERROR ||
+         status == PQTRANS_ACTIVE;
 }
 
 Status Connection::Listen(const std::string& channel) {

@@ -92,8 +92,10 @@ class Connection {
 
   // Runs one or more statements without parameters; rows are ignored.
   Status Exec(const std::string& sql);
-  // Runs one statement with text parameters.
-  Result<Rows> Run(const std::string& sql, const Params& params = {});
+  // Runs one statement with text parameters. `types` (optional) gives the
+  // type OID of each parameter, 0 leaving it to the server to infer.
+  Result<Rows> Run(const std::string& sql, const Params& params = {},
+                   const std::vector<Oid>& types = {});
 
   // LISTEN `channel` (quoted as an identifier). Remembered for Reset.
   Status Listen(const std::string& channel);
@@ -112,6 +114,8 @@ class Connection {
   bool ok() const;
   // Reconnects (blocking) with the same parameters and repeats the LISTENs.
   Status Reset();
+  // Whether a transaction is open (or failed and not yet ended).
+  bool InTransaction() const;
   // The server process serving this connection.
   int backend_pid() const;
   const std::string& masked_url() const { return masked_url_; }

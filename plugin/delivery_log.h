@@ -18,7 +18,7 @@
 
 #include "broker.h"
 #include "log_queue.h"
-#include "sqlite.h"
+#include "database.h"
 #include "status.h"
 
 namespace homepot {

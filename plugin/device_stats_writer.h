@@ -26,7 +26,7 @@
 
 #include "broker.h"
 #include "log_queue.h"
-#include "sqlite.h"
+#include "database.h"
 #include "stats.h"
 #include "status.h"
 

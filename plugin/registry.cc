@@ -1,11 +1,9 @@
 #include "registry.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <unordered_map>
 
-#include "sqlite.h"
+#include "database.h"
 #include "topic.h"
 
 namespace homepot {
@@ -49,21 +47,17 @@ void Insert(std::vector<uint32_t>* table, uint64_t hash, uint32_t idx) {
   }
 }
 
-Status SqliteError(std::string_view what, const Status& status) {
+Status DbError(std::string_view what, const Status& status) {
   return Status::Error(std::string(what) + ": " + status.message());
 }
 
-Status SqliteError(sqlite3* db, const char* what) {
-  return Status::Error(std::string(what) + ": " + sqlite3_errmsg(db));
-}
-
 // The first column of the one row `sql` yields.
-Result<int64_t> ReadInt(sqlite3* db, std::string_view sql, const char* what) {
-  Result<Statement> stmt = Statement::Prepare(db, sql);
-  if (!stmt.ok()) return SqliteError(what, stmt.status());
+Result<int64_t> ReadInt(Database* db, std::string_view sql, const char* what) {
+  Result<Statement> stmt = db->Prepare(sql);
+  if (!stmt.ok()) return DbError(what, stmt.status());
   Result<bool> row = stmt->Step();
-  if (!row.ok()) return SqliteError(what, row.status());
-  if (!*row) return SqliteError(db, what);
+  if (!row.ok()) return DbError(what, row.status());
+  if (!*row) return Status::Error(std::string(what) + ": no row");
   return stmt->Int(0);
 }
 
@@ -262,9 +256,20 @@ std::shared_ptr<const Snapshot> Snapshot::Apply(Changes changes) const {
   return next;
 }
 
-Status CheckSchema(sqlite3* db) {
+Status CheckSchema(Database* db) {
+  // SQLite keeps the version in user_version; PostgreSQL, which has none,
+  // in registry_meta (schema/postgresql.sql).
   Result<int64_t> version =
-      ReadInt(db, "PRAGMA user_version", "cannot read schema version");
+      db->backend() == Backend::kSqlite
+          ? ReadInt(db, "PRAGMA user_version", "cannot read schema version")
+          : ReadInt(db, "SELECT (to_regclass('registry_meta') IS NOT NULL)::int",
+                    "cannot read schema version");
+  if (version.ok() && *version == 1 && db->backend() == Backend::kPostgres) {
+    version = ReadInt(db,
+                      "SELECT coalesce(max(schema_version), 0) FROM "
+                      "registry_meta WHERE id = 1",
+                      "cannot read schema version");
+  }
   if (!version.ok()) return version.status();
   const int64_t v = *version;
   if (v == 0) {
@@ -294,18 +299,19 @@ Status CheckSchema(sqlite3* db) {
                  {"registry_changes", "generation, kind, name"},
                  {"notification_log", "node"}};
   for (const auto& [table, columns] : kProbes) {
-    Result<Statement> probe = Statement::Prepare(
-        db, std::string("SELECT ") + columns + " FROM " + table + " LIMIT 0");
-    if (!probe.ok()) {
+    Result<Statement> probe = db->Prepare( std::string("SELECT ") + columns + " FROM " + table + " LIMIT 0");
+    // PostgreSQL checks a statement when it runs it.
+    Status ran = probe.ok() ? probe->Run() : probe.status();
+    if (!ran.ok()) {
       return Status::Error(
           std::string("table ") + table +
-          " is missing or unreadable: " + probe.status().message());
+          " is missing or unreadable: " + ran.message());
     }
   }
   return Status::Ok();
 }
 
-Result<int64_t> ReadGeneration(sqlite3* db) {
+Result<int64_t> ReadGeneration(Database* db) {
   return ReadInt(db, "SELECT generation FROM registry_meta WHERE id = 1",
                  "cannot read registry generation");
 }
@@ -319,16 +325,17 @@ constexpr const char* kDeviceColumns =
 
 // Undoes the read transaction a load opened, whatever happens.
 struct ReadTransaction {
-  sqlite3* db;
-  ~ReadTransaction() {
-    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
+  Database* db;
+  ~ReadTransaction() { (void)db->Exec("ROLLBACK"); }
 };
 
-Status BeginRead(sqlite3* db) {
-  if (sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return SqliteError(db, "cannot begin read");
-  }
+// One consistent view for the whole load: SQLite's read transaction, and on
+// PostgreSQL a repeatable-read one (every statement sees the same commit).
+Status BeginRead(Database* db) {
+  Status s = db->Exec(db->backend() == Backend::kSqlite
+                          ? "BEGIN"
+                          : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  if (!s.ok()) return DbError("cannot begin read", s);
   return Status::Ok();
 }
 
@@ -342,15 +349,14 @@ struct TypeLimits {
   }
 };
 
-Result<TypeLimits> ReadTypeLimits(sqlite3* db) {
+Result<TypeLimits> ReadTypeLimits(Database* db) {
   constexpr const char* kWhat = "cannot read device_types";
   TypeLimits limits;
-  Result<Statement> stmt = Statement::Prepare(
-      db, "SELECT name, max_payload_bytes FROM device_types");
-  if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+  Result<Statement> stmt = db->Prepare( "SELECT name, max_payload_bytes FROM device_types");
+  if (!stmt.ok()) return DbError(kWhat, stmt.status());
   for (;;) {
     Result<bool> row = stmt->Step();
-    if (!row.ok()) return SqliteError(kWhat, row.status());
+    if (!row.ok()) return DbError(kWhat, row.status());
     if (!*row) break;
     limits.by_name[stmt->Text(0)] =
         static_cast<uint32_t>(std::clamp<int64_t>(stmt->Int(1), 0, UINT32_MAX));
@@ -418,21 +424,20 @@ template <typename Row>
 Status EachRow(Statement* stmt, const char* what, Row row) {
   for (;;) {
     Result<bool> more = stmt->Step();
-    if (!more.ok()) return SqliteError(what, more.status());
+    if (!more.ok()) return DbError(what, more.status());
     if (!*more) return Status::Ok();
     row();
   }
 }
 
 Result<std::vector<AclRule>> ReadGlobalRules(
-    sqlite3* db, std::vector<std::string>* warnings) {
+    Database* db, std::vector<std::string>* warnings) {
   constexpr const char* kWhat = "cannot read acl_rules";
   std::vector<AclRule> rules;
-  Result<Statement> stmt = Statement::Prepare(
-      db,
+  Result<Statement> stmt = db->Prepare(
       "SELECT topic_filter, access FROM acl_rules WHERE device_id IS NULL "
       "ORDER BY id");
-  if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+  if (!stmt.ok()) return DbError(kWhat, stmt.status());
   Status s = EachRow(&*stmt, kWhat, [&] {
     if (auto rule = DecodeRule(&*stmt, 0, warnings)) {
       rules.push_back(std::move(*rule));
@@ -457,7 +462,7 @@ constexpr size_t kMaxChangedDevices = 50000;
 }  // namespace
 
 Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
-    sqlite3* db, std::vector<std::string>* warnings) {
+    Database* db, std::vector<std::string>* warnings) {
   if (Status s = BeginRead(db); !s.ok()) return s;
   ReadTransaction read{db};
 
@@ -473,8 +478,8 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
     constexpr const char* kWhat = "cannot read devices";
     Result<int64_t> count = ReadInt(db, "SELECT count(*) FROM devices", kWhat);
     if (count.ok()) devices.reserve(*count);
-    Result<Statement> stmt = Statement::Prepare(db, kDeviceColumns);
-    if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+    Result<Statement> stmt = db->Prepare( kDeviceColumns);
+    if (!stmt.ok()) return DbError(kWhat, stmt.status());
     Status s = EachRow(&*stmt, kWhat, [&] {
       if (auto d = DecodeDevice(&*stmt, *limits, warnings)) {
         devices.push_back(std::move(*d));
@@ -487,10 +492,9 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
   std::vector<std::pair<std::string, AclRule>> device_rules;
   {
     constexpr const char* kWhat = "cannot read acl_rules";
-    Result<Statement> stmt = Statement::Prepare(
-        db,
+    Result<Statement> stmt = db->Prepare(
         "SELECT device_id, topic_filter, access FROM acl_rules ORDER BY id");
-    if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+    if (!stmt.ok()) return DbError(kWhat, stmt.status());
     Status s = EachRow(&*stmt, kWhat, [&] {
       std::optional<AclRule> rule = DecodeRule(&*stmt, 1, warnings);
       if (!rule) return;
@@ -506,7 +510,7 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
                          limits->unknown, std::move(device_rules));
 }
 
-Result<ChangedSnapshot> LoadChanges(sqlite3* db, const Snapshot& base,
+Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
                                     std::vector<std::string>* warnings) {
   if (Status s = BeginRead(db); !s.ok()) return s;
   ReadTransaction read{db};
@@ -518,14 +522,13 @@ Result<ChangedSnapshot> LoadChanges(sqlite3* db, const Snapshot& base,
   constexpr const char* kWhat = "cannot read registry_changes";
   // The feed must hold every generation after base's (the oldest are
   // pruned; a gap means base is too far behind).
-  Result<Statement> held = Statement::Prepare(
-      db,
+  Result<Statement> held = db->Prepare(
       "SELECT count(DISTINCT generation) FROM registry_changes "
       "WHERE generation > ?1 AND generation <= ?2");
-  if (!held.ok()) return SqliteError(kWhat, held.status());
+  if (!held.ok()) return DbError(kWhat, held.status());
   held->Bind(1, base.generation()).Bind(2, *generation);
   Result<bool> row = held->Step();
-  if (!row.ok()) return SqliteError(kWhat, row.status());
+  if (!row.ok()) return DbError(kWhat, row.status());
   if (!*row || held->Int(0) != *generation - base.generation()) return out;
 
   std::vector<std::string> ids;
@@ -533,10 +536,10 @@ Result<ChangedSnapshot> LoadChanges(sqlite3* db, const Snapshot& base,
   bool global_changed = false;
   {
     Result<Statement> stmt =
-        Statement::Prepare(db,
+        db->Prepare(
                            "SELECT DISTINCT kind, name FROM registry_changes "
                            "WHERE generation > ?1 AND generation <= ?2");
-    if (!stmt.ok()) return SqliteError(kWhat, stmt.status());
+    if (!stmt.ok()) return DbError(kWhat, stmt.status());
     stmt->Bind(1, base.generation()).Bind(2, *generation);
     Status s = EachRow(&*stmt, kWhat, [&] {
       const std::string kind = stmt->Text(0);
@@ -557,11 +560,10 @@ Result<ChangedSnapshot> LoadChanges(sqlite3* db, const Snapshot& base,
   for (const std::string& type : types) {
     constexpr const char* kDevices = "cannot read devices";
     const bool unknown = type == "unknown";
-    Result<Statement> stmt = Statement::Prepare(
-        db, unknown ? "SELECT device_id FROM devices WHERE device_type = ?1 "
+    Result<Statement> stmt = db->Prepare( unknown ? "SELECT device_id FROM devices WHERE device_type = ?1 "
                       "OR device_type NOT IN (SELECT name FROM device_types)"
                     : "SELECT device_id FROM devices WHERE device_type = ?1");
-    if (!stmt.ok()) return SqliteError(kDevices, stmt.status());
+    if (!stmt.ok()) return DbError(kDevices, stmt.status());
     stmt->Bind(1, std::string_view(type));
     Status s = EachRow(&*stmt, kDevices, [&] {
       if (ids.size() <= kMaxChangedDevices) ids.push_back(stmt->Text(0));
@@ -577,19 +579,17 @@ Result<ChangedSnapshot> LoadChanges(sqlite3* db, const Snapshot& base,
   changes.unknown_max_payload = limits->unknown;
   {
     constexpr const char* kDevices = "cannot read devices";
-    Result<Statement> device = Statement::Prepare(
-        db, std::string(kDeviceColumns) + " WHERE device_id = ?1");
-    if (!device.ok()) return SqliteError(kDevices, device.status());
-    Result<Statement> rules = Statement::Prepare(
-        db,
+    Result<Statement> device = db->Prepare( std::string(kDeviceColumns) + " WHERE device_id = ?1");
+    if (!device.ok()) return DbError(kDevices, device.status());
+    Result<Statement> rules = db->Prepare(
         "SELECT topic_filter, access FROM acl_rules WHERE device_id = ?1 "
         "ORDER BY id");
-    if (!rules.ok()) return SqliteError(kDevices, rules.status());
+    if (!rules.ok()) return DbError(kDevices, rules.status());
     for (const std::string& id : ids) {
       device->Reset();
       device->Bind(1, std::string_view(id));
       Result<bool> found = device->Step();
-      if (!found.ok()) return SqliteError(kDevices, found.status());
+      if (!found.ok()) return DbError(kDevices, found.status());
       if (!*found) continue;  // removed
       std::optional<Device> d = DecodeDevice(&*device, *limits, warnings);
       if (!d) continue;

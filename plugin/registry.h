@@ -17,9 +17,10 @@
 #include "rule_access.h"
 #include "status.h"
 
-struct sqlite3;
 
 namespace homepot {
+
+class Database;
 
 // The schema version this build reads (PRAGMA user_version).
 inline constexpr int kSchemaVersion = 3;
@@ -158,16 +159,16 @@ class Snapshot {
 // version kSchemaVersion (an older file is refused with a message telling the
 // operator to run homepot-admin init, which migrates it; a newer one is
 // refused too) with the tables and columns the plugin reads and writes.
-Status CheckSchema(sqlite3* db);
+Status CheckSchema(Database* db);
 
 // Reads the registry generation counter (cheap; used for change polling).
-Result<int64_t> ReadGeneration(sqlite3* db);
+Result<int64_t> ReadGeneration(Database* db);
 
 // Reads the whole registry in one read transaction. Rows that break the
 // rules the schema cannot express (bad hash, bad filter, invalid UTF-8 id)
 // are skipped and described in `warnings`.
 Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
-    sqlite3* db, std::vector<std::string>* warnings);
+    Database* db, std::vector<std::string>* warnings);
 
 // A snapshot brought forward by the change feed.
 struct ChangedSnapshot {
@@ -183,7 +184,7 @@ struct ChangedSnapshot {
 // transaction: reads the change feed after base.generation(), re-reads only
 // the devices (with their rules), the global rules and the types it names,
 // and applies them (Snapshot::Apply). Warnings as for LoadSnapshot.
-Result<ChangedSnapshot> LoadChanges(sqlite3* db, const Snapshot& base,
+Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
                                     std::vector<std::string>* warnings);
 
 // Usernames whose sessions must end when `next` replaces `prev`: devices

@@ -40,7 +40,7 @@ Status RegistryReloader::Open() {
   device_ = st.st_dev;
   size_ = st.st_size;
   mtime_ns_ = MtimeNs(st);
-  Status schema = CheckSchema(db_->handle());
+  Status schema = CheckSchema(&*db_);
   if (!schema.ok()) {
     Close();
     return Status::Error("registry file " + path_ + ": " + schema.message());
@@ -66,7 +66,7 @@ Result<std::shared_ptr<const Snapshot>> RegistryReloader::LoadFirst() {
   Status s = Open();
   if (!s.ok()) return s;
   std::vector<std::string> warnings;
-  auto loaded = LoadSnapshot(db_->handle(), &warnings);
+  auto loaded = LoadSnapshot(&*db_, &warnings);
   if (!loaded.ok()) {
     Close();
     return Status::Error("registry file " + path_ + ": " +
@@ -119,7 +119,7 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
     forced = true;
     fresh = true;
   }
-  Result<int64_t> generation = ReadGeneration(db_->handle());
+  Result<int64_t> generation = ReadGeneration(&*db_);
   if (!generation.ok() && !fresh) {
     // The connection may be stale (file rewritten in place): judge the file
     // through a fresh one, so that one fault gives one message.
@@ -129,7 +129,7 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
       return;
     }
     forced = true;
-    generation = ReadGeneration(db_->handle());
+    generation = ReadGeneration(&*db_);
   }
   if (!generation.ok()) {
     Fail("registry file " + path_ + ": " + generation.status().message());
@@ -153,7 +153,7 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
   // rewritten, after a failure, on request, or when the feed has a gap.
   if (!forced && !recovered) {
     Result<ChangedSnapshot> moved =
-        LoadChanges(db_->handle(), *current_, &warnings);
+        LoadChanges(&*db_, *current_, &warnings);
     if (!moved.ok()) {
       Fail("registry file " + path_ + ": " + moved.status().message());
       Close();
@@ -165,7 +165,7 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
   }
   if (!next) {
     warnings.clear();
-    auto loaded = LoadSnapshot(db_->handle(), &warnings);
+    auto loaded = LoadSnapshot(&*db_, &warnings);
     if (!loaded.ok()) {
       Fail("registry file " + path_ + ": " + loaded.status().message());
       Close();

@@ -24,7 +24,7 @@
 #include "log_queue.h"
 #include "registry.h"
 #include "registry_source.h"
-#include "sqlite.h"
+#include "database.h"
 #include "status.h"
 
 namespace homepot {

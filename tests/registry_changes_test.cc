@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "database.h"
 #include "registry.h"
 #include "testing.h"
 
@@ -49,23 +51,32 @@ std::vector<std::string> DescribeAll(const Snapshot& s) {
 class RegistryChangesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);
+    OpenMemory();
     Exec(test::SchemaSql());
   }
-  void TearDown() override { sqlite3_close(db_); }
+  // A new, empty in-memory database in place of the one open.
+  void OpenMemory() {
+    Result<Database> db = Database::Open(":memory:", Database::Mode::kCreate);
+    ASSERT_TRUE(db.ok()) << db.status().message();
+    database_.emplace(std::move(*db));
+    db_ = database_->handle();
+    // Rows the schema would refuse (a device of a type without a row)
+    // test how a load treats them.
+    Exec("PRAGMA foreign_keys = OFF");
+  }
 
   void Exec(const std::string& sql) { EXPECT_TRUE(test::ExecSql(db_, sql)); }
 
   std::shared_ptr<const Snapshot> Full() {
     std::vector<std::string> warnings;
-    auto r = LoadSnapshot(db_, &warnings);
+    auto r = LoadSnapshot(&*database_, &warnings);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? *r : nullptr;
   }
 
   ChangedSnapshot Changes(const Snapshot& base) {
     warnings_.clear();
-    auto r = LoadChanges(db_, base, &warnings_);
+    auto r = LoadChanges(&*database_, base, &warnings_);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? std::move(*r) : ChangedSnapshot{};
   }
@@ -82,7 +93,8 @@ class RegistryChangesTest : public ::testing::Test {
     return moved;
   }
 
-  sqlite3* db_ = nullptr;
+  std::optional<Database> database_;
+  sqlite3* db_ = nullptr;  // database_'s handle
   std::vector<std::string> warnings_;
 };
 

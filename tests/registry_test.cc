@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "credentials.h"
+#include "database.h"
 #include "testing.h"
 
 namespace homepot {
@@ -21,9 +23,18 @@ using test::EncodedHash;
 class RegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);
+    OpenMemory();
   }
-  void TearDown() override { sqlite3_close(db_); }
+  // A new, empty in-memory database in place of the one open.
+  void OpenMemory() {
+    Result<Database> db = Database::Open(":memory:", Database::Mode::kCreate);
+    ASSERT_TRUE(db.ok()) << db.status().message();
+    database_.emplace(std::move(*db));
+    db_ = database_->handle();
+    // Rows the schema would refuse (a device of a type without a row)
+    // test how a load treats them.
+    Exec("PRAGMA foreign_keys = OFF");
+  }
 
   void ApplySchema() { Exec(test::SchemaSql()); }
 
@@ -37,14 +48,14 @@ class RegistryTest : public ::testing::Test {
   }
 
   int64_t Generation() {
-    Result<int64_t> g = ReadGeneration(db_);
+    Result<int64_t> g = ReadGeneration(&*database_);
     EXPECT_TRUE(g.ok()) << g.status().message();
     return g.ok() ? *g : -1;
   }
 
   std::shared_ptr<const Snapshot> Load() {
     warnings_.clear();
-    auto r = LoadSnapshot(db_, &warnings_);
+    auto r = LoadSnapshot(&*database_, &warnings_);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? *r : nullptr;
   }
@@ -56,13 +67,14 @@ class RegistryTest : public ::testing::Test {
                        });
   }
 
-  sqlite3* db_ = nullptr;
+  std::optional<Database> database_;
+  sqlite3* db_ = nullptr;  // database_'s handle
   std::vector<std::string> warnings_;
 };
 
 TEST_F(RegistryTest, EmptyRegistryLoads) {
   ApplySchema();
-  ASSERT_TRUE(CheckSchema(db_).ok());
+  ASSERT_TRUE(CheckSchema(&*database_).ok());
   auto s = Load();
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->device_count(), 0u);
@@ -391,12 +403,12 @@ TEST_F(RegistryTest, UpdatedAtIsTouchedOnUpdate) {
 }
 
 TEST_F(RegistryTest, CheckSchemaRefusesAnEmptyDatabase) {
-  Status s = CheckSchema(db_);
+  Status s = CheckSchema(&*database_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
             "no HOMEPOT schema (user_version 0); run homepot-admin init");
   std::vector<std::string> warnings;
-  auto loaded = LoadSnapshot(db_, &warnings);
+  auto loaded = LoadSnapshot(&*database_, &warnings);
   ASSERT_FALSE(loaded.ok());
   EXPECT_EQ(loaded.status().message(), s.message());
 }
@@ -404,12 +416,12 @@ TEST_F(RegistryTest, CheckSchemaRefusesAnEmptyDatabase) {
 TEST_F(RegistryTest, CheckSchemaRefusesANewerVersion) {
   ApplySchema();
   Exec("PRAGMA user_version = 4");
-  Status s = CheckSchema(db_);
+  Status s = CheckSchema(&*database_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
             "schema version 4 is newer than this plugin understands (3)");
   std::vector<std::string> warnings;
-  EXPECT_FALSE(LoadSnapshot(db_, &warnings).ok());
+  EXPECT_FALSE(LoadSnapshot(&*database_, &warnings).ok());
 }
 
 // A version-1 file (tests/fixtures/schema_v1.sql) must be migrated by
@@ -419,20 +431,20 @@ TEST_F(RegistryTest, CheckSchemaRefusesAVersionOneFile) {
   ASSERT_FALSE(v1.empty());
   Exec(v1);
   Exec("INSERT INTO devices (device_id) VALUES ('sensor-001')");
-  Status s = CheckSchema(db_);
+  Status s = CheckSchema(&*database_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
             "schema version 1 is older than this plugin understands (3); run "
             "homepot-admin init to migrate it");
   std::vector<std::string> warnings;
-  auto loaded = LoadSnapshot(db_, &warnings);
+  auto loaded = LoadSnapshot(&*database_, &warnings);
   ASSERT_FALSE(loaded.ok());
   EXPECT_EQ(loaded.status().message(), s.message());
 }
 
 TEST_F(RegistryTest, TheSchemaHasTheDeliveryColumnsAndLog) {
   ApplySchema();
-  ASSERT_TRUE(CheckSchema(db_).ok());
+  ASSERT_TRUE(CheckSchema(&*database_).ok());
   Exec("INSERT INTO device_stats (device_id) VALUES ('a')");
   sqlite3_stmt* stmt = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db_,
@@ -465,12 +477,11 @@ TEST_F(RegistryTest, TheSchemaHasTheDeliveryColumnsAndLog) {
 TEST_F(RegistryTest, CheckSchemaRefusesMissingDeliveryColumns) {
   for (const char* column : {"expired", "acked", "sessions", "subscribed"}) {
     SCOPED_TRACE(column);
-    sqlite3_close(db_);
-    ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);
+    OpenMemory();
     ApplySchema();
     Exec("DROP VIEW fleet_stats");
     Exec(std::string("ALTER TABLE device_stats DROP COLUMN ") + column);
-    Status s = CheckSchema(db_);
+    Status s = CheckSchema(&*database_);
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.message(),
               std::string("table device_stats is missing or unreadable: no "
@@ -484,17 +495,16 @@ TEST_F(RegistryTest, CheckSchemaRefusesAMissingTable) {
        {"device_types", "devices", "acl_rules", "device_stats", "registry_meta",
         "notification_log"}) {
     SCOPED_TRACE(table);
-    sqlite3_close(db_);
-    ASSERT_EQ(sqlite3_open(":memory:", &db_), SQLITE_OK);
+    OpenMemory();
     ApplySchema();
     Exec(std::string("DROP TABLE ") + table);
-    Status s = CheckSchema(db_);
+    Status s = CheckSchema(&*database_);
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.message(),
               std::string("table ") + table +
                   " is missing or unreadable: no such table: " + table);
     std::vector<std::string> warnings;
-    EXPECT_FALSE(LoadSnapshot(db_, &warnings).ok());
+    EXPECT_FALSE(LoadSnapshot(&*database_, &warnings).ok());
   }
 }
 
@@ -502,7 +512,7 @@ TEST_F(RegistryTest, LoadFailsWhenTheGenerationRowIsGone) {
   ApplySchema();
   Exec("DELETE FROM registry_meta");
   std::vector<std::string> warnings;
-  auto loaded = LoadSnapshot(db_, &warnings);
+  auto loaded = LoadSnapshot(&*database_, &warnings);
   ASSERT_FALSE(loaded.ok());
   EXPECT_NE(loaded.status().message().find("cannot read registry generation"),
             std::string::npos)
@@ -516,7 +526,7 @@ TEST_F(RegistryTest, LoadLeavesNoTransactionOpen) {
   Exec("INSERT INTO devices (device_id) VALUES ('after')");
   Exec("PRAGMA user_version = 9");
   std::vector<std::string> warnings;
-  EXPECT_FALSE(LoadSnapshot(db_, &warnings).ok());
+  EXPECT_FALSE(LoadSnapshot(&*database_, &warnings).ok());
   EXPECT_TRUE(sqlite3_get_autocommit(db_));
 }
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "sqlite.h"
+#include "database.h"
 #include "testing.h"
 #include "utf8.h"
 

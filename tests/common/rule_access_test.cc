@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "sqlite.h"
+#include "database.h"
 #include "testing.h"
 
 namespace homepot {
