@@ -219,6 +219,33 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
     DELETE FROM registry_changes WHERE generation <=
       (SELECT generation FROM registry_meta) - 100000;
   END;
+-- INSERT OR REPLACE and UPDATE OR REPLACE delete a row whose id is taken
+-- without firing feed_acl_del (SQLite fires delete triggers for REPLACE
+-- only with recursive_triggers on): these record the owner of that row
+-- first. A statement that fails instead undoes them. (A conflict on
+-- (device_id, topic_filter, access) replaces a row of the same owner,
+-- which the insert or update records.)
+CREATE TRIGGER IF NOT EXISTS feed_acl_replace_ins BEFORE INSERT ON acl_rules
+  WHEN EXISTS (SELECT 1 FROM acl_rules WHERE id = NEW.id)
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT m.generation,
+             CASE WHEN r.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(r.device_id, '')
+        FROM registry_meta AS m, acl_rules AS r WHERE r.id = NEW.id;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_replace_upd BEFORE UPDATE OF id
+  ON acl_rules
+  WHEN NEW.id IS NOT OLD.id AND EXISTS (SELECT 1 FROM acl_rules WHERE id = NEW.id)
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT m.generation,
+             CASE WHEN r.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(r.device_id, '')
+        FROM registry_meta AS m, acl_rules AS r WHERE r.id = NEW.id;
+  END;
 CREATE TRIGGER IF NOT EXISTS feed_types_ins AFTER INSERT ON device_types
   BEGIN
     UPDATE registry_meta SET generation = generation + 1;

@@ -312,5 +312,54 @@ TEST_F(RegistryChangesTest, RandomChangesEndWhereAFullLoadDoes) {
   }
 }
 
+// REPLACE deletes a conflicting row without its delete trigger; the rule
+// taken from its owner must still leave the owner's snapshot.
+TEST_F(RegistryChangesTest, ReplacingARuleByIdChangesItsOldOwner) {
+  Exec("INSERT INTO devices (device_id) VALUES ('a'), ('b')");
+  Exec(
+      "INSERT INTO acl_rules (id, device_id, topic_filter, access) VALUES "
+      "(1, 'a', 'secret/#', 'readwrite'), (2, NULL, 'pub/#', 'write'), "
+      "(3, 'b', 'z', 'read')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec(
+      "INSERT OR REPLACE INTO acl_rules (id, device_id, topic_filter, access)"
+      " VALUES (1, 'b', 'x', 'read')");
+  Exec(
+      "REPLACE INTO acl_rules (id, device_id, topic_filter, access)"
+      " VALUES (2, 'b', 'y', 'read')");
+  ChangedSnapshot moved = ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  EXPECT_TRUE(moved.snapshot->Find("a")->rules.empty());
+  EXPECT_TRUE(moved.snapshot->global_rules().empty());
+  Exec("UPDATE OR REPLACE acl_rules SET id = 1 WHERE id = 3");
+  ForwardMatchesFull(*moved.snapshot);
+}
+
+TEST_F(RegistryChangesTest, CascadesMatchAFullLoad) {
+  Exec("PRAGMA foreign_keys = ON");
+  Exec(
+      "INSERT INTO devices (device_id, device_type) VALUES "
+      "('a', 'iot_sensor'), ('b', 'backend')");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('a', 's/#', 'read'), ('b', 't/#', 'write')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec(
+      "UPDATE device_types SET name = 'sensor2', max_payload_bytes = 99 "
+      "WHERE name = 'iot_sensor'");
+  ChangedSnapshot s1 = ForwardMatchesFull(*base);
+  ASSERT_NE(s1.snapshot, nullptr);
+  Exec("UPDATE devices SET device_id = 'a2' WHERE device_id = 'a'");
+  ChangedSnapshot s2 = ForwardMatchesFull(*s1.snapshot);
+  ASSERT_NE(s2.snapshot, nullptr);
+  Exec("UPDATE acl_rules SET device_id = 'b' WHERE device_id = 'a2'");
+  ChangedSnapshot s3 = ForwardMatchesFull(*s2.snapshot);
+  ASSERT_NE(s3.snapshot, nullptr);
+  Exec("DELETE FROM devices WHERE device_id = 'b'");
+  ForwardMatchesFull(*s3.snapshot);
+}
+
 }  // namespace
 }  // namespace homepot
