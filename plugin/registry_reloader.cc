@@ -54,14 +54,6 @@ void RegistryReloader::OpenIfClosed() {
   if (!db_) Open();  // a failure leaves it closed
 }
 
-void RegistryReloader::AcceptOwnWrite() {
-  struct stat st;
-  if (stat(path_.c_str(), &st) == 0 && st.st_ino == inode_) {
-    size_ = st.st_size;
-    mtime_ns_ = MtimeNs(st);
-  }
-}
-
 Result<std::shared_ptr<const Snapshot>> RegistryReloader::LoadFirst() {
   Status s = Open();
   if (!s.ok()) return s;
@@ -99,7 +91,8 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
       dead.swap(graveyard_);
     }
   }  // freed here, on this thread
-  // A file replaced (restored backup, mv) or removed shows up as a new inode.
+  // A file replaced (restored backup, mv) or removed shows up as a new inode:
+  // read it in full.
   struct stat st;
   if (stat(path_.c_str(), &st) != 0) {
     Close();
@@ -107,16 +100,25 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
     return;
   }
   bool fresh = false;
-  // Rewritten in place (cp over it, corrupted): in WAL mode SQLite's page
-  // cache keeps serving the old pages without an error, so reopen.
-  bool rewritten = st.st_size != size_ || MtimeNs(st) != mtime_ns_;
-  if (!db_ || st.st_ino != inode_ || st.st_dev != device_ || rewritten) {
+  if (!db_ || st.st_ino != inode_ || st.st_dev != device_) {
     Status s = Open();
     if (!s.ok()) {
       Fail(s.message());
       return;
     }
     forced = true;
+    fresh = true;
+  } else if (st.st_size != size_ || MtimeNs(st) != mtime_ns_) {
+    // Written: a checkpoint (ours or another broker's), or a copy over it
+    // (`cp` of a backup). In WAL mode SQLite keeps its page cache while the
+    // WAL index is unchanged, so after a copy it would serve old pages:
+    // reopen, and let the generation and the change feed decide (a
+    // generation that went back reads in full).
+    Status s = Open();
+    if (!s.ok()) {
+      Fail(s.message());
+      return;
+    }
     fresh = true;
   }
   Result<int64_t> generation = ReadGeneration(&*db_);
@@ -149,8 +151,8 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
   std::shared_ptr<const Snapshot> next;
   bool full = true;
   // The change feed brings the snapshot forward in proportion to what
-  // changed; a full load only at start, after the file was replaced or
-  // rewritten, after a failure, on request, or when the feed has a gap.
+  // changed; a full load only at start, after the file was replaced, after a
+  // failure, on request, or when the feed has a gap or went back.
   if (!forced && !recovered) {
     Result<ChangedSnapshot> moved =
         LoadChanges(&*db_, *current_, &warnings);

@@ -1,13 +1,23 @@
 // Keeps the registry snapshot current: owns the SQLite connection to the
 // registry file, notices changes (generation counter, file replaced or
-// rewritten), builds the new snapshot aside and leaves it, with the devices
-// it revokes, for the broker thread to take without waiting. A missing,
-// locked or corrupt file keeps the last good snapshot; the error is logged
-// once and reported by LastError until a load succeeds.
+// written), builds the new snapshot aside and leaves it, with the devices it
+// revokes, for the broker thread to take without waiting. A missing, locked
+// or corrupt file keeps the last good snapshot; the error is logged once and
+// reported by LastError until a load succeeds.
+//
+// What forces a full load: the first load, a file replaced (another inode or
+// device), a failed attempt, Poll(true), and what LoadChanges cannot bring
+// forward (a gap in the change feed, a generation that went back). A file
+// written in place (a checkpoint by any connection, another node's commit,
+// a backup copied over it) is only reopened, so that no page cached from
+// its old contents is served, and judged by its generation and change feed.
+// The registry has no identity of its own, so a different registry, or one
+// with other contents at the same generation, copied over the file in place
+// is not told apart: replace the file (mv) or send SIGHUP instead.
 //
 // Threads: LoadFirst runs on the thread that starts the plugin; Poll, db,
-// OpenIfClosed, Close and AcceptOwnWrite on the registry thread only (after
-// LoadFirst); TakeUpdate and LastError on the broker thread, never blocking.
+// OpenIfClosed and Close on the registry thread only (after LoadFirst);
+// TakeUpdate and LastError on the broker thread, never blocking.
 // Retired snapshots handed back by TakeUpdate are freed by the next Poll.
 #ifndef HOMEPOT_PLUGIN_REGISTRY_RELOADER_H_
 #define HOMEPOT_PLUGIN_REGISTRY_RELOADER_H_
@@ -46,18 +56,15 @@ class RegistryReloader {
   // name the file; load warnings go to the log.
   Result<std::shared_ptr<const Snapshot>> LoadFirst();
 
-  // Registry thread. Reloads when the registry changed, the file was
-  // replaced or rewritten, the last attempt failed, or `forced`.
+  // Registry thread. Reloads when the generation changed, the file was
+  // replaced, the last attempt failed, or `forced` (see above for which
+  // reloads are full).
   void Poll(bool forced);
   // Registry thread: the open connection, or nullptr.
   Database* db() { return db_ ? &*db_ : nullptr; }
   // Registry thread: reopens a closed connection (for a last stats write).
   void OpenIfClosed();
   void Close();
-  // Registry thread: our own commit changed the file (a WAL checkpoint may
-  // rewrite the main file); takes its size and mtime as the baseline, so it
-  // is not mistaken for a file rewritten by someone else.
-  void AcceptOwnWrite();
   // Finished polls since LoadFirst (tests wait on it).
   uint64_t polls() const { return polls_.load(std::memory_order_acquire); }
 
@@ -83,7 +90,7 @@ class RegistryReloader {
   std::optional<Database> db_;
   unsigned long inode_ = 0;
   unsigned long device_ = 0;
-  // Size and mtime (ns) at Open(): a change means the file was rewritten.
+  // Size and mtime (ns) at Open(): a change means the file was written.
   long long size_ = 0;
   long long mtime_ns_ = 0;
   std::shared_ptr<const Snapshot> current_;

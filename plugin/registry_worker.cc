@@ -1,5 +1,6 @@
 #include "registry_worker.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,9 +24,8 @@ Result<std::shared_ptr<const Snapshot>> RegistryWorker::Start() {
   auto first = reloader_.LoadFirst();
   if (!first.ok()) return first;
   // Nobody is connected yet. A busy or read-only file is logged once and
-  // the reset goes with the next flush that succeeds; a commit is our own
-  // write, not a change of the registry.
-  if (stats_.ResetPresence(reloader_.db(), 200)) reloader_.AcceptOwnWrite();
+  // the reset goes with the next flush that succeeds.
+  stats_.ResetPresence(reloader_.db(), 200);
   thread_ = std::thread([this] { PollUntilStopped(); });
   return first;
 }
@@ -73,6 +73,8 @@ void RegistryWorker::PollUntilStopped() {
   // Registry loads must not compete with the broker thread for a core: run
   // this thread at a lower priority (Linux nice is per thread).
   setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+  // Named for top -H and /proc/PID/task/*/comm (at most 15 bytes).
+  pthread_setname_np(pthread_self(), "homepot-reg");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] {
@@ -85,9 +87,8 @@ void RegistryWorker::PollUntilStopped() {
     log_submitted_ = false;
     lock.unlock();
     reloader_.Poll(forced);
-    const bool stats_written = stats_.Flush(reloader_.db(), 200);
-    const bool log_written = log_writer_.Flush(reloader_.db(), 200);
-    if (stats_written || log_written) reloader_.AcceptOwnWrite();
+    stats_.Flush(reloader_.db(), 200);
+    log_writer_.Flush(reloader_.db(), 200);
     lock.lock();
   }
 }

@@ -6,10 +6,8 @@
 // the lock.
 //
 // One thread, not three: the jobs share the one SQLite connection to the
-// file, and a stats or log commit must update the reloader's view of the file
-// (AcceptOwnWrite) before its next poll, or the checkpoint it may cause
-// would look like a file rewritten by someone else and force a full reload.
-// Both are slow, rare and low-priority; the thread runs at nice 10.
+// file. All are slow, rare and low-priority; the thread runs at nice 10 and
+// is named "homepot-reg".
 #ifndef HOMEPOT_PLUGIN_REGISTRY_WORKER_H_
 #define HOMEPOT_PLUGIN_REGISTRY_WORKER_H_
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "testing.h"
@@ -996,6 +998,125 @@ TEST_F(RegistryWorkerTest, TwoNodesAddUpInFleetStats) {
                  "SELECT node, published, delivered, sessions, subscribed "
                  "FROM device_stats ORDER BY node"),
             (std::vector<std::string>{"node-a|8|10|2|1", "node-b|4|5|1|1"}));
+}
+
+// The main file's size and mtime (ns).
+std::pair<long long, long long> SizeAndMtime(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return {-1, -1};
+  return {st.st_size, st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+}
+
+// Checkpoints the WAL into the main file and truncates it, through a
+// connection of its own, as another broker or a backup script does.
+testing::AssertionResult CheckpointTruncate(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  int wal_frames = -1;
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    // Read the file first: a connection that has not cannot know it is in
+    // WAL mode, and would checkpoint nothing.
+    rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr,
+                      nullptr, nullptr);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE,
+                                   &wal_frames, nullptr);
+  }
+  const std::string error = sqlite3_errmsg(db);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK || wal_frames < 0) {
+    return testing::AssertionFailure()
+           << "checkpoint of " << path << ": " << error << " (WAL frames "
+           << wal_frames << ")";
+  }
+  return testing::AssertionSuccess();
+}
+
+// Brokers sharing one registry file write their device_stats rows, and a
+// checkpoint writes them into the main file: its size and mtime change but
+// the registry does not, so nothing is reloaded and the next change still
+// comes from the change feed. A file replaced is still read in full.
+TEST_F(RegistryWorkerTest, OtherNodesWritesAndCheckpointsKeepTheChangeFeed) {
+  CreateRegistry(path_);
+  auto first = StartWorker(kFastInterval);
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(CheckpointTruncate(path_));
+  const auto before = SizeAndMtime(path_);
+
+  // node-b's rows through a connection of its own, enough to grow the file.
+  std::string sql = "BEGIN;";
+  for (int i = 0; i < 2000; ++i) {
+    sql +=
+        "INSERT INTO device_stats (device_id, node, published) VALUES "
+        "('device-" +
+        std::to_string(i) + "', 'node-b', 1);";
+  }
+  sql += "COMMIT;";
+  ASSERT_TRUE(test::ExecSqlOn(path_, sql));
+  // And this node's own.
+  DeviceCounters mine;
+  mine.published = 1;
+  std::vector<DeviceStatsDelta> batch = {{"sensor-001", mine}};
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitStats(&batch); }));
+  ASSERT_TRUE(WaitFor([&] { return DeviceStat(path_, "published") == "1"; }));
+  ASSERT_TRUE(CheckpointTruncate(path_));
+  const auto after = SizeAndMtime(path_);
+  ASSERT_GT(after.first, before.first) << "the rows are in the main file";
+  ASSERT_NE(after.second, before.second);
+
+  ASSERT_TRUE(WaitForPolls(3));
+  EXPECT_FALSE(worker_->HasUpdate()) << "the registry did not change";
+
+  ASSERT_TRUE(test::ExecSqlOn(
+      path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')"));
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_FALSE(update.full);
+  EXPECT_NE(update.snapshot->Find("sensor-002"), nullptr);
+  EXPECT_EQ(update.snapshot->Find("sensor-001"), first->Find("sensor-001"))
+      << "brought forward, sharing what did not change";
+
+  // Replaced with the WAL empty (frames left in it would be read as part
+  // of the new file).
+  ASSERT_TRUE(CheckpointTruncate(path_));
+  ReplaceWithNewRegistry("");
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_TRUE(update.full);
+  EXPECT_EQ(update.snapshot->Find("sensor-002"), nullptr);
+  EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-002"});
+}
+
+// A backup copied over the file in place keeps its inode. In WAL mode the
+// open connection would go on serving its cached pages of the newer
+// contents; the reloader reopens the file, finds that the generation went
+// back and reads it in full.
+TEST_F(RegistryWorkerTest, OlderBackupCopiedOverTheFileIsReadInFull) {
+  CreateRegistry(path_);
+  StartWorker(kFastInterval);
+  ASSERT_TRUE(CheckpointTruncate(path_));
+  const std::string backup = test::ReadFile(path_);
+  ASSERT_FALSE(backup.empty());
+
+  ASSERT_TRUE(test::ExecSqlOn(
+      path_, "INSERT INTO devices (device_id) VALUES ('sensor-002')"));
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update));
+  ASSERT_NE(update.snapshot->Find("sensor-002"), nullptr);
+  // Writers done and the WAL checkpointed, as before a restore; the worker
+  // reads the file after that, caching its pages.
+  ASSERT_TRUE(CheckpointTruncate(path_));
+  ASSERT_TRUE(WaitForPolls(2));
+  ASSERT_FALSE(worker_->HasUpdate()) << "a checkpoint is no change";
+
+  ASSERT_TRUE(test::WriteFile(path_, backup));  // cp backup.db registry.db
+  ASSERT_TRUE(WaitForUpdate(&update));
+  EXPECT_TRUE(update.full);
+  EXPECT_EQ(update.snapshot->Find("sensor-002"), nullptr);
+  EXPECT_NE(update.snapshot->Find("sensor-001"), nullptr);
+  EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-002"});
+  EXPECT_EQ(LastError(), "");
 }
 
 }  // namespace
