@@ -101,7 +101,8 @@ Status AclRevoke(Context* ctx, const std::vector<std::string>& words) {
   }
   // Every access word on that filter goes.
   Result<Statement> del = db->Prepare(
-      "DELETE FROM acl_rules WHERE device_id IS ?1 AND topic_filter = ?2");
+      "DELETE FROM acl_rules WHERE (device_id = ?1 OR "
+      "(device_id IS NULL AND ?1 IS NULL)) AND topic_filter = ?2");
   if (!del.ok()) return DbError("revoking", del.status());
   del->BindOptional(1, subject->device).Bind(2, filter);
   if (Status s = del->Run(); !s.ok()) return DbError("revoking", s);
@@ -132,12 +133,12 @@ Status AclList(Context* ctx, const std::vector<std::string>& words) {
     if (Status s = RequireDevice(&*db, *id); !s.ok()) return s;
   }
   // With an ID: the rules that apply to it, its own and the global ones.
+  const std::string order(ByteOrder(*db));
   Result<Statement> stmt = db->Prepare(
-      id ? "SELECT device_id, access, topic_filter FROM acl_rules "
-           "WHERE device_id = ?1 OR device_id IS NULL "
-           "ORDER BY device_id IS NOT NULL, device_id, topic_filter, access"
-         : "SELECT device_id, access, topic_filter FROM acl_rules "
-           "ORDER BY device_id IS NOT NULL, device_id, topic_filter, access");
+      std::string("SELECT device_id, access, topic_filter FROM acl_rules ") +
+      (id ? "WHERE device_id = ?1 OR device_id IS NULL " : "") +
+      "ORDER BY device_id IS NOT NULL, device_id" + order + ", topic_filter" +
+      order + ", access" + order);
   if (!stmt.ok()) return DbError("listing rules", stmt.status());
   if (id) stmt->Bind(1, *id);
   const bool json = line->Has("--json");

@@ -1,7 +1,9 @@
 #include "admin/admin.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,11 +20,14 @@ namespace internal {
 namespace {
 
 constexpr std::string_view kUsage =
-    R"(usage: homepot-admin [--db PATH] COMMAND [ARGS]
+    R"(usage: homepot-admin [--db PATH|URL] COMMAND [ARGS]
 
-The registry is PATH, or $HOMEPOT_DB when --db is not given.
+The registry is the SQLite file PATH or the PostgreSQL database URL
+(postgresql://USER@HOST:PORT/DB?passfile=FILE), or $HOMEPOT_DB when --db is
+not given. Every command works on both.
 
   init                                   create or migrate the registry
+                                         (on PostgreSQL: apply the schema)
   device add ID --type TYPE [--token TOPIC] [--metadata JSON]
              [--iterations N] [--generate-password]
                                          password read from stdin, never argv
@@ -241,23 +246,61 @@ Result<InputFile> ReadFileArgument(Context* ctx, std::string_view command,
   return file;
 }
 
-Result<Database> OpenRegistry(Context* ctx, Database::Mode mode) {
-  const std::string& path = ctx->db_path;
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    return Status::Error("registry " + Quote(path) +
-                         " does not exist; run 'homepot-admin init' first");
+namespace {
+
+// Opens ctx->db_path, creating a SQLite file in kCreate mode.
+Result<Database> OpenLocation(Context* ctx, Database::Mode mode) {
+  if (IsPostgresUrl(ctx->db_path)) {
+    // The error names the URL (password masked) itself.
+    Result<Database> db = Database::OpenPostgres(ctx->db_path);
+    if (!db.ok()) {
+      return Status::Error("cannot connect to the registry: " +
+                           db.status().message());
+    }
+    if (mode == Database::Mode::kReadOnly) {
+      if (Status s =
+              db->Exec("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY");
+          !s.ok()) {
+        return Status::Error("cannot connect to the registry: " + s.message());
+      }
+    }
+    return db;
   }
-  Result<Database> db = Database::Open(path, mode);
+  Result<Database> db = Database::Open(ctx->db_path, mode);
   if (!db.ok()) {
-    return Status::Error("cannot open registry " + Quote(path) + ": " +
+    return Status::Error("cannot open registry " + Quote(ctx->db_name) + ": " +
                          db.status().message());
   }
-  if (Status s = CheckRegistryVersion(&*db, path, ctx->schema_version);
+  return db;
+}
+
+}  // namespace
+
+Result<Database> OpenRegistry(Context* ctx, Database::Mode mode) {
+  std::error_code ec;
+  if (!IsPostgresUrl(ctx->db_path) &&
+      !std::filesystem::exists(ctx->db_path, ec)) {
+    return Status::Error("registry " + Quote(ctx->db_name) +
+                         " does not exist; run 'homepot-admin init' first");
+  }
+  Result<Database> db = OpenLocation(ctx, mode);
+  if (!db.ok()) return db.status();
+  if (Status s = CheckRegistryVersion(&*db, ctx->db_name, ctx->schema_version);
       !s.ok()) {
     return s;
   }
   return db;
+}
+
+std::string_view ByteOrder(const Database& db) {
+  return db.backend() == Backend::kPostgres ? " COLLATE \"C\"" : "";
+}
+
+int64_t NowMs(const Context& ctx) {
+  if (ctx.env.wall_ms) return ctx.env.wall_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 Status DbError(std::string_view doing, const Status& status) {
@@ -285,7 +328,8 @@ Result<bool> InsertAclRule(Database* db,
   Result<Statement> stmt = db->Prepare(
       "INSERT INTO acl_rules (device_id, topic_filter, access) "
       "SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM acl_rules "
-      "WHERE device_id IS ?1 AND topic_filter = ?2 AND access = ?3)");
+      "WHERE (device_id = ?1 OR (device_id IS NULL AND ?1 IS NULL)) "
+      "AND topic_filter = ?2 AND access = ?3)");
   if (!stmt.ok()) return stmt.status();
   stmt->BindOptional(1, device).Bind(2, filter).Bind(3, RuleAccessWord(access));
   if (Status s = stmt->Run(); !s.ok()) return s;
@@ -336,14 +380,14 @@ Status RunInit(Context* ctx, const std::vector<std::string>& words) {
   if (!line.ok()) return line.status();
   if (Status s = ExpectPositionals(ctx, "init", *line, {}); !s.ok()) return s;
 
-  const std::string& path = ctx->db_path;
-  Result<Database> db = Database::Open(path, Database::Mode::kCreate);
-  if (!db.ok()) {
-    return Status::Error("cannot open registry " + Quote(path) + ": " +
-                         db.status().message());
-  }
+  const std::string& path = ctx->db_name;
+  Result<Database> db = OpenLocation(ctx, Database::Mode::kCreate);
+  if (!db.ok()) return db.status();
   Result<InitOutcome> outcome =
-      InitRegistry(&*db, path, ctx->env.schema_sql, ctx->env.migrations);
+      db->backend() == Backend::kPostgres
+          ? InitPostgresRegistry(&*db, path, ctx->env.postgres_schema_sql,
+                                 ctx->schema_version)
+          : InitRegistry(&*db, path, ctx->env.schema_sql, ctx->env.migrations);
   if (!outcome.ok()) return outcome.status();
   const std::string version = std::to_string(outcome->to_version);
   if (outcome->from_version == 0) {
@@ -393,19 +437,23 @@ Status RunStats(Context* ctx, const std::vector<std::string>& words) {
       "coalesce(s.rejected, 0), coalesce(s.expired, 0), "
       "coalesce(s.acked, 0), coalesce(s.sessions, 0), "
       "coalesce(s.subscribed, 0), s.last_connect, s.last_publish, "
-      "s.last_delivery FROM (SELECT 1) LEFT JOIN fleet_stats s "
+      "s.last_delivery FROM (SELECT 1) AS one LEFT JOIN fleet_stats s "
       "ON s.device_id = ?1";
-  constexpr const char* kFleet =
+  const std::string order(ByteOrder(*db));
+  const std::string fleet =
       "SELECT device_id, published, delivered, rejected, expired, acked, "
       "sessions, subscribed, last_connect, last_publish, last_delivery "
-      "FROM fleet_stats ORDER BY device_id";
-  constexpr const char* kPerNode =
+      "FROM fleet_stats ORDER BY device_id" +
+      order;
+  const std::string per_node_sql =
       "SELECT device_id, node, published, delivered, rejected, expired, "
       "acked, sessions, subscribed, last_connect, last_publish, "
-      "last_delivery FROM device_stats WHERE (?1 IS NULL OR device_id = ?1) "
-      "AND (?2 IS NULL OR node = ?2) ORDER BY device_id, node";
-  Result<Statement> stmt =
-      db->Prepare(per_node ? kPerNode : (id ? kFleetOfOne : kFleet));
+      "last_delivery FROM device_stats "
+      "WHERE (CAST(?1 AS TEXT) IS NULL OR device_id = ?1) "
+      "AND (CAST(?2 AS TEXT) IS NULL OR node = ?2) ORDER BY device_id" +
+      order + ", node" + order;
+  Result<Statement> stmt = db->Prepare(
+      per_node ? per_node_sql : (id ? std::string(kFleetOfOne) : fleet));
   if (!stmt.ok()) return DbError("reading statistics", stmt.status());
   if (per_node) {
     stmt->BindOptional(1, id).BindOptional(2, node);
@@ -424,9 +472,26 @@ std::string_view UsageText() { return internal::kUsage; }
 
 int RunAdmin(const std::vector<std::string>& args, std::istream& in,
              std::ostream& out, std::ostream& err, const AdminEnv& env) {
-  internal::Context ctx{env, in, out, err, {}};
+  internal::Context ctx{env, in, out, err, {}, {}};
+  // One line: a server's message may span several ("...\n\tIs the server
+  // running ...").
   const auto fail = [&](const Status& status) {
-    err << "homepot-admin: " << status.message() << "\n";
+    std::string message = status.message();
+    while (!message.empty() &&
+           std::isspace(static_cast<unsigned char>(message.back()))) {
+      message.pop_back();
+    }
+    for (size_t at = message.find('\n'); at != std::string::npos;
+         at = message.find('\n', at)) {
+      size_t end = at + 1;
+      while (end < message.size() &&
+             (message[end] == '\t' || message[end] == ' ' ||
+              message[end] == '\n')) {
+        ++end;
+      }
+      message.replace(at, end - at, " ");
+    }
+    err << "homepot-admin: " << message << "\n";
     return ctx.usage_error ? kExitUsage : kExitFailure;
   };
 
@@ -441,7 +506,7 @@ int RunAdmin(const std::vector<std::string>& args, std::istream& in,
     }
     if (word == "--db") {
       if (i + 1 >= args.size()) {
-        return fail(internal::UsageError(&ctx, "--db needs a path"));
+        return fail(internal::UsageError(&ctx, "--db needs a path or URL"));
       }
       db_path = args[++i];
     } else if (word.rfind("--db=", 0) == 0) {
@@ -492,9 +557,10 @@ int RunAdmin(const std::vector<std::string>& args, std::istream& in,
   if (!db_path) db_path = env.default_db;
   if (!db_path || db_path->empty()) {
     return fail(internal::UsageError(
-        &ctx, "no registry given: use --db PATH or set HOMEPOT_DB"));
+        &ctx, "no registry given: use --db PATH|URL or set HOMEPOT_DB"));
   }
   ctx.db_path = *db_path;
+  ctx.db_name = IsPostgresUrl(*db_path) ? pg::MaskedUrl(*db_path) : *db_path;
   Result<int> version = SchemaVersionOf(env.schema_sql);
   if (!version.ok()) return fail(version.status());
   ctx.schema_version = *version;

@@ -1,7 +1,12 @@
 // homepot-admin: administration of the HOMEPOT device registry
 // (docs/operating.md).
 //
-//   homepot-admin [--db PATH] COMMAND ...      (default PATH: $HOMEPOT_DB)
+//   homepot-admin [--db PATH|URL] COMMAND ...    (default: $HOMEPOT_DB)
+//
+// The registry is a SQLite file (PATH) or a PostgreSQL database (a
+// postgresql:// or postgres:// URL, IsPostgresUrl of common/database.h); every
+// command works on both. Messages name a URL with its password masked
+// (pg::MaskedUrl).
 //
 // RunAdmin is the whole tool minus the process: main.cc hands it argv, the
 // standard streams and the environment; tests hand it string streams and a
@@ -36,11 +41,16 @@ inline constexpr int kExitUsage = 2;
 
 // What the tool takes from its surroundings.
 struct AdminEnv {
-  // The text of schema/schema.sql; the binary embeds it at build time.
+  // The text of schema/schema.sql; the binary embeds it at build time. Its
+  // version (PRAGMA user_version) is the version this tool works with, on
+  // either backend.
   std::string_view schema_sql;
+  // The text of schema/postgresql.sql (embedded likewise), which init applies
+  // to a PostgreSQL registry; it must create the same version.
+  std::string_view postgres_schema_sql;
   // Steps from older schema versions (BuiltinMigrations() in the binary).
   std::vector<Migration> migrations = BuiltinMigrations();
-  // $HOMEPOT_DB, used when --db is not given.
+  // $HOMEPOT_DB (a path or a URL), used when --db is not given.
   std::optional<std::string> default_db;
   // Set when `in` is a terminal: RunAdmin then prompts on `err`, calls
   // set_echo(false) while a password is typed (set_echo(true) after) and asks

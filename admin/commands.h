@@ -4,6 +4,7 @@
 #ifndef HOMEPOT_ADMIN_COMMANDS_H_
 #define HOMEPOT_ADMIN_COMMANDS_H_
 
+#include <cstdint>
 #include <iosfwd>
 #include <map>
 #include <optional>
@@ -14,8 +15,8 @@
 
 #include "admin/admin.h"
 #include "admin/validate.h"
-#include "device.h"
 #include "database.h"
+#include "device.h"
 #include "status.h"
 
 namespace homepot::admin::internal {
@@ -26,7 +27,10 @@ struct Context {
   std::istream& in;
   std::ostream& out;
   std::ostream& err;
+  // The registry: a SQLite file's path or a PostgreSQL URL (IsPostgresUrl).
   std::string db_path;
+  // db_path as messages name it: a URL with its password masked.
+  std::string db_name;
   int schema_version = 0;  // the version of env.schema_sql
   // Set by UsageError(): the failure is a malformed command line (exit 2).
   bool usage_error = false;
@@ -79,10 +83,11 @@ Result<InputFile> ReadFileArgument(Context* ctx, std::string_view command,
                                    const std::vector<std::string>& words);
 
 // Opens the registry (which must exist and be at the current schema
-// version). Read-only commands pass Database::Mode::kReadOnly.
+// version). Read-only commands pass Database::Mode::kReadOnly (on
+// PostgreSQL, the session's transactions are then read-only).
 Result<Database> OpenRegistry(Context* ctx, Database::Mode mode);
 
-// Prefixes an SQLite failure with what was being done.
+// Prefixes a database failure with what was being done.
 Status DbError(std::string_view doing, const Status& status);
 
 // True when `device_id` is in `devices`.
@@ -95,6 +100,14 @@ Status RequireDevice(Database* db, std::string_view device_id);
 Result<bool> InsertAclRule(Database* db,
                            const std::optional<std::string>& device,
                            std::string_view filter, RuleAccess access);
+
+// "COLLATE \"C\"" on PostgreSQL, "" on SQLite: appended to a text
+// expression, it orders and compares it bytewise on both (SQLite's default),
+// whatever the PostgreSQL database's collation.
+std::string_view ByteOrder(const Database& db);
+
+// Unix milliseconds now: ctx->env.wall_ms, else the system clock.
+int64_t NowMs(const Context& ctx);
 
 // A duration as a whole number and a unit, s, m, h or d ("30m", "6h",
 // "7d"), in seconds: 1 second to 36500 days. Errors name `option`.

@@ -8,6 +8,7 @@
 #include "admin/commands.h"
 #include "admin/mosquitto_files.h"
 #include "credentials.h"
+#include "rfc3339.h"
 
 namespace homepot::admin::internal {
 namespace {
@@ -312,8 +313,10 @@ Status DeviceList(Context* ctx, const std::vector<std::string>& words) {
   if (!db.ok()) return db.status();
   Result<Statement> stmt = db->Prepare(
       "SELECT device_id, device_type, enabled, "
-      "coalesce(password_hash, '') <> '', device_token, platform, metadata, "
-      "created_at, updated_at FROM devices ORDER BY device_id");
+      "CASE WHEN coalesce(password_hash, '') <> '' THEN 1 ELSE 0 END, "
+      "device_token, platform, metadata, created_at, updated_at FROM devices "
+      "ORDER BY device_id" +
+      std::string(ByteOrder(*db)));
   if (!stmt.ok()) return DbError("listing devices", stmt.status());
   const bool json = line->Has("--json");
   Json list = Json::array();
@@ -410,24 +413,29 @@ Status DevicesUnreachable(Context* ctx, const CommandLine& line) {
   Result<Database> db = OpenRegistry(ctx, Database::Mode::kReadOnly);
   if (!db.ok()) return db.status();
   constexpr std::string_view kDoing = "listing unreachable devices";
-  // Times are RFC 3339 UTC with milliseconds: they compare as text.
+  // Times are RFC 3339 UTC with milliseconds: they compare bytewise as text.
+  // The latest of three: SQLite's max(a, b, c) is PostgreSQL's greatest.
+  const bool postgres = db->backend() == Backend::kPostgres;
+  const std::string order(ByteOrder(*db));
   Result<Statement> stmt = db->Prepare(
       "WITH presence AS ("
       "  SELECT d.device_id, coalesce(s.sessions, 0) AS sessions, "
       "  coalesce(s.subscribed, 0) AS subscribed, "
-      "  nullif(max(coalesce(s.last_connect, ''), "
-      "  coalesce(s.last_publish, ''), coalesce(s.last_delivery, '')), '') "
-      "  AS last_seen "
+      "  nullif(" +
+      std::string(postgres ? "greatest" : "max") +
+      "(coalesce(s.last_connect, '')" + order +
+      ", coalesce(s.last_publish, '')" + order +
+      ", coalesce(s.last_delivery, '')" + order +
+      "), '') AS last_seen "
       "  FROM devices d LEFT JOIN fleet_stats s USING (device_id) "
       "  WHERE d.enabled = 1) "
-      "SELECT device_id, sessions > 0, sessions, subscribed, last_seen "
-      "FROM presence "
+      "SELECT device_id, CASE WHEN sessions > 0 THEN 1 ELSE 0 END, sessions, "
+      "subscribed, last_seen FROM presence "
       "WHERE (sessions > 0 AND subscribed = 0) "
-      "OR (sessions <= 0 AND (last_seen IS NULL OR last_seen < "
-      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1))) "
-      "ORDER BY device_id");
+      "OR (sessions <= 0 AND (last_seen IS NULL OR last_seen" +
+      order + " < ?1)) ORDER BY device_id" + order);
   if (!stmt.ok()) return DbError(kDoing, stmt.status());
-  stmt->Bind(1, "-" + std::to_string(idle_seconds) + " seconds");
+  stmt->Bind(1, StampString(NowMs(*ctx) - idle_seconds * 1000));
   const bool json = line.Has("--json");
   Json list = Json::array();
   std::vector<std::vector<std::string>> rows;

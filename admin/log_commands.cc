@@ -1,7 +1,6 @@
 // homepot-admin log and delivery: the delivery log (notification_log) as
 // rows, and summed up per target device.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -21,13 +20,6 @@ using nlohmann::ordered_json;
 
 constexpr int64_t kDefaultLimit = 100;
 constexpr int64_t kMaxLimit = 1000000000;
-
-int64_t NowMs(const Context& ctx) {
-  if (ctx.env.wall_ms) return ctx.env.wall_ms();
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // --since as an RFC 3339 time or a date (YYYY-MM-DD, midnight UTC).
 std::optional<int64_t> ParseSinceTime(std::string_view text) {
@@ -205,10 +197,11 @@ Status RunLog(Context* ctx, const std::vector<std::string>& words) {
       "SELECT id, received_at, outcome, message_id, publisher, topic, "
       "target_device, routed, queued, expires_at, acked_at, latency_ms, "
       "status, reason, node FROM notification_log "
-      "WHERE (?1 IS NULL OR target_device = ?1 OR publisher = ?1) "
-      "AND (?2 IS NULL OR message_id = ?2) "
-      "AND (?3 IS NULL OR received_at >= ?3) "
-      "AND (?5 IS NULL OR node = ?5) "
+      "WHERE (CAST(?1 AS TEXT) IS NULL OR target_device = ?1 "
+      "OR publisher = ?1) "
+      "AND (CAST(?2 AS TEXT) IS NULL OR message_id = ?2) "
+      "AND (CAST(?3 AS TEXT) IS NULL OR received_at >= ?3) "
+      "AND (CAST(?5 AS TEXT) IS NULL OR node = ?5) "
       "ORDER BY id DESC LIMIT ?4");
   if (!stmt.ok()) return DbError("reading the delivery log", stmt.status());
   stmt->BindOptional(1, device)
@@ -282,7 +275,8 @@ Status RunDelivery(Context* ctx, const std::vector<std::string>& words) {
   // Every node's rows, or those of --node.
   Result<Statement> stmt = db->Prepare(
       "SELECT target_device, outcome, latency_ms FROM notification_log "
-      "WHERE (?1 IS NULL OR received_at >= ?1) AND (?2 IS NULL OR node = ?2)");
+      "WHERE (CAST(?1 AS TEXT) IS NULL OR received_at >= ?1) "
+      "AND (CAST(?2 AS TEXT) IS NULL OR node = ?2)");
   if (!stmt.ok()) return DbError("reading the delivery log", stmt.status());
   stmt->BindOptional(1, since).BindOptional(2, line->Get("--node"));
   std::map<std::string, Delivery> devices;

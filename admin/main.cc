@@ -1,5 +1,5 @@
 // The homepot-admin process: argv, the standard streams, $HOMEPOT_DB, the
-// embedded schema and the terminal. Everything else is RunAdmin (admin.h).
+// embedded schemas and the terminal. Everything else is RunAdmin (admin.h).
 #include <signal.h>
 #include <termios.h>
 #include <unistd.h>
@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "admin/admin.h"
-#include "homepot_schema_sql.h"  // generated from schema/schema.sql
+#include "homepot_postgresql_sql.h"  // generated from schema/postgresql.sql
+#include "homepot_schema_sql.h"      // generated from schema/schema.sql
 
 namespace {
 
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   AdminEnv env;
   env.schema_sql = homepot::admin::kEmbeddedSchemaSql;
+  env.postgres_schema_sql = homepot::admin::kEmbeddedPostgresSchemaSql;
   if (const char* db = std::getenv("HOMEPOT_DB")) env.default_db = db;
   if (isatty(STDIN_FILENO)) env.set_echo = SetEcho;
   return homepot::admin::RunAdmin(args, std::cin, std::cout, std::cerr, env);

@@ -15,14 +15,31 @@ Status NewerThanTool(const std::string& path, int found, int known) {
                        std::to_string(known) + "); use a newer homepot-admin");
 }
 
+// Tables of the registry in `db`: on SQLite every table (a fresh file has
+// none); on PostgreSQL those of the registry's names that exist (the
+// database may hold other applications' tables).
 Result<int64_t> CountTables(Database* db) {
   Result<Statement> stmt = db->Prepare(
-      "SELECT count(*) FROM sqlite_schema "
-      "WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
+      db->backend() == Backend::kPostgres
+          ? "SELECT count(*) FROM unnest(ARRAY['device_types', 'devices', "
+            "'acl_rules', 'device_stats', 'notification_log', "
+            "'registry_changes', 'registry_meta']) AS t (name) "
+            "WHERE to_regclass(t.name) IS NOT NULL"
+          : "SELECT count(*) FROM sqlite_schema WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
   if (!stmt.ok()) return stmt.status();
   Result<bool> row = stmt->Step();
   if (!row.ok()) return row.status();
   return stmt->Int(0);
+}
+
+// A single integer the statement `sql` yields (0 when it yields no row).
+Result<int64_t> QueryInt(Database* db, std::string_view sql) {
+  Result<Statement> stmt = db->Prepare(sql);
+  if (!stmt.ok()) return stmt.status();
+  Result<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  return *row ? stmt->Int(0) : 0;
 }
 
 }  // namespace
@@ -271,12 +288,22 @@ Result<int> SchemaVersionOf(std::string_view schema_sql) {
   return version;
 }
 
-Result<int> ReadUserVersion(Database* db) {
-  Result<Statement> stmt = db->Prepare("PRAGMA user_version");
-  if (!stmt.ok()) return stmt.status();
-  Result<bool> row = stmt->Step();
-  if (!row.ok()) return row.status();
-  return static_cast<int>(stmt->Int(0));
+Result<int> ReadSchemaVersion(Database* db) {
+  if (db->backend() == Backend::kSqlite) {
+    Result<int64_t> version = QueryInt(db, "PRAGMA user_version");
+    if (!version.ok()) return version.status();
+    return static_cast<int>(*version);
+  }
+  Result<int64_t> exists =
+      QueryInt(db,
+               "SELECT CASE WHEN to_regclass('registry_meta') IS NULL "
+               "THEN 0 ELSE 1 END");
+  if (!exists.ok()) return exists.status();
+  if (*exists == 0) return 0;
+  Result<int64_t> version =
+      QueryInt(db, "SELECT schema_version FROM registry_meta WHERE id = 1");
+  if (!version.ok()) return version.status();
+  return static_cast<int>(*version);
 }
 
 Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
@@ -289,7 +316,7 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
   };
   Result<int> latest = SchemaVersionOf(schema_sql);
   if (!latest.ok()) return latest.status();
-  Result<int> found = ReadUserVersion(db);
+  Result<int> found = ReadSchemaVersion(db);
   if (!found.ok()) return fail("cannot read registry", found.status());
 
   InitOutcome outcome;
@@ -312,7 +339,7 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
       if (db->InTransaction()) db->Exec("ROLLBACK");
       return fail("cannot apply the schema to", s);
     }
-    Result<int> now = ReadUserVersion(db);
+    Result<int> now = ReadSchemaVersion(db);
     if (!now.ok()) return fail("cannot read registry", now.status());
     if (*now != *latest) {
       return Status::Error("applying the schema to " + Quote(path) +
@@ -325,7 +352,7 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
   Result<Transaction> txn = Transaction::Begin(db);
   if (!txn.ok()) return fail("cannot migrate registry", txn.status());
   // Another process may have migrated it since the check above.
-  Result<int> current = ReadUserVersion(db);
+  Result<int> current = ReadSchemaVersion(db);
   if (!current.ok()) return fail("cannot read registry", current.status());
   outcome.from_version = *current;
   if (*current > *latest) return NewerThanTool(path, *current, *latest);
@@ -359,9 +386,60 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
   return outcome;
 }
 
+Result<InitOutcome> InitPostgresRegistry(Database* db, const std::string& name,
+                                         std::string_view postgres_schema_sql,
+                                         int version) {
+  const auto fail = [&](std::string_view doing, const Status& s) {
+    return Status::Error(std::string(doing) + " " + Quote(name) + ": " +
+                         s.message());
+  };
+  Result<int> found = ReadSchemaVersion(db);
+  if (!found.ok()) return fail("cannot read registry", found.status());
+  InitOutcome outcome;
+  outcome.from_version = *found;
+  outcome.to_version = version;
+  if (*found > version) return NewerThanTool(name, *found, version);
+  if (*found == version) return outcome;
+  if (*found != 0) {
+    return Status::Error("cannot migrate registry " + Quote(name) +
+                         ": no migration from schema version " +
+                         std::to_string(*found) + " on PostgreSQL");
+  }
+  Result<int64_t> tables = CountTables(db);
+  if (!tables.ok()) return fail("cannot read registry", tables.status());
+  if (*tables > 0) {
+    // Another process may have applied the schema since the first look.
+    Result<int> again = ReadSchemaVersion(db);
+    if (again.ok() && *again == version) {
+      outcome.from_version = version;
+      return outcome;
+    }
+    return Status::Error(Quote(name) +
+                         " is not a HOMEPOT registry: it has registry tables "
+                         "but no schema version; refusing to change it");
+  }
+  if (postgres_schema_sql.empty()) {
+    return Status::Error("cannot create registry " + Quote(name) +
+                         ": this homepot-admin has no PostgreSQL schema");
+  }
+  // postgresql.sql runs its own BEGIN ... COMMIT.
+  if (Status s = db->Exec(postgres_schema_sql); !s.ok()) {
+    if (db->InTransaction()) db->Exec("ROLLBACK");
+    return fail("cannot apply the schema to", s);
+  }
+  Result<int> now = ReadSchemaVersion(db);
+  if (!now.ok()) return fail("cannot read registry", now.status());
+  if (*now != version) {
+    return Status::Error("applying the schema to " + Quote(name) +
+                         " left it at version " + std::to_string(*now) +
+                         ", not " + std::to_string(version));
+  }
+  return outcome;
+}
+
 Status CheckRegistryVersion(Database* db, const std::string& path,
                             int version) {
-  Result<int> found = ReadUserVersion(db);
+  Result<int> found = ReadSchemaVersion(db);
   if (!found.ok()) {
     return Status::Error("cannot read registry " + Quote(path) + ": " +
                          found.status().message());

@@ -1,7 +1,10 @@
-// Creating and migrating the registry file. schema/schema.sql is the single
-// source of truth for a fresh registry and for the current version number
-// (its "PRAGMA user_version = N"); a file at an older version is brought
-// forward by the Migration steps below, all in one transaction.
+// Creating and migrating the registry. schema/schema.sql is the single
+// source of truth for a fresh SQLite registry and for the current version
+// number (its "PRAGMA user_version = N"); a file at an older version is
+// brought forward by the Migration steps below, all in one transaction.
+// schema/postgresql.sql creates the same version on PostgreSQL, where the
+// version is registry_meta.schema_version and no older version exists (3 is
+// the first), so there are no migrations.
 #ifndef HOMEPOT_ADMIN_REGISTRY_SCHEMA_H_
 #define HOMEPOT_ADMIN_REGISTRY_SCHEMA_H_
 
@@ -40,7 +43,7 @@ struct InitOutcome {
   int to_version = 0;
 };
 
-// Brings the registry open in `db` to the version of `schema_sql`:
+// Brings the SQLite registry open in `db` to the version of `schema_sql`:
 // - version 0 and no tables: applies `schema_sql` (itself one transaction);
 // - version 0 with tables: refuses (not a HOMEPOT registry);
 // - an older version: runs `migrations` from it upward in one transaction;
@@ -51,12 +54,26 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
                                  std::string_view schema_sql,
                                  const std::vector<Migration>& migrations);
 
-// OK when the registry in `db` is exactly at `version`; otherwise says what
-// to run (init) or that the tool is too old.
+// Brings the PostgreSQL registry open in `db` to `version`:
+// - no registry_meta table and none of the registry's tables: applies
+//   `postgres_schema_sql` (itself one transaction, idempotent; two processes
+//   applying it at once take turns);
+// - registry tables without registry_meta: refuses (not a HOMEPOT registry);
+// - `version`: nothing;
+// - another version: refuses, naming both (newer: use a newer tool; older:
+//   there is no migration).
+// `name` (the URL with its password masked) only serves the messages.
+Result<InitOutcome> InitPostgresRegistry(Database* db, const std::string& name,
+                                         std::string_view postgres_schema_sql,
+                                         int version);
+
+// OK when the registry in `db` (either backend) is exactly at `version`;
+// otherwise says what to run (init) or that the tool is too old.
 Status CheckRegistryVersion(Database* db, const std::string& path, int version);
 
-// PRAGMA user_version of `db`.
-Result<int> ReadUserVersion(Database* db);
+// The schema version of the registry in `db`: PRAGMA user_version on SQLite,
+// registry_meta.schema_version on PostgreSQL; 0 when there is none yet.
+Result<int> ReadSchemaVersion(Database* db);
 
 }  // namespace homepot::admin
 

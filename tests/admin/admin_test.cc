@@ -430,7 +430,7 @@ TEST_F(AdminTest, MissingDbIsAUsageError) {
   const Outcome r = Raw({"device", "list"});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.err,
-            "homepot-admin: no registry given: use --db PATH or set "
+            "homepot-admin: no registry given: use --db PATH|URL or set "
             "HOMEPOT_DB\n");
   EXPECT_EQ(r.out, "");
 }
