@@ -443,9 +443,10 @@ int Run(const Options& o) {
   auto pct = [&](const std::map<std::string, long long>& a,
                  const std::map<std::string, long long>& b, double wall,
                  const std::string& name) {
-    const long long d = name.empty() ? Total(b) - Total(a)
-                                     : (b.count(name) ? b.at(name) : 0) -
-                                           (a.count(name) ? a.at(name) : 0);
+    if (!name.empty() && !b.count(name)) return -1.0;  // no such thread
+    const long long d = name.empty()
+                            ? Total(b) - Total(a)
+                            : b.at(name) - (a.count(name) ? a.at(name) : 0);
     return 100.0 * double(d) / tick / wall;
   };
   std::set<std::string> names;
