@@ -8,16 +8,19 @@
 //    registry file through its own SQLite connection, one autocommit
 //    statement each, cycling through: a device's password changed, a
 //    device's enabled flag flipped, a device inserted, a device deleted
-//    (random devices among dev-<S> .. dev-<N-1>). S of those changes, spread
-//    over the run, instead revoke a victim (disabled, or its password
-//    changed, alternately): the time from that commit until the broker
-//    closes the victim's connection is the change's time to take effect,
-//    seen from the broker's side.
+//    (random devices among dev-<S> .. dev-<N-1>). S of those changes, one at
+//    a random place in each S-th of the run (so that they fall at different
+//    points of the plugin's poll interval), instead revoke a victim
+//    (disabled, or its password changed, alternately): the time from that
+//    commit until the broker closes the victim's connection is the change's
+//    time to take effect, seen from the broker's side.
 // 3. Reports the broker's CPU over the idle window and over the churn (all
 //    threads, and per thread name, from /proc/PID/task/*/stat utime+stime),
 //    VmRSS at the end of the idle window, the highest VmRSS sampled every
 //    50 ms during the churn and VmHWM after the churn (reset at its start
-//    through /proc/PID/clear_refs when allowed).
+//    through /proc/PID/clear_refs when allowed), and how often the registry
+//    file itself (not its WAL) was written during the churn, by checkpoints
+//    (its mtime, sampled every 50 ms).
 //
 // Output: lines starting with "# ", then one "RESULT key=value ..." line.
 // Exit status 0 when every victim connected and every change committed (a
@@ -26,6 +29,7 @@
 #include <dirent.h>
 #include <mosquitto.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -203,6 +207,13 @@ long StatusKb(int pid, const char* key) {
   return -1;
 }
 
+// The file's mtime in ns, -1 when it cannot be read.
+int64_t MtimeNs(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return -1;
+  return int64_t(st.st_mtim.tv_sec) * kSec + st.st_mtim.tv_nsec;
+}
+
 // Resets VmHWM to the current RSS (Linux >= 4.0); false if not allowed.
 bool ResetHwm(int pid) {
   std::ofstream out("/proc/" + std::to_string(pid) + "/clear_refs");
@@ -336,17 +347,26 @@ int Run(const Options& o) {
   const bool hwm_reset = ResetHwm(o.broker_pid);
   std::atomic<bool> sampling{true};
   std::atomic<long> rss_max_kb{StatusKb(o.broker_pid, "VmRSS")};
+  std::atomic<int> file_writes{0};
   std::thread sampler([&] {
+    int64_t mtime = MtimeNs(o.db);
     while (sampling.load()) {
       rss_max_kb.store(
           std::max(rss_max_kb.load(), StatusKb(o.broker_pid, "VmRSS")));
+      const int64_t m = MtimeNs(o.db);
+      if (m != mtime) file_writes.fetch_add(1);
+      mtime = m;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
 
   const long changes = long(o.rate * o.duration_s);
-  const long every = changes / o.samples;  // a victim change every `every`
+  const long every = changes / o.samples;  // one victim change per `every`
   std::mt19937_64 rng(1);
+  std::vector<long> victim_at(o.samples);
+  for (int v = 0; v < o.samples; ++v) {
+    victim_at[v] = v * every + long(rng() % uint64_t(every));
+  }
   std::uniform_int_distribution<long> pick(o.samples, o.devices - 1);
   std::set<long> deleted;
   std::vector<int64_t> commit_ns(o.samples, 0);
@@ -363,7 +383,7 @@ int Run(const Options& o) {
     }
     std::string sql;
     int victim = -1;
-    if (c % every == every / 2 && c / every < o.samples) {
+    if (c / every < o.samples && c == victim_at[c / every]) {
       victim = int(c / every);
       const std::string id = Quote(victims[victim]->name());
       sql = victim % 2 == 0
@@ -443,9 +463,10 @@ int Run(const Options& o) {
   auto pct = [&](const std::map<std::string, long long>& a,
                  const std::map<std::string, long long>& b, double wall,
                  const std::string& name) {
-    const long long d = name.empty() ? Total(b) - Total(a)
-                                     : (b.count(name) ? b.at(name) : 0) -
-                                           (a.count(name) ? a.at(name) : 0);
+    if (!name.empty() && !b.count(name)) return -1.0;  // no such thread
+    const long long d = name.empty()
+                            ? Total(b) - Total(a)
+                            : b.at(name) - (a.count(name) ? a.at(name) : 0);
     return 100.0 * double(d) / tick / wall;
   };
   std::set<std::string> names;
@@ -470,7 +491,7 @@ int Run(const Options& o) {
       "never=%d exec_p50_ms=%s exec_max_ms=%s cpu_idle_pct=%s "
       "cpu_churn_pct=%s cpu_worker_idle_pct=%s cpu_worker_churn_pct=%s "
       "cpu_main_churn_pct=%s rss_idle_mb=%s rss_max_mb=%s hwm_mb=%s "
-      "hwm_reset=%d rss_end_mb=%s\n",
+      "hwm_reset=%d rss_end_mb=%s file_writes=%d\n",
       changes, failed, double(changes) / churn_wall, churn_wall, o.samples,
       Num(Percentile(effect_ms, 0.5)).c_str(),
       Num(Percentile(effect_ms, 1.0)).c_str(),
@@ -484,7 +505,7 @@ int Run(const Options& o) {
       Num(pct(churn0, churn1, churn_wall, "mosquitto"), "%.2f").c_str(),
       Num(rss_idle_kb / 1024.0).c_str(),
       Num(rss_max_kb.load() / 1024.0).c_str(), Num(hwm_kb / 1024.0).c_str(),
-      hwm_reset ? 1 : 0, Num(rss_end_kb / 1024.0).c_str());
+      hwm_reset ? 1 : 0, Num(rss_end_kb / 1024.0).c_str(), file_writes.load());
   return failed > 0 ? 3 : 0;
 }
 
