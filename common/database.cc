@@ -237,8 +237,9 @@ Result<Database> Database::Open(const std::string& path, Mode mode,
   return db;
 }
 
-Result<Database> Database::OpenPostgres(const std::string& url) {
-  Result<pg::Connection> conn = pg::Connection::Open(url);
+Result<Database> Database::OpenPostgres(const std::string& url,
+                                        int connect_timeout_s) {
+  Result<pg::Connection> conn = pg::Connection::Open(url, connect_timeout_s);
   if (!conn.ok()) return conn.status();
   Database db(nullptr);
   db.pg_ = std::make_unique<Pg>(Pg{std::move(*conn)});

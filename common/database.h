@@ -93,9 +93,11 @@ class Database {
   // that writes wait for the broker's short transactions instead of failing.
   static Result<Database> Open(const std::string& path, Mode mode,
                                int busy_timeout_ms = 5000);
-  // Connects (blocking) to the PostgreSQL database of libpq URL `url`;
+  // Connects (blocking) to the PostgreSQL database of libpq URL `url`,
+  // giving up after `connect_timeout_s` unless the URL sets connect_timeout;
   // errors name it with its password masked (pg::MaskedUrl).
-  static Result<Database> OpenPostgres(const std::string& url);
+  static Result<Database> OpenPostgres(const std::string& url,
+                                       int connect_timeout_s = 10);
   // OpenPostgres for a postgresql:// URL, else Open(location, mode).
   static Result<Database> OpenLocation(const std::string& location, Mode mode,
                                        int busy_timeout_ms = 5000);

@@ -205,12 +205,15 @@ std::string Rows::command() const { return PQcmdStatus(result_.get()); }
 Connection::Connection(PGconn* conn, std::string url)
     : conn_(conn), url_(std::move(url)), masked_url_(MaskedUrl(url_)) {}
 
-Result<Connection> Connection::Open(const std::string& url) {
+Result<Connection> Connection::Open(const std::string& url,
+                                    int connect_timeout_s) {
   // Later entries win: `url` (expanded from dbname) overrides the defaults
   // before it, client_encoding after it is always UTF8.
+  const std::string timeout = std::to_string(connect_timeout_s);
   const char* const keys[] = {"connect_timeout", "fallback_application_name",
                               "dbname", "client_encoding", nullptr};
-  const char* const values[] = {"10", "homepot", url.c_str(), "UTF8", nullptr};
+  const char* const values[] = {timeout.c_str(), "homepot", url.c_str(), "UTF8",
+                                nullptr};
   PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (conn == nullptr) return UrlError(url, "out of memory");
   if (PQstatus(conn) != CONNECTION_OK) {

@@ -84,8 +84,10 @@ class Connection {
  public:
   // Connects (blocking) to the libpq URL or key=value string `url`, with
   // client_encoding UTF8 and, unless `url` sets one, a connect_timeout of
-  // 10 s. Fails with MaskedUrl(url) and libpq's message.
-  static Result<Connection> Open(const std::string& url);
+  // `connect_timeout_s` (libpq counts less than 2 as 2). Fails with
+  // MaskedUrl(url) and libpq's message.
+  static Result<Connection> Open(const std::string& url,
+                                 int connect_timeout_s = 10);
 
   Connection(Connection&&) = default;
   Connection& operator=(Connection&&) = default;

@@ -8,7 +8,9 @@
 #include <map>
 #include <optional>
 
+#include "database.h"
 #include "notification.h"
+#include "pg.h"
 #include "topic.h"
 #include "utf8.h"
 
@@ -125,6 +127,14 @@ std::string HostName() {
 
 }  // namespace
 
+const std::string& RegistryLocation(const Config& config) {
+  return config.db_url.empty() ? config.db_path : config.db_url;
+}
+
+std::string RegistryName(const Config& config) {
+  return config.db_url.empty() ? config.db_path : pg::MaskedUrl(config.db_url);
+}
+
 bool IsValidNodeId(std::string_view node_id) {
   bool quote = false;
   return NodeIdProblem(node_id, &quote) == nullptr;
@@ -158,7 +168,21 @@ Result<Config> ParseConfig(const OptionList& options, const char* host_name) {
       {"db_path",
        [&](const std::string& n, const std::string& v) {
          if (v.empty()) return OptionError(n, "must not be empty");
+         if (IsPostgresUrl(v)) {
+           return OptionError(n, "'" + pg::MaskedUrl(v) +
+                                     "' is a PostgreSQL URL: give it as "
+                                     "plugin_opt_db_url");
+         }
          c.db_path = v;
+         return Status::Ok();
+       }},
+      {"db_url",
+       [&](const std::string& n, const std::string& v) {
+         if (!IsPostgresUrl(v)) {
+           return OptionError(
+               n, "'" + pg::MaskedUrl(v) + "' is not a postgresql:// URL");
+         }
+         c.db_url = v;
          return Status::Ok();
        }},
       {"stats_topic",
@@ -270,8 +294,11 @@ Result<Config> ParseConfig(const OptionList& options, const char* host_name) {
     Status s = it->second(name, value);
     if (!s.ok()) return s;
   }
-  if (c.db_path.empty()) {
-    return Status::Error("option plugin_opt_db_path is required");
+  if (c.db_path.empty() == c.db_url.empty()) {
+    return Status::Error(
+        std::string(c.db_path.empty() ? "one of" : "only one of") +
+        " plugin_opt_db_path (a SQLite file) and plugin_opt_db_url (a "
+        "postgresql:// URL) is required");
   }
   if (c.node_id.empty()) {
     // The default: the host name.

@@ -15,8 +15,13 @@
 namespace homepot {
 
 struct Config {
-  // Path of the SQLite registry. Required.
+  // Where the registry is: exactly one of these two is set (ParseConfig
+  // refuses none and both). db_path: the SQLite file. db_url: a libpq
+  // postgresql:// (or postgres://) URL of a PostgreSQL database holding
+  // schema/postgresql.sql; its password belongs in a passfile (PGPASSFILE or
+  // passfile=), and the URL is only ever shown masked (RegistryName).
   std::string db_path;
+  std::string db_url;
   // Where the stats JSON is published, retained. Must lie under $SYS/homepot/.
   std::string stats_topic = "$SYS/homepot/stats";
   // Seconds between stats publications and device_stats flushes; 0 = off.
@@ -58,6 +63,13 @@ struct Config {
   // Default (left empty here): the host name, which ParseConfig fills in.
   std::string node_id;
 };
+
+// The registry of `config` as it opens it (Database::OpenLocation): db_url
+// when set, else db_path.
+const std::string& RegistryLocation(const Config& config);
+// The registry of `config` as messages name it: db_path, or db_url with any
+// password masked (pg::MaskedUrl).
+std::string RegistryName(const Config& config);
 
 // Whether `node_id` is a valid node_id: 1-64 bytes of valid UTF-8 without
 // control characters (U+0000-U+001F, U+007F-U+009F), '+', '#' or '/'.

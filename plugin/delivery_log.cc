@@ -136,16 +136,23 @@ Status DeliveryLogWriter::Apply(Database* db,
   // The newest row of the notification that this node wrote (the node that
   // routed the copy, see the header) and that can still take the change; a
   // rejected notification was never delivered.
+  // publisher may be NULL on both sides: SQLite's IS, PostgreSQL's IS NOT
+  // DISTINCT FROM.
+  const std::string same_publisher =
+      db->backend() == Backend::kPostgres
+          ? "publisher IS NOT DISTINCT FROM ?2::text"
+          : "publisher IS ?2";
   Result<Statement> ack = db->Prepare(
       "UPDATE notification_log SET acked_at = ?3, latency_ms = ?4, "
       "status = ?5, outcome = 'acked' WHERE id = (SELECT max(id) FROM "
-      "notification_log WHERE message_id = ?1 AND publisher IS ?2 "
-      "AND node = ?6 AND acked_at IS NULL AND outcome <> 'rejected')");
+      "notification_log WHERE message_id = ?1 AND " +
+      same_publisher +
+      " AND node = ?6 AND acked_at IS NULL AND outcome <> 'rejected')");
   if (!ack.ok()) return ack.status();
   Result<Statement> expire = db->Prepare(
       "UPDATE notification_log SET outcome = 'expired' WHERE id = "
-      "(SELECT max(id) FROM notification_log WHERE message_id = ?1 "
-      "AND publisher IS ?2 AND node = ?3 AND outcome = 'queued')");
+      "(SELECT max(id) FROM notification_log WHERE message_id = ?1 AND " +
+      same_publisher + " AND node = ?3 AND outcome = 'queued')");
   if (!expire.ok()) return expire.status();
   const std::string_view node(node_);
   for (const DeliveryEvent& e : batch) {
@@ -196,7 +203,7 @@ Status DeliveryLogWriter::Apply(Database* db,
 Status DeliveryLogWriter::Write(Database* db, int busy_timeout_ms,
                                 const std::vector<DeliveryEvent>& batch) {
   if (db == nullptr) {
-    return Status::Error("registry file " + path_ + " is not open");
+    return Status::Error(RegistryLabel(path_) + " is not open");
   }
   db->SetBusyTimeout(busy_timeout_ms);
   Status applied = Apply(db, batch);

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "broker.h"
-#include "log_queue.h"
 #include "database.h"
+#include "log_queue.h"
 #include "status.h"
 
 namespace homepot {
@@ -85,7 +85,9 @@ struct DeliveryLogRetention {
 // write and nothing is lost (the events wait for the next attempt, the
 // delay is logged once per distinct error, and so is the recovery); any
 // other write error is handled the same way, so a table that stays unusable
-// ends up dropping new events at the bound while the broker goes on.
+// ends up dropping new events at the bound while the broker goes on. On
+// PostgreSQL the statements are the same; the busy timeout is the session's
+// lock_timeout, and a connection that is down or breaks is such an error.
 //
 // Threads: Submit on the broker thread (try-lock: never blocks); Flush on
 // the registry thread, or on the thread shutting the plugin down after the
@@ -94,9 +96,10 @@ class DeliveryLogWriter {
  public:
   static constexpr size_t kMaxPending = 100000;
 
-  // `path` names the file in messages; `node` is the node of the rows it
-  // writes and updates (Config::node_id); `clock` gives "now" for the age
-  // limit and times flushes.
+  // `path` names the registry in messages (a file's path, or
+  // a postgresql:// URL with its password masked); `node` is the node of the
+  // rows it writes and updates (Config::node_id); `clock` gives "now" for the
+  // age limit and times flushes.
   DeliveryLogWriter(std::string path, std::string node,
                     DeliveryLogRetention retention, Clock* clock, LogQueue* log,
                     size_t max_pending = kMaxPending);

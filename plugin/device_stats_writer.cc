@@ -83,25 +83,30 @@ Status DeviceStatsWriter::Upsert(
   Result<Statement> upsert = db->Prepare(
       // This node's row (?13). Only for devices still registered: a
       // removed device's statistics stay removed. Presence (?10, ?11) is
-      // written only when it changed (?12); otherwise the stored values
-      // stay.
+      // written only when it changed (?12 <> 0); otherwise the stored values
+      // stay. The stored row's columns are named with the table (PostgreSQL
+      // would find a bare name ambiguous beside excluded's).
       "INSERT INTO device_stats (device_id, node, published, delivered, "
       "rejected, last_connect, last_publish, last_delivery, expired, acked, "
       "sessions, subscribed) "
       "SELECT ?1, ?13, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE EXISTS "
       "(SELECT 1 FROM devices WHERE device_id = ?1) "
       "ON CONFLICT (device_id, node) DO UPDATE SET "
-      "published = published + excluded.published, "
-      "delivered = delivered + excluded.delivered, "
-      "rejected = rejected + excluded.rejected, "
-      "expired = expired + excluded.expired, "
-      "acked = acked + excluded.acked, "
-      "last_connect = coalesce(excluded.last_connect, last_connect), "
-      "last_publish = coalesce(excluded.last_publish, last_publish), "
-      "last_delivery = coalesce(excluded.last_delivery, last_delivery), "
-      "sessions = CASE WHEN ?12 THEN excluded.sessions ELSE sessions END, "
-      "subscribed = CASE WHEN ?12 THEN excluded.subscribed "
-      "ELSE subscribed END");
+      "published = device_stats.published + excluded.published, "
+      "delivered = device_stats.delivered + excluded.delivered, "
+      "rejected = device_stats.rejected + excluded.rejected, "
+      "expired = device_stats.expired + excluded.expired, "
+      "acked = device_stats.acked + excluded.acked, "
+      "last_connect = coalesce(excluded.last_connect, "
+      "device_stats.last_connect), "
+      "last_publish = coalesce(excluded.last_publish, "
+      "device_stats.last_publish), "
+      "last_delivery = coalesce(excluded.last_delivery, "
+      "device_stats.last_delivery), "
+      "sessions = CASE WHEN ?12 <> 0 THEN excluded.sessions "
+      "ELSE device_stats.sessions END, "
+      "subscribed = CASE WHEN ?12 <> 0 THEN excluded.subscribed "
+      "ELSE device_stats.subscribed END");
   if (!upsert.ok()) return upsert.status();
   for (const auto& [device_id, c] : batch) {
     upsert->Bind(1, std::string_view(device_id))
@@ -140,7 +145,7 @@ Status DeviceStatsWriter::Write(
     Database* db, int busy_timeout_ms,
     const std::unordered_map<std::string, DeviceCounters>& batch) {
   if (db == nullptr) {
-    return Status::Error("registry file " + path_ + " is not open");
+    return Status::Error(RegistryLabel(path_) + " is not open");
   }
   db->SetBusyTimeout(busy_timeout_ms);
   Status upserted = Upsert(db, reset_pending_, batch);

@@ -9,6 +9,9 @@
 // row, one without leaves them. A busy or locked file delays the write;
 // nothing is lost (the counts are kept for the next attempt, and the delay
 // is logged once). Rows of devices no longer registered are not written.
+// On PostgreSQL the statements are the same; the busy timeout is the
+// session's lock_timeout, and a connection that is down or breaks delays
+// the write as a busy file does.
 //
 // Threads: Submit on the broker thread (try-lock: never blocks); Flush on
 // the registry thread, or on the thread shutting the plugin down after the
@@ -25,8 +28,8 @@
 #include <vector>
 
 #include "broker.h"
-#include "log_queue.h"
 #include "database.h"
+#include "log_queue.h"
 #include "stats.h"
 #include "status.h"
 
@@ -34,8 +37,9 @@ namespace homepot {
 
 class DeviceStatsWriter {
  public:
-  // `path` names the file in messages; `node` is the node of the rows it
-  // writes (Config::node_id).
+  // `path` names the registry in messages (a file's path, or
+  // a postgresql:// URL with its password masked); `node` is the node of the
+  // rows it writes (Config::node_id).
   DeviceStatsWriter(std::string path, std::string node, Clock* clock,
                     LogQueue* log);
   DeviceStatsWriter(const DeviceStatsWriter&) = delete;

@@ -54,7 +54,7 @@ std::unique_ptr<Homepot> Homepot::Create(const Config& config, Broker* broker,
                                          std::move(source), std::move(first)));
   h->broker_->Log(
       LogLevel::kInfo,
-      "registry " + config.db_path +
+      "registry " + RegistryName(config) +
           " loaded: " + std::to_string(h->snapshot_->device_count()) +
           " devices, " + std::to_string(h->snapshot_->rule_count()) +
           " acl rules, generation " +

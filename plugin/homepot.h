@@ -51,7 +51,7 @@ struct Message {
 class Homepot {
  public:
   // The core over `source`, whose first snapshot is `first` (logged as
-  // loaded from config.db_path). `broker` and `clock` outlive it.
+  // loaded from the registry of config). `broker` and `clock` outlive it.
   // `started_ms` (clock->MonotonicMs()) is when the plugin started, before
   // the first load: uptime and the stats schedule count from it.
   static std::unique_ptr<Homepot> Create(const Config& config, Broker* broker,

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "pg.h"
+
 namespace homepot {
 namespace {
 
@@ -12,11 +14,36 @@ long long MtimeNs(const struct stat& st) {
   return st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
 }
 
+// `text` on one line: line breaks and the tabs after them become a space.
+std::string OneLine(std::string text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\n' && text[i] != '\r') {
+      out += text[i];
+      continue;
+    }
+    while (i + 1 < text.size() &&
+           (text[i + 1] == '\t' || text[i + 1] == '\n' || text[i + 1] == ' ')) {
+      ++i;
+    }
+    if (i + 1 < text.size()) out += ' ';
+  }
+  return out;
+}
+
 }  // namespace
 
-RegistryReloader::RegistryReloader(std::string path, Clock* clock,
+std::string RegistryLabel(const std::string& location) {
+  return IsPostgresUrl(location)
+             ? "registry database " + pg::MaskedUrl(location)
+             : "registry file " + location;
+}
+
+RegistryReloader::RegistryReloader(std::string location, Clock* clock,
                                    LogQueue* log, std::atomic<bool>* has_update)
-    : path_(std::move(path)),
+    : path_(std::move(location)),
+      postgres_(IsPostgresUrl(path_)),
+      name_(postgres_ ? pg::MaskedUrl(path_) : path_),
       clock_(clock),
       log_(log),
       has_update_(has_update) {}
@@ -25,6 +52,7 @@ RegistryReloader::~RegistryReloader() { Close(); }
 
 Status RegistryReloader::Open() {
   Close();
+  if (postgres_) return OpenPostgres();
   struct stat st;
   if (stat(path_.c_str(), &st) != 0) {
     return Status::Error("registry file " + path_ + " does not exist");
@@ -61,8 +89,10 @@ Result<std::shared_ptr<const Snapshot>> RegistryReloader::LoadFirst() {
   auto loaded = LoadSnapshot(&*db_, &warnings);
   if (!loaded.ok()) {
     Close();
-    return Status::Error("registry file " + path_ + ": " +
-                         loaded.status().message());
+    return Status::Error(postgres_
+                             ? PostgresError("", loaded.status().message())
+                             : "registry file " + path_ + ": " +
+                                   loaded.status().message());
   }
   for (auto& w : warnings) log_->Push("registry: " + w);
   current_ = *loaded;
@@ -91,6 +121,10 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
       dead.swap(graveyard_);
     }
   }  // freed here, on this thread
+  if (postgres_) {
+    PollPostgres(forced);
+    return;
+  }
   // A file replaced (restored backup, mv) or removed shows up as a new inode:
   // read it in full.
   struct stat st;
@@ -138,12 +172,25 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
     Close();  // reopen next time: the file may have been rewritten in place
     return;
   }
+  Advance(forced, *generation);
+}
+
+void RegistryReloader::LoadFailed(const std::string& message) {
+  if (postgres_) {
+    Disconnected(PostgresError("", message));
+    return;
+  }
+  Fail("registry file " + path_ + ": " + message);
+  Close();
+}
+
+void RegistryReloader::Advance(bool forced, int64_t generation) {
   bool recovered = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     recovered = !last_error_.empty();
   }
-  if (!forced && !recovered && *generation == current_->generation()) return;
+  if (!forced && !recovered && generation == current_->generation()) return;
 
   const int64_t start_us = clock_->MonotonicUs();
   std::vector<std::string> warnings;
@@ -154,11 +201,9 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
   // changed; a full load only at start, after the file was replaced, after a
   // failure, on request, or when the feed has a gap or went back.
   if (!forced && !recovered) {
-    Result<ChangedSnapshot> moved =
-        LoadChanges(&*db_, *current_, &warnings);
+    Result<ChangedSnapshot> moved = LoadChanges(&*db_, *current_, &warnings);
     if (!moved.ok()) {
-      Fail("registry file " + path_ + ": " + moved.status().message());
-      Close();
+      LoadFailed(moved.status().message());
       return;
     }
     next = std::move(moved->snapshot);
@@ -169,8 +214,7 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
     warnings.clear();
     auto loaded = LoadSnapshot(&*db_, &warnings);
     if (!loaded.ok()) {
-      Fail("registry file " + path_ + ": " + loaded.status().message());
-      Close();
+      LoadFailed(loaded.status().message());
       return;
     }
     next = std::move(*loaded);
@@ -181,7 +225,7 @@ void RegistryReloader::ReloadIfChanged(bool forced) {
 
   std::lock_guard<std::mutex> lock(mu_);
   if (!last_error_.empty())
-    log_->Push("registry: " + path_ + " readable again");
+    log_->Push("registry: " + name_ + " readable again");
   last_error_.clear();
   for (auto& w : warnings) log_->Push("registry: " + w);
   if (have_update_) {
@@ -214,6 +258,95 @@ bool RegistryReloader::LastError(std::string* out) {
   if (!lock.owns_lock()) return false;
   *out = last_error_;
   return true;
+}
+
+// ------------------------------------------------------------ PostgreSQL
+
+std::string RegistryReloader::PostgresError(const std::string& what,
+                                            const std::string& message) const {
+  // Connection errors begin with the masked URL: name it once, up front.
+  std::string text = message;
+  const std::string prefix = name_ + ": ";
+  for (size_t pos = text.find(prefix); pos != std::string::npos;
+       pos = text.find(prefix, pos)) {
+    text.erase(pos, prefix.size());
+  }
+  return OneLine(RegistryLabel(name_) + ": " +
+                 (what.empty() ? "" : what + ": ") + text);
+}
+
+Status RegistryReloader::OpenPostgres() {
+  Result<Database> db = Database::OpenPostgres(path_, kConnectTimeoutS);
+  if (!db.ok()) {
+    return Status::Error(
+        PostgresError("cannot connect", db.status().message()));
+  }
+  db_.emplace(std::move(*db));
+  db_->SetBusyTimeout(kBusyTimeoutMs);
+  // Listening before the load: no change after it goes unnoticed.
+  Status s = db_->pg()->Listen(kChannel);
+  if (s.ok()) s = CheckSchema(&*db_);
+  if (!s.ok()) {
+    Close();
+    return Status::Error(PostgresError("", s.message()));
+  }
+  return Status::Ok();
+}
+
+void RegistryReloader::Disconnected(const std::string& line) {
+  Close();
+  retry_at_ms_ = clock_->MonotonicMs() + retry_delay_ms_;
+  retry_delay_ms_ = std::min(retry_delay_ms_ * 2, kMaxRetryMs);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (last_error_.empty()) {
+    log_->Push("registry: " + line + "; keeping generation " +
+               std::to_string(current_->generation()) + " and reconnecting");
+  }
+  last_error_ = line;
+}
+
+void RegistryReloader::PollPostgres(bool forced) {
+  if (!db_) {
+    if (clock_->MonotonicMs() < retry_at_ms_) return;
+    Status s = Open();
+    if (!s.ok()) {
+      Disconnected(s.message());
+      return;
+    }
+    retry_delay_ms_ = kFirstRetryMs;
+    forced = true;  // whatever happened meanwhile: a full load
+  } else if (Result<std::vector<pg::Notification>> got =
+                 db_->pg()->TakeNotifications();
+             !got.ok()) {
+    // The server ended the session (restart, shutdown, terminated): try
+    // again at once, then with the delays.
+    retry_delay_ms_ = 0;
+    Disconnected(PostgresError("", got.status().message()));
+    retry_delay_ms_ = kFirstRetryMs;
+    return;
+  }
+  Result<int64_t> generation = ReadGeneration(&*db_);
+  if (!generation.ok()) {
+    Disconnected(PostgresError("", generation.status().message()));
+    return;
+  }
+  Advance(forced, *generation);
+}
+
+int RegistryReloader::socket() {
+  if (!db_ || !postgres_) return -1;
+  return db_->pg()->socket();
+}
+
+bool RegistryReloader::NotificationsWaiting() {
+  if (!db_ || !postgres_) return false;
+  Result<std::vector<pg::Notification>> got = db_->pg()->TakeNotifications();
+  return !got.ok() || !got->empty();
+}
+
+int64_t RegistryReloader::RetryInMs() const {
+  if (db_ || !postgres_) return -1;
+  return std::max<int64_t>(0, retry_at_ms_ - clock_->MonotonicMs());
 }
 
 }  // namespace homepot

@@ -1,26 +1,50 @@
 #include "registry_worker.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+
+#include "pg.h"
 
 namespace homepot {
+namespace {
 
-RegistryWorker::RegistryWorker(std::string path, std::string node,
+// How the writers name the registry: its location, a URL masked.
+std::string MaskedLocation(const std::string& location) {
+  return IsPostgresUrl(location) ? pg::MaskedUrl(location) : location;
+}
+
+}  // namespace
+
+RegistryWorker::RegistryWorker(std::string location, std::string node,
                                int interval_ms, DeliveryLogRetention retention,
                                Clock* clock)
     : interval_ms_(interval_ms),
       log_(log_flag()),
-      reloader_(path, clock, &log_, update_flag()),
-      stats_(path, node, clock, &log_),
-      log_writer_(path, node, retention, clock, &log_) {}
+      reloader_(location, clock, &log_, update_flag()),
+      stats_(MaskedLocation(location), node, clock, &log_),
+      log_writer_(MaskedLocation(location), node, retention, clock, &log_) {
+  if (reloader_.postgres()) wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
 
-RegistryWorker::~RegistryWorker() { Shutdown(); }
+RegistryWorker::~RegistryWorker() {
+  Shutdown();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
 
 Result<std::shared_ptr<const Snapshot>> RegistryWorker::Start() {
+  if (reloader_.postgres() && wake_fd_ < 0) {
+    return Status::Error(std::string("cannot create an eventfd: ") +
+                         std::strerror(errno));
+  }
   auto first = reloader_.LoadFirst();
   if (!first.ok()) return first;
   // Nobody is connected yet. A busy or read-only file is logged once and
@@ -35,7 +59,7 @@ void RegistryWorker::Shutdown() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  Wake();
   if (thread_.joinable()) thread_.join();
   reloader_.OpenIfClosed();
   stats_.Flush(reloader_.db(), 5000);
@@ -43,12 +67,21 @@ void RegistryWorker::Shutdown() {
   reloader_.Close();
 }
 
+void RegistryWorker::Wake() {
+  cv_.notify_all();
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    // Never blocks (EFD_NONBLOCK); a full counter is still a wake-up.
+    (void)!write(wake_fd_, &one, sizeof(one));
+  }
+}
+
 void RegistryWorker::RequestReload() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     reload_requested_ = true;
   }
-  cv_.notify_all();
+  Wake();
 }
 
 bool RegistryWorker::SubmitStats(std::vector<DeviceStatsDelta>* batch) {
@@ -56,7 +89,7 @@ bool RegistryWorker::SubmitStats(std::vector<DeviceStatsDelta>* batch) {
   if (!lock.owns_lock() || !stats_.Submit(batch)) return false;
   stats_submitted_ = true;
   lock.unlock();
-  cv_.notify_all();
+  Wake();
   return true;
 }
 
@@ -65,8 +98,29 @@ bool RegistryWorker::SubmitLog(std::vector<DeliveryEvent>* batch) {
   if (!lock.owns_lock() || !log_writer_.Submit(batch)) return false;
   log_submitted_ = true;
   lock.unlock();
-  cv_.notify_all();
+  Wake();
   return true;
+}
+
+void RegistryWorker::WaitOnPostgres(std::unique_lock<std::mutex>* lock) {
+  if (HasWork()) return;
+  lock->unlock();
+  // Notifications libpq read during the last pass's statements are in its
+  // buffer, not on the socket.
+  if (!reloader_.NotificationsWaiting()) {
+    int timeout_ms = interval_ms_;
+    const int64_t retry_ms = reloader_.RetryInMs();
+    if (retry_ms >= 0) {
+      timeout_ms = static_cast<int>(std::min<int64_t>(timeout_ms, retry_ms));
+    }
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {reloader_.socket(), POLLIN, 0}};
+    const nfds_t count = fds[1].fd >= 0 ? 2 : 1;
+    if (poll(fds, count, timeout_ms) > 0 && (fds[0].revents & POLLIN) != 0) {
+      uint64_t wakes = 0;
+      (void)!read(wake_fd_, &wakes, sizeof(wakes));
+    }
+  }
+  lock->lock();
 }
 
 void RegistryWorker::PollUntilStopped() {
@@ -77,9 +131,12 @@ void RegistryWorker::PollUntilStopped() {
   pthread_setname_np(pthread_self(), "homepot-reg");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] {
-      return stop_ || reload_requested_ || stats_submitted_ || log_submitted_;
-    });
+    if (reloader_.postgres()) {
+      WaitOnPostgres(&lock);
+    } else {
+      cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_),
+                   [this] { return HasWork(); });
+    }
     if (stop_) break;
     bool forced = reload_requested_;
     reload_requested_ = false;

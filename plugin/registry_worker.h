@@ -1,13 +1,21 @@
-// The real RegistrySource: one background thread over the registry file
-// that runs a RegistryReloader (polls every reload_interval_ms, or at once
-// after RequestReload), a DeviceStatsWriter and a DeliveryLogWriter (write
+// The real RegistrySource: one background thread over the registry (a
+// SQLite file or a PostgreSQL database, see RegistryReloader) that runs a
+// RegistryReloader (polls every reload_interval_ms, or at once after
+// RequestReload), a DeviceStatsWriter and a DeliveryLogWriter (write
 // submitted device stats and delivery events on its next pass). The broker
 // thread never waits for it: every RegistrySource method it calls only tries
-// the lock.
+// the lock (and, on PostgreSQL, writes to an eventfd).
 //
-// One thread, not three: the jobs share the one SQLite connection to the
-// file. All are slow, rare and low-priority; the thread runs at nice 10 and
-// is named "homepot-reg".
+// One thread, not three: the jobs share the one connection. All are slow,
+// rare and low-priority; the thread runs at nice 10 and is named
+// "homepot-reg".
+//
+// On PostgreSQL the thread sleeps in poll() on the connection's socket (a
+// change notification wakes it) and on an eventfd that RequestReload,
+// SubmitStats, SubmitLog and Shutdown write, for reload_interval_ms at most
+// (the generation is read then too), or until the next reconnect attempt
+// while the database is away. Meanwhile the last good snapshot stays in
+// force, and submitted stats and events wait (as they do for a busy file).
 #ifndef HOMEPOT_PLUGIN_REGISTRY_WORKER_H_
 #define HOMEPOT_PLUGIN_REGISTRY_WORKER_H_
 
@@ -32,21 +40,22 @@ namespace homepot {
 
 class RegistryWorker : public RegistrySource {
  public:
-  // `node` tags this broker's rows of device_stats and notification_log
-  // (Config::node_id); `retention` bounds the delivery log; `clock` times
-  // loads and flushes and dates the log's age limit (read on the worker
-  // thread).
-  RegistryWorker(std::string path, std::string node, int interval_ms,
+  // `location` is the registry file's path or a postgresql:// URL
+  // (Config's RegistryLocation). `node` tags this broker's rows of
+  // device_stats and notification_log (Config::node_id); `retention` bounds
+  // the delivery log; `clock` times loads and flushes and dates the log's
+  // age limit (read on the worker thread).
+  RegistryWorker(std::string location, std::string node, int interval_ms,
                  DeliveryLogRetention retention,
                  Clock* clock = SystemClock::Instance());
   ~RegistryWorker() override;  // Shutdown()
   RegistryWorker(const RegistryWorker&) = delete;
   RegistryWorker& operator=(const RegistryWorker&) = delete;
 
-  // Opens the file, checks the schema and loads the first snapshot on the
-  // calling thread, sets the presence of this node's device_stats rows to 0
-  // (DeviceStatsWriter::ResetPresence), then starts the thread. Errors name
-  // the file.
+  // Opens the registry, checks the schema and loads the first snapshot on
+  // the calling thread, sets the presence of this node's device_stats rows
+  // to 0 (DeviceStatsWriter::ResetPresence), then starts the thread. Errors
+  // are one line naming the registry (a URL with its password masked).
   Result<std::shared_ptr<const Snapshot>> Start();
 
   bool TakeUpdate(RegistryUpdate* out,
@@ -77,6 +86,15 @@ class RegistryWorker : public RegistrySource {
   // requested) and flushes submitted device stats and delivery events, until
   // Shutdown.
   void PollUntilStopped();
+  // Whether the thread has something to do (mu_ held).
+  bool HasWork() const {
+    return stop_ || reload_requested_ || stats_submitted_ || log_submitted_;
+  }
+  // PostgreSQL: waits (mu_ held on entry and return, released meanwhile)
+  // for work, a notification, the interval or the next reconnect attempt.
+  void WaitOnPostgres(std::unique_lock<std::mutex>* lock);
+  // Wakes the thread (after a wake-up reason was set).
+  void Wake();
 
   const int interval_ms_;
   LogQueue log_;
@@ -90,6 +108,7 @@ class RegistryWorker : public RegistrySource {
   bool reload_requested_ = false;
   bool stats_submitted_ = false;
   bool log_submitted_ = false;
+  int wake_fd_ = -1;  // PostgreSQL: the eventfd Wake writes
   std::thread thread_;
 };
 

@@ -8,7 +8,7 @@ Result<std::unique_ptr<Homepot>> StartHomepot(const Config& config,
                                               Broker* broker, Clock* clock) {
   const int64_t started_ms = clock->MonotonicMs();  // before the first load
   auto worker = std::make_unique<RegistryWorker>(
-      config.db_path, config.node_id, config.reload_interval_ms,
+      RegistryLocation(config), config.node_id, config.reload_interval_ms,
       DeliveryLogRetention{config.log_retention_rows,
                            config.log_retention_days},
       clock);

@@ -1,6 +1,7 @@
-// Builds the core as the plugin runs it: a RegistryWorker over
-// config.db_path (its first snapshot loaded on the calling thread) as the
-// Homepot's registry source. plugin.cc calls this at plugin init.
+// Builds the core as the plugin runs it: a RegistryWorker over the registry
+// of config.db_path or config.db_url (its first snapshot loaded on the
+// calling thread) as the Homepot's registry source. plugin.cc calls this at
+// plugin init.
 #ifndef HOMEPOT_PLUGIN_STARTUP_H_
 #define HOMEPOT_PLUGIN_STARTUP_H_
 
@@ -13,8 +14,9 @@
 
 namespace homepot {
 
-// Errors name the registry file. `broker` and `clock` outlive the result;
-// `clock` is read by the broker thread and by the registry thread.
+// Errors are one line naming the registry (RegistryName: a URL masked).
+// `broker` and `clock` outlive the result; `clock` is read by the broker thread
+// and by the registry thread.
 Result<std::unique_ptr<Homepot>> StartHomepot(const Config& config,
                                               Broker* broker, Clock* clock);
 

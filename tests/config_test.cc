@@ -316,9 +316,55 @@ TEST(ConfigTest, UnknownOptionIsAnError) {
 }
 
 TEST(ConfigTest, MissingDbPathIsAnError) {
-  EXPECT_EQ(ErrorOf({}), "option plugin_opt_db_path is required");
-  EXPECT_EQ(ErrorOf({{"stats_interval", "5"}}),
-            "option plugin_opt_db_path is required");
+  const std::string required =
+      "one of plugin_opt_db_path (a SQLite file) and plugin_opt_db_url (a "
+      "postgresql:// URL) is required";
+  EXPECT_EQ(ErrorOf({}), required);
+  EXPECT_EQ(ErrorOf({{"stats_interval", "5"}}), required);
+}
+
+TEST(ConfigTest, DbUrlNamesAPostgresRegistry) {
+  const std::string url =
+      "postgresql://homepot@db.example:5432/registry?passfile=/etc/pgpass";
+  Result<Config> r = ParseConfig({{"db_url", url}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->db_url, url);
+  EXPECT_EQ(r->db_path, "");
+  EXPECT_EQ(RegistryLocation(*r), url);
+  EXPECT_EQ(RegistryName(*r), url);
+  Result<Config> short_scheme =
+      ParseConfig({{"db_url", "postgres://h/registry"}});
+  ASSERT_TRUE(short_scheme.ok()) << short_scheme.status().message();
+
+  Result<Config> file = ParseConfig({{"db_path", "/data/registry.db"}});
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(RegistryLocation(*file), "/data/registry.db");
+  EXPECT_EQ(RegistryName(*file), "/data/registry.db");
+}
+
+// A password in the URL works but is never shown: not by RegistryName, not
+// in an error.
+TEST(ConfigTest, DbUrlPasswordIsNeverShown) {
+  const std::string url = "postgresql://homepot:s3cret@db/registry";
+  Result<Config> r = ParseConfig({{"db_url", url}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(RegistryLocation(*r), url);
+  EXPECT_EQ(RegistryName(*r), "postgresql://homepot:***@db/registry");
+
+  EXPECT_EQ(ErrorOf({{"db_url", "host=db password=s3cret"}}),
+            "option plugin_opt_db_url: 'host=db password=***' is not a "
+            "postgresql:// URL");
+  EXPECT_EQ(ErrorOf({{"db_path", url}}),
+            "option plugin_opt_db_path: 'postgresql://homepot:***@db/registry' "
+            "is a PostgreSQL URL: give it as plugin_opt_db_url");
+}
+
+TEST(ConfigTest, DbPathAndDbUrlAreExclusive) {
+  EXPECT_EQ(ErrorOf({{"db_path", "/a.db"}, {"db_url", "postgresql://h/r"}}),
+            "only one of plugin_opt_db_path (a SQLite file) and "
+            "plugin_opt_db_url (a postgresql:// URL) is required");
+  EXPECT_EQ(ErrorOf({{"db_url", ""}}),
+            "option plugin_opt_db_url: '' is not a postgresql:// URL");
 }
 
 TEST(ConfigTest, FirstBadOptionIsReported) {

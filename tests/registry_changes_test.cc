@@ -19,35 +19,6 @@ namespace {
 
 using test::EncodedHash;
 
-// Every field a lookup can see, for comparing snapshots.
-std::string Describe(const Device& d) {
-  std::string out = d.id + "|" + d.type + "|" + d.token + "|" +
-                    std::to_string(d.max_payload) + "|" +
-                    (d.enabled ? "on" : "off") + "|" +
-                    (d.has_password ? "pw" : "nopw") + "|" +
-                    std::to_string(d.password.hash[0]) + "|";
-  for (const AclRule& r : d.rules) {
-    out += r.filter + ":" + std::to_string(r.access) + ",";
-  }
-  return out;
-}
-
-std::vector<std::string> DescribeAll(const Snapshot& s) {
-  std::vector<std::string> out;
-  s.ForEachDevice([&](const Device& d) { out.push_back(Describe(d)); });
-  std::sort(out.begin(), out.end());
-  std::string global;
-  for (const AclRule& r : s.global_rules()) {
-    global += r.filter + ":" + std::to_string(r.access) + ",";
-  }
-  out.push_back("global " + global);
-  out.push_back("generation " + std::to_string(s.generation()));
-  out.push_back("rules " + std::to_string(s.rule_count()));
-  out.push_back("min " + std::to_string(s.min_type_max_payload()));
-  out.push_back("unknown " + std::to_string(s.unknown_type_max_payload()));
-  return out;
-}
-
 class RegistryChangesTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -88,7 +59,8 @@ class RegistryChangesTest : public ::testing::Test {
     EXPECT_NE(moved.snapshot, nullptr);
     auto full = Full();
     if (moved.snapshot != nullptr && full != nullptr) {
-      EXPECT_EQ(DescribeAll(*moved.snapshot), DescribeAll(*full));
+      EXPECT_EQ(test::DescribeSnapshot(*moved.snapshot),
+                test::DescribeSnapshot(*full));
     }
     return moved;
   }

@@ -202,9 +202,10 @@ testing::AssertionResult PostgresCluster::Initdb() {
   return testing::AssertionSuccess();
 }
 
-testing::AssertionResult PostgresCluster::StartServer(bool* port_clash) {
+testing::AssertionResult PostgresCluster::StartServer(bool new_port,
+                                                      bool* port_clash) {
   *port_clash = false;
-  port_ = FreeLoopbackPort();
+  if (new_port) port_ = FreeLoopbackPort();
   if (port_ == 0) return testing::AssertionFailure() << "no free port";
   const std::string log = dir_.Path("postgres.log");
   const size_t log_start = ReadFile(log).size();
@@ -264,7 +265,7 @@ testing::AssertionResult PostgresCluster::Start() {
   if (!done) return done;
   bool port_clash = true;
   for (int attempt = 0; attempt < 3 && port_clash; ++attempt) {
-    done = StartServer(&port_clash);
+    done = StartServer(/*new_port=*/true, &port_clash);
   }
   if (!done) return done;
   done = CreateRole();
@@ -316,6 +317,13 @@ std::string PostgresCluster::SuperuserConninfo(
 std::string PostgresCluster::Log() const {
   return ReadFile(dir_.Path("initdb.log")) +
          ReadFile(dir_.Path("postgres.log"));
+}
+
+testing::AssertionResult PostgresCluster::Restart() {
+  if (pid_ > 0) return testing::AssertionFailure() << "postgres is running";
+  if (port_ == 0) return testing::AssertionFailure() << "never started";
+  bool port_clash = false;
+  return StartServer(/*new_port=*/false, &port_clash);
 }
 
 bool PostgresCluster::Stop() {

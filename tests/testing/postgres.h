@@ -67,17 +67,23 @@ class PostgresCluster {
   // What initdb and postgres wrote.
   std::string Log() const;
 
-  // Stops the server; true when it shut down cleanly (or was not running).
+  // Stops the server (fast shutdown: sessions are ended); true when it shut
+  // down cleanly (or was not running). Its data stays.
   bool Stop();
+  // Starts the stopped server again on the same port with the same data,
+  // so that Url() still names it; ready to use when it succeeds (30 s at
+  // most). Fails when it is running or the port has been taken meanwhile.
+  testing::AssertionResult Restart();
 
  private:
   // Forks and execs `argv` with a minimal environment, as the unprivileged
   // user when running as root; its output goes to `log`. -1 on failure.
   pid_t Spawn(const std::vector<std::string>& argv, const std::string& log);
   testing::AssertionResult Initdb();
-  // Starts postgres on a fresh port and waits until it accepts connections;
-  // `port_clash` is set when it exited because the port was taken.
-  testing::AssertionResult StartServer(bool* port_clash);
+  // Starts postgres on port_ (on a fresh one first when `new_port`) and
+  // waits until it accepts connections; `port_clash` is set when it exited
+  // because the port was taken.
+  testing::AssertionResult StartServer(bool new_port, bool* port_clash);
   testing::AssertionResult CreateRole();
 
   TempDir dir_{"homepot-pg"};

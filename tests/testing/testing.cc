@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "credentials.h"
+#include "registry.h"
 
 namespace homepot {
 namespace test {
@@ -159,6 +161,39 @@ TempDir::~TempDir() {
   }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+
+// Every field a lookup can see of `d`.
+std::string Describe(const Device& d) {
+  std::string out = d.id + "|" + d.type + "|" + d.token + "|" +
+                    std::to_string(d.max_payload) + "|" +
+                    (d.enabled ? "on" : "off") + "|" +
+                    (d.has_password ? "pw" : "nopw") + "|" +
+                    std::to_string(d.password.hash[0]) + "|";
+  for (const AclRule& r : d.rules) {
+    out += r.filter + ":" + std::to_string(r.access) + ",";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> DescribeSnapshot(const Snapshot& s) {
+  std::vector<std::string> out;
+  s.ForEachDevice([&](const Device& d) { out.push_back(Describe(d)); });
+  std::sort(out.begin(), out.end());
+  std::string global;
+  for (const AclRule& r : s.global_rules()) {
+    global += r.filter + ":" + std::to_string(r.access) + ",";
+  }
+  out.push_back("global " + global);
+  out.push_back("generation " + std::to_string(s.generation()));
+  out.push_back("rules " + std::to_string(s.rule_count()));
+  out.push_back("min " + std::to_string(s.min_type_max_payload()));
+  out.push_back("unknown " + std::to_string(s.unknown_type_max_payload()));
+  return out;
 }
 
 }  // namespace test

@@ -15,6 +15,9 @@
 #include <vector>
 
 namespace homepot {
+
+class Snapshot;
+
 namespace test {
 
 // A notification that passes the plugin's validation, as small as it gets.
@@ -62,6 +65,11 @@ testing::AssertionResult CreateRegistryFile(const std::string& path,
 testing::AssertionResult CreateOldRegistryFile(int version,
                                                const std::string& path,
                                                const std::string& sql = "");
+
+// Every field a lookup can see of each device of `s` (sorted), its global
+// rules and its figures: equal for snapshots that answer every lookup
+// alike.
+std::vector<std::string> DescribeSnapshot(const Snapshot& s);
 
 // An encoded PBKDF2 hash of `password` (cheap: 10 iterations by default;
 // the tests are not about hashing).

@@ -1,0 +1,304 @@
+// The real mosquitto with the plugin's registry on PostgreSQL
+// (plugin_opt_db_url): logins from it, changes in force as their
+// notification arrives, and a database that goes away and comes back while
+// the broker keeps serving.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "harness.h"
+#include "pg.h"
+#include "postgres.h"
+
+namespace homepot {
+namespace integration {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kSensorToken = "devices/sensor-001/notifications";
+
+int64_t MsSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
+                                                               start)
+      .count();
+}
+
+// The broker of BrokerTest, its registry in a throwaway PostgreSQL cluster
+// (the fixture's SQLite file stays unused).
+class PostgresBrokerTest : public BrokerTest {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.Start());
+    ASSERT_TRUE(cluster_.CreateRegistry("registry"));
+    ASSERT_TRUE(Reconnect());
+    for (const auto& [id, type, password] :
+         {std::tuple{"homepot", "backend", "backend-pass"},
+          std::tuple{"sensor-001", "iot_sensor", "sensor-pass"},
+          std::tuple{"monitor", "unknown", "monitor-pass"}}) {
+      ASSERT_TRUE(
+          Sql("INSERT INTO devices (device_id, device_type, "
+              "password_hash) VALUES ($1, $2, $3)",
+              {id, type, test::EncodedHash(password)}));
+    }
+    ASSERT_TRUE(
+        Sql("INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+            "('homepot', 'devices/+/notifications', 'write'), "
+            "('monitor', $1, 'read')",
+            {kStatsTopic}));
+  }
+  // The broker goes first: its last flush finds the database still there.
+  void TearDown() override { broker_.Stop(); }
+
+  // A new connection for the test's own SQL (after a restart, too).
+  testing::AssertionResult Reconnect() {
+    conn_.reset();
+    Result<pg::Connection> conn =
+        pg::Connection::Open(cluster_.Url("registry"));
+    if (!conn.ok()) {
+      return testing::AssertionFailure() << conn.status().message();
+    }
+    conn_.emplace(std::move(*conn));
+    return testing::AssertionSuccess();
+  }
+
+  testing::AssertionResult Sql(const std::string& sql,
+                               const pg::Params& params = {}) {
+    Result<pg::Rows> rows = conn_->Run(sql, params);
+    if (!rows.ok()) {
+      return testing::AssertionFailure() << rows.status().message();
+    }
+    return testing::AssertionSuccess();
+  }
+
+  // The single integer `sql` yields, or -1.
+  int64_t Int(const std::string& sql) {
+    Result<pg::Rows> rows = conn_->Run(sql);
+    if (!rows.ok() || rows->rows() != 1 || rows->IsNull(0, 0)) return -1;
+    return rows->Int(0, 0);
+  }
+
+  // Starts the broker on the cluster's registry (`url`: Url() by default).
+  testing::AssertionResult StartOnPostgres(std::vector<std::string> options,
+                                           std::string url = "") {
+    BrokerConfig config;
+    config.plugin_options = {
+        "db_url " + (url.empty() ? cluster_.Url("registry") : url),
+        "node_id pg-node"};
+    config.plugin_options.insert(config.plugin_options.end(), options.begin(),
+                                 options.end());
+    return broker_.Start(config);
+  }
+
+  std::unique_ptr<Client> Monitor() {
+    auto c = ConnectAs("monitor", "monitor-pass");
+    if (c && c->Subscribe(kStatsTopic, 0) != 0) {
+      ADD_FAILURE() << "monitor cannot subscribe to the stats topic";
+      return nullptr;
+    }
+    return c;
+  }
+
+  test::PostgresCluster cluster_;
+  std::optional<pg::Connection> conn_;
+};
+
+TEST_F(PostgresBrokerTest, ADeviceLogsInFromThePostgresRegistry) {
+  ASSERT_TRUE(StartOnPostgres({}));
+  EXPECT_EQ(
+      CountOccurrences(broker_.Log(), "registry " + cluster_.Url("registry") +
+                                          " loaded: 3 devices, 2 acl rules"),
+      1)
+      << Tail(broker_.Log());
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  auto backend = ConnectAs("homepot", "backend-pass");
+  ASSERT_TRUE(sensor && backend);
+  ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+  ASSERT_EQ(backend->Publish(kSensorToken, kNotification, 1), 0);
+  EXPECT_TRUE(sensor->WaitForMessage().has_value());
+  Client wrong(broker_.port());
+  EXPECT_EQ(wrong.Connect("sensor-001", "nope"), kReasonNotAuthorized);
+  Client stranger(broker_.port());
+  EXPECT_EQ(stranger.Connect("stranger", "sensor-pass"), kReasonNotAuthorized);
+}
+
+TEST_F(PostgresBrokerTest, InitFailsWithOneLineWhenTheDatabaseIsAway) {
+  const std::string url = cluster_.UrlWithPassword("registry");
+  ASSERT_TRUE(cluster_.Stop());
+  BrokerConfig config;
+  config.plugin_options = {"db_url " + url};
+  int status = 0;
+  ASSERT_TRUE(broker_.StartExpectingExit(config, &status));
+  const std::string log = broker_.Log();
+  const std::vector<std::string> lines =
+      LinesContaining(log, "homepot: registry database " + pg::MaskedUrl(url) +
+                               ": cannot connect: ");
+  EXPECT_EQ(lines.size(), 1u) << log;
+  EXPECT_EQ(log.find(cluster_.password()), std::string::npos) << log;
+}
+
+// Only the notification can bring the change in: the interval is an hour.
+// (No lockout: the probes' refused logins must not lock the device out.)
+TEST_F(PostgresBrokerTest, DisablingADeviceDisconnectsItWithinOneSecond) {
+  ASSERT_TRUE(
+      StartOnPostgres({"reload_interval_ms 3600000", "auth_max_failures 0"}));
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto sensor = ConnectAs("sensor-001", "sensor-pass");
+    ASSERT_TRUE(sensor);
+    const Clock::time_point start = Clock::now();
+    ASSERT_TRUE(
+        Sql("UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'"));
+    EXPECT_TRUE(sensor->WaitForDisconnect(1000)) << Tail(broker_.Log());
+    const int64_t took_ms = MsSince(start);
+    std::cout << "disable -> disconnect: " << took_ms << " ms\n";
+    EXPECT_LT(took_ms, 1000);
+    Client again(broker_.port());
+    EXPECT_EQ(again.Connect("sensor-001", "sensor-pass"), kReasonNotAuthorized);
+    // Enabled again: the next login works once the change is in.
+    ASSERT_TRUE(
+        Sql("UPDATE devices SET enabled = 1 WHERE device_id = 'sensor-001'"));
+    EXPECT_TRUE(Eventually(
+        [&] {
+          Client probe(broker_.port());
+          return probe.Connect("sensor-001", "sensor-pass") == 0;
+        },
+        1000, 20));
+  }
+}
+
+// PostgreSQL away for about 10 s: the broker keeps serving from its last
+// snapshot, says so once in the log and in the stats, reconnects once it
+// is back (a change made then is in force within a second), and the
+// device stats of the whole time reach the database exactly once.
+TEST_F(PostgresBrokerTest, TheDatabaseAwayKeepsServingAndItsReturnIsInForce) {
+  ASSERT_TRUE(StartOnPostgres({"stats_interval 1"}));
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  auto backend = ConnectAs("homepot", "backend-pass");
+  auto monitor = Monitor();
+  ASSERT_TRUE(sensor && backend && monitor);
+  ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+  int delivered = 0;
+  const auto deliver = [&] {
+    ASSERT_EQ(backend->Publish(kSensorToken, kNotification, 1), 0);
+    ASSERT_TRUE(sensor->WaitForMessage().has_value());
+    ++delivered;
+  };
+  deliver();
+
+  ASSERT_TRUE(cluster_.Stop());
+  const Clock::time_point stopped = Clock::now();
+  nlohmann::json last;
+  nlohmann::json failing = WaitForStats(
+      monitor.get(),
+      [](const nlohmann::json& j) {
+        return j["registry"]["last_error"].is_string();
+      },
+      kStatsWaitMs, &last);
+  ASSERT_TRUE(failing.is_object()) << last.dump();
+  const std::string error = failing["registry"]["last_error"];
+  EXPECT_EQ(
+      error.rfind("registry database " + cluster_.Url("registry") + ": ", 0),
+      0u)
+      << error;
+  EXPECT_EQ(CountOccurrences(error, "registry database"), 1) << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+  EXPECT_EQ(failing["registry"]["devices"], 3);
+
+  // About ten seconds of service without the database, paced by the stats
+  // (one a second): deliveries, and a new login.
+  int rounds = 0;
+  while (MsSince(stopped) < 10000) {
+    ASSERT_NO_FATAL_FAILURE(deliver());
+    nlohmann::json j = NextStats(monitor.get());
+    ASSERT_TRUE(j.is_object());
+    ASSERT_TRUE(j["registry"]["last_error"].is_string()) << j.dump();
+    const std::string now_error = j["registry"]["last_error"];
+    EXPECT_EQ(CountOccurrences(now_error, "registry database"), 1) << now_error;
+    ++rounds;
+  }
+  EXPECT_GE(rounds, 5);
+  {
+    Client late(broker_.port());
+    EXPECT_EQ(late.Connect("sensor-001", "sensor-pass"), 0);
+  }
+  EXPECT_EQ(LinesContaining(broker_.Log(), "keeping generation").size(), 1u)
+      << Tail(broker_.Log());
+
+  ASSERT_TRUE(cluster_.Restart());
+  ASSERT_TRUE(Reconnect());
+  const Clock::time_point start = Clock::now();
+  ASSERT_TRUE(
+      Sql("UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'"));
+  EXPECT_TRUE(sensor->WaitForDisconnect(1000)) << Tail(broker_.Log());
+  const int64_t took_ms = MsSince(start);
+  std::cout << "change after the restart -> disconnect: " << took_ms << " ms\n";
+  EXPECT_LT(took_ms, 1000);
+
+  nlohmann::json healthy = WaitForStats(
+      monitor.get(),
+      [](const nlohmann::json& j) {
+        return j["registry"]["last_error"].is_null();
+      },
+      kStatsWaitMs, &last);
+  ASSERT_TRUE(healthy.is_object()) << last.dump();
+  EXPECT_EQ(CountOccurrences(broker_.Log(), "readable again"), 1)
+      << Tail(broker_.Log());
+  EXPECT_EQ(LinesContaining(broker_.Log(), "keeping generation").size(), 1u);
+
+  // Every delivery, counted once, whichever flush wrote it.
+  const auto counts_reach_the_deliveries = [&] {
+    return Int("SELECT published FROM device_stats WHERE device_id = "
+               "'homepot' AND node = 'pg-node'") == delivered &&
+           Int("SELECT delivered FROM device_stats WHERE device_id = "
+               "'sensor-001' AND node = 'pg-node'") == delivered;
+  };
+  EXPECT_TRUE(Eventually(counts_reach_the_deliveries, kStatsWaitMs, 100))
+      << "published "
+      << Int("SELECT published FROM device_stats WHERE device_id = "
+             "'homepot'")
+      << ", delivered "
+      << Int("SELECT delivered FROM device_stats WHERE device_id = "
+             "'sensor-001'")
+      << ", want " << delivered;
+  // A later flush adds nothing: no count went twice.
+  ASSERT_TRUE(NextStats(monitor.get()).is_object());
+  ASSERT_TRUE(NextStats(monitor.get()).is_object());
+  EXPECT_TRUE(counts_reach_the_deliveries());
+}
+
+TEST_F(PostgresBrokerTest, ThePasswordOfTheUrlIsNeverLogged) {
+  const std::string url = cluster_.UrlWithPassword("registry");
+  ASSERT_TRUE(StartOnPostgres({"stats_interval 1"}, url));
+  auto monitor = Monitor();
+  ASSERT_TRUE(monitor);
+  ASSERT_TRUE(cluster_.Stop());
+  EXPECT_TRUE(broker_.WaitForLog("keeping generation", kStatsWaitMs));
+  nlohmann::json failing = WaitForStats(
+      monitor.get(),
+      [](const nlohmann::json& j) {
+        return j["registry"]["last_error"].is_string();
+      },
+      kStatsWaitMs);
+  ASSERT_TRUE(failing.is_object());
+  const std::string error = failing["registry"]["last_error"];
+  EXPECT_EQ(error.find(cluster_.password()), std::string::npos) << error;
+  EXPECT_NE(error.find(pg::MaskedUrl(url)), std::string::npos) << error;
+  ASSERT_TRUE(cluster_.Restart());
+  EXPECT_TRUE(broker_.WaitForLog("readable again", kStatsWaitMs));
+  broker_.Stop();
+  const std::string log = broker_.Log();
+  EXPECT_EQ(log.find(cluster_.password()), std::string::npos) << log;
+  EXPECT_NE(log.find("registry " + pg::MaskedUrl(url) + " loaded"),
+            std::string::npos)
+      << log;
+}
+
+}  // namespace
+}  // namespace integration
+}  // namespace homepot

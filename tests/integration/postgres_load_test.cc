@@ -1,0 +1,470 @@
+// The plugin's registry reader and writers on a real PostgreSQL server,
+// through the one Database layer: LoadChanges brings a snapshot to exactly
+// what LoadSnapshot reads (as tests/registry_changes_test.cc shows on
+// SQLite), and every statement of DeviceStatsWriter and DeliveryLogWriter
+// runs there with the figures it has on SQLite. No broker.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "database.h"
+#include "delivery_log.h"
+#include "device_stats_writer.h"
+#include "log_queue.h"
+#include "postgres.h"
+#include "registry.h"
+#include "stats.h"
+#include "testing.h"
+
+namespace homepot {
+namespace integration {
+namespace {
+
+using test::EncodedHash;
+
+class PostgresLoadTest : public testing::Test {
+ protected:
+  // One cluster for the suite; each test gets its own registry database.
+  static void SetUpTestSuite() {
+    cluster_ = new test::PostgresCluster;
+    testing::AssertionResult started = cluster_->Start();
+    start_error_ = new std::string(started ? "" : started.message());
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+    delete start_error_;
+    start_error_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(start_error_->empty()) << *start_error_;
+    static int next = 0;
+    const std::string name = "load" + std::to_string(next++);
+    ASSERT_TRUE(cluster_->CreateRegistry(name));
+    url_ = cluster_->Url(name);
+    Result<Database> db = Database::OpenPostgres(url_);
+    ASSERT_TRUE(db.ok()) << db.status().message();
+    database_.emplace(std::move(*db));
+  }
+
+  void Exec(const std::string& sql) {
+    Status s = database_->Exec(sql);
+    EXPECT_TRUE(s.ok()) << sql << ": " << s.message();
+  }
+
+  // Rows of `sql` as "a|b|c"; NULL shows as "NULL".
+  std::vector<std::string> Rows(const std::string& sql) {
+    std::vector<std::string> rows;
+    Result<pg::Rows> result = database_->pg()->Run(sql);
+    EXPECT_TRUE(result.ok()) << sql << ": " << result.status().message();
+    for (int r = 0; result.ok() && r < result->rows(); ++r) {
+      std::string row;
+      for (int c = 0; c < result->columns(); ++c) {
+        if (c > 0) row += "|";
+        row += result->IsNull(r, c) ? "NULL" : result->Text(r, c);
+      }
+      rows.push_back(row);
+    }
+    return rows;
+  }
+
+  std::shared_ptr<const Snapshot> Full() {
+    std::vector<std::string> warnings;
+    auto r = LoadSnapshot(&*database_, &warnings);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? *r : nullptr;
+  }
+
+  ChangedSnapshot Changes(const Snapshot& base) {
+    warnings_.clear();
+    auto r = LoadChanges(&*database_, base, &warnings_);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? std::move(*r) : ChangedSnapshot{};
+  }
+
+  // Brings `base` forward by the feed and checks it against a full load.
+  ChangedSnapshot ForwardMatchesFull(const Snapshot& base) {
+    ChangedSnapshot moved = Changes(base);
+    EXPECT_NE(moved.snapshot, nullptr);
+    auto full = Full();
+    if (moved.snapshot != nullptr && full != nullptr) {
+      EXPECT_EQ(test::DescribeSnapshot(*moved.snapshot),
+                test::DescribeSnapshot(*full));
+    }
+    return moved;
+  }
+
+  static test::PostgresCluster* cluster_;
+  static std::string* start_error_;
+  std::string url_;
+  std::optional<Database> database_;
+  std::vector<std::string> warnings_;
+  std::atomic<bool> log_ready_{false};
+  LogQueue log_{&log_ready_};
+};
+
+test::PostgresCluster* PostgresLoadTest::cluster_ = nullptr;
+std::string* PostgresLoadTest::start_error_ = nullptr;
+
+TEST_F(PostgresLoadTest, TheSchemaIsAcceptedAndTheGenerationRead) {
+  EXPECT_TRUE(CheckSchema(&*database_).ok());
+  Result<int64_t> generation = ReadGeneration(&*database_);
+  ASSERT_TRUE(generation.ok()) << generation.status().message();
+  EXPECT_EQ(*generation, 1);
+  Exec("UPDATE registry_meta SET schema_version = 2");
+  Status old = CheckSchema(&*database_);
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(old.message().find("run homepot-admin init"), std::string::npos)
+      << old.message();
+}
+
+TEST_F(PostgresLoadTest, EveryKindOfChangeMatchesAFullLoad) {
+  Exec(
+      "INSERT INTO devices (device_id, device_type, password_hash) VALUES "
+      "('a', 'iot_sensor', '" +
+      EncodedHash("a") + "'), ('b', 'backend', '" + EncodedHash("b") +
+      "'), ('c', 'iot_sensor', NULL)");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  EXPECT_EQ(base->device_count(), 3u);
+  EXPECT_TRUE(base->Find("a")->enabled);
+  EXPECT_TRUE(base->Find("a")->has_password);
+  EXPECT_EQ(base->Find("b")->max_payload, 262144u);
+
+  Exec("INSERT INTO devices (device_id, device_token) VALUES ('d', 'x/d')");
+  auto step = ForwardMatchesFull(*base);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.changed, 1u);
+  EXPECT_EQ(step.snapshot->FindByToken("x/d"), step.snapshot->Find("d"));
+
+  Exec("UPDATE devices SET device_token = 'x/d2' WHERE device_id = 'd'");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->FindByToken("x/d"), nullptr);
+  EXPECT_EQ(step.snapshot->FindByToken("x/d2"), step.snapshot->Find("d"));
+
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('a', 'x/#', 'read'), (NULL, 'public/#', 'read')");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->Find("a")->rules.size(), 1u);
+  EXPECT_EQ(step.snapshot->global_rules().size(), 1u);
+
+  Exec(
+      "UPDATE device_types SET max_payload_bytes = 77 "
+      "WHERE name = 'iot_sensor'");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->Find("a")->max_payload, 77u);
+  EXPECT_EQ(step.snapshot->Find("c")->max_payload, 77u);
+  EXPECT_EQ(step.snapshot->min_type_max_payload(), 77u);
+
+  Exec("UPDATE device_types SET max_payload_bytes = 55 WHERE name = 'unknown'");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->Find("d")->max_payload, 55u);
+  EXPECT_EQ(step.snapshot->unknown_type_max_payload(), 55u);
+
+  Exec("UPDATE devices SET device_id = 'a2' WHERE device_id = 'a'");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_EQ(step.snapshot->Find("a"), nullptr);
+  ASSERT_NE(step.snapshot->Find("a2"), nullptr);
+  EXPECT_EQ(step.snapshot->Find("a2")->rules.size(), 1u);
+  EXPECT_EQ(step.revoked, std::vector<std::string>{"a"});
+
+  Exec("DELETE FROM acl_rules WHERE device_id IS NULL");
+  step = ForwardMatchesFull(*step.snapshot);
+  ASSERT_NE(step.snapshot, nullptr);
+  EXPECT_TRUE(step.snapshot->global_rules().empty());
+}
+
+TEST_F(PostgresLoadTest, RevocationsAreThoseOfAFullLoad) {
+  Exec("INSERT INTO devices (device_id, password_hash) VALUES ('a', '" +
+       EncodedHash("a") + "'), ('b', '" + EncodedHash("b") + "'), ('c', '" +
+       EncodedHash("c") + "'), ('d', '" + EncodedHash("d") + "')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec("DELETE FROM devices WHERE device_id = 'a'");
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'b'");
+  Exec("UPDATE devices SET password_hash = '" + EncodedHash("c2") +
+       "' WHERE device_id = 'c'");
+  Exec("UPDATE devices SET metadata = '{\"room\": 4}' WHERE device_id = 'd'");
+  ChangedSnapshot moved = ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  std::sort(moved.revoked.begin(), moved.revoked.end());
+  EXPECT_EQ(moved.revoked, (std::vector<std::string>{"a", "b", "c"}));
+  auto all = RevokedDevices(*base, *moved.snapshot);
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(moved.revoked, all);
+}
+
+TEST_F(PostgresLoadTest, AGapOrAGenerationThatWentBackAsksForAFullLoad) {
+  Exec("INSERT INTO devices (device_id) VALUES ('a')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec("INSERT INTO devices (device_id) VALUES ('b')");
+  Exec("INSERT INTO devices (device_id) VALUES ('c')");
+  Exec("DELETE FROM registry_changes WHERE generation = " +
+       std::to_string(base->generation() + 1));
+  EXPECT_EQ(Changes(*base).snapshot, nullptr);
+
+  auto now = Full();
+  ASSERT_NE(now, nullptr);
+  Exec("UPDATE registry_meta SET generation = 1");
+  EXPECT_EQ(Changes(*now).snapshot, nullptr);
+}
+
+TEST_F(PostgresLoadTest, InvalidRowsAreSkippedWithAWarningAsInAFullLoad) {
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec(
+      "INSERT INTO devices (device_id, password_hash) VALUES "
+      "('bad-hash', 'nonsense')");
+  Exec("INSERT INTO devices (device_id) VALUES ('ok')");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('ok', 'a/#/b', 'read')");
+  ChangedSnapshot moved = ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  EXPECT_FALSE(moved.snapshot->Find("bad-hash")->has_password);
+  EXPECT_TRUE(moved.snapshot->Find("ok")->rules.empty());
+  EXPECT_EQ(warnings_.size(), 2u);
+}
+
+// Many random changes, applied in several steps, end where a full load does.
+TEST_F(PostgresLoadTest, RandomChangesEndWhereAFullLoadDoes) {
+  uint32_t seed = 12345;
+  const auto next = [&](uint32_t n) {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 8) % n;
+  };
+  auto current = Full();
+  ASSERT_NE(current, nullptr);
+  const char* kTypes[] = {"iot_sensor", "backend", "gateway", "unknown"};
+  for (int step = 0; step < 20; ++step) {
+    for (int k = 0; k < 25; ++k) {
+      const std::string id = "d" + std::to_string(next(60));
+      switch (next(6)) {
+        case 0:
+          Exec(
+              "INSERT INTO devices (device_id, device_type, device_token, "
+              "enabled) VALUES ('" +
+              id + "', '" + kTypes[next(4)] + "', " +
+              (next(2) ? "'t/" + std::to_string(next(30)) + "'" : "NULL") +
+              ", " + std::to_string(next(2)) +
+              ") ON CONFLICT (device_id) DO UPDATE SET device_type = "
+              "excluded.device_type, device_token = excluded.device_token, "
+              "enabled = excluded.enabled");
+          break;
+        case 1:
+          Exec("DELETE FROM devices WHERE device_id = '" + id + "'");
+          break;
+        case 2:
+          Exec(
+              "INSERT INTO acl_rules (device_id, topic_filter, access) "
+              "SELECT '" +
+              id + "', 'r/" + std::to_string(next(5)) +
+              "', 'read' WHERE EXISTS (SELECT 1 FROM devices WHERE "
+              "device_id = '" +
+              id + "') ON CONFLICT DO NOTHING");
+          break;
+        case 3:
+          Exec(
+              "DELETE FROM acl_rules WHERE id IN (SELECT id FROM acl_rules "
+              "ORDER BY id LIMIT 1)");
+          break;
+        case 4:
+          Exec("UPDATE device_types SET max_payload_bytes = " +
+               std::to_string(100 + next(1000)) + " WHERE name = '" +
+               kTypes[next(4)] + "'");
+          break;
+        default:
+          Exec(
+              "INSERT INTO acl_rules (device_id, topic_filter, access) "
+              "VALUES (NULL, 'g/" +
+              std::to_string(next(5)) + "', 'write') ON CONFLICT DO NOTHING");
+          break;
+      }
+    }
+    ChangedSnapshot moved = ForwardMatchesFull(*current);
+    ASSERT_NE(moved.snapshot, nullptr) << "step " << step;
+    current = moved.snapshot;
+  }
+}
+
+// Every statement of DeviceStatsWriter on PostgreSQL: increments add up,
+// the latest times stay, presence is overwritten only when it changed and
+// reset at start, and rows of unregistered devices are not written.
+TEST_F(PostgresLoadTest, DeviceStatsAreWrittenAsIncrements) {
+  Exec("INSERT INTO devices (device_id) VALUES ('a'), ('b')");
+  DeviceStatsWriter writer(url_, "node-a", SystemClock::Instance(), &log_);
+  const auto flush = [&](std::vector<DeviceStatsDelta> batch) {
+    EXPECT_TRUE(writer.Submit(&batch));
+    return writer.Flush(&*database_, 1000);
+  };
+  DeviceCounters first;
+  first.published = 3;
+  first.delivered = 2;
+  first.rejected = 1;
+  first.expired = 4;
+  first.acked = 5;
+  first.last_publish_ms = 1764000000000;
+  first.sessions = 2;
+  first.subscribed = 1;
+  first.presence_changed = true;
+  ASSERT_TRUE(flush({{"a", first}, {"ghost", first}}));
+  DeviceCounters second;
+  second.published = 10;
+  second.delivered = 20;
+  second.acked = 1;
+  second.last_connect_ms = 1764000001000;
+  ASSERT_TRUE(flush({{"a", second}, {"b", second}}));
+
+  const std::string kColumns =
+      "SELECT device_id, node, published, delivered, rejected, expired, "
+      "acked, last_connect, last_publish, sessions, subscribed "
+      "FROM device_stats ORDER BY device_id";
+  EXPECT_EQ(Rows(kColumns),
+            (std::vector<std::string>{
+                "a|node-a|13|22|1|4|6|2025-11-24T16:00:01.000Z|"
+                "2025-11-24T16:00:00.000Z|2|1",
+                "b|node-a|10|20|0|0|1|2025-11-24T16:00:01.000Z|NULL|0|0"}));
+
+  DeviceCounters gone;
+  gone.presence_changed = true;
+  ASSERT_TRUE(flush({{"a", gone}}));
+  EXPECT_EQ(Rows("SELECT sessions, subscribed, published FROM device_stats "
+                 "WHERE device_id = 'a'"),
+            std::vector<std::string>{"0|0|13"});
+
+  // Another node's row stays when this one resets its presence.
+  first.presence_changed = true;
+  ASSERT_TRUE(flush({{"a", first}}));
+  Exec(
+      "INSERT INTO device_stats (device_id, node, sessions, subscribed) "
+      "VALUES ('a', 'node-b', 7, 7)");
+  ASSERT_TRUE(writer.ResetPresence(&*database_, 1000));
+  EXPECT_EQ(Rows("SELECT node, sessions, subscribed, published FROM "
+                 "device_stats WHERE device_id = 'a' ORDER BY node"),
+            (std::vector<std::string>{"node-a|0|0|16", "node-b|7|7|0"}));
+  EXPECT_EQ(Rows("SELECT published FROM fleet_stats WHERE device_id = 'a'"),
+            std::vector<std::string>{"16"});
+  std::vector<std::string> lines;
+  ASSERT_TRUE(log_.Take(&lines));
+  EXPECT_TRUE(lines.empty()) << testing::PrintToString(lines);
+}
+
+// A broken connection delays the write; nothing is lost or counted twice
+// once a connection works again.
+TEST_F(PostgresLoadTest, DeviceStatsWaitForAWorkingConnection) {
+  Exec("INSERT INTO devices (device_id) VALUES ('a')");
+  DeviceStatsWriter writer(url_, "node-a", SystemClock::Instance(), &log_);
+  std::vector<DeviceStatsDelta> batch = {{"a", {}}};
+  batch[0].counters.published = 4;
+  ASSERT_TRUE(writer.Submit(&batch));
+  // The server ends this session (the statement itself fails).
+  (void)database_->Exec("SELECT pg_terminate_backend(pg_backend_pid())");
+  EXPECT_FALSE(writer.Flush(&*database_, 1000));
+  EXPECT_FALSE(writer.Flush(nullptr, 1000));
+  std::vector<std::string> lines;
+  ASSERT_TRUE(log_.Take(&lines));
+  ASSERT_EQ(lines.size(), 2u) << testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("device_stats flush delayed"), std::string::npos);
+  EXPECT_EQ(lines[1], "device_stats flush delayed: registry database " +
+                          pg::MaskedUrl(url_) + " is not open");
+
+  Result<Database> db = Database::OpenPostgres(url_);
+  ASSERT_TRUE(db.ok()) << db.status().message();
+  database_.emplace(std::move(*db));
+  batch = {{"a", {}}};
+  batch[0].counters.published = 1;
+  ASSERT_TRUE(writer.Submit(&batch));
+  ASSERT_TRUE(writer.Flush(&*database_, 1000));
+  EXPECT_EQ(Rows("SELECT published FROM device_stats"),
+            std::vector<std::string>{"5"});
+}
+
+DeliveryEvent Accepted(const std::string& message_id, uint32_t queued,
+                       int64_t received_ms) {
+  DeliveryEvent e;
+  e.kind = DeliveryEvent::Kind::kAccepted;
+  e.message_id = message_id;
+  e.publisher = "backend";
+  e.topic = "devices/a/notifications";
+  e.target_device = "a";
+  e.received_ms = received_ms;
+  e.queued = queued;
+  e.routed = queued == 0 ? 1 : 0;
+  return e;
+}
+
+// Every statement of DeliveryLogWriter on PostgreSQL: inserts, an ack and
+// an expiry matched by message_id, publisher (NULL too) and node, and the
+// retention by rows.
+TEST_F(PostgresLoadTest, TheDeliveryLogIsWrittenUpdatedAndTrimmed) {
+  const int64_t now = SystemClock::Instance()->WallMs();
+  DeliveryLogWriter writer(url_, "node-a", {3, 30}, SystemClock::Instance(),
+                           &log_);
+  std::vector<DeliveryEvent> events = {Accepted("m1", 0, now),
+                                       Accepted("m2", 1, now)};
+  DeliveryEvent anonymous = Accepted("m3", 1, now);
+  anonymous.publisher.clear();
+  events.push_back(anonymous);
+  DeliveryEvent rejected;
+  rejected.kind = DeliveryEvent::Kind::kRejected;
+  rejected.topic = "devices/a/notifications";
+  rejected.reason = "invalid_json";
+  rejected.received_ms = now;
+  events.push_back(rejected);
+  DeliveryEvent ack;
+  ack.kind = DeliveryEvent::Kind::kAcked;
+  ack.message_id = "m1";
+  ack.publisher = "backend";
+  ack.device = "a";
+  ack.status = "opened";
+  ack.at_ms = now + 250;
+  ack.latency_ms = 250;
+  events.push_back(ack);
+  DeliveryEvent expired;
+  expired.kind = DeliveryEvent::Kind::kExpired;
+  expired.message_id = "m3";
+  expired.device = "a";
+  expired.at_ms = now + 300;
+  events.push_back(expired);
+  ASSERT_TRUE(writer.Submit(&events));
+  ASSERT_TRUE(writer.Flush(&*database_, 1000));
+
+  // Four rows written, the oldest trimmed to keep three.
+  EXPECT_EQ(Rows("SELECT message_id, publisher, outcome, latency_ms, status, "
+                 "reason, node FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{
+                "m2|backend|queued|NULL|NULL|NULL|node-a",
+                "m3|NULL|expired|NULL|NULL|NULL|node-a",
+                "NULL|NULL|rejected|NULL|NULL|invalid_json|node-a"}));
+
+  events = {Accepted("m4", 0, now)};
+  ack.message_id = "m4";
+  events.push_back(ack);
+  ASSERT_TRUE(writer.Submit(&events));
+  ASSERT_TRUE(writer.Flush(&*database_, 1000));
+  EXPECT_EQ(Rows("SELECT message_id, outcome, latency_ms, status FROM "
+                 "notification_log ORDER BY id"),
+            (std::vector<std::string>{"m3|expired|NULL|NULL",
+                                      "NULL|rejected|NULL|NULL",
+                                      "m4|acked|250|opened"}));
+  std::vector<std::string> lines;
+  ASSERT_TRUE(log_.Take(&lines));
+  EXPECT_TRUE(lines.empty()) << testing::PrintToString(lines);
+}
+
+}  // namespace
+}  // namespace integration
+}  // namespace homepot
