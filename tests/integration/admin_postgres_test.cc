@@ -226,6 +226,19 @@ TEST_F(AdminPostgresTest, InitAppliesTheSchemaOnceAndRefusesANewerVersion) {
   EXPECT_EQ(r.out, "");
 }
 
+TEST_F(AdminPostgresTest, TwoInitsAtOnceBothSucceed) {
+  Outcome first{-1, "", ""};
+  Outcome second{-1, "", ""};
+  std::thread a([&] { first = Admin(pg_, {"init"}); });
+  std::thread b([&] { second = Admin(pg_, {"init"}); });
+  a.join();
+  b.join();
+  EXPECT_EQ(first.code, 0) << first.err;
+  EXPECT_EQ(second.code, 0) << second.err;
+  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "3");
+  EXPECT_EQ(One(pg_, "SELECT count(*) FROM device_types"), "7");
+}
+
 TEST_F(AdminPostgresTest, CommandsRefuseADatabaseWithoutTheRegistry) {
   const std::string name = admin::Quote(pg::MaskedUrl(pg_));
   Outcome r = Admin(pg_, {"device", "list"});
