@@ -62,6 +62,7 @@ Status AclGrant(Context* ctx, const std::vector<std::string>& words) {
   if (!db.ok()) return db.status();
   Result<Transaction> txn = Transaction::Begin(&*db);
   if (!txn.ok()) return DbError("cannot start a transaction", txn.status());
+  if (Status s = LockAclRules(&*db); !s.ok()) return DbError("granting", s);
   if (subject->device) {
     if (Status s = RequireDevice(&*db, *subject->device); !s.ok()) return s;
   }
@@ -194,6 +195,7 @@ Status RunImportAcl(Context* ctx, const std::vector<std::string>& words) {
   if (!db.ok()) return db.status();
   Result<Transaction> txn = Transaction::Begin(&*db);
   if (!txn.ok()) return DbError("cannot start a transaction", txn.status());
+  if (Status s = LockAclRules(&*db); !s.ok()) return DbError("importing", s);
   for (const AclFileUser& user : file->users) {
     Result<bool> exists = DeviceExists(&*db, user.name);
     if (!exists.ok()) return DbError("looking up the device", exists.status());

@@ -322,6 +322,11 @@ Status RequireDevice(Database* db, std::string_view device_id) {
   return Status::Ok();
 }
 
+Status LockAclRules(Database* db) {
+  if (db->backend() != Backend::kPostgres) return Status::Ok();
+  return db->Exec("LOCK TABLE acl_rules IN SHARE ROW EXCLUSIVE MODE");
+}
+
 Result<bool> InsertAclRule(Database* db,
                            const std::optional<std::string>& device,
                            std::string_view filter, RuleAccess access) {

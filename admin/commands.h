@@ -95,6 +95,12 @@ Result<bool> DeviceExists(Database* db, std::string_view device_id);
 // Error "unknown device 'ID'" unless it exists.
 Status RequireDevice(Database* db, std::string_view device_id);
 
+// Inside a write transaction: on PostgreSQL, locks acl_rules against other
+// writers until the transaction ends (readers go on), so that the check of
+// InsertAclRule still holds when the transaction commits; on SQLite the
+// transaction's BEGIN IMMEDIATE already does.
+Status LockAclRules(Database* db);
+
 // Inserts the ACL rule unless an identical one exists (device NULL compares
 // equal to NULL here, unlike in a UNIQUE constraint). True when inserted.
 Result<bool> InsertAclRule(Database* db,

@@ -446,6 +446,44 @@ TEST_F(AdminTest, HomepotDbIsTheDefaultRegistry) {
   EXPECT_TRUE(fs::exists(other));
 }
 
+// A postgresql:// URL is a PostgreSQL registry, never a file name; a server
+// that cannot be reached (nothing listens on port 1) is one line naming the
+// URL with its password masked. The registry tests on a real server are in
+// tests/integration/admin_postgres_test.cc.
+TEST_F(AdminTest, AnUnreachablePostgresUrlFailsOnOneLineWithoutItsPassword) {
+  const std::string url =
+      "postgresql://homepot:Pa55word@127.0.0.1:1/registry?connect_timeout=5";
+  const std::string masked =
+      "postgresql://homepot:***@127.0.0.1:1/registry?connect_timeout=5";
+  for (const Args& args : {Args{"init"}, Args{"device", "list"},
+                           Args{"acl", "grant", "--all", "read", "a/#"}}) {
+    for (const bool from_env : {false, true}) {
+      SCOPED_TRACE(args[0] + (from_env ? " via HOMEPOT_DB" : " via --db"));
+      Args full = args;
+      if (from_env) {
+        env_.default_db = url;
+      } else {
+        env_.default_db.reset();
+        full.insert(full.begin(), {"--db", url});
+      }
+      const Outcome r = Raw(full);
+      EXPECT_EQ(r.code, 1);
+      EXPECT_EQ(r.out, "");
+      EXPECT_EQ(r.err.rfind("homepot-admin: cannot connect to the registry: " +
+                                masked + ": ",
+                            0),
+                0u)
+          << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+      EXPECT_EQ(r.err.find("Pa55word"), std::string::npos) << r.err;
+    }
+  }
+  // --db wins over a URL in $HOMEPOT_DB.
+  env_.default_db = url;
+  EXPECT_EQ(Admin({"init"}).code, 0);
+  EXPECT_TRUE(fs::exists(db_));
+}
+
 TEST_F(AdminTest, HelpPrintsUsage) {
   for (const Args& args : {Args{"--help"}, Args{"-h"}, Args{"help"},
                            Args{"device", "add", "--help"}}) {

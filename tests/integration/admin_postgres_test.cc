@@ -10,6 +10,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "admin/admin.h"
@@ -223,6 +224,19 @@ TEST_F(AdminPostgresTest, InitAppliesTheSchemaOnceAndRefusesANewerVersion) {
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.err, newer);
   EXPECT_EQ(r.out, "");
+}
+
+TEST_F(AdminPostgresTest, TwoInitsAtOnceBothSucceed) {
+  Outcome first{-1, "", ""};
+  Outcome second{-1, "", ""};
+  std::thread a([&] { first = Admin(pg_, {"init"}); });
+  std::thread b([&] { second = Admin(pg_, {"init"}); });
+  a.join();
+  b.join();
+  EXPECT_EQ(first.code, 0) << first.err;
+  EXPECT_EQ(second.code, 0) << second.err;
+  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "3");
+  EXPECT_EQ(One(pg_, "SELECT count(*) FROM device_types"), "7");
 }
 
 TEST_F(AdminPostgresTest, CommandsRefuseADatabaseWithoutTheRegistry) {
@@ -531,6 +545,38 @@ TEST_F(AdminPostgresTest, ListingsShowTheRows) {
   EXPECT_EQ(delivery["total"]["notifications"], 3);
   EXPECT_EQ(delivery["total"]["rejected"], 1);
   EXPECT_EQ(delivery["total"]["p50_ack_ms"], 250);
+}
+
+// Checks made inside a transaction hold at its commit: a grant waits for
+// another transaction that is adding the same global rule (which a UNIQUE
+// constraint does not catch: NULL device ids are distinct), then finds it.
+TEST_F(AdminPostgresTest, AGrantWaitsForAConcurrentIdenticalGrant) {
+  ASSERT_EQ(Admin(pg_, {"init"}).code, 0);
+  Result<Database> other =
+      Database::OpenLocation(pg_, Database::Mode::kReadWrite);
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  ASSERT_TRUE(other->Exec("BEGIN").ok());
+  ASSERT_TRUE(other
+                  ->Exec("INSERT INTO acl_rules (device_id, topic_filter, "
+                         "access) VALUES (NULL, 'public/#', 'read')")
+                  .ok());
+  Outcome grant{-1, "", ""};
+  std::thread tool([&] {
+    grant = Admin(pg_, {"acl", "grant", "--all", "read", "public/#"});
+  });
+  const bool waited = Eventually(
+      [&] {
+        return One(pg_,
+                   "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                   "AND relation = 'acl_rules'::regclass") == "1";
+      },
+      10000);
+  EXPECT_TRUE(waited);
+  ASSERT_TRUE(other->Exec("COMMIT").ok());
+  tool.join();
+  EXPECT_EQ(grant.code, 0) << grant.err;
+  EXPECT_EQ(grant.out, "all devices already have read on 'public/#'\n");
+  EXPECT_EQ(One(pg_, "SELECT count(*) FROM acl_rules"), "1");
 }
 
 // ------------------------------------------- --db, $HOMEPOT_DB, passwords ----
