@@ -3,8 +3,9 @@
 // notices changes, builds the new snapshot aside (brought forward by the
 // change feed, or loaded in full) and leaves it, with the devices it
 // revokes, for the broker thread to take without waiting. A registry that
-// cannot be read keeps the last good snapshot; the error is logged once and
-// reported by LastError until a load succeeds, which is logged once too.
+// cannot be read keeps the last good snapshot; the error is logged (on
+// SQLite again when it changes, on PostgreSQL once per outage) and reported
+// by LastError until a load succeeds, which is logged once too.
 //
 // What forces a full load: the first load, a failed attempt, Poll(true),
 // and what LoadChanges cannot bring forward (a gap in the change feed, a

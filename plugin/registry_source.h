@@ -1,8 +1,8 @@
 // What the core (Homepot) needs from whoever keeps the registry: new
 // snapshots with the devices they revoke, log lines to forward, and a sink
 // for per-device statistics. RegistryWorker is the real one (a background
-// thread over the SQLite file); the core's unit tests push snapshots through
-// a fake.
+// thread over the SQLite file or PostgreSQL database); the core's unit tests
+// push snapshots through a fake.
 //
 // Threads: every method is called on the broker thread and never blocks
 // (an implementation answers "not now" rather than wait for a lock), except

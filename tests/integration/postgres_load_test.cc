@@ -1,8 +1,9 @@
 // The plugin's registry reader and writers on a real PostgreSQL server,
 // through the one Database layer: LoadChanges brings a snapshot to exactly
 // what LoadSnapshot reads (as tests/registry_changes_test.cc shows on
-// SQLite), and every statement of DeviceStatsWriter and DeliveryLogWriter
-// runs there with the figures it has on SQLite. No broker.
+// SQLite), every statement of DeviceStatsWriter and DeliveryLogWriter runs
+// there with the figures it has on SQLite, and the RegistryWorker's thread
+// wakes for a notification or a request alone. No broker.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,9 +16,11 @@
 #include "database.h"
 #include "delivery_log.h"
 #include "device_stats_writer.h"
+#include "harness.h"
 #include "log_queue.h"
 #include "postgres.h"
 #include "registry.h"
+#include "registry_worker.h"
 #include "stats.h"
 #include "testing.h"
 
@@ -462,6 +465,55 @@ TEST_F(PostgresLoadTest, TheDeliveryLogIsWrittenUpdatedAndTrimmed) {
                                       "m4|acked|250|opened"}));
   std::vector<std::string> lines;
   ASSERT_TRUE(log_.Take(&lines));
+  EXPECT_TRUE(lines.empty()) << testing::PrintToString(lines);
+}
+
+// The interval is an hour: only the notification, the eventfd of
+// RequestReload and SubmitStats, can wake the worker's thread.
+TEST_F(PostgresLoadTest, TheWorkerWakesForANotificationOrARequestAlone) {
+  Exec("INSERT INTO devices (device_id) VALUES ('a'), ('b')");
+  RegistryWorker worker(url_, "node-a", /*interval_ms=*/3600000, {0, 0});
+  Result<std::shared_ptr<const Snapshot>> first = worker.Start();
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_EQ((*first)->device_count(), 2u);
+  std::shared_ptr<const Snapshot> current = *first;
+  RegistryUpdate update;
+  const auto take = [&] {
+    return Eventually(
+        [&] {
+          std::shared_ptr<const Snapshot> retired = current;
+          if (!worker.TakeUpdate(&update, &retired)) return false;
+          current = update.snapshot;
+          return true;
+        },
+        2000, 5);
+  };
+
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'a'");
+  ASSERT_TRUE(take());
+  EXPECT_EQ(update.revoked, std::vector<std::string>{"a"});
+  EXPECT_FALSE(update.full);
+  EXPECT_FALSE(current->Find("a")->enabled);
+
+  worker.RequestReload();
+  ASSERT_TRUE(take());
+  EXPECT_TRUE(update.full);
+  EXPECT_TRUE(update.revoked.empty());
+
+  std::vector<DeviceStatsDelta> batch = {{"b", {}}};
+  batch[0].counters.published = 2;
+  ASSERT_TRUE(worker.SubmitStats(&batch));
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return Rows("SELECT published FROM device_stats") ==
+               std::vector<std::string>{"2"};
+      },
+      2000, 5));
+  std::string error = "unread";
+  ASSERT_TRUE(worker.LastError(&error));
+  EXPECT_EQ(error, "");
+  std::vector<std::string> lines;
+  ASSERT_TRUE(worker.TakeLogs(&lines));
   EXPECT_TRUE(lines.empty()) << testing::PrintToString(lines);
 }
 
