@@ -26,8 +26,10 @@ struct Config {
   std::string stats_topic = "$SYS/homepot/stats";
   // Seconds between stats publications and device_stats flushes; 0 = off.
   int stats_interval_s = 10;
-  // How often the registry file is polled for changes.
-  int reload_interval_ms = 1000;
+  // How often the registry's generation is read: on SQLite the only way a
+  // change is seen (500 ms keeps a change within 1 s: the poll, the load,
+  // the next TICK); on PostgreSQL a fallback to its change notifications.
+  int reload_interval_ms = 500;
   // Publishes on topics matching these filters are validated notifications.
   std::vector<std::string> notification_topics = {
       "devices/+/notifications", "devices/+/+/notifications", "factory/#",

@@ -36,7 +36,7 @@ TEST(ConfigTest, DefaultsMatchTheDocs) {
   EXPECT_EQ(c.db_path, "/var/lib/mosquitto/homepot.db");
   EXPECT_EQ(c.stats_topic, "$SYS/homepot/stats");
   EXPECT_EQ(c.stats_interval_s, 10);
-  EXPECT_EQ(c.reload_interval_ms, 1000);
+  EXPECT_EQ(c.reload_interval_ms, 500);
   EXPECT_EQ(c.notification_topics,
             (std::vector<std::string>{"devices/+/notifications",
                                       "devices/+/+/notifications", "factory/#",
