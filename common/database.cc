@@ -11,42 +11,79 @@ Status SqliteError(sqlite3* db) {
 
 constexpr Oid kInt8Oid = 20;
 
-// `sql` with ?N spelled $N and each bare ? as the next $N, outside quoted
-// strings and identifiers.
+}  // namespace
+
 std::string PostgresPlaceholders(std::string_view sql) {
   std::string out;
   out.reserve(sql.size() + 8);
-  int next = 1;
-  char quote = 0;
-  for (size_t i = 0; i < sql.size(); ++i) {
+  int largest = 0;
+  size_t i = 0;
+  // Copies up to and including the end of a quoted or commented span that
+  // starts at i and ends with `end`; `escapes`: a backslash escapes a char.
+  auto copy_until = [&](size_t from, std::string_view end, bool escapes) {
+    size_t j = from;
+    while (j < sql.size()) {
+      if (escapes && sql[j] == '\\') {
+        j += 2;
+        continue;
+      }
+      if (sql.substr(j, end.size()) == end) {
+        j += end.size();
+        break;
+      }
+      ++j;
+    }
+    j = std::min(j, sql.size());
+    out.append(sql.substr(i, j - i));
+    i = j;
+  };
+  while (i < sql.size()) {
     const char c = sql[i];
-    if (quote != 0) {
-      if (c == quote) quote = 0;
-      out += c;
-    } else if (c == '\'' || c == '"') {
-      quote = c;
-      out += c;
-    } else if (c == '?') {
+    const char next = i + 1 < sql.size() ? sql[i + 1] : '\0';
+    if (c == '\'') {
+      const bool escapes =
+          i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') &&
+          (i < 2 || !std::isalnum(static_cast<unsigned char>(sql[i - 2])));
+      copy_until(i + 1, "'", escapes);
+    } else if (c == '"') {
+      copy_until(i + 1, "\"", false);
+    } else if (c == '-' && next == '-') {
+      copy_until(i + 2, "\n", false);
+    } else if (c == '/' && next == '*') {
+      copy_until(i + 2, "*/", false);
+    } else if (c == '$' && !std::isdigit(static_cast<unsigned char>(next))) {
       size_t j = i + 1;
-      while (j < sql.size() && std::isdigit(static_cast<unsigned char>(sql[j]))) {
+      while (j < sql.size() && (std::isalnum(static_cast<unsigned char>(
+                                    sql[j])) ||
+                                sql[j] == '_')) {
         ++j;
       }
-      if (j > i + 1) {
-        out += '$';
-        out.append(sql.substr(i + 1, j - i - 1));
-        next = std::stoi(std::string(sql.substr(i + 1, j - i - 1))) + 1;
-        i = j - 1;
+      if (j < sql.size() && sql[j] == '$') {
+        const std::string tag(sql.substr(i, j - i + 1));
+        copy_until(j + 1, tag, false);
       } else {
-        out += '$' + std::to_string(next++);
+        out += c;
+        ++i;
       }
+    } else if (c == '?') {
+      size_t j = i + 1;
+      int number = 0;
+      while (j < sql.size() && j < i + 6 &&
+             std::isdigit(static_cast<unsigned char>(sql[j]))) {
+        number = number * 10 + (sql[j] - '0');
+        ++j;
+      }
+      if (j == i + 1) number = largest + 1;
+      largest = std::max(largest, number);
+      out += '$' + std::to_string(number);
+      i = j;
     } else {
       out += c;
+      ++i;
     }
   }
   return out;
 }
-
-}  // namespace
 
 bool IsPostgresUrl(std::string_view location) {
   return location.rfind("postgresql://", 0) == 0 ||
@@ -148,7 +185,11 @@ Result<bool> Statement::Step() {
     if (!pg_->rows) {
       Result<pg::Rows> rows = pg_->conn->Run(pg_->sql, pg_->params, pg_->types);
       if (!rows.ok()) return rows.status();
-      *pg_->changes = rows->affected();
+      const std::string command = rows->command();
+      if (command.rfind("INSERT", 0) == 0 || command.rfind("UPDATE", 0) == 0 ||
+          command.rfind("DELETE", 0) == 0) {
+        *pg_->changes = rows->affected();
+      }
       pg_->rows.emplace(std::move(*rows));
       pg_->row = -1;
     }
@@ -312,6 +353,17 @@ Transaction::~Transaction() {
 }
 
 Status Transaction::Commit() {
+  if (pg::Connection* pg = db_->pg()) {
+    // COMMIT of a transaction in which a statement failed rolls it back and
+    // still succeeds, saying ROLLBACK.
+    Result<pg::Rows> rows = pg->Run("COMMIT");
+    if (!rows.ok()) return rows.status();
+    db_ = nullptr;
+    if (rows->command() != "COMMIT") {
+      return pg->Error("the transaction was rolled back: a statement failed");
+    }
+    return Status::Ok();
+  }
   Status s = db_->Exec("COMMIT");
   if (s.ok()) db_ = nullptr;
   return s;

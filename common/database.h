@@ -37,6 +37,13 @@ enum class Backend { kSqlite, kPostgres };
 // anything else names a SQLite file.
 bool IsPostgresUrl(std::string_view location);
 
+// `sql` with ?N spelled $N and each bare ? as $N, N one above the largest
+// number so far (SQLite's rule), outside quoted strings and identifiers
+// ('...', E'...' with backslash escapes, "...", $tag$...$tag$) and comments:
+// how a PostgreSQL statement sends the program's SQL. Numbers have at most
+// 5 digits.
+std::string PostgresPlaceholders(std::string_view sql);
+
 class Statement {
  public:
   // Prepares the first statement of `sql` on `db`, which must outlive it.

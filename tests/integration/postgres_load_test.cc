@@ -127,6 +127,37 @@ TEST_F(PostgresLoadTest, TheSchemaIsAcceptedAndTheGenerationRead) {
       << old.message();
 }
 
+// The Database layer on PostgreSQL: a failed statement makes Commit fail
+// (PostgreSQL would answer COMMIT with a silent ROLLBACK), and Changes
+// counts the rows of the last INSERT, UPDATE or DELETE only.
+TEST_F(PostgresLoadTest, TheDatabaseLayerReportsARolledBackCommitAndItsChanges) {
+  {
+    Result<Transaction> txn = Transaction::Begin(&*database_);
+    ASSERT_TRUE(txn.ok()) << txn.status().message();
+    Exec("INSERT INTO devices (device_id) VALUES ('kept-out')");
+    EXPECT_FALSE(database_->Exec("SELECT 1 / 0").ok());
+    Status committed = txn->Commit();
+    EXPECT_FALSE(committed.ok());
+    EXPECT_NE(committed.message().find("rolled back"), std::string::npos)
+        << committed.message();
+  }
+  EXPECT_EQ(Rows("SELECT count(*) FROM devices WHERE device_id = 'kept-out'"),
+            std::vector<std::string>{"0"});
+
+  Result<Statement> insert = database_->Prepare(
+      "INSERT INTO devices (device_id) VALUES (?1), (?2), (?3)");
+  ASSERT_TRUE(insert.ok());
+  insert->Bind(1, "c1").Bind(2, "c2").Bind(3, "c3");
+  ASSERT_TRUE(insert->Run().ok());
+  EXPECT_EQ(database_->Changes(), 3);
+  Result<Statement> select =
+      database_->Prepare("SELECT device_id FROM devices WHERE device_id = ?1");
+  ASSERT_TRUE(select.ok());
+  select->Bind(1, "c1");
+  ASSERT_TRUE(select->Run().ok());
+  EXPECT_EQ(database_->Changes(), 3);
+}
+
 TEST_F(PostgresLoadTest, EveryKindOfChangeMatchesAFullLoad) {
   Exec(
       "INSERT INTO devices (device_id, device_type, password_hash) VALUES "
