@@ -53,9 +53,9 @@ std::string PostgresPlaceholders(std::string_view sql) {
       copy_until(i + 2, "*/", false);
     } else if (c == '$' && !std::isdigit(static_cast<unsigned char>(next))) {
       size_t j = i + 1;
-      while (j < sql.size() && (std::isalnum(static_cast<unsigned char>(
-                                    sql[j])) ||
-                                sql[j] == '_')) {
+      while (
+          j < sql.size() &&
+          (std::isalnum(static_cast<unsigned char>(sql[j])) || sql[j] == '_')) {
         ++j;
       }
       if (j < sql.size() && sql[j] == '$') {
@@ -103,8 +103,8 @@ struct Statement::Pg {
   void Set(int index, std::optional<std::string> value, Oid type) {
     if (index < 1 || index > 65535) {
       if (bind_error.empty()) {
-        bind_error = "parameter index " + std::to_string(index) +
-                     " out of range";
+        bind_error =
+            "parameter index " + std::to_string(index) + " out of range";
       }
       return;
     }
@@ -287,8 +287,8 @@ Result<Database> Database::OpenPostgres(const std::string& url,
   return db;
 }
 
-Result<Database> Database::OpenLocation(const std::string& location,
-                                        Mode mode, int busy_timeout_ms) {
+Result<Database> Database::OpenLocation(const std::string& location, Mode mode,
+                                        int busy_timeout_ms) {
   if (IsPostgresUrl(location)) return OpenPostgres(location);
   return Open(location, mode, busy_timeout_ms);
 }
@@ -310,9 +310,15 @@ Status Database::Exec(std::string_view sql) {
 
 Result<Statement> Database::Prepare(std::string_view sql) {
   if (pg_) {
-    std::unique_ptr<Statement::Pg, Statement::PgDeleter> p(new Statement::Pg{
-        &pg_->conn, &pg_->changes, PostgresPlaceholders(sql), {}, {}, {}, -1,
-        {}});
+    std::unique_ptr<Statement::Pg, Statement::PgDeleter> p(
+        new Statement::Pg{&pg_->conn,
+                          &pg_->changes,
+                          PostgresPlaceholders(sql),
+                          {},
+                          {},
+                          {},
+                          -1,
+                          {}});
     return Statement(std::move(p));
   }
   return Statement::Prepare(db_.get(), sql);

@@ -113,7 +113,9 @@ class Database {
   Database& operator=(Database&&) noexcept;
   ~Database();
 
-  Backend backend() const { return pg_ ? Backend::kPostgres : Backend::kSqlite; }
+  Backend backend() const {
+    return pg_ ? Backend::kPostgres : Backend::kSqlite;
+  }
   // Runs one or more statements (no parameters, rows ignored).
   Status Exec(std::string_view sql);
   Result<Statement> Prepare(std::string_view sql);

@@ -39,44 +39,25 @@ class RegistryChangesTest : public ::testing::Test {
 
   void Exec(const std::string& sql) { EXPECT_TRUE(test::ExecSql(db_, sql)); }
 
-  std::shared_ptr<const Snapshot> Full() {
-    std::vector<std::string> warnings;
-    auto r = LoadSnapshot(&*database_, &warnings);
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? *r : nullptr;
-  }
-
-  ChangedSnapshot Changes(const Snapshot& base) {
-    warnings_.clear();
-    auto r = LoadChanges(&*database_, base, &warnings_);
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? std::move(*r) : ChangedSnapshot{};
-  }
-
-  // Brings `base` forward by the feed and checks it against a full load;
-  // returns the result.
+  std::shared_ptr<const Snapshot> Full() { return Feed().Full(); }
+  ChangedSnapshot Changes(const Snapshot& base) { return Feed().Changes(base); }
   ChangedSnapshot ForwardMatchesFull(const Snapshot& base) {
-    ChangedSnapshot moved = Changes(base);
-    EXPECT_NE(moved.snapshot, nullptr);
-    auto full = Full();
-    if (moved.snapshot != nullptr && full != nullptr) {
-      EXPECT_EQ(test::DescribeSnapshot(*moved.snapshot),
-                test::DescribeSnapshot(*full));
-    }
-    return moved;
+    return Feed().ForwardMatchesFull(base);
+  }
+  test::ChangeFeedScenarios Feed() {
+    return test::ChangeFeedScenarios(&*database_);
   }
 
   std::optional<Database> database_;
   sqlite3* db_ = nullptr;  // database_'s handle
-  std::vector<std::string> warnings_;
 };
 
 TEST_F(RegistryChangesTest, EveryKindOfChangeMatchesAFullLoad) {
-  test::ChangeFeedScenarios(&*database_).EveryKindOfChangeMatchesAFullLoad();
+  Feed().EveryKindOfChangeMatchesAFullLoad();
 }
 
 TEST_F(RegistryChangesTest, RevocationsAreThoseOfAFullLoad) {
-  test::ChangeFeedScenarios(&*database_).RevocationsAreThoseOfAFullLoad();
+  Feed().RevocationsAreThoseOfAFullLoad();
 }
 
 // Only the touched shards are new: the other devices are the very objects of
@@ -105,7 +86,7 @@ TEST_F(RegistryChangesTest, UnchangedDevicesAreSharedNotCopied) {
 }
 
 TEST_F(RegistryChangesTest, AGapOrAGenerationThatWentBackAsksForAFullLoad) {
-  test::ChangeFeedScenarios(&*database_).AGapOrAGenerationThatWentBackAsksForAFullLoad();
+  Feed().AGapOrAGenerationThatWentBackAsksForAFullLoad();
 }
 
 TEST_F(RegistryChangesTest, TheFeedKeepsTheLastHundredThousandGenerations) {
@@ -127,12 +108,12 @@ TEST_F(RegistryChangesTest, TheFeedKeepsTheLastHundredThousandGenerations) {
 }
 
 TEST_F(RegistryChangesTest, InvalidRowsAreSkippedWithAWarningAsInAFullLoad) {
-  test::ChangeFeedScenarios(&*database_).InvalidRowsAreSkippedWithAWarningAsInAFullLoad();
+  Feed().InvalidRowsAreSkippedWithAWarningAsInAFullLoad();
 }
 
 // Many random changes, applied in several steps, end where a full load does.
 TEST_F(RegistryChangesTest, RandomChangesEndWhereAFullLoadDoes) {
-  test::ChangeFeedScenarios(&*database_).RandomChangesEndWhereAFullLoadDoes();
+  Feed().RandomChangesEndWhereAFullLoadDoes();
 }
 
 // REPLACE deletes a conflicting row without its delete trigger; the rule

@@ -14,7 +14,9 @@ TEST(PostgresPlaceholdersTest, NumberedAndBareFollowSqlitesRule) {
   EXPECT_EQ(PostgresPlaceholders("?3, ?1, ?"), "$3, $1, $4");
   EXPECT_EQ(PostgresPlaceholders("??"), "$1$2");
   // At most five digits make a number.
-  EXPECT_EQ(PostgresPlaceholders("?1234567"), "$12345" "67");
+  EXPECT_EQ(PostgresPlaceholders("?1234567"),
+            "$12345"
+            "67");
 }
 
 TEST(PostgresPlaceholdersTest, QuotesAndCommentsAreLeftAlone) {

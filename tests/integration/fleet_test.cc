@@ -66,8 +66,7 @@ class FleetTest : public testing::Test {
     }
 
     BrokerConfig hub;
-    hub.plugin_options = {"db_url " + Url(), "stats_interval 1",
-                          "node_id hub"};
+    hub.plugin_options = {"db_url " + Url(), "stats_interval 1", "node_id hub"};
     ASSERT_TRUE(hub_.Start(hub));
     StartEdge(&edge1_, "edge-1");
     StartEdge(&edge2_, "edge-2");
@@ -78,7 +77,8 @@ class FleetTest : public testing::Test {
   testing::AssertionResult Sql(const std::string& sql,
                                const pg::Params& params = {}) {
     Result<pg::Rows> rows = db_->Run(sql, params);
-    if (!rows.ok()) return testing::AssertionFailure() << rows.status().message();
+    if (!rows.ok())
+      return testing::AssertionFailure() << rows.status().message();
     return testing::AssertionSuccess();
   }
   // The one integer `sql` yields, -1 when it fails.
@@ -193,8 +193,9 @@ TEST_F(FleetTest, EdgesDeliverTheHubsStampAndFollowTheRegistry) {
 
   // Disabled in PostgreSQL: its edge ends the session within a second.
   const Clock::time_point disabled = Clock::now();
-  ASSERT_TRUE(Sql("UPDATE devices SET enabled = 0 "
-                  "WHERE device_id = 'sensor-001'"));
+  ASSERT_TRUE(
+      Sql("UPDATE devices SET enabled = 0 "
+          "WHERE device_id = 'sensor-001'"));
   ASSERT_TRUE(sensor1->WaitForDisconnect(5000));
   const int64_t kicked_ms = MsSince(disabled);
   RecordProperty("disable_to_disconnect_ms", static_cast<int>(kicked_ms));
@@ -213,8 +214,9 @@ TEST_F(FleetTest, AChangeIsInForceOnAllThreeNodesWithinASecond) {
     ASSERT_TRUE(sessions.back());
   }
   const Clock::time_point disabled = Clock::now();
-  ASSERT_TRUE(Sql("UPDATE devices SET enabled = 0 "
-                  "WHERE device_id = 'sensor-002'"));
+  ASSERT_TRUE(
+      Sql("UPDATE devices SET enabled = 0 "
+          "WHERE device_id = 'sensor-002'"));
   for (auto& session : sessions) {
     ASSERT_TRUE(session->WaitForDisconnect(5000));
   }
@@ -238,8 +240,7 @@ TEST_F(FleetTest, PostgresAwayForTenSecondsLosesNothing) {
   // Every node notices and says so in its stats.
   json last;
   json down = WaitForStats(
-      monitor.get(),
-      [](const json& s) { return !LastError(s).empty(); },
+      monitor.get(), [](const json& s) { return !LastError(s).empty(); },
       kStatsWaitMs, &last);
   ASSERT_TRUE(down.is_object()) << "last: " << last.dump();
 
@@ -290,8 +291,9 @@ TEST_F(FleetTest, PostgresAwayForTenSecondsLosesNothing) {
              "'homepot' AND node = 'hub'")
       << " of " << sent;
   const Clock::time_point disabled = Clock::now();
-  ASSERT_TRUE(Sql("UPDATE devices SET enabled = 0 "
-                  "WHERE device_id = 'sensor-002'"));
+  ASSERT_TRUE(
+      Sql("UPDATE devices SET enabled = 0 "
+          "WHERE device_id = 'sensor-002'"));
   ASSERT_TRUE(sensor2->WaitForDisconnect(5000));
   const int64_t kicked_ms = MsSince(disabled);
   RecordProperty("after_outage_disable_to_disconnect_ms",
@@ -308,9 +310,8 @@ TEST_F(FleetTest, ADeviceOnTwoNodesHasExactSums) {
     auto gateway = Connect(*edge, "gateway-01", "gateway-pass");
     ASSERT_TRUE(gateway);
     for (int i = 0; i < count; ++i) {
-      ASSERT_EQ(gateway->Publish(kToken1,
-                                 NotificationWithId("g-" + std::to_string(n++)),
-                                 1),
+      ASSERT_EQ(gateway->Publish(
+                    kToken1, NotificationWithId("g-" + std::to_string(n++)), 1),
                 0);
     }
     gateway->Disconnect();

@@ -78,37 +78,10 @@ class PostgresLoadTest : public testing::Test {
     return rows;
   }
 
-  std::shared_ptr<const Snapshot> Full() {
-    std::vector<std::string> warnings;
-    auto r = LoadSnapshot(&*database_, &warnings);
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? *r : nullptr;
-  }
-
-  ChangedSnapshot Changes(const Snapshot& base) {
-    warnings_.clear();
-    auto r = LoadChanges(&*database_, base, &warnings_);
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? std::move(*r) : ChangedSnapshot{};
-  }
-
-  // Brings `base` forward by the feed and checks it against a full load.
-  ChangedSnapshot ForwardMatchesFull(const Snapshot& base) {
-    ChangedSnapshot moved = Changes(base);
-    EXPECT_NE(moved.snapshot, nullptr);
-    auto full = Full();
-    if (moved.snapshot != nullptr && full != nullptr) {
-      EXPECT_EQ(test::DescribeSnapshot(*moved.snapshot),
-                test::DescribeSnapshot(*full));
-    }
-    return moved;
-  }
-
   static test::PostgresCluster* cluster_;
   static std::string* start_error_;
   std::string url_;
   std::optional<Database> database_;
-  std::vector<std::string> warnings_;
   std::atomic<bool> log_ready_{false};
   LogQueue log_{&log_ready_};
 };
@@ -131,7 +104,8 @@ TEST_F(PostgresLoadTest, TheSchemaIsAcceptedAndTheGenerationRead) {
 // The Database layer on PostgreSQL: a failed statement makes Commit fail
 // (PostgreSQL would answer COMMIT with a silent ROLLBACK), and Changes
 // counts the rows of the last INSERT, UPDATE or DELETE only.
-TEST_F(PostgresLoadTest, TheDatabaseLayerReportsARolledBackCommitAndItsChanges) {
+TEST_F(PostgresLoadTest,
+       TheDatabaseLayerReportsARolledBackCommitAndItsChanges) {
   {
     Result<Transaction> txn = Transaction::Begin(&*database_);
     ASSERT_TRUE(txn.ok()) << txn.status().message();
@@ -168,11 +142,13 @@ TEST_F(PostgresLoadTest, RevocationsAreThoseOfAFullLoad) {
 }
 
 TEST_F(PostgresLoadTest, AGapOrAGenerationThatWentBackAsksForAFullLoad) {
-  test::ChangeFeedScenarios(&*database_).AGapOrAGenerationThatWentBackAsksForAFullLoad();
+  test::ChangeFeedScenarios(&*database_)
+      .AGapOrAGenerationThatWentBackAsksForAFullLoad();
 }
 
 TEST_F(PostgresLoadTest, InvalidRowsAreSkippedWithAWarningAsInAFullLoad) {
-  test::ChangeFeedScenarios(&*database_).InvalidRowsAreSkippedWithAWarningAsInAFullLoad();
+  test::ChangeFeedScenarios(&*database_)
+      .InvalidRowsAreSkippedWithAWarningAsInAFullLoad();
 }
 
 // Many random changes, applied in several steps, end where a full load does.
