@@ -7,11 +7,11 @@
 // 2. Applies --rate changes per second for --duration seconds to the
 //    registry (--db: a SQLite file or a postgresql:// URL) through its own
 //    connection (common/database.h), one autocommit statement each,
-//    cycling through: a device's password changed, a
-//    device's enabled flag flipped, a device inserted, a device deleted
-//    (random devices among dev-<S> .. dev-<N-1>). S of those changes, one at
-//    a random place in each S-th of the run (so that they fall at different
-//    points of the plugin's poll interval), instead revoke a victim
+//    cycling through: a device's password changed, a device's enabled flag
+//    flipped, a device inserted, a device deleted (random devices among
+//    dev-<S> .. dev-<N-1>). S of those changes, one at a random place in
+//    each S-th of the run (so that they fall at different points of the
+//    plugin's poll interval), instead revoke a victim
 //    (disabled, or its password changed, alternately): the time from that
 //    commit until the broker closes the victim's connection is the change's
 //    time to take effect, seen from the broker's side.
@@ -85,8 +85,8 @@ struct Options {
       "         [--samples S] [--idle-seconds I] [--wait-seconds W]\n"
       "  --db is a SQLite file or a postgresql:// URL (password in a\n"
       "  passfile). dev-0 .. dev-<N-1> must exist with password PW (hash H);\n"
-      "  H2 is another valid hash. Defaults: K 10/s, D 30 s, S 10, I 5 s, W 10 "
-      "s.\n");
+      "  H2 is another valid hash.\n"
+      "  Defaults: K 10/s, D 30 s, S 10, I 5 s, W 10 s.\n");
   std::exit(status);
 }
 
