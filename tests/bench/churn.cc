@@ -5,12 +5,13 @@
 //    connection each) and waits --idle-seconds: the broker's idle CPU and
 //    RSS.
 // 2. Applies --rate changes per second for --duration seconds to the
-//    registry file through its own SQLite connection, one autocommit
-//    statement each, cycling through: a device's password changed, a
-//    device's enabled flag flipped, a device inserted, a device deleted
-//    (random devices among dev-<S> .. dev-<N-1>). S of those changes, one at
-//    a random place in each S-th of the run (so that they fall at different
-//    points of the plugin's poll interval), instead revoke a victim
+//    registry (--db: a SQLite file or a postgresql:// URL) through its own
+//    connection (common/database.h), one autocommit statement each,
+//    cycling through: a device's password changed, a device's enabled flag
+//    flipped, a device inserted, a device deleted (random devices among
+//    dev-<S> .. dev-<N-1>). S of those changes, one at a random place in
+//    each S-th of the run (so that they fall at different points of the
+//    plugin's poll interval), instead revoke a victim
 //    (disabled, or its password changed, alternately): the time from that
 //    commit until the broker closes the victim's connection is the change's
 //    time to take effect, seen from the broker's side.
@@ -18,9 +19,9 @@
 //    threads, and per thread name, from /proc/PID/task/*/stat utime+stime),
 //    VmRSS at the end of the idle window, the highest VmRSS sampled every
 //    50 ms during the churn and VmHWM after the churn (reset at its start
-//    through /proc/PID/clear_refs when allowed), and how often the registry
-//    file itself (not its WAL) was written during the churn, by checkpoints
-//    (its mtime, sampled every 50 ms).
+//    through /proc/PID/clear_refs when allowed), and, on SQLite, how often
+//    the registry file itself (not its WAL) was written during the churn,
+//    by checkpoints (its mtime, sampled every 50 ms; NA on PostgreSQL).
 //
 // Output: lines starting with "# ", then one "RESULT key=value ..." line.
 // Exit status 0 when every victim connected and every change committed (a
@@ -28,7 +29,6 @@
 // when a victim could not connect or a change failed.
 #include <dirent.h>
 #include <mosquitto.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +47,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "database.h"
 
 namespace {
 
@@ -77,12 +79,14 @@ struct Options {
 [[noreturn]] void Usage(int status) {
   std::fprintf(
       status ? stderr : stdout,
-      "usage: homepot_churn --port P --db FILE --password PW --hash H "
+      "usage: homepot_churn --port P --db FILE|URL --password PW --hash H "
       "--hash2 H2\n"
       "         --devices N --broker-pid PID [--rate K] [--duration D]\n"
       "         [--samples S] [--idle-seconds I] [--wait-seconds W]\n"
-      "  dev-0 .. dev-<N-1> must exist with password PW (hash H); H2 is\n"
-      "  another valid hash. Defaults: K 10/s, D 30 s, S 10, I 5 s, W 10 s.\n");
+      "  --db is a SQLite file or a postgresql:// URL (password in a\n"
+      "  passfile). dev-0 .. dev-<N-1> must exist with password PW (hash H);\n"
+      "  H2 is another valid hash.\n"
+      "  Defaults: K 10/s, D 30 s, S 10, I 5 s, W 10 s.\n");
   std::exit(status);
 }
 
@@ -280,15 +284,6 @@ class Victim {
   std::atomic<int64_t> closed_ns_{0};
 };
 
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    out += c;
-    if (c == '\'') out += '\'';
-  }
-  return out + "'";
-}
-
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return -1;
   std::sort(v.begin(), v.end());
@@ -335,25 +330,49 @@ int Run(const Options& o) {
   const double idle_wall = double(NowNs() - idle_t0) / kSec;
   const long rss_idle_kb = StatusKb(o.broker_pid, "VmRSS");
 
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(o.db.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) !=
-      SQLITE_OK) {
-    std::printf("# cannot open %s: %s\nRESULT error=db\n", o.db.c_str(),
-                sqlite3_errmsg(db));
+  auto opened = homepot::Database::OpenLocation(
+      o.db, homepot::Database::Mode::kReadWrite, 10000);
+  if (!opened.ok()) {
+    std::printf("# cannot open the registry: %s\nRESULT error=db\n",
+                opened.status().message().c_str());
     return 3;
   }
-  sqlite3_busy_timeout(db, 10000);
+  homepot::Database db = std::move(*opened);
+  const bool on_file = db.backend() == homepot::Backend::kSqlite;
+  // The changes, written once for both backends (?N parameters); each runs
+  // as one autocommit statement.
+  enum Kind { kDisable, kSetHash, kToggleHash, kFlip, kInsert, kDelete };
+  const char* const kSql[] = {
+      "UPDATE devices SET enabled = 0 WHERE device_id = ?1",
+      "UPDATE devices SET password_hash = ?2 WHERE device_id = ?1",
+      "UPDATE devices SET password_hash = CASE WHEN password_hash = ?2 "
+      "THEN ?3 ELSE ?2 END WHERE device_id = ?1",
+      "UPDATE devices SET enabled = 1 - enabled WHERE device_id = ?1",
+      "INSERT INTO devices (device_id, device_type, password_hash) "
+      "VALUES (?1, 'iot_sensor', ?2)",
+      "DELETE FROM devices WHERE device_id = ?1",
+  };
+  std::vector<homepot::Statement> stmts;
+  for (const char* sql : kSql) {
+    auto st = db.Prepare(sql);
+    if (!st.ok()) {
+      std::printf("# cannot prepare %s: %s\nRESULT error=db\n", sql,
+                  st.status().message().c_str());
+      return 3;
+    }
+    stmts.push_back(std::move(*st));
+  }
 
   const bool hwm_reset = ResetHwm(o.broker_pid);
   std::atomic<bool> sampling{true};
   std::atomic<long> rss_max_kb{StatusKb(o.broker_pid, "VmRSS")};
   std::atomic<int> file_writes{0};
   std::thread sampler([&] {
-    int64_t mtime = MtimeNs(o.db);
+    int64_t mtime = on_file ? MtimeNs(o.db) : -1;
     while (sampling.load()) {
       rss_max_kb.store(
           std::max(rss_max_kb.load(), StatusKb(o.broker_pid, "VmRSS")));
-      const int64_t m = MtimeNs(o.db);
+      const int64_t m = on_file ? MtimeNs(o.db) : -1;
       if (m != mtime) file_writes.fetch_add(1);
       mtime = m;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -381,48 +400,43 @@ int Run(const Options& o) {
     if (due > now) {
       std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
     }
-    std::string sql;
+    homepot::Statement* st = nullptr;
     int victim = -1;
     if (c / every < o.samples && c == victim_at[c / every]) {
       victim = int(c / every);
-      const std::string id = Quote(victims[victim]->name());
-      sql = victim % 2 == 0
-                ? "UPDATE devices SET enabled = 0 WHERE device_id = " + id
-                : "UPDATE devices SET password_hash = " + Quote(o.hash2) +
-                      " WHERE device_id = " + id;
+      st = &stmts[victim % 2 == 0 ? kDisable : kSetHash];
+      st->Bind(1, victims[victim]->name());
+      if (victim % 2 != 0) st->Bind(2, o.hash2);
     } else {
       long i = pick(rng);
       while (deleted.count(i)) i = pick(rng);
-      const std::string id = Quote("dev-" + std::to_string(i));
+      const std::string id = "dev-" + std::to_string(i);
       switch (c % 4) {
         case 0:
-          sql = "UPDATE devices SET password_hash = CASE password_hash WHEN " +
-                Quote(o.hash) + " THEN " + Quote(o.hash2) + " ELSE " +
-                Quote(o.hash) + " END WHERE device_id = " + id;
+          st = &stmts[kToggleHash];
+          st->Bind(1, id).Bind(2, o.hash).Bind(3, o.hash2);
           break;
         case 1:
-          sql = "UPDATE devices SET enabled = 1 - enabled WHERE device_id = " +
-                id;
+          st = &stmts[kFlip];
+          st->Bind(1, id);
           break;
         case 2:
-          sql =
-              "INSERT INTO devices (device_id, device_type, password_hash) "
-              "VALUES (" +
-              Quote("churn-" + std::to_string(inserted++)) +
-              ", 'iot_sensor', " + Quote(o.hash) + ")";
+          st = &stmts[kInsert];
+          st->Bind(1, "churn-" + std::to_string(inserted++)).Bind(2, o.hash);
           break;
         default:
-          sql = "DELETE FROM devices WHERE device_id = " + id;
+          st = &stmts[kDelete];
+          st->Bind(1, id);
           deleted.insert(i);
       }
     }
     const int64_t start = NowNs();
-    char* err = nullptr;
-    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      if (first_error.empty()) first_error = err ? err : "?";
+    const homepot::Status ran = st->Run();
+    if (!ran.ok()) {
+      if (first_error.empty()) first_error = ran.message();
       ++failed;
+      st->Reset();
     }
-    sqlite3_free(err);
     const int64_t end = NowNs();  // committed (autocommit)
     exec_ms.push_back(double(end - start) / kMs);
     if (victim >= 0) commit_ns[victim] = end;
@@ -434,7 +448,7 @@ int Run(const Options& o) {
   const double churn_wall = double(t1 - t0) / kSec;
   const long hwm_kb = StatusKb(o.broker_pid, "VmHWM");
   const long rss_end_kb = StatusKb(o.broker_pid, "VmRSS");
-  sqlite3_close(db);
+  stmts.clear();
 
   // Time from each revoking commit to the closed connection.
   std::vector<double> effect_ms;
@@ -491,7 +505,7 @@ int Run(const Options& o) {
       "never=%d exec_p50_ms=%s exec_max_ms=%s cpu_idle_pct=%s "
       "cpu_churn_pct=%s cpu_worker_idle_pct=%s cpu_worker_churn_pct=%s "
       "cpu_main_churn_pct=%s rss_idle_mb=%s rss_max_mb=%s hwm_mb=%s "
-      "hwm_reset=%d rss_end_mb=%s file_writes=%d\n",
+      "hwm_reset=%d rss_end_mb=%s file_writes=%s\n",
       changes, failed, double(changes) / churn_wall, churn_wall, o.samples,
       Num(Percentile(effect_ms, 0.5)).c_str(),
       Num(Percentile(effect_ms, 1.0)).c_str(),
@@ -505,7 +519,8 @@ int Run(const Options& o) {
       Num(pct(churn0, churn1, churn_wall, "mosquitto"), "%.2f").c_str(),
       Num(rss_idle_kb / 1024.0).c_str(),
       Num(rss_max_kb.load() / 1024.0).c_str(), Num(hwm_kb / 1024.0).c_str(),
-      hwm_reset ? 1 : 0, Num(rss_end_kb / 1024.0).c_str(), file_writes.load());
+      hwm_reset ? 1 : 0, Num(rss_end_kb / 1024.0).c_str(),
+      on_file ? std::to_string(file_writes.load()).c_str() : "NA");
   return failed > 0 ? 3 : 0;
 }
 
