@@ -48,8 +48,19 @@ std::string PercentDecoded(std::string_view s) {
 std::vector<Span> UriPasswordSpans(std::string_view url, size_t start) {
   std::vector<Span> spans;
   size_t query_from = start;
-  const size_t end_of_info = url.find_first_of("@/", start);
-  if (end_of_info != std::string_view::npos && url[end_of_info] == '@') {
+  // The user info ends at the last @ before the query that follows the
+  // first @: a password with an unencoded / ? or @ (which libpq misreads)
+  // is masked whole all the same.
+  const size_t first_at = url.find('@', start);
+  const size_t query = first_at == std::string_view::npos
+                           ? std::string_view::npos
+                           : url.find('?', first_at);
+  const size_t end_of_info =
+      first_at == std::string_view::npos
+          ? std::string_view::npos
+          : url.substr(0, query == std::string_view::npos ? url.size() : query)
+                .rfind('@');
+  if (end_of_info != std::string_view::npos && end_of_info >= start) {
     const size_t colon = url.find(':', start);
     if (colon < end_of_info && colon + 1 < end_of_info) {
       spans.emplace_back(colon + 1, end_of_info);
@@ -109,6 +120,11 @@ std::vector<Span> KeywordPasswordSpans(std::string_view s) {
     if (IsSecretKey(key) && i > value_begin) spans.emplace_back(value_begin, i);
   }
   return spans;
+}
+
+bool IsPostgresScheme(std::string_view url) {
+  return url.substr(0, 13) == "postgresql://" ||
+         url.substr(0, 11) == "postgres://";
 }
 
 std::vector<Span> PasswordSpans(std::string_view url) {
@@ -207,6 +223,19 @@ Connection::Connection(PGconn* conn, std::string url)
 
 Result<Connection> Connection::Open(const std::string& url,
                                     int connect_timeout_s) {
+  // libpq reads a / or @ in a URI's password as the end of the host part
+  // and quotes pieces of it in its errors: refuse it before libpq sees it.
+  for (const Span& span : PasswordSpans(url)) {
+    const std::string_view password(url.data() + span.first,
+                                    span.second - span.first);
+    if (IsPostgresScheme(url) &&
+        password.find_first_of("/@?#") != std::string_view::npos) {
+      return Status::Error(MaskedUrl(url) +
+                           ": the password in the URL must be "
+                           "percent-encoded (/ @ ? # as %2F %40 %3F %23); "
+                           "better, keep it in a passfile");
+    }
+  }
   // Later entries win: `url` (expanded from dbname) overrides the defaults
   // before it, client_encoding after it is always UTF8.
   const std::string timeout = std::to_string(connect_timeout_s);

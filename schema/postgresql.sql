@@ -213,7 +213,7 @@ CREATE OR REPLACE FUNCTION homepot_change_key(table_name TEXT, r JSONB,
 -- row per key of the old and the new row (two when a key changed), the
 -- feed pruned to its last 100000 generations, and NOTIFY homepot_registry
 -- with the generation (delivered when the transaction commits). TRUNCATE
--- fires no row trigger: delete rows instead.
+-- fires no row trigger: see homepot_registry_truncated below.
 --
 -- The UPDATE of registry_meta locks its row until the transaction ends, so
 -- concurrent writers take turns: a generation is only taken after the
@@ -248,6 +248,30 @@ CREATE OR REPLACE TRIGGER acl_rules_changed
 CREATE OR REPLACE TRIGGER device_types_changed
   AFTER INSERT OR UPDATE OR DELETE ON device_types
   FOR EACH ROW EXECUTE FUNCTION homepot_registry_changed();
+
+-- TRUNCATE fires no row trigger: it takes a generation without feed rows,
+-- a gap that makes every reader load the registry in full.
+CREATE OR REPLACE FUNCTION homepot_registry_truncated() RETURNS TRIGGER
+  LANGUAGE plpgsql
+  AS $$
+DECLARE
+  g BIGINT;
+BEGIN
+  UPDATE registry_meta SET generation = generation + 1 WHERE id = 1
+    RETURNING generation INTO g;
+  PERFORM pg_notify('homepot_registry', g::TEXT);
+  RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER devices_truncated
+  AFTER TRUNCATE ON devices
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_truncated();
+CREATE OR REPLACE TRIGGER acl_rules_truncated
+  AFTER TRUNCATE ON acl_rules
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_truncated();
+CREATE OR REPLACE TRIGGER device_types_truncated
+  AFTER TRUNCATE ON device_types
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_truncated();
 
 -- An UPDATE that leaves updated_at alone stamps it with the time.
 CREATE OR REPLACE FUNCTION homepot_devices_touch() RETURNS TRIGGER

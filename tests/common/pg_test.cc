@@ -88,6 +88,24 @@ TEST(PgConnectionTest, AnUnparsableUrlDoesNotShowItsPassword) {
   }
 }
 
+// A / or @ in a URI's password ends the host part for libpq, which would
+// quote a piece of it: masked whole, and refused before libpq sees it.
+TEST(PgConnectionTest, APasswordWithSlashOrAtIsMaskedWholeAndRefused) {
+  EXPECT_EQ(MaskedUrl("postgresql://u:hun/ter2@h:5432/db"),
+            "postgresql://u:***@h:5432/db");
+  EXPECT_EQ(MaskedUrl("postgresql://u:hun@ter2@h/db?sslmode=disable"),
+            "postgresql://u:***@h/db?sslmode=disable");
+  for (const std::string url : {"postgresql://u:hun/ter2@127.0.0.1:1/db",
+                                "postgres://u:hun@ter2@127.0.0.1:1/db"}) {
+    Result<Connection> conn = Connection::Open(url);
+    ASSERT_FALSE(conn.ok()) << url;
+    const std::string& message = conn.status().message();
+    EXPECT_EQ(message.find("hun"), std::string::npos) << message;
+    EXPECT_EQ(message.find("ter2"), std::string::npos) << message;
+    EXPECT_NE(message.find("percent-encoded"), std::string::npos) << message;
+  }
+}
+
 }  // namespace
 }  // namespace pg
 }  // namespace homepot

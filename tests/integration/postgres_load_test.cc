@@ -159,6 +159,20 @@ TEST_F(PostgresLoadTest, RandomChangesEndWhereAFullLoadDoes) {
 // Every statement of DeviceStatsWriter on PostgreSQL: increments add up,
 // the latest times stay, presence is overwritten only when it changed and
 // reset at start, and rows of unregistered devices are not written.
+// TRUNCATE writes no feed rows; its generation is a gap: a full load.
+TEST_F(PostgresLoadTest, ATruncateAsksForAFullLoad) {
+  test::ChangeFeedScenarios feed(&*database_);
+  feed.Exec("INSERT INTO devices (device_id) VALUES ('a'), ('b')");
+  auto base = feed.Full();
+  ASSERT_NE(base, nullptr);
+  feed.Exec("TRUNCATE devices CASCADE");
+  EXPECT_EQ(feed.Changes(*base).snapshot, nullptr);
+  auto now = feed.Full();
+  ASSERT_NE(now, nullptr);
+  EXPECT_GT(now->generation(), base->generation());
+  EXPECT_EQ(now->device_count(), 0u);
+}
+
 TEST_F(PostgresLoadTest, DeviceStatsAreWrittenAsIncrements) {
   Exec("INSERT INTO devices (device_id) VALUES ('a'), ('b')");
   DeviceStatsWriter writer(url_, "node-a", SystemClock::Instance(), &log_);
