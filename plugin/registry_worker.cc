@@ -61,7 +61,15 @@ void RegistryWorker::Shutdown() {
   }
   Wake();
   if (thread_.joinable()) thread_.join();
-  reloader_.OpenIfClosed();
+  // A PostgreSQL database that is away is not dialled again here (each
+  // attempt can last the connect timeout, and the broker is stopping): what
+  // is pending stays unwritten, as it would while the database is away.
+  const bool away = reloader_.postgres() &&
+                    (db_away_at_shutdown_ || reloader_.RetryInMs() >= 0);
+  if (!away) reloader_.OpenIfClosed();
+  if (reloader_.postgres() && reloader_.db() == nullptr) {
+    db_away_at_shutdown_ = true;
+  }
   stats_.Flush(reloader_.db(), 5000);
   log_writer_.Flush(reloader_.db(), 5000);
   reloader_.Close();

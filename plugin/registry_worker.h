@@ -70,7 +70,8 @@ class RegistryWorker : public RegistrySource {
   bool SubmitLog(std::vector<DeliveryEvent>* batch) override;
   bool LastError(std::string* out) override { return reloader_.LastError(out); }
   // Stops the thread and writes pending device stats and delivery events on
-  // the calling thread.
+  // the calling thread; on PostgreSQL, only when the database is connected
+  // (one that is away is not waited for: the stop stays quick).
   void Shutdown() override;
 
   // Duration of the last device_stats flush and its row count.
@@ -110,6 +111,8 @@ class RegistryWorker : public RegistrySource {
   bool log_submitted_ = false;
   int wake_fd_ = -1;  // PostgreSQL: the eventfd Wake writes
   std::thread thread_;
+  // Shutdown found the PostgreSQL database away: later calls do not retry.
+  bool db_away_at_shutdown_ = false;
 };
 
 }  // namespace homepot
