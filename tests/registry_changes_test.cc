@@ -28,13 +28,9 @@ class RegistryChangesTest : public ::testing::Test {
   }
   // A new, empty in-memory database in place of the one open.
   void OpenMemory() {
-    Result<Database> db = Database::Open(":memory:", Database::Mode::kCreate);
-    ASSERT_TRUE(db.ok()) << db.status().message();
-    database_.emplace(std::move(*db));
+    database_ = test::OpenMemoryDatabase();
+    ASSERT_TRUE(database_.has_value());
     db_ = database_->handle();
-    // Rows the schema would refuse (a device of a type without a row)
-    // test how a load treats them.
-    Exec("PRAGMA foreign_keys = OFF");
   }
 
   void Exec(const std::string& sql) { EXPECT_TRUE(test::ExecSql(db_, sql)); }
@@ -96,15 +92,11 @@ TEST_F(RegistryChangesTest, TheFeedKeepsTheLastHundredThousandGenerations) {
       "INSERT INTO registry_changes (generation, kind, name) VALUES "
       "(399000, 'device', 'old')");
   Exec("UPDATE devices SET enabled = 0");
-  sqlite3_stmt* stmt = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db_,
-                               "SELECT count(*) FROM registry_changes "
-                               "WHERE generation < 400000",
-                               -1, &stmt, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 0);
-  sqlite3_finalize(stmt);
+  Result<Statement> count = database_->Prepare(
+      "SELECT count(*) FROM registry_changes WHERE generation < 400000");
+  ASSERT_TRUE(count.ok()) << count.status().message();
+  ASSERT_TRUE(*count->Step());
+  EXPECT_EQ(count->Int(0), 0);
 }
 
 TEST_F(RegistryChangesTest, InvalidRowsAreSkippedWithAWarningAsInAFullLoad) {

@@ -22,18 +22,12 @@ using test::EncodedHash;
 // An in-memory registry database.
 class RegistryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    OpenMemory();
-  }
+  void SetUp() override { OpenMemory(); }
   // A new, empty in-memory database in place of the one open.
   void OpenMemory() {
-    Result<Database> db = Database::Open(":memory:", Database::Mode::kCreate);
-    ASSERT_TRUE(db.ok()) << db.status().message();
-    database_.emplace(std::move(*db));
+    database_ = test::OpenMemoryDatabase();
+    ASSERT_TRUE(database_.has_value());
     db_ = database_->handle();
-    // Rows the schema would refuse (a device of a type without a row)
-    // test how a load treats them.
-    Exec("PRAGMA foreign_keys = OFF");
   }
 
   void ApplySchema() { Exec(test::SchemaSql()); }

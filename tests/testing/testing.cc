@@ -80,6 +80,19 @@ const std::string& OldSchemaSql(int version) {
   return text;
 }
 
+std::optional<Database> OpenMemoryDatabase() {
+  Result<Database> db = Database::Open(":memory:", Database::Mode::kCreate);
+  if (!db.ok()) {
+    ADD_FAILURE() << db.status().message();
+    return std::nullopt;
+  }
+  if (Status s = db->Exec("PRAGMA foreign_keys = OFF"); !s.ok()) {
+    ADD_FAILURE() << s.message();
+    return std::nullopt;
+  }
+  return std::move(*db);
+}
+
 testing::AssertionResult ExecSql(sqlite3* db, const std::string& sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);

@@ -11,8 +11,11 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "database.h"
 
 namespace homepot {
 
@@ -49,6 +52,10 @@ const std::string& OldSchemaSql(int version);
 
 // Runs `sql` (any number of statements) on an open connection.
 testing::AssertionResult ExecSql(sqlite3* db, const std::string& sql);
+// An empty in-memory SQLite database with foreign keys off, so that rows
+// the schema would refuse (a device of a type without a row) can test how a
+// load treats them. Records a test failure and returns nothing on error.
+std::optional<Database> OpenMemoryDatabase();
 // Runs `sql` on the database file at `path` through a short-lived connection
 // with a 5 s busy timeout, as the admin tool or the sqlite3 shell would. The
 // file must exist.
