@@ -286,10 +286,18 @@ TEST_F(FleetTest, PostgresAwayForTenSecondsLosesNothing) {
       "'sensor-002' AND node = 'edge-2') = " +
       std::to_string(sent);
   EXPECT_TRUE(Eventually([&] { return Int(written) == 1; }, kStatsWaitMs, 100))
-      << "hub's published: "
+      << "of " << sent << ": the hub's published "
       << Int("SELECT published FROM device_stats WHERE device_id = "
              "'homepot' AND node = 'hub'")
-      << " of " << sent;
+      << ", its log rows "
+      << Int("SELECT count(*) FROM notification_log WHERE node = 'hub' AND "
+             "message_id LIKE 'away-%'")
+      << ", edge 2's delivered "
+      << Int("SELECT delivered FROM device_stats WHERE device_id = "
+             "'sensor-002' AND node = 'edge-2'")
+      << "\nhub log:\n"
+      << Tail(hub_.Log(), 15) << "\nedge 2 log:\n"
+      << Tail(edge2_.Log(), 15);
   const Clock::time_point disabled = Clock::now();
   ASSERT_TRUE(
       Sql("UPDATE devices SET enabled = 0 "
