@@ -262,7 +262,8 @@ Status CheckSchema(Database* db) {
   Result<int64_t> version =
       db->backend() == Backend::kSqlite
           ? ReadInt(db, "PRAGMA user_version", "cannot read schema version")
-          : ReadInt(db, "SELECT (to_regclass('registry_meta') IS NOT NULL)::int",
+          : ReadInt(db,
+                    "SELECT (to_regclass('registry_meta') IS NOT NULL)::int",
                     "cannot read schema version");
   if (version.ok() && *version == 1 && db->backend() == Backend::kPostgres) {
     version = ReadInt(db,
@@ -299,13 +300,13 @@ Status CheckSchema(Database* db) {
                  {"registry_changes", "generation, kind, name"},
                  {"notification_log", "node"}};
   for (const auto& [table, columns] : kProbes) {
-    Result<Statement> probe = db->Prepare( std::string("SELECT ") + columns + " FROM " + table + " LIMIT 0");
+    Result<Statement> probe = db->Prepare(std::string("SELECT ") + columns +
+                                          " FROM " + table + " LIMIT 0");
     // PostgreSQL checks a statement when it runs it.
     Status ran = probe.ok() ? probe->Run() : probe.status();
     if (!ran.ok()) {
-      return Status::Error(
-          std::string("table ") + table +
-          " is missing or unreadable: " + ran.message());
+      return Status::Error(std::string("table ") + table +
+                           " is missing or unreadable: " + ran.message());
     }
   }
   return Status::Ok();
@@ -352,7 +353,8 @@ struct TypeLimits {
 Result<TypeLimits> ReadTypeLimits(Database* db) {
   constexpr const char* kWhat = "cannot read device_types";
   TypeLimits limits;
-  Result<Statement> stmt = db->Prepare( "SELECT name, max_payload_bytes FROM device_types");
+  Result<Statement> stmt =
+      db->Prepare("SELECT name, max_payload_bytes FROM device_types");
   if (!stmt.ok()) return DbError(kWhat, stmt.status());
   for (;;) {
     Result<bool> row = stmt->Step();
@@ -456,6 +458,98 @@ bool Revokes(const Device& old, const Device* now) {
          now->password.salt != old.password.salt;
 }
 
+// `items` as a PostgreSQL text[] literal: every element in double quotes,
+// with " and \ escaped by a backslash (nothing else is special there).
+std::string TextArrayLiteral(const std::vector<std::string>& items) {
+  size_t size = 2;
+  for (const std::string& item : items) size += item.size() + 3;
+  std::string out;
+  out.reserve(size);
+  out += '{';
+  for (const std::string& item : items) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (const char c : item) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+// The devices named in `ids` that have a row, with their own rules; rows
+// that break a rule are skipped as in a full load (said in `warnings`). On
+// PostgreSQL one statement per table for all of them (a round trip per
+// device would cost more than the rows); on SQLite, in process, a lookup
+// per device.
+Result<std::vector<Device>> ReadDevices(Database* db,
+                                        const std::vector<std::string>& ids,
+                                        const TypeLimits& limits,
+                                        std::vector<std::string>* warnings) {
+  constexpr const char* kDevices = "cannot read devices";
+  constexpr const char* kRules = "cannot read acl_rules";
+  std::vector<Device> devices;
+  if (ids.empty()) return devices;
+  if (db->backend() == Backend::kPostgres) {
+    const std::string list = TextArrayLiteral(ids);
+    Result<Statement> device = db->Prepare(
+        std::string(kDeviceColumns) + " WHERE device_id = ANY(?1::text[])");
+    if (!device.ok()) return DbError(kDevices, device.status());
+    device->Bind(1, std::string_view(list));
+    Status s = EachRow(&*device, kDevices, [&] {
+      if (auto d = DecodeDevice(&*device, limits, warnings)) {
+        devices.push_back(std::move(*d));
+      }
+    });
+    if (!s.ok()) return s;
+    std::unordered_map<std::string, size_t> index;
+    index.reserve(devices.size());
+    for (size_t i = 0; i < devices.size(); ++i) index[devices[i].id] = i;
+    Result<Statement> rules = db->Prepare(
+        "SELECT device_id, topic_filter, access FROM acl_rules "
+        "WHERE device_id = ANY(?1::text[]) ORDER BY id");
+    if (!rules.ok()) return DbError(kRules, rules.status());
+    rules->Bind(1, std::string_view(list));
+    s = EachRow(&*rules, kRules, [&] {
+      auto it = index.find(rules->Text(0));
+      if (it == index.end()) return;  // its device was skipped
+      if (auto rule = DecodeRule(&*rules, 1, warnings)) {
+        devices[it->second].rules.push_back(std::move(*rule));
+      }
+    });
+    if (!s.ok()) return s;
+    return devices;
+  }
+  Result<Statement> device =
+      db->Prepare(std::string(kDeviceColumns) + " WHERE device_id = ?1");
+  if (!device.ok()) return DbError(kDevices, device.status());
+  Result<Statement> rules = db->Prepare(
+      "SELECT topic_filter, access FROM acl_rules WHERE device_id = ?1 "
+      "ORDER BY id");
+  if (!rules.ok()) return DbError(kRules, rules.status());
+  for (const std::string& id : ids) {
+    device->Reset();
+    device->Bind(1, std::string_view(id));
+    Result<bool> found = device->Step();
+    if (!found.ok()) return DbError(kDevices, found.status());
+    if (!*found) continue;  // removed
+    std::optional<Device> d = DecodeDevice(&*device, limits, warnings);
+    if (!d) continue;
+    rules->Reset();
+    rules->Bind(1, std::string_view(id));
+    Status s = EachRow(&*rules, kRules, [&] {
+      if (auto rule = DecodeRule(&*rules, 0, warnings)) {
+        d->rules.push_back(std::move(*rule));
+      }
+    });
+    if (!s.ok()) return s;
+    devices.push_back(std::move(*d));
+  }
+  return devices;
+}
+
 // A change feed that names more devices than this is applied as a full load.
 constexpr size_t kMaxChangedDevices = 50000;
 
@@ -478,7 +572,7 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
     constexpr const char* kWhat = "cannot read devices";
     Result<int64_t> count = ReadInt(db, "SELECT count(*) FROM devices", kWhat);
     if (count.ok()) devices.reserve(*count);
-    Result<Statement> stmt = db->Prepare( kDeviceColumns);
+    Result<Statement> stmt = db->Prepare(kDeviceColumns);
     if (!stmt.ok()) return DbError(kWhat, stmt.status());
     Status s = EachRow(&*stmt, kWhat, [&] {
       if (auto d = DecodeDevice(&*stmt, *limits, warnings)) {
@@ -535,10 +629,9 @@ Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
   std::vector<std::string> types;
   bool global_changed = false;
   {
-    Result<Statement> stmt =
-        db->Prepare(
-                           "SELECT DISTINCT kind, name FROM registry_changes "
-                           "WHERE generation > ?1 AND generation <= ?2");
+    Result<Statement> stmt = db->Prepare(
+        "SELECT DISTINCT kind, name FROM registry_changes "
+        "WHERE generation > ?1 AND generation <= ?2");
     if (!stmt.ok()) return DbError(kWhat, stmt.status());
     stmt->Bind(1, base.generation()).Bind(2, *generation);
     Status s = EachRow(&*stmt, kWhat, [&] {
@@ -560,9 +653,10 @@ Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
   for (const std::string& type : types) {
     constexpr const char* kDevices = "cannot read devices";
     const bool unknown = type == "unknown";
-    Result<Statement> stmt = db->Prepare( unknown ? "SELECT device_id FROM devices WHERE device_type = ?1 "
-                      "OR device_type NOT IN (SELECT name FROM device_types)"
-                    : "SELECT device_id FROM devices WHERE device_type = ?1");
+    Result<Statement> stmt = db->Prepare(
+        unknown ? "SELECT device_id FROM devices WHERE device_type = ?1 "
+                  "OR device_type NOT IN (SELECT name FROM device_types)"
+                : "SELECT device_id FROM devices WHERE device_type = ?1");
     if (!stmt.ok()) return DbError(kDevices, stmt.status());
     stmt->Bind(1, std::string_view(type));
     Status s = EachRow(&*stmt, kDevices, [&] {
@@ -578,31 +672,10 @@ Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
   changes.generation = *generation;
   changes.unknown_max_payload = limits->unknown;
   {
-    constexpr const char* kDevices = "cannot read devices";
-    Result<Statement> device = db->Prepare( std::string(kDeviceColumns) + " WHERE device_id = ?1");
-    if (!device.ok()) return DbError(kDevices, device.status());
-    Result<Statement> rules = db->Prepare(
-        "SELECT topic_filter, access FROM acl_rules WHERE device_id = ?1 "
-        "ORDER BY id");
-    if (!rules.ok()) return DbError(kDevices, rules.status());
-    for (const std::string& id : ids) {
-      device->Reset();
-      device->Bind(1, std::string_view(id));
-      Result<bool> found = device->Step();
-      if (!found.ok()) return DbError(kDevices, found.status());
-      if (!*found) continue;  // removed
-      std::optional<Device> d = DecodeDevice(&*device, *limits, warnings);
-      if (!d) continue;
-      rules->Reset();
-      rules->Bind(1, std::string_view(id));
-      Status s = EachRow(&*rules, "cannot read acl_rules", [&] {
-        if (auto rule = DecodeRule(&*rules, 0, warnings)) {
-          d->rules.push_back(std::move(*rule));
-        }
-      });
-      if (!s.ok()) return s;
-      changes.devices.push_back(std::move(*d));
-    }
+    Result<std::vector<Device>> devices =
+        ReadDevices(db, ids, *limits, warnings);
+    if (!devices.ok()) return devices.status();
+    changes.devices = std::move(*devices);
   }
   if (global_changed) {
     Result<std::vector<AclRule>> global = ReadGlobalRules(db, warnings);

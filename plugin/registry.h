@@ -182,8 +182,9 @@ struct ChangedSnapshot {
 
 // Brings `base` to the registry's current generation in one read
 // transaction: reads the change feed after base.generation(), re-reads only
-// the devices (with their rules), the global rules and the types it names,
-// and applies them (Snapshot::Apply). Warnings as for LoadSnapshot.
+// the devices (with their rules; on PostgreSQL in one statement per table),
+// the global rules and the types it names, and applies them
+// (Snapshot::Apply). Warnings as for LoadSnapshot.
 Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
                                     std::vector<std::string>* warnings);
 

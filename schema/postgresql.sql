@@ -15,7 +15,11 @@ BEGIN;
 -- Re-applying it says nothing about what already exists.
 SET LOCAL client_min_messages = warning;
 
--- Two brokers applying the schema at once take turns.
+-- Two brokers applying the schema at once take turns. Everything is created
+-- in the caller's current schema, which the rest of this transaction
+-- searches alone (then pg_temp): the functions below keep that search_path
+-- (SET search_path FROM CURRENT), so that a caller's own search_path cannot
+-- send the triggers to other tables of the same names.
 DO $$
 BEGIN
   PERFORM pg_advisory_xact_lock(7400501);
@@ -23,6 +27,12 @@ BEGIN
     RAISE EXCEPTION 'the HOMEPOT registry needs a database in UTF8 encoding, not %',
       current_setting('server_encoding');
   END IF;
+  IF current_schema() IS NULL THEN
+    RAISE EXCEPTION 'no schema to create the HOMEPOT registry in (search_path is %)',
+      current_setting('search_path');
+  END IF;
+  PERFORM set_config('search_path',
+                     format('%I, pg_temp', current_schema()), true);
 END
 $$;
 
@@ -125,17 +135,19 @@ CREATE TABLE IF NOT EXISTS device_stats (
 );
 
 -- One row per device: the sums over its nodes, the latest times (compared
--- bytewise, as in SQLite) and how many nodes have a row.
-CREATE OR REPLACE VIEW fleet_stats AS
+-- bytewise, as in SQLite) and how many nodes have a row; the columns of
+-- schema/schema.sql's fleet_stats, in the same order.
+DROP VIEW IF EXISTS fleet_stats;
+CREATE VIEW fleet_stats AS
   SELECT device_id,
          sum(published)::BIGINT AS published,
          sum(delivered)::BIGINT AS delivered,
          sum(rejected)::BIGINT AS rejected,
-         sum(expired)::BIGINT AS expired,
-         sum(acked)::BIGINT AS acked,
          max(last_connect COLLATE "C") AS last_connect,
          max(last_publish COLLATE "C") AS last_publish,
          max(last_delivery COLLATE "C") AS last_delivery,
+         sum(expired)::BIGINT AS expired,
+         sum(acked)::BIGINT AS acked,
          sum(sessions)::BIGINT AS sessions,
          sum(subscribed)::BIGINT AS subscribed,
          count(*) AS nodes
@@ -172,9 +184,10 @@ CREATE INDEX IF NOT EXISTS notification_log_target
 CREATE INDEX IF NOT EXISTS notification_log_received
   ON notification_log (received_at);
 
--- One row. generation increases by one on every row change to the registry
--- tables (device_types, devices, acl_rules), whoever makes it;
--- schema_version is this file's version.
+-- One row. generation increases by one with every transaction that
+-- changes rows of the registry tables (device_types, devices, acl_rules),
+-- whoever makes it, and once more for each TRUNCATE of one; schema_version
+-- is this file's version.
 CREATE TABLE IF NOT EXISTS registry_meta (
   id             INTEGER PRIMARY KEY CHECK (id = 1),
   generation     BIGINT NOT NULL,
@@ -183,12 +196,12 @@ CREATE TABLE IF NOT EXISTS registry_meta (
 INSERT INTO registry_meta (id, generation, schema_version) VALUES (1, 1, 3)
   ON CONFLICT (id) DO NOTHING;
 
--- The change feed: for each generation, the keys its row change touched:
+-- The change feed: for each generation, the keys its row changes touched:
 -- ('device', id) for a device or its own ACL rules, ('global', '') for the
--- rules of every device, ('type', name) for a device type. A reader that has
--- seen generation g reloads the keys of the rows with generation > g, or
--- everything when the oldest row left is above g + 1. The last 100000
--- generations are kept.
+-- rules of every device, ('type', name) for a device type (a key may appear
+-- more than once). A reader that has seen generation g reloads the keys of
+-- the rows with generation > g, or everything when a generation after g has
+-- no rows (pruned, or a TRUNCATE). The last 100000 generations are kept.
 CREATE TABLE IF NOT EXISTS registry_changes (
   generation BIGINT NOT NULL,
   kind       TEXT NOT NULL CHECK (kind IN ('device', 'global', 'type')),
@@ -197,68 +210,142 @@ CREATE TABLE IF NOT EXISTS registry_changes (
 CREATE INDEX IF NOT EXISTS registry_changes_generation
   ON registry_changes (generation);
 
--- The feed key of a row of `table_name` (as JSON).
-CREATE OR REPLACE FUNCTION homepot_change_key(table_name TEXT, r JSONB,
-                                              OUT kind TEXT, OUT name TEXT)
-  LANGUAGE sql IMMUTABLE
-  AS $$
-    SELECT CASE WHEN table_name = 'device_types' THEN 'type'
-                WHEN r ->> 'device_id' IS NULL THEN 'global'
-                ELSE 'device' END,
-           CASE WHEN table_name = 'device_types' THEN r ->> 'name'
-                ELSE coalesce(r ->> 'device_id', '') END
-  $$;
-
--- After each row change to a registry table: the next generation, one feed
--- row per key of the old and the new row (two when a key changed), the
--- feed pruned to its last 100000 generations, and NOTIFY homepot_registry
--- with the generation (delivered when the transaction commits). TRUNCATE
--- fires no row trigger: see homepot_registry_truncated below.
+-- After each statement that changes rows of a registry table: one feed row
+-- per key of its old and its new rows, under the generation of the
+-- transaction (a statement that changes no row writes nothing). The first
+-- such statement of a transaction takes that generation
+-- (registry_meta.generation + 1), prunes the feed to its last 100000
+-- generations and sends NOTIFY homepot_registry with it (delivered when the
+-- transaction commits); it is kept in the transaction-local setting
+-- homepot.generation as "<transaction id>:<generation>", which the later
+-- statements of the transaction reuse (a value of another transaction, or
+-- one a caller set, is not taken). A subtransaction rolled back undoes both
+-- the UPDATE of registry_meta and the setting, so the next change takes the
+-- generation again.
 --
 -- The UPDATE of registry_meta locks its row until the transaction ends, so
 -- concurrent writers take turns: a generation is only taken after the
--- previous one is committed or rolled back, and generations (with their
--- feed rows and notifications) become visible in order.
+-- previous one is committed or rolled back, and generations (with all
+-- their feed rows and notifications) become visible in order and whole.
 CREATE OR REPLACE FUNCTION homepot_registry_changed() RETURNS TRIGGER
   LANGUAGE plpgsql
+  SET search_path FROM CURRENT
   AS $$
 DECLARE
+  held CONSTANT TEXT := current_setting('homepot.generation', true);
+  mark TEXT;
   g BIGINT;
 BEGIN
-  UPDATE registry_meta SET generation = generation + 1 WHERE id = 1
-    RETURNING generation INTO g;
-  INSERT INTO registry_changes (generation, kind, name)
-    SELECT DISTINCT g, k.kind, k.name
-      FROM (SELECT to_jsonb(OLD) AS r WHERE TG_OP <> 'INSERT'
-            UNION ALL
-            SELECT to_jsonb(NEW) WHERE TG_OP <> 'DELETE') AS changed,
-           homepot_change_key(TG_TABLE_NAME, changed.r) AS k;
-  DELETE FROM registry_changes WHERE generation <= g - 100000;
-  PERFORM pg_notify('homepot_registry', g::TEXT);
+  IF TG_OP = 'DELETE' THEN
+    IF NOT EXISTS (SELECT FROM old_rows) THEN
+      RETURN NULL;
+    END IF;
+  ELSIF NOT EXISTS (SELECT FROM new_rows) THEN
+    RETURN NULL;
+  END IF;
+  mark := pg_current_xact_id()::TEXT || ':';
+  IF starts_with(held, mark) THEN
+    g := substr(held, length(mark) + 1)::BIGINT;
+  ELSE
+    UPDATE registry_meta SET generation = generation + 1 WHERE id = 1
+      RETURNING generation INTO g;
+    PERFORM set_config('homepot.generation', mark || g, true);
+    DELETE FROM registry_changes WHERE generation <= g - 100000;
+    PERFORM pg_notify('homepot_registry', g::TEXT);
+  END IF;
+  -- The keys: ('type', name) for device_types; for devices and acl_rules
+  -- ('device', device_id), or ('global', '') for a rule of every device.
+  IF TG_TABLE_NAME = 'device_types' THEN
+    IF TG_OP = 'INSERT' THEN
+      INSERT INTO registry_changes (generation, kind, name)
+        SELECT DISTINCT g, 'type', name FROM new_rows;
+    ELSIF TG_OP = 'DELETE' THEN
+      INSERT INTO registry_changes (generation, kind, name)
+        SELECT DISTINCT g, 'type', name FROM old_rows;
+    ELSE
+      INSERT INTO registry_changes (generation, kind, name)
+        SELECT g, 'type', name FROM old_rows
+        UNION
+        SELECT g, 'type', name FROM new_rows;
+    END IF;
+  ELSIF TG_OP = 'INSERT' THEN
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT DISTINCT g,
+             CASE WHEN device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(device_id, '')
+        FROM new_rows;
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT DISTINCT g,
+             CASE WHEN device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(device_id, '')
+        FROM old_rows;
+  ELSE
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT g, CASE WHEN device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(device_id, '')
+        FROM old_rows
+      UNION
+      SELECT g, CASE WHEN device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(device_id, '')
+        FROM new_rows;
+  END IF;
   RETURN NULL;
 END
 $$;
 
-CREATE OR REPLACE TRIGGER devices_changed
-  AFTER INSERT OR UPDATE OR DELETE ON devices
-  FOR EACH ROW EXECUTE FUNCTION homepot_registry_changed();
-CREATE OR REPLACE TRIGGER acl_rules_changed
-  AFTER INSERT OR UPDATE OR DELETE ON acl_rules
-  FOR EACH ROW EXECUTE FUNCTION homepot_registry_changed();
-CREATE OR REPLACE TRIGGER device_types_changed
-  AFTER INSERT OR UPDATE OR DELETE ON device_types
-  FOR EACH ROW EXECUTE FUNCTION homepot_registry_changed();
+-- A trigger with transition tables has one event: three per table. A
+-- registry that has row triggers (devices_changed ...) instead has them
+-- replaced.
+DROP TRIGGER IF EXISTS devices_changed ON devices;
+DROP TRIGGER IF EXISTS acl_rules_changed ON acl_rules;
+DROP TRIGGER IF EXISTS device_types_changed ON device_types;
+DROP FUNCTION IF EXISTS homepot_change_key(TEXT, JSONB);
+CREATE OR REPLACE TRIGGER devices_inserted
+  AFTER INSERT ON devices REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
+CREATE OR REPLACE TRIGGER devices_updated
+  AFTER UPDATE ON devices REFERENCING OLD TABLE AS old_rows
+  NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
+CREATE OR REPLACE TRIGGER devices_deleted
+  AFTER DELETE ON devices REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
+CREATE OR REPLACE TRIGGER acl_rules_inserted
+  AFTER INSERT ON acl_rules REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
+CREATE OR REPLACE TRIGGER acl_rules_updated
+  AFTER UPDATE ON acl_rules REFERENCING OLD TABLE AS old_rows
+  NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
+CREATE OR REPLACE TRIGGER acl_rules_deleted
+  AFTER DELETE ON acl_rules REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
+CREATE OR REPLACE TRIGGER device_types_inserted
+  AFTER INSERT ON device_types REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
+CREATE OR REPLACE TRIGGER device_types_updated
+  AFTER UPDATE ON device_types REFERENCING OLD TABLE AS old_rows
+  NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
+CREATE OR REPLACE TRIGGER device_types_deleted
+  AFTER DELETE ON device_types REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_changed();
 
--- TRUNCATE fires no row trigger: it takes a generation without feed rows,
--- a gap that makes every reader load the registry in full.
+-- TRUNCATE fires none of those: it takes a generation of its own, without
+-- feed rows, a gap that makes every reader load the registry in full; the
+-- transaction's later row changes take the next one (so that they never
+-- fill the gap).
 CREATE OR REPLACE FUNCTION homepot_registry_truncated() RETURNS TRIGGER
   LANGUAGE plpgsql
+  SET search_path FROM CURRENT
   AS $$
 DECLARE
   g BIGINT;
 BEGIN
   UPDATE registry_meta SET generation = generation + 1 WHERE id = 1
     RETURNING generation INTO g;
+  PERFORM set_config('homepot.generation', '', true);
   PERFORM pg_notify('homepot_registry', g::TEXT);
   RETURN NULL;
 END
@@ -273,9 +360,54 @@ CREATE OR REPLACE TRIGGER device_types_truncated
   AFTER TRUNCATE ON device_types
   FOR EACH STATEMENT EXECUTE FUNCTION homepot_registry_truncated();
 
+-- acl_rules.id takes the next value of its identity sequence unless a row
+-- gives its own (a copy of another registry's rules): after each INSERT
+-- the sequence is moved past the largest id, so that it never hands out
+-- one that is taken. Inserters take turns there (until they commit), so
+-- that the sequence never goes back. SECURITY DEFINER: a role that may
+-- insert rules need not own the sequence.
+CREATE OR REPLACE FUNCTION homepot_acl_rules_ids() RETURNS TRIGGER
+  LANGUAGE plpgsql
+  SECURITY DEFINER
+  SET search_path FROM CURRENT
+  AS $$
+DECLARE
+  seq CONSTANT TEXT := pg_get_serial_sequence('acl_rules', 'id');
+  top BIGINT := (SELECT max(id) FROM acl_rules);
+BEGIN
+  IF top > coalesce(pg_sequence_last_value(seq::regclass), 0) THEN
+    PERFORM pg_advisory_xact_lock(7400502);
+    top := (SELECT max(id) FROM acl_rules);
+    IF top > coalesce(pg_sequence_last_value(seq::regclass), 0) THEN
+      PERFORM setval(seq, top);
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER acl_rules_ids
+  AFTER INSERT ON acl_rules
+  FOR EACH STATEMENT EXECUTE FUNCTION homepot_acl_rules_ids();
+
+-- Rows copied in with their ids while the triggers were off (or before this
+-- file had them) leave the identity sequences behind: bring them forward.
+DO $$
+BEGIN
+  PERFORM setval(pg_get_serial_sequence(t.name, 'id'), t.top)
+    FROM (SELECT 'acl_rules' AS name, (SELECT max(id) FROM acl_rules) AS top
+          UNION ALL
+          SELECT 'notification_log', (SELECT max(id) FROM notification_log))
+         AS t
+    WHERE t.top > coalesce(pg_sequence_last_value(
+                             pg_get_serial_sequence(t.name, 'id')::regclass),
+                           0);
+END
+$$;
+
 -- An UPDATE that leaves updated_at alone stamps it with the time.
 CREATE OR REPLACE FUNCTION homepot_devices_touch() RETURNS TRIGGER
   LANGUAGE plpgsql
+  SET search_path FROM CURRENT
   AS $$
 BEGIN
   IF NEW.updated_at = OLD.updated_at THEN

@@ -56,6 +56,10 @@ TEST_F(RegistryChangesTest, RevocationsAreThoseOfAFullLoad) {
   Feed().RevocationsAreThoseOfAFullLoad();
 }
 
+TEST_F(RegistryChangesTest, ManyChangedDevicesMatchAFullLoad) {
+  Feed().ManyChangedDevicesMatchAFullLoad(10000);
+}
+
 // Only the touched shards are new: the other devices are the very objects of
 // the previous snapshot.
 TEST_F(RegistryChangesTest, UnchangedDevicesAreSharedNotCopied) {

@@ -8,9 +8,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "change_feed_scenarios.h"
@@ -151,14 +154,242 @@ TEST_F(PostgresLoadTest, InvalidRowsAreSkippedWithAWarningAsInAFullLoad) {
       .InvalidRowsAreSkippedWithAWarningAsInAFullLoad();
 }
 
+// 10,000 changed devices are read in a few statements, not two each.
+TEST_F(PostgresLoadTest, ManyChangedDevicesMatchAFullLoad) {
+  test::ChangeFeedScenarios(&*database_)
+      .ManyChangedDevicesMatchAFullLoad(10000);
+}
+
 // Many random changes, applied in several steps, end where a full load does.
 TEST_F(PostgresLoadTest, RandomChangesEndWhereAFullLoadDoes) {
   test::ChangeFeedScenarios(&*database_).RandomChangesEndWhereAFullLoadDoes();
 }
 
-// Every statement of DeviceStatsWriter on PostgreSQL: increments add up,
-// the latest times stay, presence is overwritten only when it changed and
-// reset at start, and rows of unregistered devices are not written.
+// One generation per transaction, whatever it changes and in how many
+// statements: every feed row carries it. A subtransaction rolled back
+// takes its generation back with it; statements that change no row take
+// none.
+TEST_F(PostgresLoadTest, ATransactionTakesOneGeneration) {
+  test::ChangeFeedScenarios feed(&*database_);
+  auto base = feed.Full();
+  ASSERT_NE(base, nullptr);
+  const std::string g = std::to_string(base->generation() + 1);
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'none'");
+  Exec("DELETE FROM acl_rules WHERE device_id = 'none'");
+  EXPECT_EQ(*ReadGeneration(&*database_), base->generation());
+
+  Exec("BEGIN");
+  Exec("SAVEPOINT first");
+  Exec("INSERT INTO devices (device_id) VALUES ('undone')");
+  Exec("ROLLBACK TO SAVEPOINT first");
+  Exec(
+      "INSERT INTO devices (device_id) SELECT 'd' || g "
+      "FROM generate_series(1, 500) AS g");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('d1', 'a/#', 'read'), (NULL, 'public/#', 'read')");
+  Exec("SAVEPOINT second");
+  Exec("DELETE FROM devices WHERE device_id = 'd2'");
+  Exec("ROLLBACK TO SAVEPOINT second");
+  Exec("SAVEPOINT third");
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'd3'");
+  Exec("RELEASE SAVEPOINT third");
+  Exec("UPDATE device_types SET max_payload_bytes = 99 WHERE name = 'gateway'");
+  // A setting a caller made is not taken for the transaction's generation.
+  Exec("SET LOCAL homepot.generation = '1'");
+  Exec("DELETE FROM devices WHERE device_id = 'd4'");
+  Exec("COMMIT");
+
+  EXPECT_EQ(*ReadGeneration(&*database_), base->generation() + 2);
+  EXPECT_EQ(
+      Rows("SELECT generation, count(*), count(DISTINCT kind || name) "
+           "FROM registry_changes WHERE generation > " +
+           std::to_string(base->generation()) +
+           " GROUP BY generation ORDER BY generation"),
+      (std::vector<std::string>{
+          g + "|504|502", std::to_string(base->generation() + 2) + "|1|1"}));
+  ChangedSnapshot moved = feed.ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  EXPECT_EQ(moved.snapshot->device_count(), 499u);
+  EXPECT_EQ(moved.snapshot->Find("undone"), nullptr);
+  EXPECT_NE(moved.snapshot->Find("d2"), nullptr);
+  EXPECT_FALSE(moved.snapshot->Find("d3")->enabled);
+  EXPECT_EQ(moved.snapshot->global_rules().size(), 1u);
+}
+
+// A TRUNCATE takes a generation of its own without feed rows, in a
+// transaction with row changes before and after it too: a full load.
+TEST_F(PostgresLoadTest, ATruncateAmongRowChangesAsksForAFullLoad) {
+  test::ChangeFeedScenarios feed(&*database_);
+  feed.Exec("INSERT INTO devices (device_id) VALUES ('a'), ('b')");
+  auto base = feed.Full();
+  ASSERT_NE(base, nullptr);
+  Exec("BEGIN");
+  Exec("INSERT INTO devices (device_id) VALUES ('c')");
+  Exec("TRUNCATE devices CASCADE");
+  Exec("INSERT INTO devices (device_id) VALUES ('d')");
+  Exec("COMMIT");
+  EXPECT_EQ(feed.Changes(*base).snapshot, nullptr);
+  auto now = feed.Full();
+  ASSERT_NE(now, nullptr);
+  EXPECT_EQ(now->device_count(), 1u);
+
+  // The same after a TRUNCATE first, and from the generation of it.
+  Exec("BEGIN");
+  Exec("TRUNCATE acl_rules");
+  Exec("INSERT INTO devices (device_id) VALUES ('e')");
+  Exec("COMMIT");
+  EXPECT_EQ(feed.Changes(*now).snapshot, nullptr);
+  now = feed.Full();
+  ASSERT_NE(now, nullptr);
+  Exec("INSERT INTO devices (device_id) VALUES ('f')");
+  EXPECT_NE(feed.ForwardMatchesFull(*now).snapshot, nullptr);
+}
+
+// A reader sees a writer's transaction whole or not at all.
+TEST_F(PostgresLoadTest, AReaderNeverSeesPartOfAGeneration) {
+  test::ChangeFeedScenarios feed(&*database_);
+  auto base = feed.Full();
+  ASSERT_NE(base, nullptr);
+  Result<Database> writer = Database::OpenPostgres(url_);
+  ASSERT_TRUE(writer.ok()) << writer.status().message();
+  ASSERT_TRUE(writer->Exec("BEGIN").ok());
+  ASSERT_TRUE(
+      writer->Exec("INSERT INTO devices (device_id) VALUES ('a')").ok());
+  ChangedSnapshot during = feed.Changes(*base);
+  ASSERT_NE(during.snapshot, nullptr);
+  EXPECT_EQ(during.snapshot->generation(), base->generation());
+  EXPECT_EQ(during.snapshot->device_count(), 0u);
+  ASSERT_TRUE(
+      writer->Exec("INSERT INTO devices (device_id) VALUES ('b')").ok());
+  ASSERT_TRUE(writer->Exec("COMMIT").ok());
+  ChangedSnapshot after = feed.ForwardMatchesFull(*base);
+  ASSERT_NE(after.snapshot, nullptr);
+  EXPECT_EQ(after.snapshot->generation(), base->generation() + 1);
+  EXPECT_EQ(after.snapshot->device_count(), 2u);
+}
+
+// The triggers keep to the registry's schema whatever search_path the
+// writer has: tables of the same names elsewhere are not touched.
+TEST_F(PostgresLoadTest, TheTriggersIgnoreTheCallersSearchPath) {
+  Exec("CREATE SCHEMA decoy");
+  Exec(
+      "CREATE TABLE decoy.registry_meta (id INTEGER, generation BIGINT); "
+      "INSERT INTO decoy.registry_meta VALUES (1, 1000); "
+      "CREATE TABLE decoy.registry_changes (generation BIGINT, kind TEXT, "
+      "name TEXT)");
+  const int64_t before = *ReadGeneration(&*database_);
+  Exec("SET search_path = decoy, public");
+  Exec("INSERT INTO devices (device_id) VALUES ('a')");
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'a'");
+  Exec("TRUNCATE acl_rules");
+  Exec("RESET search_path");
+  EXPECT_EQ(Rows("SELECT generation FROM decoy.registry_meta"),
+            std::vector<std::string>{"1000"});
+  EXPECT_EQ(Rows("SELECT count(*) FROM decoy.registry_changes"),
+            std::vector<std::string>{"0"});
+  EXPECT_EQ(*ReadGeneration(&*database_), before + 3);
+  EXPECT_EQ(Rows("SELECT count(*) FROM public.registry_changes WHERE "
+                 "name = 'a'"),
+            std::vector<std::string>{"2"});
+}
+
+// fleet_stats has SQLite's columns in SQLite's order.
+TEST_F(PostgresLoadTest, FleetStatsHasTheColumnsOfSqlite) {
+  std::optional<Database> sqlite = test::OpenMemoryDatabase();
+  ASSERT_TRUE(sqlite.has_value());
+  ASSERT_TRUE(sqlite->Exec(test::SchemaSql()).ok());
+  Result<Statement> names = sqlite->Prepare(
+      "SELECT group_concat(name, ',') FROM "
+      "(SELECT name FROM pragma_table_info('fleet_stats') ORDER BY cid)");
+  ASSERT_TRUE(names.ok()) << names.status().message();
+  ASSERT_TRUE(*names->Step());
+  EXPECT_EQ(Rows("SELECT string_agg(attname, ',' ORDER BY attnum) FROM "
+                 "pg_attribute WHERE attrelid = 'fleet_stats'::regclass "
+                 "AND attnum > 0"),
+            std::vector<std::string>{names->Text(0)});
+}
+
+// Rules inserted with their own ids (a copy of another registry) move the
+// identity sequence past them, also rows copied while the triggers were
+// off once the schema is applied again: the next rule gets a free id.
+TEST_F(PostgresLoadTest, RulesWithTheirOwnIdsLeaveTheNextIdFree) {
+  Exec("INSERT INTO devices (device_id) VALUES ('a')");
+  Exec(
+      "INSERT INTO acl_rules (id, device_id, topic_filter, access) VALUES "
+      "(40, 'a', 'x/1', 'read'), (7, 'a', 'x/2', 'read')");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('a', 'x/3', 'read')");
+  EXPECT_EQ(Rows("SELECT id FROM acl_rules WHERE topic_filter = 'x/3'"),
+            std::vector<std::string>{"41"});
+
+  Exec("BEGIN");
+  Exec("ALTER TABLE acl_rules DISABLE TRIGGER USER");
+  Exec(
+      "INSERT INTO acl_rules (id, device_id, topic_filter, access) VALUES "
+      "(90, 'a', 'x/4', 'read')");
+  Exec("ALTER TABLE acl_rules ENABLE TRIGGER USER");
+  Exec(
+      "INSERT INTO notification_log (id, topic, received_at, outcome) "
+      "VALUES (70, 't', '2030-01-01T00:00:00.000Z', 'routed')");
+  Exec("COMMIT");
+  Exec(test::PostgresSchemaSql());
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) VALUES "
+      "('a', 'x/5', 'read')");
+  Exec(
+      "INSERT INTO notification_log (topic, received_at, outcome) "
+      "VALUES ('u', '2030-01-01T00:00:00.000Z', 'routed')");
+  EXPECT_EQ(Rows("SELECT id FROM acl_rules WHERE topic_filter = 'x/5'"),
+            std::vector<std::string>{"91"});
+  EXPECT_EQ(Rows("SELECT id FROM notification_log WHERE topic = 'u'"),
+            std::vector<std::string>{"71"});
+}
+
+// A bulk write holds registry_meta's row until it commits: a concurrent
+// writer waits for that long, which grows with the rows only linearly. The
+// figures are printed ([pg-bulk]); the bounds leave a slow machine 10x room.
+TEST_F(PostgresLoadTest, ABulkInsertHoldsUpAConcurrentWriterOnlyWhileItRuns) {
+  using Clock = std::chrono::steady_clock;
+  Exec("INSERT INTO devices (device_id) VALUES ('other')");
+  Result<Database> second = Database::OpenPostgres(url_);
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  for (const int rows : {15000, 50000}) {
+    const int64_t before = *ReadGeneration(&*database_);
+    const auto start = Clock::now();
+    Exec("BEGIN");
+    Exec("INSERT INTO devices (device_id) VALUES ('bulk" +
+         std::to_string(rows) + "-0')");
+    // The disable waits for the bulk transaction from here on.
+    double waited_ms = -1;
+    std::thread disable([&] {
+      const auto asked = Clock::now();
+      Status s = second->Exec(
+          "UPDATE devices SET enabled = 1 - enabled WHERE device_id = "
+          "'other'");
+      EXPECT_TRUE(s.ok()) << s.message();
+      waited_ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - asked)
+              .count();
+    });
+    Exec("INSERT INTO devices (device_id) SELECT 'bulk" + std::to_string(rows) +
+         "-' || g FROM generate_series(1, " + std::to_string(rows - 1) +
+         ") AS g");
+    Exec("COMMIT");
+    const double insert_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    disable.join();
+    std::printf(
+        "[pg-bulk] %d rows in one transaction: %.0f ms; a concurrent "
+        "disable waited %.0f ms\n",
+        rows, insert_ms, waited_ms);
+    // One generation for the bulk transaction, one for the disable.
+    EXPECT_EQ(*ReadGeneration(&*database_), before + 2);
+    EXPECT_LT(insert_ms, rows * 1.0) << rows << " rows";
+  }
+}
+
 // TRUNCATE writes no feed rows; its generation is a gap: a full load.
 TEST_F(PostgresLoadTest, ATruncateAsksForAFullLoad) {
   test::ChangeFeedScenarios feed(&*database_);
@@ -173,6 +404,9 @@ TEST_F(PostgresLoadTest, ATruncateAsksForAFullLoad) {
   EXPECT_EQ(now->device_count(), 0u);
 }
 
+// Every statement of DeviceStatsWriter on PostgreSQL: increments add up,
+// the latest times stay, presence is overwritten only when it changed and
+// reset at start, and rows of unregistered devices are not written.
 TEST_F(PostgresLoadTest, DeviceStatsAreWrittenAsIncrements) {
   Exec("INSERT INTO devices (device_id) VALUES ('a'), ('b')");
   DeviceStatsWriter writer(url_, "node-a", SystemClock::Instance(), &log_);

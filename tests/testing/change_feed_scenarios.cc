@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <random>
 
 #include "testing.h"
@@ -215,6 +217,59 @@ void ChangeFeedScenarios::RandomChangesEndWhereAFullLoadDoes() {
     ASSERT_NE(moved.snapshot, nullptr) << "step " << step;
     current = moved.snapshot;
   }
+}
+
+void ChangeFeedScenarios::ManyChangedDevicesMatchAFullLoad(int count) {
+  if (db_->backend() == Backend::kSqlite) Exec("PRAGMA foreign_keys = ON");
+  Exec("INSERT INTO devices (device_id) VALUES ('kept'), ('removed')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  // Ids an array literal must quote: " \\ , { } NULL, a blank, UTF-8.
+  const std::vector<std::string> kOdd = {
+      "q\"uote", "back\\slash", "com,ma",       "{brace}",
+      "NULL",    "sp ace",      "\u00e9t\u00e9"};
+  Exec("BEGIN");
+  Exec(
+      "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+      "WHERE i < " +
+      std::to_string(count) +
+      ") INSERT INTO devices (device_id, device_token, enabled) "
+      "SELECT 'm' || i, CASE WHEN i % 3 = 0 THEN 't/' || i END, i % 2 "
+      "FROM n");
+  for (const std::string& id : kOdd) {
+    Exec("INSERT INTO devices (device_id) VALUES ('" + id + "')");
+  }
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) "
+      "SELECT device_id, 'r/' || device_id, 'read' FROM devices "
+      "WHERE device_id <> 'kept'");
+  Exec("DELETE FROM devices WHERE device_id = 'removed'");
+  Exec("COMMIT");
+
+  const auto start = std::chrono::steady_clock::now();
+  ChangedSnapshot moved = Changes(*base);
+  const double ms = std::chrono::duration<double, std::milli>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+  std::printf("[feed] %s: %zu changed devices brought forward in %.0f ms\n",
+              db_->backend() == Backend::kSqlite ? "SQLite" : "PostgreSQL",
+              moved.changed, ms);
+  ASSERT_NE(moved.snapshot, nullptr);
+  EXPECT_EQ(moved.changed, static_cast<size_t>(count) + kOdd.size() + 1);
+  auto full = Full();
+  ASSERT_NE(full, nullptr);
+  EXPECT_EQ(DescribeSnapshot(*moved.snapshot), DescribeSnapshot(*full));
+  EXPECT_EQ(moved.snapshot->device_count(), static_cast<size_t>(count) + 8);
+  for (const std::string& id : kOdd) {
+    const Device* d = moved.snapshot->Find(id);
+    ASSERT_NE(d, nullptr) << id;
+    ASSERT_EQ(d->rules.size(), 1u) << id;
+    EXPECT_EQ(d->rules[0].filter, "r/" + id);
+  }
+  EXPECT_EQ(moved.snapshot->Find("removed"), nullptr);
+  EXPECT_EQ(moved.snapshot->FindByToken("t/3"), moved.snapshot->Find("m3"));
+  EXPECT_FALSE(moved.snapshot->Find("m2")->enabled);
+  EXPECT_TRUE(warnings_.empty()) << testing::PrintToString(warnings_);
 }
 
 }  // namespace test

@@ -31,6 +31,10 @@ class ChangeFeedScenarios {
   void InvalidRowsAreSkippedWithAWarningAsInAFullLoad();
   // 20 steps of 25 random changes end exactly where a full load does.
   void RandomChangesEndWhereAFullLoadDoes();
+  // `count` devices added in one transaction with a rule each, a token on a
+  // third, ids that need quoting in an array literal, and a removal: the
+  // feed brings them all at once. Prints the time LoadChanges took.
+  void ManyChangedDevicesMatchAFullLoad(int count);
 
   // The helpers the scenarios use, for a backend's own tests.
   void Exec(const std::string& sql);
