@@ -235,10 +235,15 @@ Result<PGconn*> Connect(const std::string& url, const Options& options) {
     if (polling == PGRES_POLLING_FAILED) {
       return UrlError(url, PQerrorMessage(conn.get()));
     }
-    // As libpq counts it: the timeout applies to each address tried.
+    // As libpq counts it, the timeout applies to each address tried: a new
+    // socket starts it afresh.
     if (PQsocket(conn.get()) != socket) {
       socket = PQsocket(conn.get());
       deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    }
+    if (socket < 0) {
+      polling = PQconnectPoll(conn.get());
+      continue;
     }
     int wait_ms = -1;
     if (timeout_s > 0) {
@@ -359,9 +364,14 @@ Result<Connection> Connection::Open(const std::string& url,
 }
 
 Status Connection::Broken(std::string_view message) {
-  Status error = Error(message);
   conn_.reset();
-  return error;
+  closed_because_ = std::string(message);
+  return Error(message);
+}
+
+Status Connection::Closed() const {
+  return Error(closed_because_.empty() ? "the connection is closed"
+                                       : closed_because_);
 }
 
 Result<short> Connection::Wait(short events, Clock::time_point* progress) {
@@ -395,7 +405,7 @@ Result<short> Connection::Wait(short events, Clock::time_point* progress) {
 template <typename Send>
 Result<Rows> Connection::Perform(Send send) {
   PGconn* conn = conn_.get();
-  if (conn == nullptr) return Error("the connection is closed");
+  if (conn == nullptr) return Closed();
   if (send(conn) == 0) {
     const std::string message = PQerrorMessage(conn);
     if (PQstatus(conn) != CONNECTION_OK) return Broken(message);
@@ -506,7 +516,7 @@ bool Connection::InTransaction() const {
 }
 
 Status Connection::Listen(const std::string& channel) {
-  if (conn_ == nullptr) return Error("the connection is closed");
+  if (conn_ == nullptr) return Closed();
   char* quoted =
       PQescapeIdentifier(conn_.get(), channel.data(), channel.size());
   if (quoted == nullptr) return Error(PQerrorMessage(conn_.get()));
@@ -521,7 +531,7 @@ Status Connection::Listen(const std::string& channel) {
 }
 
 Result<std::vector<Notification>> Connection::TakeNotifications() {
-  if (conn_ == nullptr) return Error("the connection is closed");
+  if (conn_ == nullptr) return Closed();
   if (PQconsumeInput(conn_.get()) == 0 ||
       PQstatus(conn_.get()) != CONNECTION_OK) {
     return Error(PQerrorMessage(conn_.get()));
@@ -562,6 +572,7 @@ Status Connection::Reset() {
   Result<PGconn*> conn = Connect(url_, options_);
   if (!conn.ok()) return conn.status();
   conn_.reset(*conn);
+  closed_because_.clear();
   const std::vector<std::string> channels = std::move(channels_);
   channels_.clear();
   for (const std::string& channel : channels) {

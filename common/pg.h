@@ -116,6 +116,7 @@ class Connection {
   // with MaskedUrl(url) and libpq's message.
   static Result<Connection> Open(const std::string& url,
                                  const Options& options);
+  // Open with the default Options but `connect_timeout_s`.
   static Result<Connection> Open(const std::string& url,
                                  int connect_timeout_s = 10);
 
@@ -142,7 +143,9 @@ class Connection {
   // connection is down. It can change across Reset.
   int socket() const;
   // Whether the connection is up, as far as libpq knows (a peer that went
-  // away is noticed by the next statement or TakeNotifications).
+  // away is noticed by the next statement or TakeNotifications). Once a
+  // stall or an interrupt closed it, every statement fails with that error
+  // until Reset.
   bool ok() const;
   // Reconnects with the same parameters and options and repeats the
   // LISTENs.
@@ -179,14 +182,19 @@ class Connection {
   // stall timeout since `*progress` or the interrupt fd became readable.
   Result<short> Wait(short events,
                      std::chrono::steady_clock::time_point* progress);
-  // Closes the connection and returns Error(`message`).
+  // Closes the connection and returns Error(`message`), which later
+  // statements on it repeat (Closed).
   Status Broken(std::string_view message);
+  // The error of a statement on a closed connection.
+  Status Closed() const;
 
   std::unique_ptr<PGconn, Finisher> conn_;
   Options options_;
   std::string url_;
   std::string masked_url_;
   std::vector<std::string> channels_;
+  // Why Broken closed the connection.
+  std::string closed_because_;
 };
 
 // BEGIN on construction (via Begin), ROLLBACK on destruction unless Commit()
