@@ -280,7 +280,14 @@ Result<Database> Database::Open(const std::string& path, Mode mode,
 
 Result<Database> Database::OpenPostgres(const std::string& url,
                                         int connect_timeout_s) {
-  Result<pg::Connection> conn = pg::Connection::Open(url, connect_timeout_s);
+  pg::Options options;
+  options.connect_timeout_s = connect_timeout_s;
+  return OpenPostgres(url, options);
+}
+
+Result<Database> Database::OpenPostgres(const std::string& url,
+                                        const pg::Options& options) {
+  Result<pg::Connection> conn = pg::Connection::Open(url, options);
   if (!conn.ok()) return conn.status();
   Database db(nullptr);
   db.pg_ = std::make_unique<Pg>(Pg{std::move(*conn)});

@@ -105,6 +105,9 @@ class Database {
   // errors name it with its password masked (pg::MaskedUrl).
   static Result<Database> OpenPostgres(const std::string& url,
                                        int connect_timeout_s = 10);
+  // The same, waiting for the server as `options` say (pg::Options).
+  static Result<Database> OpenPostgres(const std::string& url,
+                                       const pg::Options& options);
   // OpenPostgres for a postgresql:// URL, else Open(location, mode).
   static Result<Database> OpenLocation(const std::string& location, Mode mode,
                                        int busy_timeout_ms = 5000);

@@ -8,6 +8,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
 #include <utility>
 
 namespace homepot {
@@ -162,6 +165,115 @@ Status UrlError(const std::string& url, std::string_view message) {
   return Status::Error(masked + ": " + text);
 }
 
+using Clock = std::chrono::steady_clock;
+
+// WaitFor's answers besides the socket's events (0: the timeout passed).
+constexpr int kInterrupted = -1;
+constexpr int kPollFailed = -2;
+
+// `ms` as messages show it: "10 s", or "1500 ms".
+std::string Duration(int ms) {
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s"
+                        : std::to_string(ms) + " ms";
+}
+
+// poll()s `socket` for `events` and `interrupt_fd` (when >= 0) for POLLIN,
+// `timeout_ms` at most (-1: no limit). Returns the socket's events, 0 when
+// the time passed or a signal came, kInterrupted or kPollFailed (errno).
+int WaitFor(int socket, short events, int interrupt_fd, int timeout_ms) {
+  pollfd fds[2] = {{interrupt_fd, POLLIN, 0}, {socket, events, 0}};
+  const int ready = poll(fds, 2, timeout_ms);
+  if (ready < 0) return errno == EINTR ? 0 : kPollFailed;
+  if (fds[0].revents != 0) return kInterrupted;
+  return fds[1].revents;
+}
+
+// libpq's connect_timeout of `conn` in seconds (it counts less than 2 as
+// 2); 0 for none.
+int ConnectTimeoutS(PGconn* conn) {
+  int seconds = 0;
+  if (PQconninfoOption* options = PQconninfo(conn)) {
+    for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+      if (std::strcmp(o->keyword, "connect_timeout") == 0 &&
+          o->val != nullptr) {
+        seconds = std::atoi(o->val);
+      }
+    }
+    PQconninfoFree(options);
+  }
+  return seconds <= 0 ? 0 : std::max(seconds, 2);
+}
+
+// Connects to `url` as Connection::Open says, without ever blocking longer
+// than its timeouts: PQconnectStartParams and PQconnectPoll on the socket,
+// with the connect timeout of each address tried and the interrupt fd of
+// `options`. The connection is left non-blocking.
+Result<PGconn*> Connect(const std::string& url, const Options& options) {
+  // Later entries win: `url` (expanded from dbname) overrides the defaults
+  // before it, client_encoding after it is always UTF8.
+  const std::string timeout = std::to_string(options.connect_timeout_s);
+  const char* const keys[] = {
+      "connect_timeout",           "keepalives",
+      "keepalives_idle",           "keepalives_interval",
+      "keepalives_count",          "tcp_user_timeout",
+      "fallback_application_name", "dbname",
+      "client_encoding",           nullptr};
+  const char* const values[] = {
+      timeout.c_str(), "1",       "5",         "2",    "3",
+      "10000",         "homepot", url.c_str(), "UTF8", nullptr};
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(
+      PQconnectStartParams(keys, values, /*expand_dbname=*/1), &PQfinish);
+  if (conn == nullptr) return UrlError(url, "out of memory");
+  if (PQstatus(conn.get()) == CONNECTION_BAD) {
+    return UrlError(url, PQerrorMessage(conn.get()));
+  }
+  const int timeout_s = ConnectTimeoutS(conn.get());
+  PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
+  int socket = -1;
+  Clock::time_point deadline;
+  while (polling != PGRES_POLLING_OK) {
+    if (polling == PGRES_POLLING_FAILED) {
+      return UrlError(url, PQerrorMessage(conn.get()));
+    }
+    // As libpq counts it, the timeout applies to each address tried: a new
+    // socket starts it afresh.
+    if (PQsocket(conn.get()) != socket) {
+      socket = PQsocket(conn.get());
+      deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    }
+    if (socket < 0) {
+      polling = PQconnectPoll(conn.get());
+      continue;
+    }
+    int wait_ms = -1;
+    if (timeout_s > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - Clock::now());
+      if (left.count() <= 0) {
+        return UrlError(url, "no connection within " +
+                                 Duration(timeout_s * 1000) +
+                                 " (connect_timeout)");
+      }
+      wait_ms = static_cast<int>(left.count());
+    }
+    const int ready =
+        WaitFor(socket, polling == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                options.interrupt_fd, wait_ms);
+    if (ready == kInterrupted) return UrlError(url, "interrupted");
+    if (ready == kPollFailed) {
+      return UrlError(url, std::string("poll: ") + std::strerror(errno));
+    }
+    if (ready == 0) continue;
+    polling = PQconnectPoll(conn.get());
+  }
+  if (PQsetnonblocking(conn.get(), 1) != 0) {
+    return UrlError(url, PQerrorMessage(conn.get()));
+  }
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
+  return conn.release();
+}
+
 }  // namespace
 
 std::string MaskedUrl(std::string_view url) {
@@ -218,11 +330,21 @@ std::string Rows::command() const { return PQcmdStatus(result_.get()); }
 
 // ----------------------------------------------------------- Connection
 
-Connection::Connection(PGconn* conn, std::string url)
-    : conn_(conn), url_(std::move(url)), masked_url_(MaskedUrl(url_)) {}
+Connection::Connection(PGconn* conn, std::string url, const Options& options)
+    : conn_(conn),
+      options_(options),
+      url_(std::move(url)),
+      masked_url_(MaskedUrl(url_)) {}
 
 Result<Connection> Connection::Open(const std::string& url,
                                     int connect_timeout_s) {
+  Options options;
+  options.connect_timeout_s = connect_timeout_s;
+  return Open(url, options);
+}
+
+Result<Connection> Connection::Open(const std::string& url,
+                                    const Options& options) {
   // libpq reads a / or @ in a URI's password as the end of the host part
   // and quotes pieces of it in its errors: refuse it before libpq sees it.
   for (const Span& span : PasswordSpans(url)) {
@@ -236,23 +358,104 @@ Result<Connection> Connection::Open(const std::string& url,
                            "better, keep it in a passfile");
     }
   }
-  // Later entries win: `url` (expanded from dbname) overrides the defaults
-  // before it, client_encoding after it is always UTF8.
-  const std::string timeout = std::to_string(connect_timeout_s);
-  const char* const keys[] = {"connect_timeout", "fallback_application_name",
-                              "dbname", "client_encoding", nullptr};
-  const char* const values[] = {timeout.c_str(), "homepot", url.c_str(), "UTF8",
-                                nullptr};
-  PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
-  if (conn == nullptr) return UrlError(url, "out of memory");
-  if (PQstatus(conn) != CONNECTION_OK) {
-    Status error = UrlError(url, PQerrorMessage(conn));
-    PQfinish(conn);
-    return error;
+  Result<PGconn*> conn = Connect(url, options);
+  if (!conn.ok()) return conn.status();
+  return Connection(*conn, url, options);
+}
+
+Status Connection::Broken(std::string_view message) {
+  conn_.reset();
+  closed_because_ = std::string(message);
+  return Error(message);
+}
+
+Status Connection::Closed() const {
+  return Error(closed_because_.empty() ? "the connection is closed"
+                                       : closed_because_);
+}
+
+Result<short> Connection::Wait(short events, Clock::time_point* progress) {
+  for (;;) {
+    int timeout_ms = -1;
+    if (options_.stall_timeout_ms > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          *progress + std::chrono::milliseconds(options_.stall_timeout_ms) -
+          Clock::now());
+      if (left.count() <= 0) {
+        return Broken("no answer from the server for " +
+                      Duration(options_.stall_timeout_ms));
+      }
+      timeout_ms = static_cast<int>(left.count());
+    }
+    const int socket = PQsocket(conn_.get());
+    if (socket < 0) return Broken(PQerrorMessage(conn_.get()));
+    const int ready =
+        WaitFor(socket, events, options_.interrupt_fd, timeout_ms);
+    if (ready == kInterrupted) return Broken("interrupted");
+    if (ready == kPollFailed) {
+      return Broken(std::string("poll: ") + std::strerror(errno));
+    }
+    if (ready != 0) {
+      *progress = Clock::now();
+      return static_cast<short>(ready);
+    }
   }
-  PQsetNoticeProcessor(
-      conn, [](void*, const char*) {}, nullptr);
-  return Connection(conn, url);
+}
+
+template <typename Send>
+Result<Rows> Connection::Perform(Send send) {
+  PGconn* conn = conn_.get();
+  if (conn == nullptr) return Closed();
+  if (send(conn) == 0) {
+    const std::string message = PQerrorMessage(conn);
+    if (PQstatus(conn) != CONNECTION_OK) return Broken(message);
+    return Error(message);
+  }
+  Clock::time_point progress = Clock::now();
+  // Sending: libpq asks to read too while the server's output fills the
+  // socket (PQflush's contract).
+  for (;;) {
+    const int flushed = PQflush(conn);
+    if (flushed < 0) return Broken(PQerrorMessage(conn));
+    if (flushed == 0) break;
+    Result<short> ready = Wait(POLLIN | POLLOUT, &progress);
+    if (!ready.ok()) return ready.status();
+    if ((*ready & POLLIN) != 0 && PQconsumeInput(conn) == 0) {
+      return Broken(PQerrorMessage(conn));
+    }
+  }
+  // Reading every result, as PQexec does: the first error wins (a failed
+  // statement ends the rest), else the last result.
+  std::optional<Rows> kept;
+  bool kept_failed = false;
+  for (;;) {
+    // A connection that breaks ends PQisBusy: PQgetResult then reports
+    // what the server said last, without waiting.
+    while (PQisBusy(conn) != 0) {
+      Result<short> ready = Wait(POLLIN, &progress);
+      if (!ready.ok()) return ready.status();
+      if (PQconsumeInput(conn) == 0 && PQstatus(conn) == CONNECTION_OK) {
+        return Broken(PQerrorMessage(conn));
+      }
+    }
+    PGresult* result = PQgetResult(conn);
+    if (result == nullptr) break;
+    const ExecStatusType status = PQresultStatus(result);
+    if (kept_failed) {
+      PQclear(result);
+    } else {
+      kept.emplace(Rows(result));
+      kept_failed = status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE;
+    }
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT ||
+        status == PGRES_COPY_BOTH) {
+      break;
+    }
+  }
+  if (!kept) return Error(PQerrorMessage(conn));
+  Status status = ResultError(kept->result_.get());
+  if (!status.ok()) return status;
+  return std::move(*kept);
 }
 
 Status Connection::Error(std::string_view message) const {
@@ -283,8 +486,8 @@ Status Connection::ResultError(const PGresult* result) const {
 }
 
 Status Connection::Exec(const std::string& sql) {
-  Rows rows(PQexec(conn_.get(), sql.c_str()));
-  return ResultError(rows.result_.get());
+  return Perform([&](PGconn* conn) { return PQsendQuery(conn, sql.c_str()); })
+      .status();
 }
 
 Result<Rows> Connection::Run(const std::string& sql, const Params& params,
@@ -298,13 +501,12 @@ Result<Rows> Connection::Run(const std::string& sql, const Params& params,
     }
     values.push_back(params[i] ? params[i]->c_str() : nullptr);
   }
-  Rows rows(PQexecParams(conn_.get(), sql.c_str(),
-                         static_cast<int>(values.size()),
-                         types.size() == values.size() ? types.data() : nullptr,
-                         values.data(), nullptr, nullptr, /*resultFormat=*/0));
-  Status status = ResultError(rows.result_.get());
-  if (!status.ok()) return status;
-  return rows;
+  return Perform([&](PGconn* conn) {
+    return PQsendQueryParams(
+        conn, sql.c_str(), static_cast<int>(values.size()),
+        types.size() == values.size() ? types.data() : nullptr, values.data(),
+        nullptr, nullptr, /*resultFormat=*/0);
+  });
 }
 
 bool Connection::InTransaction() const {
@@ -314,6 +516,7 @@ bool Connection::InTransaction() const {
 }
 
 Status Connection::Listen(const std::string& channel) {
+  if (conn_ == nullptr) return Closed();
   char* quoted =
       PQescapeIdentifier(conn_.get(), channel.data(), channel.size());
   if (quoted == nullptr) return Error(PQerrorMessage(conn_.get()));
@@ -328,6 +531,7 @@ Status Connection::Listen(const std::string& channel) {
 }
 
 Result<std::vector<Notification>> Connection::TakeNotifications() {
+  if (conn_ == nullptr) return Closed();
   if (PQconsumeInput(conn_.get()) == 0 ||
       PQstatus(conn_.get()) != CONNECTION_OK) {
     return Error(PQerrorMessage(conn_.get()));
@@ -342,7 +546,6 @@ Result<std::vector<Notification>> Connection::TakeNotifications() {
 
 Result<std::vector<Notification>> Connection::WaitForNotifications(
     int timeout_ms) {
-  using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline =
       Clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
@@ -365,10 +568,11 @@ bool Connection::ok() const {
 }
 
 Status Connection::Reset() {
-  PQreset(conn_.get());
-  if (PQstatus(conn_.get()) != CONNECTION_OK) {
-    return Error(PQerrorMessage(conn_.get()));
-  }
+  conn_.reset();
+  Result<PGconn*> conn = Connect(url_, options_);
+  if (!conn.ok()) return conn.status();
+  conn_.reset(*conn);
+  closed_because_.clear();
   const std::vector<std::string> channels = std::move(channels_);
   channels_.clear();
   for (const std::string& channel : channels) {

@@ -14,11 +14,20 @@
 // Server notices (warnings, and the message of a server that ends the
 // session) are dropped, not printed. Not thread-safe: one Connection per
 // thread.
+//
+// A server that stalls (stopped, or a network path that drops packets)
+// never holds a caller forever: connecting gives up after the connect
+// timeout, a statement that receives nothing from the server for the stall
+// timeout fails ("no answer from the server for N s"), and TCP keepalives
+// and tcp_user_timeout are on by default (see Connection::Open). An
+// interrupt fd, once readable, ends any wait at once ("interrupted"). Either
+// way the connection is closed: ok() is false, Reset reconnects.
 #ifndef HOMEPOT_COMMON_PG_H_
 #define HOMEPOT_COMMON_PG_H_
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -80,12 +89,34 @@ struct Notification {
   int backend_pid = 0;
 };
 
+// How a Connection waits for its server.
+struct Options {
+  // How long a connection attempt may take, unless the URL sets
+  // connect_timeout (libpq counts less than 2 as 2; 0 waits for TCP).
+  int connect_timeout_s = 10;
+  // A statement that receives no byte from the server for this long fails
+  // and closes the connection; 0 waits for ever. It bounds silence, not the
+  // statement: a long result that keeps streaming is never cut off.
+  int stall_timeout_ms = 30000;
+  // When this fd becomes readable (an eventfd, a pipe), whatever the
+  // connection waits for (connecting, a statement) fails at once with
+  // "interrupted" and the connection is closed; -1 for none. It is only
+  // polled, never read: it interrupts until its owner drains it.
+  int interrupt_fd = -1;
+};
+
 class Connection {
  public:
-  // Connects (blocking) to the libpq URL or key=value string `url`, with
-  // client_encoding UTF8 and, unless `url` sets one, a connect_timeout of
-  // `connect_timeout_s` (libpq counts less than 2 as 2). Fails with
-  // MaskedUrl(url) and libpq's message.
+  // Connects to the libpq URL or key=value string `url`, with
+  // client_encoding UTF8 and, unless `url` sets them, a connect_timeout of
+  // `options.connect_timeout_s` and TCP keepalives (keepalives=1,
+  // keepalives_idle=5, keepalives_interval=2, keepalives_count=3) and
+  // tcp_user_timeout=10000 (ms): a peer that went away without a word is
+  // noticed by the kernel within about 10 s. Waits as `options` say. Fails
+  // with MaskedUrl(url) and libpq's message.
+  static Result<Connection> Open(const std::string& url,
+                                 const Options& options);
+  // Open with the default Options but `connect_timeout_s`.
   static Result<Connection> Open(const std::string& url,
                                  int connect_timeout_s = 10);
 
@@ -112,10 +143,18 @@ class Connection {
   // connection is down. It can change across Reset.
   int socket() const;
   // Whether the connection is up, as far as libpq knows (a peer that went
-  // away is noticed by the next statement or TakeNotifications).
+  // away is noticed by the next statement or TakeNotifications). Once a
+  // stall or an interrupt closed it, every statement fails with that error
+  // until Reset.
   bool ok() const;
-  // Reconnects (blocking) with the same parameters and repeats the LISTENs.
+  // Reconnects with the same parameters and options and repeats the
+  // LISTENs.
   Status Reset();
+  // Changes the stall timeout and the interrupt fd (see Options) from the
+  // next wait on.
+  void SetStallTimeoutMs(int ms) { options_.stall_timeout_ms = ms; }
+  void SetInterruptFd(int fd) { options_.interrupt_fd = fd; }
+  const Options& options() const { return options_; }
   // Whether a transaction is open (or failed and not yet ended).
   bool InTransaction() const;
   // The server process serving this connection.
@@ -129,14 +168,33 @@ class Connection {
   struct Finisher {
     void operator()(PGconn* c) const { PQfinish(c); }
   };
-  Connection(PGconn* conn, std::string url);
+  Connection(PGconn* conn, std::string url, const Options& options);
   // Status of a finished statement: ok for PGRES_COMMAND_OK/TUPLES_OK.
   Status ResultError(const PGresult* result) const;
+  // Runs the statement that `send` queued (PQsendQuery...): flushes it and
+  // reads every result, waiting on the socket. Returns the first error
+  // result, else the last result; fails (closing the connection) on a
+  // broken connection, a stall or an interrupt.
+  template <typename Send>
+  Result<Rows> Perform(Send send);
+  // Waits until the socket is ready for `events`, and returns the events
+  // that came. Fails, closing the connection, when nothing came for the
+  // stall timeout since `*progress` or the interrupt fd became readable.
+  Result<short> Wait(short events,
+                     std::chrono::steady_clock::time_point* progress);
+  // Closes the connection and returns Error(`message`), which later
+  // statements on it repeat (Closed).
+  Status Broken(std::string_view message);
+  // The error of a statement on a closed connection.
+  Status Closed() const;
 
   std::unique_ptr<PGconn, Finisher> conn_;
+  Options options_;
   std::string url_;
   std::string masked_url_;
   std::vector<std::string> channels_;
+  // Why Broken closed the connection.
+  std::string closed_because_;
 };
 
 // BEGIN on construction (via Begin), ROLLBACK on destruction unless Commit()

@@ -46,7 +46,10 @@ RegistryReloader::RegistryReloader(std::string location, Clock* clock,
       name_(postgres_ ? pg::MaskedUrl(path_) : path_),
       clock_(clock),
       log_(log),
-      has_update_(has_update) {}
+      has_update_(has_update) {
+  pg_options_.connect_timeout_s = kConnectTimeoutS;
+  pg_options_.stall_timeout_ms = kStallTimeoutMs;
+}
 
 RegistryReloader::~RegistryReloader() { Close(); }
 
@@ -77,6 +80,16 @@ Status RegistryReloader::Open() {
 }
 
 void RegistryReloader::Close() { db_.reset(); }
+
+void RegistryReloader::SetInterruptFd(int fd) {
+  pg_options_.interrupt_fd = fd;
+  if (db_ && postgres_) db_->pg()->SetInterruptFd(fd);
+}
+
+void RegistryReloader::SetStallTimeoutMs(int ms) {
+  pg_options_.stall_timeout_ms = ms;
+  if (db_ && postgres_) db_->pg()->SetStallTimeoutMs(ms);
+}
 
 void RegistryReloader::OpenIfClosed() {
   if (!db_) Open();  // a failure leaves it closed
@@ -276,7 +289,7 @@ std::string RegistryReloader::PostgresError(const std::string& what,
 }
 
 Status RegistryReloader::OpenPostgres() {
-  Result<Database> db = Database::OpenPostgres(path_, kConnectTimeoutS);
+  Result<Database> db = Database::OpenPostgres(path_, pg_options_);
   if (!db.ok()) {
     return Status::Error(
         PostgresError("cannot connect", db.status().message()));

@@ -26,8 +26,10 @@
 // fails or breaks is an error; Poll reconnects when RetryInMs says, after
 // kFirstRetryMs doubling to kMaxRetryMs between failed attempts (each
 // attempt gives up after kConnectTimeoutS unless the URL sets
-// connect_timeout), and loads the registry in full once it is back. No
-// message ever shows the URL's password (pg::MaskedUrl).
+// connect_timeout), and loads the registry in full once it is back. A
+// statement that hears nothing from the server for kStallTimeoutMs (a
+// stalled server or network) fails like a broken connection. No message
+// ever shows the URL's password (pg::MaskedUrl).
 //
 // Threads: LoadFirst runs on the thread that starts the plugin; Poll, db,
 // OpenIfClosed, Close, socket, NotificationsWaiting and RetryInMs on the
@@ -70,6 +72,11 @@ class RegistryReloader {
   static constexpr int kConnectTimeoutS = 2;
   static constexpr int kFirstRetryMs = 100;
   static constexpr int kMaxRetryMs = 500;
+  // How long a statement may go without a byte from the server. The
+  // registry's statements either answer at once (the generation, the change
+  // feed, writes bounded by lock_timeout) or stream their rows (a full
+  // load, a million devices included): 10 s of silence is a stalled server.
+  static constexpr int kStallTimeoutMs = 10000;
   // The channel of the registry's change notifications.
   static constexpr const char* kChannel = "homepot_registry";
 
@@ -96,6 +103,11 @@ class RegistryReloader {
   // Registry thread: reopens a closed connection (for a last stats write).
   void OpenIfClosed();
   void Close();
+  // PostgreSQL: the interrupt fd and the stall timeout (pg::Options) of the
+  // connection, now and after every reconnect. Registry thread, or any
+  // thread while it is not running.
+  void SetInterruptFd(int fd);
+  void SetStallTimeoutMs(int ms);
   // Registry thread, PostgreSQL: the connection's socket, to poll() for
   // notifications; -1 when disconnected or on SQLite.
   int socket();
@@ -162,6 +174,8 @@ class RegistryReloader {
   // attempt is due, and the delay after the next failure.
   int64_t retry_at_ms_ = 0;
   int retry_delay_ms_ = kFirstRetryMs;
+  // How the PostgreSQL connection waits.
+  pg::Options pg_options_;
 
   std::mutex mu_;  // guards what follows
   bool have_update_ = false;

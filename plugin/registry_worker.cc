@@ -32,16 +32,21 @@ RegistryWorker::RegistryWorker(std::string location, std::string node,
       reloader_(location, clock, &log_, update_flag()),
       stats_(MaskedLocation(location), node, clock, &log_),
       log_writer_(MaskedLocation(location), node, retention, clock, &log_) {
-  if (reloader_.postgres()) wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (reloader_.postgres()) {
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    reloader_.SetInterruptFd(stop_fd_);
+  }
 }
 
 RegistryWorker::~RegistryWorker() {
   Shutdown();
   if (wake_fd_ >= 0) close(wake_fd_);
+  if (stop_fd_ >= 0) close(stop_fd_);
 }
 
 Result<std::shared_ptr<const Snapshot>> RegistryWorker::Start() {
-  if (reloader_.postgres() && wake_fd_ < 0) {
+  if (reloader_.postgres() && (wake_fd_ < 0 || stop_fd_ < 0)) {
     return Status::Error(std::string("cannot create an eventfd: ") +
                          std::strerror(errno));
   }
@@ -60,7 +65,14 @@ void RegistryWorker::Shutdown() {
     stop_ = true;
   }
   Wake();
+  if (stop_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof(one));
+  }
   if (thread_.joinable()) thread_.join();
+  // The last writes, on this thread: not interrupted, but bounded.
+  reloader_.SetInterruptFd(-1);
+  reloader_.SetStallTimeoutMs(kShutdownStallTimeoutMs);
   // A PostgreSQL database that is away is not dialled again here (each
   // attempt can last the connect timeout, and the broker is stopping): what
   // is pending stays unwritten, as it would while the database is away.

@@ -16,6 +16,9 @@
 // (the generation is read then too), or until the next reconnect attempt
 // while the database is away. Meanwhile the last good snapshot stays in
 // force, and submitted stats and events wait (as they do for a busy file).
+// Shutdown also writes a second eventfd, the connection's interrupt fd
+// (pg::Options): a statement or connection attempt that waits on a stalled
+// server ends at once, so the stop never waits for the database.
 #ifndef HOMEPOT_PLUGIN_REGISTRY_WORKER_H_
 #define HOMEPOT_PLUGIN_REGISTRY_WORKER_H_
 
@@ -71,8 +74,12 @@ class RegistryWorker : public RegistrySource {
   bool LastError(std::string* out) override { return reloader_.LastError(out); }
   // Stops the thread and writes pending device stats and delivery events on
   // the calling thread; on PostgreSQL, only when the database is connected
-  // (one that is away is not waited for: the stop stays quick).
+  // (one that is away is not waited for, one that stalls for
+  // kShutdownStallTimeoutMs at most: the stop stays quick).
   void Shutdown() override;
+
+  // PostgreSQL: the stall timeout of the last writes at Shutdown.
+  static constexpr int kShutdownStallTimeoutMs = 2000;
 
   // Duration of the last device_stats flush and its row count.
   int64_t last_flush_ms() const { return stats_.last_flush_ms(); }
@@ -110,6 +117,8 @@ class RegistryWorker : public RegistrySource {
   bool stats_submitted_ = false;
   bool log_submitted_ = false;
   int wake_fd_ = -1;  // PostgreSQL: the eventfd Wake writes
+  // PostgreSQL: the connection's interrupt fd, written once by Shutdown.
+  int stop_fd_ = -1;
   std::thread thread_;
   // Shutdown found the PostgreSQL database away: later calls do not retry.
   bool db_away_at_shutdown_ = false;

@@ -1,10 +1,21 @@
 #include "pg.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdint>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include "postgres.h"
 
 namespace homepot {
 namespace pg {
@@ -104,6 +115,233 @@ TEST(PgConnectionTest, APasswordWithSlashOrAtIsMaskedWholeAndRefused) {
     EXPECT_EQ(message.find("ter2"), std::string::npos) << message;
     EXPECT_NE(message.find("percent-encoded"), std::string::npos) << message;
   }
+}
+
+using Clock = std::chrono::steady_clock;
+
+int64_t MsSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
+                                                               start)
+      .count();
+}
+
+// A process stopped with SIGSTOP for the guard's lifetime.
+class Stopped {
+ public:
+  explicit Stopped(int pid) : pid_(pid) {
+    stopped_ = pid_ > 0 && kill(pid_, SIGSTOP) == 0;
+  }
+  ~Stopped() {
+    if (stopped_) kill(pid_, SIGCONT);
+  }
+  bool ok() const { return stopped_; }
+
+ private:
+  int pid_;
+  bool stopped_ = false;
+};
+
+// An eventfd, closed by the destructor.
+class EventFd {
+ public:
+  EventFd() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+  ~EventFd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int fd() const { return fd_; }
+  void Signal() {
+    const uint64_t one = 1;
+    (void)!write(fd_, &one, sizeof(one));
+  }
+  void Drain() {
+    uint64_t count = 0;
+    (void)!read(fd_, &count, sizeof(count));
+  }
+
+ private:
+  int fd_;
+};
+
+// A loopback port whose connections the kernel accepts and nobody answers:
+// a server that stalls before its first byte.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ >= 0 &&
+        bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+        listen(fd_, 16) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~SilentListener() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST(PgConnectionTest, AConnectionAttemptToASilentServerEndsAtItsTimeout) {
+  SilentListener server;
+  ASSERT_GT(server.port(), 0);
+  const std::string url =
+      "postgresql://u@127.0.0.1:" + std::to_string(server.port()) +
+      "/db?sslmode=disable";
+  Options options;
+  options.connect_timeout_s = 2;
+  const Clock::time_point start = Clock::now();
+  Result<Connection> conn = Connection::Open(url, options);
+  const int64_t took_ms = MsSince(start);
+  ASSERT_FALSE(conn.ok());
+  EXPECT_EQ(conn.status().message(),
+            url + ": no connection within 2 s (connect_timeout)");
+  EXPECT_GE(took_ms, 1900);
+  EXPECT_LT(took_ms, 5000);
+}
+
+TEST(PgConnectionTest, AnInterruptEndsAConnectionAttemptAtOnce) {
+  SilentListener server;
+  ASSERT_GT(server.port(), 0);
+  const std::string url =
+      "postgresql://u@127.0.0.1:" + std::to_string(server.port()) +
+      "/db?sslmode=disable&connect_timeout=0";
+  EventFd stop;
+  ASSERT_GE(stop.fd(), 0);
+  Options options;
+  options.interrupt_fd = stop.fd();
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop.Signal();
+  });
+  const Clock::time_point start = Clock::now();
+  Result<Connection> conn = Connection::Open(url, options);
+  const int64_t took_ms = MsSince(start);
+  stopper.join();
+  ASSERT_FALSE(conn.ok());
+  EXPECT_EQ(conn.status().message(), url + ": interrupted");
+  EXPECT_LT(took_ms, 3000);
+}
+
+// A throwaway cluster and a connection to it.
+class PgServerTest : public testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(cluster_.Start()); }
+
+  Result<Connection> Open(const Options& options) {
+    return Connection::Open(cluster_.Url(), options);
+  }
+
+  test::PostgresCluster cluster_;
+};
+
+// The backend serving the connection stopped: the statement fails after
+// the stall timeout, the connection is closed, and Reset brings it back
+// once the server answers again.
+TEST_F(PgServerTest, AStalledServerFailsTheStatementAfterTheStallTimeout) {
+  Options options;
+  options.stall_timeout_ms = 1000;
+  Result<Connection> conn = Open(options);
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  ASSERT_TRUE(conn->Listen("events").ok());
+  {
+    Stopped backend(conn->backend_pid());
+    ASSERT_TRUE(backend.ok());
+    const Clock::time_point start = Clock::now();
+    Result<Rows> rows = conn->Run("SELECT 1");
+    const int64_t took_ms = MsSince(start);
+    ASSERT_FALSE(rows.ok());
+    EXPECT_EQ(rows.status().message(),
+              conn->masked_url() + ": no answer from the server for 1 s");
+    EXPECT_GE(took_ms, 950);
+    EXPECT_LT(took_ms, 5000);
+    EXPECT_FALSE(conn->ok());
+    EXPECT_EQ(conn->socket(), -1);
+    // Closed: later calls fail at once, with the reason.
+    EXPECT_EQ(conn->Exec("SELECT 1").message(), rows.status().message());
+    EXPECT_EQ(conn->TakeNotifications().status().message(),
+              rows.status().message());
+  }
+  ASSERT_TRUE(conn->Reset().ok());
+  Result<Rows> rows = conn->Run("SELECT 2");
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  EXPECT_EQ(rows->Int(0, 0), 2);
+  // The LISTEN came back with it.
+  Result<Connection> other = Open(Options());
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  ASSERT_TRUE(other->Exec("NOTIFY events, 'back'").ok());
+  Result<std::vector<Notification>> got = conn->WaitForNotifications(5000);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].payload, "back");
+}
+
+// A statement that keeps the server busy without a byte for longer than
+// the interrupt takes: the interrupt ends it at once; while the fd stays
+// readable a reconnect is interrupted too.
+TEST_F(PgServerTest, AnInterruptEndsAWaitingStatementAtOnce) {
+  EventFd stop;
+  ASSERT_GE(stop.fd(), 0);
+  Options options;
+  options.interrupt_fd = stop.fd();
+  Result<Connection> conn = Open(options);
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  Stopped backend(conn->backend_pid());
+  ASSERT_TRUE(backend.ok());
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop.Signal();
+  });
+  const Clock::time_point start = Clock::now();
+  Status status = conn->Exec("SELECT 1");
+  const int64_t took_ms = MsSince(start);
+  stopper.join();
+  EXPECT_EQ(status.message(), conn->masked_url() + ": interrupted");
+  EXPECT_LT(took_ms, 3000);
+  EXPECT_FALSE(conn->ok());
+  Status reset = conn->Reset();
+  EXPECT_EQ(reset.message(), conn->masked_url() + ": interrupted");
+  stop.Drain();
+  ASSERT_TRUE(conn->Reset().ok());
+  EXPECT_TRUE(conn->Exec("SELECT 1").ok());
+}
+
+// Notifications that arrive while a statement runs wait for
+// TakeNotifications; results of several statements come back as PQexec
+// gives them (the first error, else the last result).
+TEST_F(PgServerTest, StatementsKeepNotificationsAndReportTheFirstError) {
+  Result<Connection> conn = Open(Options());
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  Result<Connection> other = Open(Options());
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  ASSERT_TRUE(conn->Listen("events").ok());
+  ASSERT_TRUE(other->Exec("NOTIFY events, 'one'").ok());
+  // The notification is sent when the listener's backend is idle: the
+  // statement's reads pick it up.
+  Result<Rows> slept = conn->Run("SELECT pg_sleep(0.2)");
+  ASSERT_TRUE(slept.ok()) << slept.status().message();
+  Result<std::vector<Notification>> got = conn->WaitForNotifications(5000);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].payload, "one");
+
+  Status failed = conn->Exec("SELECT 1; SELECT * FROM missing; SELECT 3");
+  EXPECT_NE(failed.message().find("SQLSTATE 42P01"), std::string::npos)
+      << failed.message();
+  EXPECT_TRUE(conn->ok());
+  EXPECT_TRUE(conn->Exec("CREATE TEMP TABLE t (x int); INSERT INTO t "
+                         "VALUES (1), (2)")
+                  .ok());
+  Result<Rows> rows = conn->Run("SELECT count(*) FROM t");
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  EXPECT_EQ(rows->Int(0, 0), 2);
 }
 
 }  // namespace

@@ -3,8 +3,13 @@
 // notification arrives, and a database that goes away and comes back while
 // the broker keeps serving.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -28,6 +33,47 @@ int64_t MsSince(Clock::time_point start) {
                                                                start)
       .count();
 }
+
+// The parent of process `pid` (from /proc), or -1.
+int ParentPid(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("PPid:", 0) == 0) return std::atoi(line.c_str() + 5);
+  }
+  return -1;
+}
+
+// Every server process of a cluster (its postmaster, found as the parent of
+// `backend_pid`, and the postmaster's children) stopped with SIGSTOP for
+// the guard's lifetime: a database that stalls instead of refusing.
+class StalledCluster {
+ public:
+  explicit StalledCluster(int backend_pid) {
+    const int postmaster = ParentPid(backend_pid);
+    if (postmaster <= 1) return;
+    std::vector<int> pids = {postmaster};
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      const int pid = std::atoi(entry.path().filename().c_str());
+      if (pid > 0 && ParentPid(pid) == postmaster) pids.push_back(pid);
+    }
+    for (int pid : pids) {
+      if (kill(pid, SIGSTOP) == 0) stopped_.push_back(pid);
+    }
+    ok_ = stopped_.size() == pids.size() && pids.size() > 1;
+  }
+  ~StalledCluster() {
+    for (auto it = stopped_.rbegin(); it != stopped_.rend(); ++it) {
+      kill(*it, SIGCONT);
+    }
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::vector<int> stopped_;
+  bool ok_ = false;
+};
 
 // The broker of BrokerTest, its registry in a throwaway PostgreSQL cluster
 // (the fixture's SQLite file stays unused).
@@ -270,6 +316,70 @@ TEST_F(PostgresBrokerTest, TheDatabaseAwayKeepsServingAndItsReturnIsInForce) {
   ASSERT_TRUE(NextStats(monitor.get()).is_object());
   ASSERT_TRUE(NextStats(monitor.get()).is_object());
   EXPECT_TRUE(counts_reach_the_deliveries());
+}
+
+// PostgreSQL stalls (every server process stopped, as a host that hangs or
+// a path that drops packets): the registry thread's statement gives up after
+// the stall timeout (10 s) and says so in the stats, the broker serves from
+// its snapshot, and the stop does not wait for the database.
+TEST_F(PostgresBrokerTest, AStalledDatabaseIsReportedAndDoesNotHoldTheStop) {
+  ASSERT_TRUE(StartOnPostgres({"stats_interval 1"}));
+  auto monitor = Monitor();
+  ASSERT_TRUE(monitor);
+  StalledCluster stalled(conn_->backend_pid());
+  ASSERT_TRUE(stalled.ok());
+  const Clock::time_point start = Clock::now();
+  nlohmann::json last;
+  nlohmann::json failing = WaitForStats(
+      monitor.get(),
+      [](const nlohmann::json& j) {
+        return j["registry"]["last_error"].is_string();
+      },
+      25000, &last);
+  ASSERT_TRUE(failing.is_object()) << last.dump();
+  const int64_t took_ms = MsSince(start);
+  std::cout << "stall -> registry.last_error: " << took_ms << " ms\n";
+  const std::string error = failing["registry"]["last_error"];
+  EXPECT_EQ(
+      error.rfind("registry database " + cluster_.Url("registry") + ": ", 0),
+      0u)
+      << error;
+  const std::string reason = ": no answer from the server for 10 s";
+  EXPECT_TRUE(error.size() > reason.size() &&
+              error.substr(error.size() - reason.size()) == reason)
+      << error;
+  EXPECT_GE(took_ms, 9000);
+  {
+    Client late(broker_.port());
+    EXPECT_EQ(late.Connect("sensor-001", "sensor-pass"), 0);
+  }
+  const Clock::time_point stop = Clock::now();
+  const int status = broker_.Stop();
+  const int64_t stop_ms = MsSince(stop);
+  std::cout << "SIGTERM -> exit, the database stalled: " << stop_ms << " ms\n";
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_LT(stop_ms, 4000);
+}
+
+// The stop comes while the registry thread waits on a stalled statement
+// (it polls every 100 ms; two stats intervals pass first): the statement is
+// interrupted and the broker exits at once.
+TEST_F(PostgresBrokerTest, AStopDuringAStalledStatementIsQuick) {
+  ASSERT_TRUE(StartOnPostgres({"stats_interval 1", "reload_interval_ms 100"}));
+  auto monitor = Monitor();
+  ASSERT_TRUE(monitor);
+  StalledCluster stalled(conn_->backend_pid());
+  ASSERT_TRUE(stalled.ok());
+  ASSERT_TRUE(NextStats(monitor.get()).is_object());
+  nlohmann::json j = NextStats(monitor.get());
+  ASSERT_TRUE(j.is_object());
+  EXPECT_TRUE(j["registry"]["last_error"].is_null()) << j.dump();
+  const Clock::time_point stop = Clock::now();
+  const int status = broker_.Stop();
+  const int64_t stop_ms = MsSince(stop);
+  std::cout << "SIGTERM -> exit, a statement stalled: " << stop_ms << " ms\n";
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_LT(stop_ms, 4000);
 }
 
 TEST_F(PostgresBrokerTest, ThePasswordOfTheUrlIsNeverLogged) {
