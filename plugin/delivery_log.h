@@ -103,8 +103,8 @@ class DeliveryLogWriter {
   static constexpr size_t kMaxPending = 100000;
   // Events written by one Flush. It bounds how long the registry thread is
   // away from registry changes: 2,000 events are about 32 multi-row
-  // statements, tens of milliseconds on PostgreSQL or in a SQLite file,
-  // while kMaxPending events still go in 50 flushes.
+  // statements, about a tenth of a second on PostgreSQL (less in a SQLite
+  // file), while kMaxPending events still go in 50 flushes.
   static constexpr size_t kMaxFlushEvents = 2000;
   // Rows per INSERT statement: 64 rows of 11 parameters (704) stay below
   // 999, the parameter limit of SQLite builds older than 3.32 (later ones
