@@ -1,7 +1,9 @@
 #include "delivery_log.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <iterator>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -31,6 +33,33 @@ void BindStamp(Statement* stmt, int index, int64_t ms) {
   }
 }
 
+// Parameters of one notification_log row in an INSERT.
+constexpr int kInsertColumns = 11;
+
+bool AddsARow(const DeliveryEvent& e) {
+  return e.kind == DeliveryEvent::Kind::kAccepted ||
+         e.kind == DeliveryEvent::Kind::kRejected;
+}
+
+// An INSERT of `rows` rows, their parameters numbered one row after the
+// other (BindRow).
+std::string InsertSql(size_t rows) {
+  std::string sql =
+      "INSERT INTO notification_log (message_id, publisher, topic, "
+      "target_device, received_at, routed, queued, expires_at, outcome, "
+      "reason, node) VALUES ";
+  int next = 1;
+  for (size_t row = 0; row < rows; ++row) {
+    sql += row == 0 ? "(" : ", (";
+    for (int column = 0; column < kInsertColumns; ++column) {
+      if (column > 0) sql += ", ";
+      sql += "?" + std::to_string(next++);
+    }
+    sql += ")";
+  }
+  return sql;
+}
+
 const char* AcceptedOutcome(const DeliveryEvent& e) {
   if (e.routed > 0) return "routed";
   if (e.queued > 0) return "queued";
@@ -44,6 +73,26 @@ Result<int64_t> QueryInt(Database* db, std::string_view sql) {
   Result<bool> row = stmt->Step();
   if (!row.ok()) return row.status();
   return *row && !stmt->IsNull(0) ? stmt->Int(0) : 0;
+}
+
+// Binds the row of `e` (kAccepted or kRejected) as row `row` of an
+// InsertSql statement.
+void BindRow(Statement* stmt, size_t row, const DeliveryEvent& e,
+             std::string_view node) {
+  const int base = static_cast<int>(row) * kInsertColumns;
+  const bool accepted = e.kind == DeliveryEvent::Kind::kAccepted;
+  BindText(stmt, base + 1, e.message_id);
+  BindText(stmt, base + 2, e.publisher);
+  stmt->Bind(base + 3, std::string_view(e.topic));
+  BindText(stmt, base + 4, e.target_device);
+  stmt->Bind(base + 5, std::string_view(StampString(e.received_ms)))
+      .Bind(base + 6, static_cast<int64_t>(e.routed))
+      .Bind(base + 7, static_cast<int64_t>(e.queued));
+  BindStamp(stmt, base + 8, e.expires_ms);
+  stmt->Bind(base + 9,
+             std::string_view(accepted ? AcceptedOutcome(e) : "rejected"));
+  BindText(stmt, base + 10, accepted ? std::string() : e.reason);
+  stmt->Bind(base + 11, node);
 }
 
 }  // namespace
@@ -84,9 +133,8 @@ size_t DeliveryLogWriter::pending() {
 
 void DeliveryLogWriter::Restore(std::vector<DeliveryEvent>* batch) {
   std::lock_guard<std::mutex> lock(mu_);
-  batch->insert(batch->end(), std::make_move_iterator(pending_.begin()),
-                std::make_move_iterator(pending_.end()));
-  pending_.swap(*batch);
+  pending_.insert(pending_.begin(), std::make_move_iterator(batch->begin()),
+                  std::make_move_iterator(batch->end()));
   batch->clear();
   if (pending_.size() > max_pending_) {
     // The newest go, as they would have at Submit.
@@ -128,11 +176,6 @@ Status DeliveryLogWriter::Apply(Database* db,
                                 const std::vector<DeliveryEvent>& batch) {
   Result<Transaction> transaction = Transaction::Begin(db);
   if (!transaction.ok()) return transaction.status();
-  Result<Statement> insert = db->Prepare(
-      "INSERT INTO notification_log (message_id, publisher, topic, "
-      "target_device, received_at, routed, queued, expires_at, outcome, "
-      "reason, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
-  if (!insert.ok()) return insert.status();
   // The newest row of the notification that this node wrote (the node that
   // routed the copy, see the header) and that can still take the change; a
   // rejected notification was never delivered.
@@ -155,44 +198,45 @@ Status DeliveryLogWriter::Apply(Database* db,
       same_publisher + " AND node = ?3 AND outcome = 'queued')");
   if (!expire.ok()) return expire.status();
   const std::string_view node(node_);
-  for (const DeliveryEvent& e : batch) {
-    Statement* stmt = nullptr;
-    switch (e.kind) {
-      case DeliveryEvent::Kind::kAccepted:
-      case DeliveryEvent::Kind::kRejected: {
-        const bool accepted = e.kind == DeliveryEvent::Kind::kAccepted;
-        stmt = &*insert;
-        BindText(stmt, 1, e.message_id);
-        BindText(stmt, 2, e.publisher);
-        stmt->Bind(3, std::string_view(e.topic));
-        BindText(stmt, 4, e.target_device);
-        stmt->Bind(5, std::string_view(StampString(e.received_ms)))
-            .Bind(6, static_cast<int64_t>(e.routed))
-            .Bind(7, static_cast<int64_t>(e.queued));
-        BindStamp(stmt, 8, e.expires_ms);
-        stmt->Bind(
-            9, std::string_view(accepted ? AcceptedOutcome(e) : "rejected"));
-        BindText(stmt, 10, accepted ? std::string() : e.reason);
-        stmt->Bind(11, node);
-        break;
+  // The INSERT of n rows is inserts[n - 1], prepared when first needed.
+  std::vector<std::optional<Statement>> inserts(kRowsPerInsert);
+  for (size_t i = 0; i < batch.size();) {
+    if (AddsARow(batch[i])) {
+      // This event and the row events right after it, in one statement.
+      size_t rows = 1;
+      while (rows < kRowsPerInsert && i + rows < batch.size() &&
+             AddsARow(batch[i + rows])) {
+        ++rows;
       }
-      case DeliveryEvent::Kind::kAcked:
-        if (e.message_id.empty()) continue;
-        stmt = &*ack;
-        stmt->Bind(1, std::string_view(e.message_id));
-        BindText(stmt, 2, e.publisher);
-        stmt->Bind(3, std::string_view(StampString(e.at_ms)))
-            .Bind(4, e.latency_ms);
-        BindText(stmt, 5, e.status);
-        stmt->Bind(6, node);
-        break;
-      case DeliveryEvent::Kind::kExpired:
-        if (e.message_id.empty()) continue;
-        stmt = &*expire;
-        stmt->Bind(1, std::string_view(e.message_id));
-        BindText(stmt, 2, e.publisher);
-        stmt->Bind(3, node);
-        break;
+      std::optional<Statement>& insert = inserts[rows - 1];
+      if (!insert) {
+        Result<Statement> prepared = db->Prepare(InsertSql(rows));
+        if (!prepared.ok()) return prepared.status();
+        insert.emplace(std::move(*prepared));
+      }
+      for (size_t row = 0; row < rows; ++row) {
+        BindRow(&*insert, row, batch[i + row], node);
+      }
+      if (Status s = insert->Run(); !s.ok()) return s;
+      i += rows;
+      continue;
+    }
+    const DeliveryEvent& e = batch[i++];
+    if (e.message_id.empty()) continue;
+    Statement* stmt = nullptr;
+    if (e.kind == DeliveryEvent::Kind::kAcked) {
+      stmt = &*ack;
+      stmt->Bind(1, std::string_view(e.message_id));
+      BindText(stmt, 2, e.publisher);
+      stmt->Bind(3, std::string_view(StampString(e.at_ms)))
+          .Bind(4, e.latency_ms);
+      BindText(stmt, 5, e.status);
+      stmt->Bind(6, node);
+    } else {  // kExpired
+      stmt = &*expire;
+      stmt->Bind(1, std::string_view(e.message_id));
+      BindText(stmt, 2, e.publisher);
+      stmt->Bind(3, node);
     }
     if (Status s = stmt->Run(); !s.ok()) return s;
   }
@@ -218,7 +262,11 @@ bool DeliveryLogWriter::Flush(Database* db, int busy_timeout_ms) {
   std::vector<DeliveryEvent> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    batch.swap(pending_);
+    const auto end = pending_.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                            pending_.size(), kMaxFlushEvents));
+    batch.assign(std::make_move_iterator(pending_.begin()),
+                 std::make_move_iterator(end));
+    pending_.erase(pending_.begin(), end);
   }
   if (dropped_.load() > dropped_logged_ && !dropping_) {
     log_->Push("delivery log: " + std::to_string(max_pending_) +

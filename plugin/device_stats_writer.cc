@@ -72,6 +72,11 @@ bool DeviceStatsWriter::Submit(std::vector<DeviceStatsDelta>* batch) {
   return true;
 }
 
+size_t DeviceStatsWriter::pending() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_.size();
+}
+
 Status DeviceStatsWriter::Upsert(
     Database* db, bool reset_presence,
     const std::unordered_map<std::string, DeviceCounters>& batch) {
@@ -160,7 +165,13 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   std::unordered_map<std::string, DeviceCounters> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    batch.swap(pending_);
+    if (pending_.size() <= kMaxFlushDevices) {
+      batch.swap(pending_);
+    } else {
+      while (batch.size() < kMaxFlushDevices) {
+        batch.insert(pending_.extract(pending_.begin()));
+      }
+    }
   }
   if (batch.empty() && !reset_pending_) return false;
   const int64_t start_us = clock_->MonotonicUs();

@@ -22,6 +22,13 @@ std::string MaskedLocation(const std::string& location) {
   return IsPostgresUrl(location) ? pg::MaskedUrl(location) : location;
 }
 
+// Flushes chunk after chunk until nothing waits or a flush fails.
+template <typename Writer>
+void FlushAll(Writer* writer, Database* db, int busy_timeout_ms) {
+  while (writer->Flush(db, busy_timeout_ms) && writer->pending() > 0) {
+  }
+}
+
 }  // namespace
 
 RegistryWorker::RegistryWorker(std::string location, std::string node,
@@ -82,8 +89,8 @@ void RegistryWorker::Shutdown() {
   if (reloader_.postgres() && reloader_.db() == nullptr) {
     db_away_at_shutdown_ = true;
   }
-  stats_.Flush(reloader_.db(), 5000);
-  log_writer_.Flush(reloader_.db(), 5000);
+  FlushAll(&stats_, reloader_.db(), 5000);
+  FlushAll(&log_writer_, reloader_.db(), 5000);
   reloader_.Close();
 }
 
@@ -162,11 +169,17 @@ void RegistryWorker::PollUntilStopped() {
     reload_requested_ = false;
     stats_submitted_ = false;
     log_submitted_ = false;
+    backlog_ = false;
     lock.unlock();
     reloader_.Poll(forced);
-    stats_.Flush(reloader_.db(), 200);
-    log_writer_.Flush(reloader_.db(), 200);
+    // One chunk each; a writer that wrote one and has more makes the next
+    // pass start at once (one that failed waits, as a busy file does).
+    const bool stats_left =
+        stats_.Flush(reloader_.db(), 200) && stats_.pending() > 0;
+    const bool log_left =
+        log_writer_.Flush(reloader_.db(), 200) && log_writer_.pending() > 0;
     lock.lock();
+    backlog_ = stats_left || log_left;
   }
 }
 

@@ -2,9 +2,14 @@
 // SQLite file or a PostgreSQL database, see RegistryReloader) that runs a
 // RegistryReloader (polls every reload_interval_ms, or at once after
 // RequestReload), a DeviceStatsWriter and a DeliveryLogWriter (write
-// submitted device stats and delivery events on its next pass). The broker
-// thread never waits for it: every RegistrySource method it calls only tries
-// the lock (and, on PostgreSQL, writes to an eventfd).
+// submitted device stats and delivery events). Each pass polls the registry
+// first, then writes one bounded chunk of the stats and one of the log
+// (DeviceStatsWriter::kMaxFlushDevices, DeliveryLogWriter::kMaxFlushEvents);
+// while a chunk was written and more wait, the next pass starts at once, so
+// a backlog is written at full speed and a registry change (a revocation)
+// waits behind at most one chunk of each. The broker thread never waits for
+// it: every RegistrySource method it calls only tries the lock (and, on
+// PostgreSQL, writes to an eventfd).
 //
 // One thread, not three: the jobs share the one connection. All are slow,
 // rare and low-priority; the thread runs at nice 10 and is named
@@ -72,10 +77,11 @@ class RegistryWorker : public RegistrySource {
   bool SubmitStats(std::vector<DeviceStatsDelta>* batch) override;
   bool SubmitLog(std::vector<DeliveryEvent>* batch) override;
   bool LastError(std::string* out) override { return reloader_.LastError(out); }
-  // Stops the thread and writes pending device stats and delivery events on
-  // the calling thread; on PostgreSQL, only when the database is connected
-  // (one that is away is not waited for, one that stalls for
-  // kShutdownStallTimeoutMs at most: the stop stays quick).
+  // Stops the thread and writes all pending device stats and delivery
+  // events on the calling thread, chunk after chunk until one fails; on
+  // PostgreSQL, only when the database is connected (one that is away is not
+  // waited for, one that stalls for kShutdownStallTimeoutMs at most: the
+  // stop stays quick).
   void Shutdown() override;
 
   // PostgreSQL: the stall timeout of the last writes at Shutdown.
@@ -91,12 +97,14 @@ class RegistryWorker : public RegistrySource {
 
  private:
   // The registry thread: polls every interval (at once when a reload is
-  // requested) and flushes submitted device stats and delivery events, until
+  // requested or the last pass left chunks to write) and flushes a chunk of
+  // the submitted device stats and delivery events after each poll, until
   // Shutdown.
   void PollUntilStopped();
   // Whether the thread has something to do (mu_ held).
   bool HasWork() const {
-    return stop_ || reload_requested_ || stats_submitted_ || log_submitted_;
+    return stop_ || reload_requested_ || stats_submitted_ || log_submitted_ ||
+           backlog_;
   }
   // PostgreSQL: waits (mu_ held on entry and return, released meanwhile)
   // for work, a notification, the interval or the next reconnect attempt.
@@ -116,7 +124,8 @@ class RegistryWorker : public RegistrySource {
   bool reload_requested_ = false;
   bool stats_submitted_ = false;
   bool log_submitted_ = false;
-  int wake_fd_ = -1;  // PostgreSQL: the eventfd Wake writes
+  bool backlog_ = false;  // the last pass wrote a chunk and more wait
+  int wake_fd_ = -1;      // PostgreSQL: the eventfd Wake writes
   // PostgreSQL: the connection's interrupt fd, written once by Shutdown.
   int stop_fd_ = -1;
   std::thread thread_;

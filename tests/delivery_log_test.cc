@@ -393,6 +393,127 @@ TEST_F(DeliveryLogTest, UnusableTableIsLoggedOnceAndWritingGoesOn) {
             (std::vector<std::string>{"m1", "m2"}));
 }
 
+// `count` accepted notifications m<first>, m<first + 1>, ...
+std::vector<DeliveryEvent> Notifications(int first, int count, int64_t at) {
+  std::vector<DeliveryEvent> events;
+  for (int i = first; i < first + count; ++i) {
+    events.push_back(Accepted("m" + std::to_string(i), at, 1, 0));
+  }
+  return events;
+}
+
+// "m<first>" ... "m<first + count - 1>".
+std::vector<std::string> Ids(int first, int count) {
+  std::vector<std::string> ids;
+  for (int i = first; i < first + count; ++i) {
+    ids.push_back("m" + std::to_string(i));
+  }
+  return ids;
+}
+
+// A flush writes at most kMaxFlushEvents, the oldest first; the rest waits
+// in order and the next flushes write it.
+TEST_F(DeliveryLogTest, AFlushWritesAtMostOneChunkInOrder) {
+  constexpr int kChunk = static_cast<int>(DeliveryLogWriter::kMaxFlushEvents);
+  auto writer = Writer();
+  std::vector<DeliveryEvent> events = Notifications(0, 2 * kChunk + 1000, t_);
+  ASSERT_TRUE(writer->Submit(&events));
+  const std::string ids = "SELECT message_id FROM notification_log ORDER BY id";
+  ASSERT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->last_flush_rows(), kChunk);
+  EXPECT_EQ(writer->pending(), static_cast<size_t>(kChunk + 1000));
+  EXPECT_EQ(Rows(ids), Ids(0, kChunk));
+  // Submitted meanwhile: after those waiting.
+  events = Notifications(2 * kChunk + 1000, 5, t_);
+  ASSERT_TRUE(writer->Submit(&events));
+  ASSERT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->pending(), 1005u);
+  ASSERT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->last_flush_rows(), 1005);
+  EXPECT_EQ(writer->pending(), 0u);
+  EXPECT_FALSE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(Rows(ids), Ids(0, 2 * kChunk + 1005));
+  EXPECT_EQ(Logs(), std::vector<std::string>{});
+}
+
+// Updates between runs of new rows (multi-row INSERTs of up to
+// kRowsPerInsert rows) find the rows inserted before them: in the same
+// statement's run, in an earlier run of the same chunk, or in an earlier
+// chunk; a row inserted after an update is not touched by it.
+TEST_F(DeliveryLogTest, UpdatesFindRowsOfTheSameAndEarlierChunks) {
+  constexpr int kChunk = static_cast<int>(DeliveryLogWriter::kMaxFlushEvents);
+  constexpr int kRows = static_cast<int>(DeliveryLogWriter::kRowsPerInsert);
+  auto writer = Writer();
+  // Chunk 1: m0 .. m(kChunk - 4) (full statements and a remainder), acks
+  // of the last and of the first of them, then q1 queued as its last event.
+  std::vector<DeliveryEvent> events = Notifications(0, kChunk - 3, t_);
+  events.push_back(Acked("m" + std::to_string(kChunk - 4), t_, t_ + 7, "ok"));
+  events.push_back(Acked("m0", t_, t_ + 9, "ok"));
+  events.push_back(Accepted("q1", t_, 0, 1));
+  ASSERT_EQ(events.size(), static_cast<size_t>(kChunk));
+  // Chunk 2 begins with the expiry of q1 (written by chunk 1), then a run
+  // of kRows + 1 rows and an ack of its row kRows (the second statement).
+  events.push_back(Expired("q1", t_ + 1));
+  std::vector<DeliveryEvent> run = Notifications(kChunk, kRows + 1, t_);
+  events.insert(events.end(), run.begin(), run.end());
+  events.push_back(Acked("m" + std::to_string(kChunk + kRows), t_, t_ + 3, ""));
+  ASSERT_TRUE(writer->Submit(&events));
+  ASSERT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->pending(), static_cast<size_t>(kRows + 3));
+  EXPECT_EQ(Rows("SELECT count(*) FROM notification_log"),
+            std::vector<std::string>{std::to_string(kChunk - 2)});
+  ASSERT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->pending(), 0u);
+  EXPECT_EQ(
+      Rows("SELECT message_id, latency_ms FROM notification_log WHERE "
+           "outcome = 'acked' ORDER BY id"),
+      (std::vector<std::string>{"m0|9", "m" + std::to_string(kChunk - 4) + "|7",
+                                "m" + std::to_string(kChunk + kRows) + "|3"}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log WHERE outcome = "
+                 "'expired'"),
+            std::vector<std::string>{"q1"});
+  EXPECT_EQ(Rows("SELECT count(*), count(DISTINCT message_id) FROM "
+                 "notification_log WHERE outcome = 'routed'"),
+            std::vector<std::string>{std::to_string(kChunk - 5 + kRows) + "|" +
+                                     std::to_string(kChunk - 5 + kRows)});
+}
+
+// A chunk that fails part-way (here a trigger refuses one row after many
+// were inserted) is rolled back whole and written again by the next flush
+// that succeeds: every row once, in order.
+TEST_F(DeliveryLogTest, AFailedChunkIsWrittenOnceLater) {
+  constexpr int kChunk = static_cast<int>(DeliveryLogWriter::kMaxFlushEvents);
+  auto writer = Writer();
+  ASSERT_TRUE(test::ExecSqlOn(
+      path_,
+      "CREATE TRIGGER refuse BEFORE INSERT ON notification_log WHEN "
+      "NEW.message_id = 'm1500' BEGIN SELECT RAISE(ABORT, 'refused'); END"));
+  std::vector<DeliveryEvent> events = Notifications(0, kChunk + 500, t_);
+  ASSERT_TRUE(writer->Submit(&events));
+  EXPECT_FALSE(writer->Flush(db_.get(), 100));
+  EXPECT_FALSE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->pending(), static_cast<size_t>(kChunk + 500));
+  EXPECT_EQ(Rows("SELECT count(*) FROM notification_log"),
+            std::vector<std::string>{"0"});
+  std::vector<std::string> logs = Logs();
+  EXPECT_EQ(Count(logs,
+                  "delivery log flush delayed: cannot write "
+                  "notification_log: refused"),
+            1)
+      << ::testing::PrintToString(logs);
+  events = Notifications(kChunk + 500, 10, t_);
+  ASSERT_TRUE(writer->Submit(&events));
+  ASSERT_TRUE(test::ExecSqlOn(path_, "DROP TRIGGER refuse"));
+  ASSERT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->pending(), 510u);
+  ASSERT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->pending(), 0u);
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            Ids(0, kChunk + 510));
+  EXPECT_EQ(Logs(),
+            std::vector<std::string>{"delivery log flush succeeded again"});
+}
+
 TEST_F(DeliveryLogTest, NoOpenFileKeepsTheEvents) {
   auto writer = Writer();
   std::vector<DeliveryEvent> batch = {Accepted("m1", t_, 1, 0)};

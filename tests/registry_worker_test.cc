@@ -816,6 +816,118 @@ TEST_F(RegistryWorkerTest, FailedFlushKeepsTheNewerPresence) {
   EXPECT_EQ(Presence(path_), "3|1|1");
 }
 
+// `count` registered devices d0000, d0001, ... besides sensor-001.
+std::string ManyDevices(int count) {
+  return "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n "
+         "WHERE i < " +
+         std::to_string(count - 1) +
+         ") INSERT INTO devices (device_id) SELECT printf('d%04d', i) FROM n";
+}
+
+// One published notification for each of `count` devices d0000, ...
+std::vector<DeviceStatsDelta> OnePublishedEach(int count) {
+  std::vector<DeviceStatsDelta> batch;
+  for (int i = 0; i < count; ++i) {
+    char id[16];
+    std::snprintf(id, sizeof(id), "d%04d", i);
+    DeviceCounters c;
+    c.published = 1;
+    batch.push_back({id, c});
+  }
+  return batch;
+}
+
+// A flush writes the rows of at most kMaxFlushDevices devices; a chunk that
+// fails part-way (a trigger refuses one device's row) is rolled back whole
+// and merged back: in the end every device's count is exact, none lost and
+// none added twice.
+TEST_F(RegistryWorkerTest, StatsAreWrittenInChunksEachOnce) {
+  constexpr int kDevices =
+      static_cast<int>(2 * DeviceStatsWriter::kMaxFlushDevices + 200);
+  CreateRegistry(path_);
+  ASSERT_TRUE(test::ExecSqlOn(path_, ManyDevices(kDevices)));
+  Result<Database> conn = Database::Open(path_, Database::Mode::kReadWrite);
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  std::atomic<bool> has_logs{false};
+  LogQueue log(&has_logs);
+  DeviceStatsWriter writer(path_, kNode, SystemClock::Instance(), &log);
+  const std::string sums =
+      "SELECT count(*) || ' ' || sum(published) || ' ' || max(published) "
+      "FROM device_stats";
+
+  std::vector<DeviceStatsDelta> batch = OnePublishedEach(kDevices);
+  ASSERT_TRUE(writer.Submit(&batch));
+  EXPECT_EQ(writer.pending(), static_cast<size_t>(kDevices));
+  ASSERT_TRUE(writer.Flush(&*conn, 1000));
+  EXPECT_EQ(writer.last_flush_rows(),
+            static_cast<int64_t>(DeviceStatsWriter::kMaxFlushDevices));
+  EXPECT_EQ(writer.pending(), kDevices - DeviceStatsWriter::kMaxFlushDevices);
+  const std::string chunk = std::to_string(DeviceStatsWriter::kMaxFlushDevices);
+  EXPECT_EQ(Column(path_, sums),
+            std::vector<std::string>{chunk + " " + chunk + " 1"});
+
+  // Every device publishes once more; the device of one row refused.
+  batch = OnePublishedEach(kDevices);
+  ASSERT_TRUE(writer.Submit(&batch));
+  ASSERT_TRUE(test::ExecSqlOn(
+      path_,
+      "CREATE TRIGGER refuse_insert BEFORE INSERT ON device_stats WHEN "
+      "NEW.device_id = 'd0007' BEGIN SELECT RAISE(ABORT, 'refused'); END; "
+      "CREATE TRIGGER refuse_update BEFORE UPDATE ON device_stats WHEN "
+      "NEW.device_id = 'd0007' BEGIN SELECT RAISE(ABORT, 'refused'); END"));
+  int failed = 0;
+  for (int i = 0; i < 4; ++i) {
+    if (!writer.Flush(&*conn, 1000)) ++failed;
+  }
+  EXPECT_GE(failed, 1);
+  EXPECT_GT(writer.pending(), 0u);
+  ASSERT_TRUE(test::ExecSqlOn(
+      path_, "DROP TRIGGER refuse_insert; DROP TRIGGER refuse_update"));
+  int flushes = 0;
+  while (writer.pending() > 0 && flushes < 10) {
+    EXPECT_TRUE(writer.Flush(&*conn, 1000));
+    ++flushes;
+  }
+  EXPECT_EQ(writer.pending(), 0u);
+  EXPECT_EQ(Column(path_, sums),
+            std::vector<std::string>{std::to_string(kDevices) + " " +
+                                     std::to_string(2 * kDevices) + " 2"});
+  EXPECT_EQ(Column(path_,
+                   "SELECT count(*) FROM device_stats WHERE "
+                   "published <> 2"),
+            std::vector<std::string>{"0"});
+}
+
+// More delivery events than one flush writes: the passes follow each other
+// at once (the interval is an hour), each polling the registry first, until
+// all are written.
+TEST_F(RegistryWorkerTest, ABacklogIsWrittenPassAfterPassWithPollsBetween) {
+  CreateRegistry(path_);
+  StartWorker(3600000);
+  constexpr int kEvents =
+      static_cast<int>(3 * DeliveryLogWriter::kMaxFlushEvents + 10);
+  const int64_t now = SystemClock::Instance()->WallMs();
+  std::vector<DeliveryEvent> batch;
+  for (int i = 0; i < kEvents / 2; ++i) {
+    std::vector<DeliveryEvent> two =
+        RoutedAndAcked("m" + std::to_string(i), now);
+    batch.insert(batch.end(), two.begin(), two.end());
+  }
+  const uint64_t polls = worker_->polls();
+  ASSERT_TRUE(WaitFor([&] { return worker_->SubmitLog(&batch); }));
+  const std::string acked =
+      "SELECT count(*) FROM notification_log WHERE outcome = 'acked'";
+  ASSERT_TRUE(WaitFor([&] {
+    return Column(path_, acked) ==
+           std::vector<std::string>{std::to_string(kEvents / 2)};
+  })) << Column(path_, acked)[0];
+  EXPECT_EQ(Column(path_, "SELECT count(*) FROM notification_log"),
+            std::vector<std::string>{std::to_string(kEvents / 2)});
+  // One poll before each of the four chunks.
+  EXPECT_GE(worker_->polls(), polls + 4);
+  EXPECT_EQ(worker_->delivery_log().last_flush_rows(), 10);
+}
+
 // sensor-001 and sensor-002 with presence on node-a (kNode) left over from
 // its broker that stopped, and counters.
 constexpr const char* kStalePresence =

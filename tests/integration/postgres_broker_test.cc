@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -216,6 +218,71 @@ TEST_F(PostgresBrokerTest, DisablingADeviceDisconnectsItWithinOneSecond) {
         },
         1000, 20));
   }
+}
+
+// A device floods refused notifications (each one a row of the delivery
+// log): a device disabled while the log is being written is still
+// disconnected within seconds, since the registry thread checks the registry
+// between the log's bounded chunks, and every refusal reaches
+// notification_log once.
+TEST_F(PostgresBrokerTest, ADisableDuringARefusalFloodIsInForceWithinSeconds) {
+  constexpr int kFlood = 60000;
+  ASSERT_TRUE(
+      StartOnPostgres({"reload_interval_ms 3600000", "auth_max_failures 0"}));
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  auto backend = ConnectAs("homepot", "backend-pass");
+  ASSERT_TRUE(sensor && backend);
+  const std::string rows =
+      "SELECT count(*) FROM notification_log WHERE outcome = 'rejected' "
+      "AND reason = 'invalid_json' AND publisher = 'homepot' AND topic = '" +
+      std::string(kSensorToken) + "' AND node = 'pg-node'";
+  // The broker hands the events over once a second: the first refusal goes
+  // at once, those of the flood's first second together a second later.
+  // A transaction of the registry thread that began half a second into the
+  // flood writes those.
+  Result<pg::Rows> later =
+      conn_->Run("SELECT (clock_timestamp() + interval '500 ms')::text");
+  ASSERT_TRUE(later.ok() && later->rows() == 1);
+  const std::string writing =
+      "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+      "AND query LIKE '%notification_log%' AND xact_start > '" +
+      later->Text(0, 0) + "'::timestamptz";
+
+  const Clock::time_point flood_start = Clock::now();
+  std::atomic<int> sent{0};
+  std::thread flood([&] {
+    for (int i = 0; i < kFlood; ++i) {
+      if (backend->Publish(kSensorToken, "{not json", 0) != 0) return;
+      ++sent;
+    }
+  });
+  const bool written_meanwhile =
+      Eventually([&] { return Int(writing) > 0 || Int(rows) > 100; }, 10000, 5);
+  const int at_disable = sent.load();
+  const Clock::time_point start = Clock::now();
+  const bool disabled =
+      Sql("UPDATE devices SET enabled = 0 WHERE device_id = 'sensor-001'");
+  const bool disconnected = sensor->WaitForDisconnect(5000);
+  const int64_t took_ms = MsSince(start);
+  flood.join();
+  const int64_t flood_ms = MsSince(flood_start);
+  ASSERT_EQ(sent.load(), kFlood);
+  ASSERT_TRUE(written_meanwhile);
+  ASSERT_TRUE(disabled);
+  std::cout << "flood of " << kFlood << " refusals sent in " << flood_ms
+            << " ms; disabled after " << at_disable << " of them\n"
+            << "disable during the flood -> disconnect: " << took_ms << " ms\n";
+  EXPECT_TRUE(disconnected) << Tail(broker_.Log());
+  EXPECT_LT(took_ms, 5000);
+
+  EXPECT_TRUE(Eventually([&] { return Int(rows) == kFlood; }, 120000, 20))
+      << Int(rows) << " of " << kFlood;
+  const int64_t all_ms = MsSince(flood_start);
+  std::cout << "all " << kFlood << " rows in notification_log " << all_ms
+            << " ms after the flood began\n";
+  EXPECT_EQ(Int("SELECT count(*) FROM notification_log"), kFlood);
+  // A refusal does not end the publisher's session.
+  EXPECT_TRUE(backend->IsConnected());
 }
 
 // PostgreSQL away for about 10 s: the broker keeps serving from its last
