@@ -145,11 +145,13 @@ void DeliveryLogWriter::Restore(std::vector<DeliveryEvent>* batch) {
 
 Status DeliveryLogWriter::Trim(Database* db) {
   if (retention_.days > 0) {
-    Result<Statement> old =
-        db->Prepare("DELETE FROM notification_log WHERE received_at < ?1");
+    Result<Statement> old = db->Prepare(
+        "DELETE FROM notification_log WHERE id IN (SELECT id FROM "
+        "notification_log WHERE received_at < ?1 LIMIT ?2)");
     if (!old.ok()) return old.status();
     const int64_t cutoff_ms = clock_->WallMs() - retention_.days * kDayMs;
-    old->Bind(1, std::string_view(StampString(cutoff_ms)));
+    old->Bind(1, std::string_view(StampString(cutoff_ms)))
+        .Bind(2, static_cast<int64_t>(kMaxTrimRows));
     if (Status s = old->Run(); !s.ok()) return s;
   }
   // Counting walks an index: only when the id range (two index lookups;
@@ -168,7 +170,7 @@ Status DeliveryLogWriter::Trim(Database* db) {
       "DELETE FROM notification_log WHERE id IN "
       "(SELECT id FROM notification_log ORDER BY id LIMIT ?1)");
   if (!oldest.ok()) return oldest.status();
-  oldest->Bind(1, *rows - retention_.rows);
+  oldest->Bind(1, std::min<int64_t>(*rows - retention_.rows, kMaxTrimRows));
   return oldest->Run();
 }
 

@@ -110,6 +110,10 @@ class DeliveryLogWriter {
   // 999, the parameter limit of SQLite builds older than 3.32 (later ones
   // allow 32,766, PostgreSQL 65,535).
   static constexpr size_t kRowsPerInsert = 64;
+  // Rows the retention deletes per Flush, for each of its two limits: a
+  // table far beyond them (a lowered limit, a long outage) is trimmed over
+  // several flushes, none of them long.
+  static constexpr size_t kMaxTrimRows = 10000;
 
   // `path` names the registry in messages (a file's path, or
   // a postgresql:// URL with its password masked); `node` is the node of the

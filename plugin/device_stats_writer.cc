@@ -74,7 +74,7 @@ bool DeviceStatsWriter::Submit(std::vector<DeviceStatsDelta>* batch) {
 
 size_t DeviceStatsWriter::pending() {
   std::lock_guard<std::mutex> lock(mu_);
-  return pending_.size();
+  return round_.size() + pending_.size();
 }
 
 Status DeviceStatsWriter::Upsert(
@@ -165,11 +165,21 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   std::unordered_map<std::string, DeviceCounters> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (pending_.size() <= kMaxFlushDevices) {
-      batch.swap(pending_);
+    // A round takes every device waiting when it starts, and ends before
+    // the next one: each waits at most one round, however many others keep
+    // sending.
+    if (round_.empty()) round_.swap(pending_);
+    if (round_.size() <= kMaxFlushDevices) {
+      batch.swap(round_);
+      // Room left: deltas that came since, merged after the round's.
+      for (auto it = pending_.begin();
+           it != pending_.end() && batch.size() < kMaxFlushDevices;) {
+        MergeLater(&batch[it->first], it->second);
+        it = pending_.erase(it);
+      }
     } else {
       while (batch.size() < kMaxFlushDevices) {
-        batch.insert(pending_.extract(pending_.begin()));
+        batch.insert(round_.extract(round_.begin()));
       }
     }
   }
@@ -178,9 +188,10 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   Status written = Write(db, busy_timeout_ms, batch);
   if (!written.ok()) {
     {
-      // Keep the counts for the next attempt, before what came meanwhile.
+      // Keep the counts for the next attempt, in this round (before what
+      // came meanwhile).
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [id, c] : batch) MergeEarlier(&pending_[id], c);
+      for (auto& [id, c] : batch) MergeEarlier(&round_[id], c);
     }
     if (written.message() != error_) {
       log_->Push("device_stats flush delayed: " + written.message());

@@ -2,7 +2,10 @@
 // broker thread hands deltas over without waiting (Submit), the registry
 // thread merges what accumulated and writes the rows of at most
 // kMaxFlushDevices devices in one transaction (Flush); the other devices'
-// deltas wait for the next Flush.
+// deltas wait for the next Flush. Flushes go in rounds: a round takes the
+// devices waiting when it begins and ends before the next begins (its last
+// chunk topped up with newer deltas), so no device waits longer than one
+// round, however many others keep sending.
 // It writes only the rows of its node, (device_id, node): brokers sharing
 // the file each add to their own rows and never touch another node's, so
 // the fleet_stats view sums exact figures. Counters are added and times
@@ -65,7 +68,8 @@ class DeviceStatsWriter {
   // (pending()).
   bool Flush(Database* db, int busy_timeout_ms);
 
-  // Devices whose deltas wait to be written.
+  // Devices whose deltas wait to be written (one with deltas in the current
+  // round and newer ones counts twice).
   size_t pending();
 
   // Sets sessions and subscribed to 0 on every row of this node (nobody is
@@ -96,8 +100,11 @@ class DeviceStatsWriter {
   const std::string node_;
   Clock* const clock_;
   LogQueue* const log_;
-  std::mutex mu_;  // guards pending_
+  std::mutex mu_;  // guards pending_ and round_
+  // Deltas submitted since the current round began.
   std::unordered_map<std::string, DeviceCounters> pending_;
+  // The current round: the deltas pending when it began, not yet written.
+  std::unordered_map<std::string, DeviceCounters> round_;
   std::string error_;           // flushing thread only: the last write error
   bool reset_pending_ = false;  // flushing thread only
   std::atomic<int64_t> last_flush_ms_{0};

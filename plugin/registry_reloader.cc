@@ -308,7 +308,11 @@ Status RegistryReloader::OpenPostgres() {
 
 void RegistryReloader::Disconnected(const std::string& line) {
   Close();
-  retry_at_ms_ = clock_->MonotonicMs() + retry_delay_ms_;
+  // Up to a quarter earlier or later, so that the brokers that lost one
+  // server do not all dial it again in the same millisecond.
+  const int jitter = retry_delay_ms_ / 4;
+  retry_at_ms_ = clock_->MonotonicMs() + retry_delay_ms_ +
+                 std::uniform_int_distribution<int>(-jitter, jitter)(random_);
   retry_delay_ms_ = std::min(retry_delay_ms_ * 2, kMaxRetryMs);
   std::lock_guard<std::mutex> lock(mu_);
   if (last_error_.empty()) {
@@ -326,7 +330,6 @@ void RegistryReloader::PollPostgres(bool forced) {
       Disconnected(s.message());
       return;
     }
-    retry_delay_ms_ = kFirstRetryMs;
     forced = true;  // whatever happened meanwhile: a full load
   } else if (Result<std::vector<pg::Notification>> got =
                  db_->pg()->TakeNotifications();
@@ -343,6 +346,9 @@ void RegistryReloader::PollPostgres(bool forced) {
     Disconnected(PostgresError("", generation.status().message()));
     return;
   }
+  // The delays start again only once the server answers, not when it
+  // merely accepts a connection.
+  retry_delay_ms_ = kFirstRetryMs;
   Advance(forced, *generation);
 }
 

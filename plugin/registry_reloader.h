@@ -24,7 +24,8 @@
 // notifications (socket(), NotificationsWaiting) say the generation moved;
 // Poll still reads the generation every time it runs. A connection that
 // fails or breaks is an error; Poll reconnects when RetryInMs says, after
-// kFirstRetryMs doubling to kMaxRetryMs between failed attempts (each
+// kFirstRetryMs doubling to kMaxRetryMs (each ± a quarter at random)
+// between failed attempts, counted until the server answers (each
 // attempt gives up after kConnectTimeoutS unless the URL sets
 // connect_timeout), and loads the registry in full once it is back. A
 // statement that hears nothing from the server for kStallTimeoutMs (a
@@ -44,6 +45,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -174,6 +176,7 @@ class RegistryReloader {
   // attempt is due, and the delay after the next failure.
   int64_t retry_at_ms_ = 0;
   int retry_delay_ms_ = kFirstRetryMs;
+  std::minstd_rand random_{std::random_device{}()};  // the retry jitter
   // How the PostgreSQL connection waits.
   pg::Options pg_options_;
 

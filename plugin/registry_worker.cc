@@ -72,9 +72,17 @@ void RegistryWorker::Shutdown() {
     stop_ = true;
   }
   Wake();
-  if (stop_fd_ >= 0) {
-    const uint64_t one = 1;
-    (void)!write(stop_fd_, &one, sizeof(one));
+  if (thread_.joinable()) {
+    // A pass under way ends normally when the database answers; only one
+    // that stalls is interrupted (which closes the connection: what is
+    // pending is then not written).
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::milliseconds(kShutdownStallTimeoutMs),
+                      [this] { return thread_done_; }) &&
+        stop_fd_ >= 0) {
+      const uint64_t one = 1;
+      (void)!write(stop_fd_, &one, sizeof(one));
+    }
   }
   if (thread_.joinable()) thread_.join();
   // The last writes, on this thread: not interrupted, but bounded.
@@ -181,6 +189,8 @@ void RegistryWorker::PollUntilStopped() {
     lock.lock();
     backlog_ = stats_left || log_left;
   }
+  thread_done_ = true;
+  cv_.notify_all();  // Shutdown waits for it
 }
 
 }  // namespace homepot

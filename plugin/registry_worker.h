@@ -77,11 +77,13 @@ class RegistryWorker : public RegistrySource {
   bool SubmitStats(std::vector<DeviceStatsDelta>* batch) override;
   bool SubmitLog(std::vector<DeliveryEvent>* batch) override;
   bool LastError(std::string* out) override { return reloader_.LastError(out); }
-  // Stops the thread and writes all pending device stats and delivery
-  // events on the calling thread, chunk after chunk until one fails; on
-  // PostgreSQL, only when the database is connected (one that is away is not
-  // waited for, one that stalls for kShutdownStallTimeoutMs at most: the
-  // stop stays quick).
+  // Stops the thread (letting the pass under way finish, for
+  // kShutdownStallTimeoutMs at most: on PostgreSQL a longer one is
+  // interrupted, which closes the connection) and writes all pending device
+  // stats and delivery events on the calling thread, chunk after chunk until
+  // one fails; on PostgreSQL only on a connection still open (a database
+  // that is away is not dialled, one that stalls is waited for
+  // kShutdownStallTimeoutMs at most: the stop stays quick).
   void Shutdown() override;
 
   // PostgreSQL: the stall timeout of the last writes at Shutdown.
@@ -124,8 +126,9 @@ class RegistryWorker : public RegistrySource {
   bool reload_requested_ = false;
   bool stats_submitted_ = false;
   bool log_submitted_ = false;
-  bool backlog_ = false;  // the last pass wrote a chunk and more wait
-  int wake_fd_ = -1;      // PostgreSQL: the eventfd Wake writes
+  bool backlog_ = false;      // the last pass wrote a chunk and more wait
+  bool thread_done_ = false;  // PollUntilStopped returned
+  int wake_fd_ = -1;          // PostgreSQL: the eventfd Wake writes
   // PostgreSQL: the connection's interrupt fd, written once by Shutdown.
   int stop_fd_ = -1;
   std::thread thread_;

@@ -218,8 +218,9 @@ CREATE INDEX IF NOT EXISTS registry_changes_generation
 -- generations and sends NOTIFY homepot_registry with it (delivered when the
 -- transaction commits); it is kept in the transaction-local setting
 -- homepot.generation as "<transaction id>:<generation>", which the later
--- statements of the transaction reuse (a value of another transaction, or
--- one a caller set, is not taken). A subtransaction rolled back undoes both
+-- statements of the transaction reuse while registry_meta still holds it
+-- as this transaction wrote it (a value of another transaction, or one a
+-- caller set, is not taken). A subtransaction rolled back undoes both
 -- the UPDATE of registry_meta and the setting, so the next change takes the
 -- generation again.
 --
@@ -245,8 +246,17 @@ BEGIN
   END IF;
   mark := pg_current_xact_id()::TEXT || ':';
   IF starts_with(held, mark) THEN
-    g := substr(held, length(mark) + 1)::BIGINT;
-  ELSE
+    -- Only a generation this transaction itself wrote to registry_meta: a
+    -- version whose writer is still in progress is visible to its writer
+    -- alone (xmin, a 32-bit id, is widened with the current epoch).
+    SELECT generation INTO g FROM registry_meta
+      WHERE id = 1
+        AND generation::TEXT = substr(held, length(mark) + 1)
+        AND pg_xact_status(
+              (((pg_current_xact_id()::TEXT::BIGINT >> 32) << 32)
+               | xmin::TEXT::BIGINT)::TEXT::xid8) = 'in progress';
+  END IF;
+  IF g IS NULL THEN
     UPDATE registry_meta SET generation = generation + 1 WHERE id = 1
       RETURNING generation INTO g;
     PERFORM set_config('homepot.generation', mark || g, true);

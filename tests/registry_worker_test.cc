@@ -898,6 +898,36 @@ TEST_F(RegistryWorkerTest, StatsAreWrittenInChunksEachOnce) {
             std::vector<std::string>{"0"});
 }
 
+// Devices that keep sending do not hold the others back: every device
+// waiting when a round of flushes begins is written in that round (its
+// last chunk topped up with later deltas).
+TEST_F(RegistryWorkerTest, StatsWaitingLongestAreWrittenFirst) {
+  constexpr int kFirst =
+      static_cast<int>(2 * DeviceStatsWriter::kMaxFlushDevices + 200);
+  constexpr int kLater = 5000;
+  CreateRegistry(path_);
+  ASSERT_TRUE(test::ExecSqlOn(path_, ManyDevices(kLater)));
+  Result<Database> conn = Database::Open(path_, Database::Mode::kReadWrite);
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  std::atomic<bool> has_logs{false};
+  LogQueue log(&has_logs);
+  DeviceStatsWriter writer(path_, kNode, SystemClock::Instance(), &log);
+
+  std::vector<DeviceStatsDelta> batch = OnePublishedEach(kFirst);
+  ASSERT_TRUE(writer.Submit(&batch));
+  ASSERT_TRUE(writer.Flush(&*conn, 1000));
+  // Meanwhile many more devices send: the first ones still go first.
+  batch = OnePublishedEach(kLater);
+  ASSERT_TRUE(writer.Submit(&batch));
+  ASSERT_TRUE(writer.Flush(&*conn, 1000));
+  ASSERT_TRUE(writer.Flush(&*conn, 1000));
+  EXPECT_EQ(Column(path_,
+                   "SELECT count(*) FROM device_stats WHERE device_id < "
+                   "printf('d%04d', " +
+                       std::to_string(kFirst) + ")"),
+            std::vector<std::string>{std::to_string(kFirst)});
+}
+
 // More delivery events than one flush writes: the passes follow each other
 // at once (the interval is an hour), each polling the registry first, until
 // all are written.

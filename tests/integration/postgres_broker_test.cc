@@ -449,6 +449,29 @@ TEST_F(PostgresBrokerTest, AStopDuringAStalledStatementIsQuick) {
   EXPECT_LT(stop_ms, 4000);
 }
 
+// A stop on a database that answers lets the pass under way finish and
+// writes every pending delivery event: nothing is interrupted or lost. The
+// registry is polled every 50 ms, so the stop is likely to come in the middle
+// of a pass.
+TEST_F(PostgresBrokerTest, AStopWritesEverythingPending) {
+  ASSERT_TRUE(StartOnPostgres({"reload_interval_ms 50"}));
+  auto backend = ConnectAs("homepot", "backend-pass");
+  ASSERT_TRUE(backend);
+  constexpr int kSent = 300;
+  for (int i = 0; i < kSent; ++i) {
+    ASSERT_EQ(
+        backend->Publish(kSensorToken,
+                         NotificationWithId("stop-" + std::to_string(i)), 1),
+        0);
+  }
+  const int status = broker_.Stop();
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(Int("SELECT count(*) FROM notification_log WHERE message_id "
+                "LIKE 'stop-%'"),
+            kSent)
+      << Tail(broker_.Log());
+}
+
 TEST_F(PostgresBrokerTest, ThePasswordOfTheUrlIsNeverLogged) {
   const std::string url = cluster_.UrlWithPassword("registry");
   ASSERT_TRUE(StartOnPostgres({"stats_interval 1"}, url));

@@ -197,6 +197,9 @@ TEST_F(PostgresLoadTest, ATransactionTakesOneGeneration) {
   Exec("UPDATE device_types SET max_payload_bytes = 99 WHERE name = 'gateway'");
   // A setting a caller made is not taken for the transaction's generation.
   Exec("SET LOCAL homepot.generation = '1'");
+  Exec(
+      "SELECT set_config('homepot.generation', "
+      "pg_current_xact_id()::text || ':1', true)");
   Exec("DELETE FROM devices WHERE device_id = 'd4'");
   Exec("COMMIT");
 
