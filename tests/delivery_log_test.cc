@@ -302,6 +302,44 @@ TEST_F(DeliveryLogTest, RetentionDeletesRowsOlderThanTheDays) {
             std::vector<std::string>{"3"});
 }
 
+// A table far beyond its limits shrinks by at most kMaxTrimRows per limit
+// and flush, over several flushes.
+TEST_F(DeliveryLogTest, RetentionTrimsABigExcessOverSeveralFlushes) {
+  const size_t trim = DeliveryLogWriter::kMaxTrimRows;
+  const std::string extra = std::to_string(2 * trim + trim / 2);
+  auto fill = [&](const std::string& received_at) {
+    return test::ExecSqlOn(
+        path_,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        "WHERE i < " +
+            extra +
+            ") INSERT INTO notification_log (topic, received_at, outcome) "
+            "SELECT 't', '" +
+            received_at + "', 'routed' FROM n");
+  };
+  auto count = [&] {
+    return std::stoul(Rows("SELECT count(*) FROM notification_log")[0]);
+  };
+  // The age limit: old rows go kMaxTrimRows at a time.
+  ASSERT_TRUE(fill("2000-01-01T00:00:00.000Z"));
+  auto by_age = Writer({100000, 2});
+  ASSERT_TRUE(Write(by_age.get(), {Accepted("a1", t_, 1, 0)}));
+  EXPECT_EQ(count(), 2 * trim + trim / 2 + 1 - trim);
+  ASSERT_TRUE(Write(by_age.get(), {Accepted("a2", t_, 1, 0)}));
+  ASSERT_TRUE(Write(by_age.get(), {Accepted("a3", t_, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"a1", "a2", "a3"}));
+  // The row limit: the oldest go kMaxTrimRows at a time.
+  ASSERT_TRUE(fill(StampString(t_)));
+  auto by_rows = Writer({3, 0});
+  ASSERT_TRUE(Write(by_rows.get(), {Accepted("r1", t_, 1, 0)}));
+  EXPECT_EQ(count(), 2 * trim + trim / 2 + 4 - trim);
+  ASSERT_TRUE(Write(by_rows.get(), {Accepted("r2", t_, 1, 0)}));
+  ASSERT_TRUE(Write(by_rows.get(), {Accepted("r3", t_, 1, 0)}));
+  EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
+            (std::vector<std::string>{"r1", "r2", "r3"}));
+}
+
 TEST_F(DeliveryLogTest, ZeroRowsWritesNothing) {
   auto writer = Writer({0, 30});
   EXPECT_FALSE(Write(writer.get(), {Accepted("m1", t_, 1, 0)}));
