@@ -42,6 +42,37 @@ Result<int64_t> QueryInt(Database* db, std::string_view sql) {
   return *row ? stmt->Int(0) : 0;
 }
 
+// The first schema version on PostgreSQL: its schema file upgrades any
+// registry from this one on.
+constexpr int kFirstPostgresVersion = 3;
+
+// Applies schema/postgresql.sql (its own transaction, idempotent) and checks
+// that it left the registry at `version`.
+Result<InitOutcome> ApplyPostgresSchema(Database* db, const std::string& name,
+                                        std::string_view postgres_schema_sql,
+                                        int version, InitOutcome outcome) {
+  if (postgres_schema_sql.empty()) {
+    return Status::Error("cannot create registry " + Quote(name) +
+                         ": this homepot-admin has no PostgreSQL schema");
+  }
+  if (Status s = db->Exec(postgres_schema_sql); !s.ok()) {
+    if (db->InTransaction()) db->Exec("ROLLBACK");
+    return Status::Error("cannot apply the schema to " + Quote(name) + ": " +
+                         s.message());
+  }
+  Result<int> now = ReadSchemaVersion(db);
+  if (!now.ok()) {
+    return Status::Error("cannot read registry " + Quote(name) + ": " +
+                         now.status().message());
+  }
+  if (*now != version) {
+    return Status::Error("applying the schema to " + Quote(name) +
+                         " left it at version " + std::to_string(*now) +
+                         ", not " + std::to_string(version));
+  }
+  return outcome;
+}
+
 }  // namespace
 
 const std::vector<Migration>& BuiltinMigrations() {
@@ -251,6 +282,67 @@ CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
   END;
 
 )sql"},
+      {3, R"sql(
+-- The CHECKs of notification_log and registry_changes with their lists
+-- spelled as ORs (cheaper for SQLite), and write_marks.
+CREATE TABLE IF NOT EXISTS write_marks (
+  node   TEXT NOT NULL,
+  writer TEXT NOT NULL,
+  mark   TEXT NOT NULL,
+  PRIMARY KEY (node, writer)
+);
+CREATE TABLE notification_log_v4 (
+  id            INTEGER PRIMARY KEY,
+  message_id    TEXT,
+  publisher     TEXT,
+  topic         TEXT NOT NULL,
+  target_device TEXT,
+  received_at   TEXT NOT NULL,
+  routed        INTEGER NOT NULL DEFAULT 0,
+  queued        INTEGER NOT NULL DEFAULT 0,
+  expires_at    TEXT,
+  acked_at      TEXT,
+  latency_ms    INTEGER,
+  status        TEXT,
+  outcome       TEXT NOT NULL
+                CHECK (outcome = 'routed' OR outcome = 'queued' OR
+                       outcome = 'acked' OR outcome = 'expired' OR
+                       outcome = 'unreachable' OR outcome = 'rejected'),
+  reason        TEXT,
+  node          TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO notification_log_v4 (id, message_id, publisher, topic,
+    target_device, received_at, routed, queued, expires_at, acked_at,
+    latency_ms, status, outcome, reason, node)
+  SELECT id, message_id, publisher, topic, target_device, received_at,
+         routed, queued, expires_at, acked_at, latency_ms, status, outcome,
+         reason, node
+    FROM notification_log;
+DROP TABLE notification_log;
+ALTER TABLE notification_log_v4 RENAME TO notification_log;
+CREATE INDEX IF NOT EXISTS notification_log_message
+  ON notification_log (message_id);
+CREATE INDEX IF NOT EXISTS notification_log_target
+  ON notification_log (target_device, received_at);
+CREATE INDEX IF NOT EXISTS notification_log_received
+  ON notification_log (received_at);
+CREATE TABLE registry_changes_v4 (
+  generation INTEGER NOT NULL,
+  kind       TEXT NOT NULL
+             CHECK (kind = 'device' OR kind = 'global' OR kind = 'type'),
+  name       TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO registry_changes_v4 (generation, kind, name)
+  SELECT generation, kind, name FROM registry_changes;
+DROP TABLE registry_changes;
+-- The feed triggers name registry_changes: renaming without rewriting
+-- them (they name the table as it will be once renamed).
+PRAGMA legacy_alter_table = ON;
+ALTER TABLE registry_changes_v4 RENAME TO registry_changes;
+PRAGMA legacy_alter_table = OFF;
+CREATE INDEX IF NOT EXISTS registry_changes_generation
+  ON registry_changes (generation);
+)sql"},
   };
   return kMigrations;
 }
@@ -399,12 +491,13 @@ Result<InitOutcome> InitPostgresRegistry(Database* db, const std::string& name,
   outcome.from_version = *found;
   outcome.to_version = version;
   if (*found > version) return NewerThanTool(name, *found, version);
-  if (*found == version) return outcome;
-  if (*found != 0) {
+  if (*found != 0 && *found < kFirstPostgresVersion) {
     return Status::Error("cannot migrate registry " + Quote(name) +
                          ": no migration from schema version " +
                          std::to_string(*found) + " on PostgreSQL");
   }
+  if (*found != 0)
+    return ApplyPostgresSchema(db, name, postgres_schema_sql, version, outcome);
   Result<int64_t> tables = CountTables(db);
   if (!tables.ok()) return fail("cannot read registry", tables.status());
   if (*tables > 0) {
@@ -418,23 +511,7 @@ Result<InitOutcome> InitPostgresRegistry(Database* db, const std::string& name,
                          " is not a HOMEPOT registry: it has registry tables "
                          "but no schema version; refusing to change it");
   }
-  if (postgres_schema_sql.empty()) {
-    return Status::Error("cannot create registry " + Quote(name) +
-                         ": this homepot-admin has no PostgreSQL schema");
-  }
-  // postgresql.sql runs its own BEGIN ... COMMIT.
-  if (Status s = db->Exec(postgres_schema_sql); !s.ok()) {
-    if (db->InTransaction()) db->Exec("ROLLBACK");
-    return fail("cannot apply the schema to", s);
-  }
-  Result<int> now = ReadSchemaVersion(db);
-  if (!now.ok()) return fail("cannot read registry", now.status());
-  if (*now != version) {
-    return Status::Error("applying the schema to " + Quote(name) +
-                         " left it at version " + std::to_string(*now) +
-                         ", not " + std::to_string(version));
-  }
-  return outcome;
+  return ApplyPostgresSchema(db, name, postgres_schema_sql, version, outcome);
 }
 
 Status CheckRegistryVersion(Database* db, const std::string& path,

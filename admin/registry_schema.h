@@ -3,8 +3,8 @@
 // number (its "PRAGMA user_version = N"); a file at an older version is
 // brought forward by the Migration steps below, all in one transaction.
 // schema/postgresql.sql creates the same version on PostgreSQL, where the
-// version is registry_meta.schema_version and no older version exists (3 is
-// the first), so there are no migrations.
+// version is registry_meta.schema_version, 3 is the first, and the schema
+// file itself upgrades an older registry.
 #ifndef HOMEPOT_ADMIN_REGISTRY_SCHEMA_H_
 #define HOMEPOT_ADMIN_REGISTRY_SCHEMA_H_
 
@@ -30,7 +30,9 @@ struct Migration {
 // notification_log table; 2 -> 3 adds the change feed (registry_changes and
 // its triggers, replacing the generation triggers), the 'bridge' device type,
 // per-node device_stats rows (sessions and subscribed start at 0: the plugin
-// resets them when it starts), the fleet_stats view and notification_log.node.
+// resets them when it starts), the fleet_stats view and notification_log.node;
+// 3 -> 4 adds write_marks and rebuilds notification_log and registry_changes
+// with their CHECK lists spelled as ORs (each row of them written costs less).
 // When schema.sql moves to version N+1, append {N, "..."}.
 const std::vector<Migration>& BuiltinMigrations();
 
@@ -59,9 +61,10 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
 //   `postgres_schema_sql` (itself one transaction, idempotent; two processes
 //   applying it at once take turns);
 // - registry tables without registry_meta: refuses (not a HOMEPOT registry);
-// - `version`: nothing;
-// - another version: refuses, naming both (newer: use a newer tool; older:
-//   there is no migration).
+// - 3 (the first version on PostgreSQL) up to `version`: applies
+//   `postgres_schema_sql` again, which brings an older registry to
+//   `version` and restores the functions and triggers of this build;
+// - another version: refuses, naming both.
 // `name` (the URL with its password masked) only serves the messages.
 Result<InitOutcome> InitPostgresRegistry(Database* db, const std::string& name,
                                          std::string_view postgres_schema_sql,

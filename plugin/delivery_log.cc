@@ -106,7 +106,8 @@ DeliveryLogWriter::DeliveryLogWriter(std::string path, std::string node,
       retention_(retention),
       clock_(clock),
       log_(log),
-      max_pending_(max_pending) {}
+      max_pending_(max_pending),
+      mark_(node_, "delivery_log") {}
 
 bool DeliveryLogWriter::Submit(std::vector<DeliveryEvent>* batch) {
   if (retention_.rows == 0) {  // the log is not written
@@ -176,8 +177,6 @@ Status DeliveryLogWriter::Trim(Database* db) {
 
 Status DeliveryLogWriter::Apply(Database* db,
                                 const std::vector<DeliveryEvent>& batch) {
-  Result<Transaction> transaction = Transaction::Begin(db);
-  if (!transaction.ok()) return transaction.status();
   // The newest row of the notification that this node wrote (the node that
   // routed the copy, see the header) and that can still take the change; a
   // rejected notification was never delivered.
@@ -242,30 +241,34 @@ Status DeliveryLogWriter::Apply(Database* db,
     }
     if (Status s = stmt->Run(); !s.ok()) return s;
   }
-  if (Status s = Trim(db); !s.ok()) return s;
-  return transaction->Commit();
+  return Trim(db);
 }
 
-Status DeliveryLogWriter::Write(Database* db, int busy_timeout_ms,
-                                const std::vector<DeliveryEvent>& batch) {
+Result<ChunkMark::Outcome> DeliveryLogWriter::Write(
+    Database* db, int busy_timeout_ms,
+    const std::vector<DeliveryEvent>& batch) {
   if (db == nullptr) {
     return Status::Error(RegistryLabel(path_) + " is not open");
   }
   db->SetBusyTimeout(busy_timeout_ms);
-  Status applied = Apply(db, batch);
+  Result<ChunkMark::Outcome> written =
+      mark_.Write(db, [&] { return Apply(db, batch); });
   db->SetBusyTimeout(RegistryReloader::kBusyTimeoutMs);
-  if (!applied.ok()) {
-    return Status::Error("cannot write notification_log: " + applied.message());
+  if (!written.ok()) {
+    return Status::Error("cannot write notification_log: " +
+                         written.status().message());
   }
-  return Status::Ok();
+  return written;
 }
 
 bool DeliveryLogWriter::Flush(Database* db, int busy_timeout_ms) {
   std::vector<DeliveryEvent> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto end = pending_.begin() + static_cast<std::ptrdiff_t>(std::min(
-                                            pending_.size(), kMaxFlushEvents));
+    // A chunk that failed is tried again as it was (ChunkMark's rule).
+    const size_t events = std::min(
+        pending_.size(), retry_events_ > 0 ? retry_events_ : kMaxFlushEvents);
+    const auto end = pending_.begin() + static_cast<std::ptrdiff_t>(events);
     batch.assign(std::make_move_iterator(pending_.begin()),
                  std::make_move_iterator(end));
     pending_.erase(pending_.begin(), end);
@@ -278,14 +281,20 @@ bool DeliveryLogWriter::Flush(Database* db, int busy_timeout_ms) {
   }
   if (batch.empty()) return false;
   const int64_t start_us = clock_->MonotonicUs();
-  Status written = Write(db, busy_timeout_ms, batch);
+  Result<ChunkMark::Outcome> written = Write(db, busy_timeout_ms, batch);
   if (!written.ok()) {
+    retry_events_ = batch.size();
     Restore(&batch);
-    if (written.message() != error_) {
-      log_->Push("delivery log flush delayed: " + written.message());
-    }
-    error_ = written.message();
+    const std::string error = written.status().message();
+    if (error != error_) log_->Push("delivery log flush delayed: " + error);
+    error_ = error;
     return false;
+  }
+  retry_events_ = 0;
+  if (*written == ChunkMark::Outcome::kAlreadyWritten) {
+    log_->Push("delivery log: " + std::to_string(batch.size()) +
+               " events whose commit was not confirmed had been written; "
+               "not written again");
   }
   if (!error_.empty()) log_->Push("delivery log flush succeeded again");
   error_.clear();

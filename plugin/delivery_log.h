@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "broker.h"
+#include "chunk_mark.h"
 #include "database.h"
 #include "log_queue.h"
 #include "status.h"
@@ -136,7 +137,9 @@ class DeliveryLogWriter {
   // same transaction. True when it committed (the file changed); the events
   // it wrote are gone from pending(), the others wait in order. When it
   // fails, the whole chunk waits again in front of the others and the next
-  // Flush writes it (nothing of it was committed).
+  // Flush tries that same chunk again, which writes it unless the failed
+  // attempt committed after all (ChunkMark: a COMMIT whose answer was lost);
+  // either way its rows are in the table once.
   bool Flush(Database* db, int busy_timeout_ms);
 
   // Events dropped because `max_pending` were waiting, since construction.
@@ -149,13 +152,14 @@ class DeliveryLogWriter {
   int64_t last_flush_rows() const { return last_flush_rows_.load(); }
 
  private:
-  // Apply with the connection's busy timeout set to `busy_timeout_ms`
-  // meanwhile; errors say that notification_log was not written.
-  Status Write(Database* db, int busy_timeout_ms,
-               const std::vector<DeliveryEvent>& batch);
-  // Writes `batch` and applies the retention in one transaction.
+  // Apply, as a chunk of mark_, with the connection's busy timeout set to
+  // `busy_timeout_ms` meanwhile; errors say that notification_log was not
+  // written.
+  Result<ChunkMark::Outcome> Write(Database* db, int busy_timeout_ms,
+                                   const std::vector<DeliveryEvent>& batch);
+  // Writes `batch` and applies the retention (inside Write's transaction).
   Status Apply(Database* db, const std::vector<DeliveryEvent>& batch);
-  // Deletes the rows beyond the retention (inside Apply's transaction).
+  // Deletes the rows beyond the retention (inside Write's transaction).
   Status Trim(Database* db);
   // Puts a batch that could not be written back in front of the events
   // submitted since, within the bound.
@@ -171,6 +175,10 @@ class DeliveryLogWriter {
   std::deque<DeliveryEvent> pending_;
   std::atomic<uint64_t> dropped_{0};
   // Flushing thread only.
+  ChunkMark mark_;
+  // Events of the chunk that failed, waiting at the front of pending_ to be
+  // tried again as they are; 0: none.
+  size_t retry_events_ = 0;
   std::string error_;            // the last write error
   uint64_t dropped_logged_ = 0;  // dropped() when the last drop was reported
   bool dropping_ = false;        // a drop was logged and writing not resumed

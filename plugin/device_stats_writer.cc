@@ -35,15 +35,6 @@ void MergeLater(DeviceCounters* into, const DeviceCounters& later) {
   if (later.presence_changed) TakePresence(into, later);
 }
 
-// Merges deltas made before those in `into`: their presence counts only
-// when `into` has none.
-void MergeEarlier(DeviceCounters* into, const DeviceCounters& earlier) {
-  AddCounters(into, earlier);
-  if (earlier.presence_changed && !into->presence_changed) {
-    TakePresence(into, earlier);
-  }
-}
-
 // The time as stored in device_stats, NULL for "never".
 void BindStamp(Statement* stmt, int index, int64_t ms) {
   if (ms == 0) {
@@ -60,7 +51,8 @@ DeviceStatsWriter::DeviceStatsWriter(std::string path, std::string node,
     : path_(std::move(path)),
       node_(std::move(node)),
       clock_(clock),
-      log_(log) {}
+      log_(log),
+      mark_(node_, "device_stats") {}
 
 bool DeviceStatsWriter::Submit(std::vector<DeviceStatsDelta>* batch) {
   std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
@@ -74,14 +66,12 @@ bool DeviceStatsWriter::Submit(std::vector<DeviceStatsDelta>* batch) {
 
 size_t DeviceStatsWriter::pending() {
   std::lock_guard<std::mutex> lock(mu_);
-  return round_.size() + pending_.size();
+  return retry_.size() + round_.size() + pending_.size();
 }
 
 Status DeviceStatsWriter::Upsert(
     Database* db, bool reset_presence,
     const std::unordered_map<std::string, DeviceCounters>& batch) {
-  Result<Transaction> transaction = Transaction::Begin(db);
-  if (!transaction.ok()) return transaction.status();
   if (reset_presence) {
     if (Status s = ResetPresenceRows(db); !s.ok()) return s;
   }
@@ -129,7 +119,7 @@ Status DeviceStatsWriter::Upsert(
         .Bind(13, std::string_view(node_));
     if (Status s = upsert->Run(); !s.ok()) return s;
   }
-  return transaction->Commit();
+  return Status::Ok();
 }
 
 Status DeviceStatsWriter::ResetPresenceRows(Database* db) {
@@ -146,19 +136,21 @@ bool DeviceStatsWriter::ResetPresence(Database* db, int busy_timeout_ms) {
   return Flush(db, busy_timeout_ms);
 }
 
-Status DeviceStatsWriter::Write(
+Result<ChunkMark::Outcome> DeviceStatsWriter::Write(
     Database* db, int busy_timeout_ms,
     const std::unordered_map<std::string, DeviceCounters>& batch) {
   if (db == nullptr) {
     return Status::Error(RegistryLabel(path_) + " is not open");
   }
   db->SetBusyTimeout(busy_timeout_ms);
-  Status upserted = Upsert(db, reset_pending_, batch);
+  Result<ChunkMark::Outcome> written =
+      mark_.Write(db, [&] { return Upsert(db, reset_pending_, batch); });
   db->SetBusyTimeout(RegistryReloader::kBusyTimeoutMs);
-  if (!upserted.ok()) {
-    return Status::Error("cannot write device_stats: " + upserted.message());
+  if (!written.ok()) {
+    return Status::Error("cannot write device_stats: " +
+                         written.status().message());
   }
-  return Status::Ok();
+  return written;
 }
 
 bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
@@ -167,9 +159,11 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
     std::lock_guard<std::mutex> lock(mu_);
     // A round takes every device waiting when it starts, and ends before
     // the next one: each waits at most one round, however many others keep
-    // sending.
+    // sending. A chunk that failed goes first, as it was.
     if (round_.empty()) round_.swap(pending_);
-    if (round_.size() <= kMaxFlushDevices) {
+    if (!retry_.empty()) {
+      batch.swap(retry_);
+    } else if (round_.size() <= kMaxFlushDevices) {
       batch.swap(round_);
       // Room left: deltas that came since, merged after the round's.
       for (auto it = pending_.begin();
@@ -185,19 +179,21 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   }
   if (batch.empty() && !reset_pending_) return false;
   const int64_t start_us = clock_->MonotonicUs();
-  Status written = Write(db, busy_timeout_ms, batch);
+  Result<ChunkMark::Outcome> written = Write(db, busy_timeout_ms, batch);
   if (!written.ok()) {
     {
-      // Keep the counts for the next attempt, in this round (before what
-      // came meanwhile).
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [id, c] : batch) MergeEarlier(&round_[id], c);
+      retry_.swap(batch);
     }
-    if (written.message() != error_) {
-      log_->Push("device_stats flush delayed: " + written.message());
-    }
-    error_ = written.message();
+    const std::string error = written.status().message();
+    if (error != error_) log_->Push("device_stats flush delayed: " + error);
+    error_ = error;
     return false;
+  }
+  if (*written == ChunkMark::Outcome::kAlreadyWritten) {
+    log_->Push("device_stats: the counts of " + std::to_string(batch.size()) +
+               " devices whose commit was not confirmed had been written; "
+               "not added again");
   }
   if (!error_.empty()) log_->Push("device_stats flush succeeded again");
   error_.clear();

@@ -12,9 +12,10 @@
 // keep the latest; presence (sessions, subscribed) is absolute: a delta with
 // presence_changed replaces the pending or stored values of this node's
 // row, one without leaves them. A busy or locked file delays the write;
-// nothing is lost or counted twice (a chunk is one transaction: when it
-// fails, none of it was written and its counts are merged back for the
-// next attempt; the delay is logged once). Rows of devices no longer registered
+// nothing is lost or counted twice (a chunk is one transaction; when it
+// fails it is tried again as it was, and ChunkMark makes sure a chunk whose
+// COMMIT took effect without an answer is not added again; the delay is
+// logged once). Rows of devices no longer registered
 // are not written. On PostgreSQL the statements are the same; the busy timeout
 // is the session's lock_timeout, and a connection that is down or breaks delays
 // the write as a busy file does.
@@ -35,6 +36,7 @@
 #include <vector>
 
 #include "broker.h"
+#include "chunk_mark.h"
 #include "database.h"
 #include "log_queue.h"
 #include "stats.h"
@@ -86,12 +88,14 @@ class DeviceStatsWriter {
   int64_t last_flush_rows() const { return last_flush_rows_.load(); }
 
  private:
-  // Upsert with the connection's busy timeout set to `busy_timeout_ms`
-  // meanwhile; errors say that device_stats was not written.
-  Status Write(Database* db, int busy_timeout_ms,
-               const std::unordered_map<std::string, DeviceCounters>& batch);
-  // Adds `batch` to this node's rows in one transaction, after resetting
-  // the presence of its rows when `reset_presence`.
+  // Upsert, as a chunk of mark_, with the connection's busy timeout set to
+  // `busy_timeout_ms` meanwhile; errors say that device_stats was not
+  // written.
+  Result<ChunkMark::Outcome> Write(
+      Database* db, int busy_timeout_ms,
+      const std::unordered_map<std::string, DeviceCounters>& batch);
+  // Adds `batch` to this node's rows (inside Write's transaction), after
+  // resetting the presence of its rows when `reset_presence`.
   Status Upsert(Database* db, bool reset_presence,
                 const std::unordered_map<std::string, DeviceCounters>& batch);
   Status ResetPresenceRows(Database* db);
@@ -100,11 +104,14 @@ class DeviceStatsWriter {
   const std::string node_;
   Clock* const clock_;
   LogQueue* const log_;
-  std::mutex mu_;  // guards pending_ and round_
+  std::mutex mu_;  // guards pending_, round_ and retry_
   // Deltas submitted since the current round began.
   std::unordered_map<std::string, DeviceCounters> pending_;
   // The current round: the deltas pending when it began, not yet written.
   std::unordered_map<std::string, DeviceCounters> round_;
+  // The chunk that failed, to be tried again as it is (ChunkMark's rule).
+  std::unordered_map<std::string, DeviceCounters> retry_;
+  ChunkMark mark_;              // flushing thread only
   std::string error_;           // flushing thread only: the last write error
   bool reset_pending_ = false;  // flushing thread only
   std::atomic<int64_t> last_flush_ms_{0};

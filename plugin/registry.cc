@@ -298,7 +298,8 @@ Status CheckSchema(Database* db) {
                  {"device_stats", "node, expired, acked, sessions, subscribed"},
                  {"registry_meta", "1"},
                  {"registry_changes", "generation, kind, name"},
-                 {"notification_log", "node"}};
+                 {"notification_log", "node"},
+                 {"write_marks", "node, writer, mark"}};
   for (const auto& [table, columns] : kProbes) {
     Result<Statement> probe = db->Prepare(std::string("SELECT ") + columns +
                                           " FROM " + table + " LIMIT 0");

@@ -23,7 +23,7 @@ namespace homepot {
 class Database;
 
 // The schema version this build reads (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct AclRule {
   std::string filter;  // may hold %u / %c

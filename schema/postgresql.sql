@@ -1,8 +1,11 @@
--- HOMEPOT device registry on PostgreSQL, schema version 3: the registry of
+-- HOMEPOT device registry on PostgreSQL, schema version 4: the registry of
 -- schema/schema.sql in PostgreSQL's dialect, with the same tables, columns,
 -- constraints and time strings, so that one reader serves both. Applied by
 -- `psql -v ON_ERROR_STOP=1 -f schema/postgresql.sql <url>` (or by a program)
--- on a database in UTF8 encoding. Idempotent; one transaction.
+-- on a database in UTF8 encoding. Idempotent; one transaction. Applied to
+-- a registry of an older version it brings it to this one, and to one of
+-- this version it restores this file's functions and triggers
+-- (`homepot-admin init` applies it in both cases).
 --
 -- The schema version is registry_meta.schema_version (PostgreSQL has no
 -- user_version).
@@ -193,8 +196,19 @@ CREATE TABLE IF NOT EXISTS registry_meta (
   generation     BIGINT NOT NULL,
   schema_version INTEGER NOT NULL
 );
-INSERT INTO registry_meta (id, generation, schema_version) VALUES (1, 1, 3)
-  ON CONFLICT (id) DO NOTHING;
+INSERT INTO registry_meta (id, generation, schema_version) VALUES (1, 1, 4)
+  ON CONFLICT (id) DO UPDATE SET schema_version = 4
+  WHERE registry_meta.schema_version < 4;
+
+-- One row per writer of a node (node, 'delivery_log' or 'device_stats'):
+-- the mark of the last chunk it committed, which tells a retry whether a
+-- chunk whose COMMIT went unanswered took effect (plugin/chunk_mark.h).
+CREATE TABLE IF NOT EXISTS write_marks (
+  node   TEXT NOT NULL,
+  writer TEXT NOT NULL,
+  mark   TEXT NOT NULL,
+  PRIMARY KEY (node, writer)
+);
 
 -- The change feed: for each generation, the keys its row changes touched:
 -- ('device', id) for a device or its own ACL rules, ('global', '') for the

@@ -1,4 +1,4 @@
--- HOMEPOT device registry, schema version 3.
+-- HOMEPOT device registry, schema version 4.
 -- Applied by `homepot-admin init` (which also migrates older versions) or by
 -- `sqlite3 homepot.db < schema/schema.sql` on an empty file. Idempotent.
 PRAGMA journal_mode = WAL;
@@ -99,7 +99,9 @@ CREATE VIEW IF NOT EXISTS fleet_stats AS
     FROM device_stats GROUP BY device_id;
 
 -- One row per accepted notification that carries a message_id, and one per
--- rejected notification with its reason. Times are RFC 3339 UTC with
+-- rejected notification with its reason. (The CHECKs of this table and of
+-- registry_changes spell a list as ORs: SQLite evaluates a CHECK's IN list
+-- by building a temporary index for every row written.) Times are RFC 3339 UTC with
 -- milliseconds, like the other times. target_device is the device whose
 -- token is the topic. Not part of the registry snapshot (changes here do not
 -- trigger a reload). node is the broker node that wrote the row.
@@ -117,8 +119,9 @@ CREATE TABLE IF NOT EXISTS notification_log (
   latency_ms    INTEGER,
   status        TEXT,
   outcome       TEXT NOT NULL
-                CHECK (outcome IN ('routed', 'queued', 'acked', 'expired',
-                                   'unreachable', 'rejected')),
+                CHECK (outcome = 'routed' OR outcome = 'queued' OR
+                       outcome = 'acked' OR outcome = 'expired' OR
+                       outcome = 'unreachable' OR outcome = 'rejected'),
   reason        TEXT,
   node          TEXT NOT NULL DEFAULT ''
 );
@@ -128,6 +131,16 @@ CREATE INDEX IF NOT EXISTS notification_log_target
   ON notification_log (target_device, received_at);
 CREATE INDEX IF NOT EXISTS notification_log_received
   ON notification_log (received_at);
+
+-- One row per writer of a node (node, 'delivery_log' or 'device_stats'):
+-- the mark of the last chunk it committed, which tells a retry whether a
+-- chunk whose COMMIT went unanswered took effect (plugin/chunk_mark.h).
+CREATE TABLE IF NOT EXISTS write_marks (
+  node   TEXT NOT NULL,
+  writer TEXT NOT NULL,
+  mark   TEXT NOT NULL,
+  PRIMARY KEY (node, writer)
+);
 
 -- One row; generation increases by one on every row changed in the
 -- registry tables (device_types, devices, acl_rules), whoever changes it.
@@ -144,7 +157,8 @@ INSERT OR IGNORE INTO registry_meta (id, generation) VALUES (1, 1);
 -- and a broker further behind reloads in full.
 CREATE TABLE IF NOT EXISTS registry_changes (
   generation INTEGER NOT NULL,
-  kind       TEXT NOT NULL CHECK (kind IN ('device', 'global', 'type')),
+  kind       TEXT NOT NULL
+             CHECK (kind = 'device' OR kind = 'global' OR kind = 'type'),
   name       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS registry_changes_generation
@@ -274,6 +288,6 @@ CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
       (SELECT generation FROM registry_meta) - 100000;
   END;
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 
 COMMIT;

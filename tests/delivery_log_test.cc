@@ -383,7 +383,8 @@ TEST_F(DeliveryLogTest, PendingEventsAreBounded) {
 
 // Another connection holding the write lock delays the write; the events
 // wait (with those submitted meanwhile) and are all written, in order, once
-// the lock is gone. The delay and the recovery are logged once each.
+// the lock is gone: the chunk that failed as it was, then the others. The
+// delay and the recovery are logged once each.
 TEST_F(DeliveryLogTest, BusyFileDelaysAndLaterWritesEverything) {
   auto writer = Writer();
   sqlite3* other = nullptr;
@@ -406,6 +407,11 @@ TEST_F(DeliveryLogTest, BusyFileDelaysAndLaterWritesEverything) {
   sqlite3_close(other);
 
   EXPECT_TRUE(writer->Flush(db_.get(), 100));
+  EXPECT_EQ(writer->pending(), 2u);
+  EXPECT_EQ(Rows("SELECT message_id, outcome, latency_ms FROM "
+                 "notification_log ORDER BY id"),
+            (std::vector<std::string>{"m1|queued|NULL"}));
+  EXPECT_TRUE(writer->Flush(db_.get(), 100));
   EXPECT_EQ(writer->pending(), 0u);
   EXPECT_EQ(Rows("SELECT message_id, outcome, latency_ms FROM "
                  "notification_log ORDER BY id"),
@@ -426,6 +432,7 @@ TEST_F(DeliveryLogTest, UnusableTableIsLoggedOnceAndWritingGoesOn) {
   EXPECT_EQ(Count(logs, "no such table: notification_log"), 1)
       << ::testing::PrintToString(logs);
   ASSERT_TRUE(test::CreateRegistryFile(path_));  // the schema again
+  EXPECT_TRUE(writer->Flush(db_.get(), 100));
   EXPECT_TRUE(writer->Flush(db_.get(), 100));
   EXPECT_EQ(Rows("SELECT message_id FROM notification_log ORDER BY id"),
             (std::vector<std::string>{"m1", "m2"}));

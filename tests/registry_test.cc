@@ -409,11 +409,11 @@ TEST_F(RegistryTest, CheckSchemaRefusesAnEmptyDatabase) {
 
 TEST_F(RegistryTest, CheckSchemaRefusesANewerVersion) {
   ApplySchema();
-  Exec("PRAGMA user_version = 4");
+  Exec("PRAGMA user_version = 5");
   Status s = CheckSchema(&*database_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
-            "schema version 4 is newer than this plugin understands (3)");
+            "schema version 5 is newer than this plugin understands (4)");
   std::vector<std::string> warnings;
   EXPECT_FALSE(LoadSnapshot(&*database_, &warnings).ok());
 }
@@ -428,7 +428,7 @@ TEST_F(RegistryTest, CheckSchemaRefusesAVersionOneFile) {
   Status s = CheckSchema(&*database_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(),
-            "schema version 1 is older than this plugin understands (3); run "
+            "schema version 1 is older than this plugin understands (4); run "
             "homepot-admin init to migrate it");
   std::vector<std::string> warnings;
   auto loaded = LoadSnapshot(&*database_, &warnings);

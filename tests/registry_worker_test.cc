@@ -412,7 +412,7 @@ void CreateVersionOneRegistry(const std::string& path) {
 }
 
 constexpr const char* kVersionOneMessage =
-    ": schema version 1 is older than this plugin understands (3); run "
+    ": schema version 1 is older than this plugin understands (4); run "
     "homepot-admin init to migrate it";
 
 TEST_F(RegistryWorkerTest, StartFailsOnAVersionOneFile) {
@@ -788,8 +788,8 @@ class SubmittingClock : public Clock {
   std::vector<DeviceStatsDelta> delta;
 };
 
-// A write that fails puts its deltas back before those submitted meanwhile:
-// the newer presence wins.
+// A write that fails is tried again as it was, and the deltas submitted
+// meanwhile are written after it: the newer presence wins.
 TEST_F(RegistryWorkerTest, FailedFlushKeepsTheNewerPresence) {
   CreateRegistry(path_);
   Result<Database> conn = Database::Open(path_, Database::Mode::kReadWrite);
@@ -812,6 +812,8 @@ TEST_F(RegistryWorkerTest, FailedFlushKeepsTheNewerPresence) {
   sqlite3_exec(locker, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(locker);
 
+  EXPECT_TRUE(writer.Flush(&*conn, 1000));
+  EXPECT_EQ(Presence(path_), "1|3|0");
   EXPECT_TRUE(writer.Flush(&*conn, 1000));
   EXPECT_EQ(Presence(path_), "3|1|1");
 }

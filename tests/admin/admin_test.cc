@@ -163,10 +163,10 @@ using Args = std::vector<std::string>;
 TEST_F(AdminTest, InitCreatesTheRegistryInWalModeWithSeededTypes) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0);
-  EXPECT_EQ(r.out, "created registry " + Path() + " (schema version 3)\n");
+  EXPECT_EQ(r.out, "created registry " + Path() + " (schema version 4)\n");
   EXPECT_EQ(r.err, "");
   Peek peek(db_);
-  EXPECT_EQ(peek.One("PRAGMA user_version"), "3");
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "4");
   EXPECT_EQ(peek.One("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(peek.Rows("SELECT name, max_payload_bytes FROM device_types "
                       "ORDER BY name"),
@@ -182,17 +182,18 @@ TEST_F(AdminTest, InitTwiceSaysUpToDateAndChangesNothing) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out,
-            "registry " + Path() + " is up to date (schema version 3)\n");
+            "registry " + Path() + " is up to date (schema version 4)\n");
   EXPECT_EQ(Snapshot(), before);
 }
 
-TEST_F(AdminTest, TheEmbeddedSchemaIsVersionThree) {
+TEST_F(AdminTest, TheEmbeddedSchemaIsVersionFour) {
   Result<int> version = SchemaVersionOf(test::SchemaSql());
   ASSERT_TRUE(version.ok()) << version.status().message();
-  EXPECT_EQ(*version, 3);
-  ASSERT_EQ(BuiltinMigrations().size(), 2u);
+  EXPECT_EQ(*version, 4);
+  ASSERT_EQ(BuiltinMigrations().size(), 3u);
   EXPECT_EQ(BuiltinMigrations()[0].from_version, 1);
   EXPECT_EQ(BuiltinMigrations()[1].from_version, 2);
+  EXPECT_EQ(BuiltinMigrations()[2].from_version, 3);
 }
 
 // The schema of a file, table by table, as the columns, indexes and
@@ -243,7 +244,7 @@ TEST_F(AdminTest, InitMigratesAVersionOneRegistryKeepingEveryRow) {
   CreateVersionOneRegistry(db_, kVersionOneRows);
   const std::vector<std::string> kept = {"device_types", "devices", "acl_rules",
                                          "registry_meta"};
-  // Version 3 adds the 'bridge' type.
+  // Version 3 added the 'bridge' type.
   const std::string kBridgeType = "bridge|262144";
   std::map<std::string, std::vector<std::string>> rows_before;
   {
@@ -257,10 +258,10 @@ TEST_F(AdminTest, InitMigratesAVersionOneRegistryKeepingEveryRow) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 1 to 3\n");
+            "migrated registry " + Path() + " from schema version 1 to 4\n");
 
   Peek peek(db_);
-  EXPECT_EQ(peek.One("PRAGMA user_version"), "3");
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "4");
   EXPECT_EQ(peek.One("PRAGMA journal_mode"), "wal");
   // Every row kept; device_stats rows gain zero expired, acked, sessions and
   // subscribed.
@@ -283,7 +284,7 @@ TEST_F(AdminTest, InitMigratesAVersionOneRegistryKeepingEveryRow) {
   EXPECT_EQ(peek.One("SELECT count(*) FROM notification_log"), "0");
   EXPECT_EQ(peek.One("SELECT count(*) FROM registry_changes"), "0");
 
-  // The same schema as a file created at version 3.
+  // The same schema as a file created at version 4.
   const fs::path fresh = dir_ / "fresh.db";
   ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
   EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
@@ -304,7 +305,7 @@ TEST_F(AdminTest, InitOnAMigratedRegistryChangesNothing) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "registry " + Path() + " is up to date (schema version 3)\n");
+            "registry " + Path() + " is up to date (schema version 4)\n");
   EXPECT_EQ(Snapshot(), before);
 }
 
@@ -324,46 +325,46 @@ TEST_F(AdminTest, CommandsOnAVersionOneRegistryAskForInit) {
   CreateVersionOneRegistry(db_, kVersionOneRows);
   const std::string message = "registry " + Path() +
                               " has schema version 1; run 'homepot-admin "
-                              "init' to migrate it to version 3";
+                              "init' to migrate it to version 4";
   EXPECT_REFUSED((Args{"device", "list"}), "", 1, message);
   EXPECT_REFUSED((Args{"stats"}), "", 1, message);
 }
 
-// A pretend version 4 shows how a further migration step is applied.
+// A pretend version 5 shows how a further migration step is applied.
 TEST_F(AdminTest, InitMigratesAnOlderRegistryInPlace) {
   Init();
   AddDevice("sensor-001");
-  std::string v4 = test::SchemaSql();
-  const size_t at = v4.rfind("PRAGMA user_version = 3");
+  std::string v5 = test::SchemaSql();
+  const size_t at = v5.rfind("PRAGMA user_version = 4");
   ASSERT_NE(at, std::string::npos);
-  v4.replace(at, 23, "PRAGMA user_version = 4");
-  env_.schema_sql = v4;
-  env_.migrations = {{3, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
+  v5.replace(at, 23, "PRAGMA user_version = 5");
+  env_.schema_sql = v5;
+  env_.migrations = {{4, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
 
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 3 to 4\n");
+            "migrated registry " + Path() + " from schema version 4 to 5\n");
   Peek peek(db_);
-  EXPECT_EQ(peek.One("PRAGMA user_version"), "4");
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "5");
   EXPECT_EQ(peek.One("SELECT device_id, location FROM devices"),
             "sensor-001|NULL");
 }
 
-// Version 1 to 4 in one go: the built-in steps, then the next.
+// Version 1 to 5 in one go: the built-in steps, then the next.
 TEST_F(AdminTest, InitRunsEveryStepFromVersionOne) {
   CreateVersionOneRegistry(db_, kVersionOneRows);
-  std::string v4 = test::SchemaSql();
-  v4.replace(v4.rfind("PRAGMA user_version = 3"), 23,
-             "PRAGMA user_version = 4");
-  env_.schema_sql = v4;
+  std::string v5 = test::SchemaSql();
+  v5.replace(v5.rfind("PRAGMA user_version = 4"), 23,
+             "PRAGMA user_version = 5");
+  env_.schema_sql = v5;
   env_.migrations = BuiltinMigrations();
   env_.migrations.push_back(
-      {3, "ALTER TABLE devices ADD COLUMN location TEXT;"});
+      {4, "ALTER TABLE devices ADD COLUMN location TEXT;"});
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 1 to 4\n");
+            "migrated registry " + Path() + " from schema version 1 to 5\n");
   Peek peek(db_);
   EXPECT_EQ(peek.One("SELECT expired, acked FROM device_stats"), "0|0");
   EXPECT_EQ(peek.One("SELECT location FROM devices WHERE device_id = 'cam-1'"),
@@ -372,14 +373,14 @@ TEST_F(AdminTest, InitRunsEveryStepFromVersionOne) {
 
 TEST_F(AdminTest, InitWithoutAMigrationStepChangesNothing) {
   Init();
-  std::string v5 = test::SchemaSql();
-  v5.replace(v5.rfind("PRAGMA user_version = 3"), 23,
-             "PRAGMA user_version = 5");
-  env_.schema_sql = v5;
-  env_.migrations = {{3, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
+  std::string v6 = test::SchemaSql();
+  v6.replace(v6.rfind("PRAGMA user_version = 4"), 23,
+             "PRAGMA user_version = 6");
+  env_.schema_sql = v6;
+  env_.migrations = {{4, "ALTER TABLE devices ADD COLUMN location TEXT;"}};
   EXPECT_REFUSED(Args{"init"}, "", 1,
                  "cannot migrate registry " + Path() +
-                     ": no migration from schema version 4");
+                     ": no migration from schema version 5");
 }
 
 TEST_F(AdminTest, InitRefusesANewerRegistry) {
@@ -387,7 +388,7 @@ TEST_F(AdminTest, InitRefusesANewerRegistry) {
   Peek(db_).Exec("PRAGMA user_version = 7");
   const std::string message =
       "registry " + Path() +
-      " has schema version 7, newer than this homepot-admin supports (3); "
+      " has schema version 7, newer than this homepot-admin supports (4); "
       "use a newer homepot-admin";
   EXPECT_REFUSED(Args{"init"}, "", 1, message);
   EXPECT_REFUSED((Args{"device", "list"}), "", 1, message);
@@ -1805,10 +1806,10 @@ TEST_F(AdminTest, InitMigratesAVersionTwoFile) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 2 to 3\n");
+            "migrated registry " + Path() + " from schema version 2 to 4\n");
   {
     Peek peek(db_);
-    EXPECT_EQ(peek.One("PRAGMA user_version"), "3");
+    EXPECT_EQ(peek.One("PRAGMA user_version"), "4");
     // Counters kept as node ''; presence starts again at 0.
     EXPECT_EQ(peek.One("SELECT node, published, acked, sessions, subscribed "
                        "FROM device_stats"),
@@ -1825,6 +1826,54 @@ TEST_F(AdminTest, InitMigratesAVersionTwoFile) {
         peek.Rows("SELECT kind, name FROM registry_changes"),
         (std::vector<std::string>{"device|sensor-001", "device|sensor-001"}));
   }
+  const fs::path fresh = dir_ / "fresh.db";
+  ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
+  EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
+}
+
+// A version-3 file keeps every row of notification_log and registry_changes
+// through their rebuild; their CHECKs and the feed triggers still hold.
+TEST_F(AdminTest, InitMigratesAVersionThreeFile) {
+  ASSERT_TRUE(test::CreateOldRegistryFile(
+      3, db_.string(),
+      std::string(kVersionTwoRows) +
+          "INSERT INTO notification_log (message_id, topic, received_at, "
+          "outcome, reason, node) VALUES ('m-2', 'devices/x/notifications', "
+          "'2026-01-02T00:00:00.000Z', 'rejected', 'invalid_json', 'n1');"));
+  const std::vector<std::string> tables = {"notification_log",
+                                           "registry_changes", "device_stats",
+                                           "devices", "registry_meta"};
+  std::map<std::string, std::vector<std::string>> before;
+  for (const std::string& table : tables) {
+    before[table] = Peek(db_).Rows("SELECT * FROM " + table + " ORDER BY 1");
+  }
+  ASSERT_EQ(before["notification_log"].size(), 2u);
+  ASSERT_FALSE(before["registry_changes"].empty());
+
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "migrated registry " + Path() + " from schema version 3 to 4\n");
+  Peek peek(db_);
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "4");
+  for (const std::string& table : tables) {
+    SCOPED_TRACE(table);
+    EXPECT_EQ(peek.Rows("SELECT * FROM " + table + " ORDER BY 1"),
+              before[table]);
+  }
+  EXPECT_EQ(peek.One("SELECT count(*) FROM write_marks"), "0");
+  EXPECT_FALSE(test::ExecSqlOn(db_.string(),
+                               "INSERT INTO notification_log (topic, "
+                               "received_at, outcome) VALUES ('t', "
+                               "'2026-01-03T00:00:00.000Z', 'delivered')"));
+  EXPECT_FALSE(
+      test::ExecSqlOn(db_.string(),
+                      "INSERT INTO registry_changes (generation, kind) "
+                      "VALUES (1, 'node')"));
+  peek.Exec("UPDATE devices SET enabled = 0");
+  EXPECT_EQ(peek.One("SELECT kind, name FROM registry_changes WHERE "
+                     "generation = (SELECT generation FROM registry_meta)"),
+            "device|sensor-001");
   const fs::path fresh = dir_ / "fresh.db";
   ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
   EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
@@ -1847,7 +1896,7 @@ TEST_F(AdminTest, InitMigratesAnEarlyVersionTwoFile) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 2 to 3\n");
+            "migrated registry " + Path() + " from schema version 2 to 4\n");
   EXPECT_EQ(Peek(db_).One("SELECT published, sessions FROM device_stats"),
             "4|0");
   const fs::path fresh = dir_ / "fresh.db";
@@ -1872,7 +1921,7 @@ TEST_F(AdminTest, MigrationFromVersionOneAddsThePresenceColumns) {
   Outcome r = Admin({"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "migrated registry " + Path() + " from schema version 1 to 3\n");
+            "migrated registry " + Path() + " from schema version 1 to 4\n");
   EXPECT_EQ(Peek(db_).One("SELECT sessions, subscribed FROM device_stats"),
             "0|0");
   r = Admin({"stats", "sensor-001", "--json"});

@@ -200,22 +200,22 @@ TEST_F(AdminPostgresTest, InitAppliesTheSchemaOnceAndRefusesANewerVersion) {
   Outcome r = Admin(pg_, {"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "created registry " + admin::Quote(name) + " (schema version 3)\n");
+            "created registry " + admin::Quote(name) + " (schema version 4)\n");
   EXPECT_EQ(r.err, "");
-  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "3");
+  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "4");
   EXPECT_EQ(One(pg_, "SELECT count(*) FROM device_types"), "7");
   const std::string before = Snapshot(pg_);
 
   r = Admin(pg_, {"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "registry " + admin::Quote(name) +
-                       " is up to date (schema version 3)\n");
+                       " is up to date (schema version 4)\n");
   EXPECT_EQ(Snapshot(pg_), before);
 
-  ASSERT_TRUE(Exec(pg_, "UPDATE registry_meta SET schema_version = 4"));
+  ASSERT_TRUE(Exec(pg_, "UPDATE registry_meta SET schema_version = 5"));
   const std::string newer =
       "homepot-admin: registry " + admin::Quote(name) +
-      " has schema version 4, newer than this homepot-admin supports (3); "
+      " has schema version 5, newer than this homepot-admin supports (4); "
       "use a newer homepot-admin\n";
   r = Admin(pg_, {"init"});
   EXPECT_EQ(r.code, 1);
@@ -235,8 +235,47 @@ TEST_F(AdminPostgresTest, TwoInitsAtOnceBothSucceed) {
   b.join();
   EXPECT_EQ(first.code, 0) << first.err;
   EXPECT_EQ(second.code, 0) << second.err;
-  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "3");
+  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "4");
   EXPECT_EQ(One(pg_, "SELECT count(*) FROM device_types"), "7");
+}
+
+// A version-3 registry is brought to version 4 in place, every row kept;
+// init at the current version restores the schema's triggers and functions
+// (an upgrade that changed them without a new version).
+TEST_F(AdminPostgresTest, InitUpgradesAnOlderRegistryAndRestoresItsTriggers) {
+  const std::string name = pg::MaskedUrl(pg_);
+  ASSERT_TRUE(Exec(pg_, test::PostgresSchemaV3Sql()));
+  ASSERT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "3");
+  ASSERT_TRUE(Exec(pg_,
+                   "INSERT INTO devices (device_id) VALUES ('sensor-001');"
+                   "INSERT INTO device_stats (device_id, node, published) "
+                   "VALUES ('sensor-001', 'n1', 5);"));
+  const std::string before = Snapshot(pg_);
+  ASSERT_EQ(One(pg_, "SELECT (to_regclass('write_marks') IS NULL)::int"), "1");
+
+  Outcome r = Admin(pg_, {"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "migrated registry " + admin::Quote(name) +
+                       " from schema version 3 to 4\n");
+  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "4");
+  EXPECT_EQ(One(pg_, "SELECT count(*) FROM write_marks"), "0");
+  EXPECT_EQ(Snapshot(pg_), before);
+
+  // A trigger gone missing comes back, and the feed records again.
+  ASSERT_TRUE(Exec(pg_, "DROP TRIGGER devices_updated ON devices"));
+  r = Admin(pg_, {"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "registry " + admin::Quote(name) +
+                       " is up to date (schema version 4)\n");
+  const std::string generation =
+      One(pg_, "SELECT generation FROM registry_meta");
+  ASSERT_TRUE(Exec(pg_, "UPDATE devices SET enabled = 0"));
+  EXPECT_NE(One(pg_, "SELECT generation FROM registry_meta"), generation);
+  EXPECT_EQ(One(pg_,
+                "SELECT kind || ':' || name FROM registry_changes "
+                "WHERE generation = (SELECT generation FROM "
+                "registry_meta)"),
+            "device:sensor-001");
 }
 
 TEST_F(AdminPostgresTest, CommandsRefuseADatabaseWithoutTheRegistry) {
@@ -586,8 +625,8 @@ TEST_F(AdminPostgresTest, TheBinaryTakesDbOverHomepotDb) {
   // The embedded schema/postgresql.sql, through $HOMEPOT_DB.
   ASSERT_EQ(Binary(pg_, {"init"}, "", &output), 0) << output;
   EXPECT_EQ(output, "created registry " + admin::Quote(pg::MaskedUrl(pg_)) +
-                        " (schema version 3)\n");
-  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "3");
+                        " (schema version 4)\n");
+  EXPECT_EQ(One(pg_, "SELECT schema_version FROM registry_meta"), "4");
   ASSERT_EQ(Binary(pg_, {"device", "add", "on-pg", "--type", "backend"}, "pw\n",
                    &output),
             0)
@@ -644,7 +683,7 @@ TEST_F(AdminPostgresTest, ErrorsNameTheUrlWithThePasswordMasked) {
   Outcome r = Admin(with_password, {"init"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "created registry " + admin::Quote(masked) +
-                       " (schema version 3)\n");
+                       " (schema version 4)\n");
 
   // A wrong password, a database that does not exist, a port nobody
   // listens on: one line naming the URL, password masked.

@@ -96,9 +96,9 @@ class PostgresRegistryTest : public testing::Test {
   std::optional<Connection> conn_;
 };
 
-TEST_F(PostgresRegistryTest, TheSchemaAppliesTwiceAndIsVersionThree) {
+TEST_F(PostgresRegistryTest, TheSchemaAppliesTwiceAndIsVersionFour) {
   ASSERT_TRUE(conn_->Exec(test::PostgresSchemaSql()).ok());
-  EXPECT_EQ(Int("SELECT schema_version FROM registry_meta"), 3);
+  EXPECT_EQ(Int("SELECT schema_version FROM registry_meta"), 4);
   EXPECT_EQ(Generation(), 1);
   EXPECT_EQ(Int("SELECT count(*) FROM registry_changes"), 0);
   EXPECT_EQ(Int("SELECT count(*) FROM device_types"), 7);

@@ -119,6 +119,14 @@ const std::string& PostgresSchemaSql() {
   return *text;
 }
 
+const std::string& PostgresSchemaV3Sql() {
+  static const std::string* text =
+      new std::string(ReadFile(HOMEPOT_TESTING_PG_V3_SQL));
+  if (text->empty())
+    ADD_FAILURE() << "cannot read " << HOMEPOT_TESTING_PG_V3_SQL;
+  return *text;
+}
+
 PostgresCluster::~PostgresCluster() { Stop(); }
 
 pid_t PostgresCluster::Spawn(const std::vector<std::string>& argv,

@@ -33,6 +33,9 @@ namespace test {
 // The text of schema/postgresql.sql, read once; records a test failure and
 // returns "" when the file cannot be read.
 const std::string& PostgresSchemaSql();
+// The same for tests/fixtures/postgresql_v3.sql, the schema at version 3
+// (for upgrade tests).
+const std::string& PostgresSchemaV3Sql();
 
 class PostgresCluster {
  public:
