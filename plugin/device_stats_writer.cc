@@ -133,7 +133,12 @@ Status DeviceStatsWriter::ResetPresenceRows(Database* db) {
 
 bool DeviceStatsWriter::ResetPresence(Database* db, int busy_timeout_ms) {
   reset_pending_ = true;
-  return Flush(db, busy_timeout_ms);
+  // A chunk tried again that an earlier attempt had written leaves the
+  // reset pending: flush again.
+  while (Flush(db, busy_timeout_ms)) {
+    if (!reset_pending_) return true;
+  }
+  return false;
 }
 
 Result<ChunkMark::Outcome> DeviceStatsWriter::Write(
@@ -197,7 +202,8 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   }
   if (!error_.empty()) log_->Push("device_stats flush succeeded again");
   error_.clear();
-  reset_pending_ = false;
+  // The reset ran in this transaction (not when the chunk was there before).
+  if (*written == ChunkMark::Outcome::kWritten) reset_pending_ = false;
   last_flush_ms_.store((clock_->MonotonicUs() - start_us) / 1000);
   last_flush_rows_.store(static_cast<int64_t>(batch.size()));
   return true;

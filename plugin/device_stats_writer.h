@@ -23,7 +23,8 @@
 // Threads: Submit on the broker thread (try-lock: never blocks); Flush on
 // the registry thread, or on the thread shutting the plugin down after the
 // registry thread stopped; ResetPresence on the thread starting the plugin,
-// before the registry thread starts; the figures from any thread.
+// before the registry thread starts, or stopping it, after the registry
+// thread stopped; the figures from any thread.
 #ifndef HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_
 #define HOMEPOT_PLUGIN_DEVICE_STATS_WRITER_H_
 
@@ -75,11 +76,11 @@ class DeviceStatsWriter {
   size_t pending();
 
   // Sets sessions and subscribed to 0 on every row of this node (nobody is
-  // connected to it yet when the plugin starts; other nodes' rows stay),
-  // then flushes as Flush does; registry tables and their generation are
-  // untouched. When the write fails the reset stays pending and goes first,
-  // in the same transaction, with the next flush that succeeds. True when
-  // committed.
+  // connected to it when the plugin starts or stops; other nodes' rows
+  // stay), flushing as Flush does until the reset is committed; registry
+  // tables and their generation are untouched. When a write fails the reset
+  // stays pending and goes first, in the same transaction, with the next
+  // flush that succeeds. True when the reset was committed.
   bool ResetPresence(Database* db, int busy_timeout_ms);
 
   // Duration of the last successful flush and its row count (at most

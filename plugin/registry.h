@@ -17,7 +17,6 @@
 #include "rule_access.h"
 #include "status.h"
 
-
 namespace homepot {
 
 class Database;

@@ -98,6 +98,8 @@ void RegistryWorker::Shutdown() {
     db_away_at_shutdown_ = true;
   }
   FlushAll(&stats_, reloader_.db(), 5000);
+  // Nobody is connected to this node any more.
+  stats_.ResetPresence(reloader_.db(), 5000);
   FlushAll(&log_writer_, reloader_.db(), 5000);
   reloader_.Close();
 }

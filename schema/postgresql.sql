@@ -120,7 +120,8 @@ CREATE INDEX IF NOT EXISTS acl_rules_device ON acl_rules (device_id);
 -- acked are written as increments (col = col + n); sessions and subscribed
 -- are that node's sessions of the device connected now and how many of them
 -- hold a subscription that covers its token (overwritten, not added; set to
--- 0 when the node's plugin starts). fleet_stats adds the nodes up.
+-- 0 when the node's plugin starts and when it stops). fleet_stats adds the
+-- nodes up.
 CREATE TABLE IF NOT EXISTS device_stats (
   device_id     TEXT NOT NULL,
   node          TEXT NOT NULL DEFAULT '',

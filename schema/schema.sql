@@ -70,7 +70,7 @@ CREATE INDEX IF NOT EXISTS acl_rules_device ON acl_rules (device_id);
 -- other; fleet_stats sums them. sessions and subscribed are the device's
 -- sessions connected to that node now and how many of them hold a
 -- subscription that covers its token (overwritten, not added; set to 0 when
--- the node's plugin starts).
+-- the node's plugin starts and when it stops).
 CREATE TABLE IF NOT EXISTS device_stats (
   device_id     TEXT NOT NULL,
   node          TEXT NOT NULL DEFAULT '',

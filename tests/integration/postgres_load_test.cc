@@ -494,6 +494,10 @@ TEST_F(PostgresLoadTest, DeviceStatsWaitForAWorkingConnection) {
   batch = {{"a", {}}};
   batch[0].counters.published = 1;
   ASSERT_TRUE(writer.Submit(&batch));
+  // The chunk that failed goes first, as it was; then the newer delta.
+  ASSERT_TRUE(writer.Flush(&*database_, 1000));
+  EXPECT_EQ(Rows("SELECT published FROM device_stats"),
+            std::vector<std::string>{"4"});
   ASSERT_TRUE(writer.Flush(&*database_, 1000));
   EXPECT_EQ(Rows("SELECT published FROM device_stats"),
             std::vector<std::string>{"5"});

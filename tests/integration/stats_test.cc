@@ -632,6 +632,29 @@ TEST_F(StatsTest, DeviceStatsAddUpAcrossRestarts) {
   EXPECT_NE(out.find(*s2.last_delivery), std::string::npos) << out;
 }
 
+// A broker that stops leaves no presence in its rows (nobody is connected
+// to it any more), so a node retired for good does not make its devices
+// look connected in fleet_stats.
+TEST_F(StatsTest, AStoppedNodeLeavesNoPresence) {
+  ASSERT_TRUE(StartBroker({"stats_interval 1"}));
+  auto sensor = ConnectAs("sensor-001", "sensor-pass");
+  ASSERT_TRUE(sensor);
+  ASSERT_EQ(sensor->Subscribe(kSensorToken, 1), 1);
+  const std::string presence =
+      "SELECT sessions * 10 + subscribed FROM device_stats "
+      "WHERE device_id = 'sensor-001'";
+  ASSERT_TRUE(
+      Eventually([&] { return registry_.QueryInt(presence) == 11; }, 5000))
+      << DescribeDeviceStats();
+  // Stopped with the sensor still connected.
+  int status = broker_.Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(registry_.QueryInt(presence), 0) << DescribeDeviceStats();
+  EXPECT_EQ(registry_.QueryInt("SELECT sessions FROM fleet_stats "
+                               "WHERE device_id = 'sensor-001'"),
+            0);
+}
+
 TEST_F(StatsTest, FlushWaitsOutALockedRegistryWithoutStallingMessages) {
   ASSERT_TRUE(StartBroker({"stats_interval 1"}));
   auto sensor = ConnectAs("sensor-001", "sensor-pass");
