@@ -452,9 +452,12 @@ TEST_F(PostgresBrokerTest, AStopDuringAStalledStatementIsQuick) {
 // A stop while a pass writes the delivery log, on a database that answers:
 // the pass finishes and every pending event is written. The test holds the
 // pass: a trigger makes each INSERT into notification_log wait (up to 30 s)
-// until the test opens a gate, which it does 500 ms into the stop, well
-// within RegistryWorker::kShutdownStallTimeoutMs. A stop that interrupted
-// the pass at once would close the connection and write none of them.
+// until the test opens a gate, which it does 300 ms after Mosquitto logged
+// that it is terminating (the plugin stops right after), well within
+// RegistryWorker::kShutdownStallTimeoutMs. The pass holds the first event
+// only, so it ends at once when let go, on a loaded machine too; the others
+// wait behind it. A stop that interrupted the pass at once would close the
+// connection and write none of them.
 TEST_F(PostgresBrokerTest, AStopDuringAFlushPassWritesEverythingPending) {
   ASSERT_TRUE(Sql("CREATE TABLE gate (open boolean NOT NULL)"));
   ASSERT_TRUE(Sql("INSERT INTO gate VALUES (false)"));
@@ -471,15 +474,11 @@ TEST_F(PostgresBrokerTest, AStopDuringAFlushPassWritesEverythingPending) {
   ASSERT_TRUE(StartOnPostgres({}));
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(backend);
-  // More than one chunk (DeliveryLogWriter::kMaxFlushEvents): the stop
-  // writes the rest after the pass.
-  constexpr int kSent = 3000;
-  for (int i = 0; i < kSent; ++i) {
-    ASSERT_EQ(
-        backend->Publish(kSensorToken,
-                         NotificationWithId("stop-" + std::to_string(i)), 1),
-        0);
-  }
+  const auto publish = [&](int i) {
+    return backend->Publish(kSensorToken,
+                            NotificationWithId("stop-" + std::to_string(i)), 1);
+  };
+  ASSERT_EQ(publish(0), 0);
   // The registry thread's pass waits at the gate.
   ASSERT_TRUE(Eventually(
       [&] {
@@ -488,8 +487,12 @@ TEST_F(PostgresBrokerTest, AStopDuringAFlushPassWritesEverythingPending) {
                    "'INSERT INTO notification_log%'") == 1;
       },
       kStatsWaitMs, 10));
+  // More than a chunk (DeliveryLogWriter::kMaxFlushEvents) waits behind it.
+  constexpr int kSent = 3000;
+  for (int i = 1; i < kSent; ++i) ASSERT_EQ(publish(i), 0);
   std::thread open_gate([&] {
-    SleepMs(500);
+    EXPECT_TRUE(broker_.WaitForLog("terminating", kStatsWaitMs));
+    SleepMs(300);
     Result<pg::Rows> opened = opener->Run("UPDATE gate SET open = true");
     EXPECT_TRUE(opened.ok()) << opened.status().message();
   });
