@@ -120,6 +120,10 @@ class RegistryReloader {
   // Registry thread: milliseconds until Poll should try to reconnect (0:
   // now); -1 while connected or on SQLite.
   int64_t RetryInMs() const;
+  // Seeds the jitter of the reconnect delays (from std::random_device
+  // unless this is called), on the registry thread or before it runs:
+  // tests make the delays repeatable with it.
+  void SeedRetryJitter(uint32_t seed) { random_.seed(seed); }
   bool postgres() const { return postgres_; }
 
   // Finished polls since LoadFirst (tests wait on it).

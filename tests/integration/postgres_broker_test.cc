@@ -449,22 +449,55 @@ TEST_F(PostgresBrokerTest, AStopDuringAStalledStatementIsQuick) {
   EXPECT_LT(stop_ms, 4000);
 }
 
-// A stop on a database that answers lets the pass under way finish and
-// writes every pending delivery event: nothing is interrupted or lost. The
-// registry is polled every 50 ms, so the stop is likely to come in the middle
-// of a pass.
-TEST_F(PostgresBrokerTest, AStopWritesEverythingPending) {
-  ASSERT_TRUE(StartOnPostgres({"reload_interval_ms 50"}));
+// A stop while a pass writes the delivery log, on a database that answers:
+// the pass finishes and every pending event is written. The test holds the
+// pass: a trigger makes each INSERT into notification_log wait (up to 30 s)
+// until the test opens a gate, which it does 300 ms after Mosquitto logged
+// that it is terminating (the plugin stops right after), well within
+// RegistryWorker::kShutdownStallTimeoutMs. The pass holds the first event
+// only, so it ends at once when let go, on a loaded machine too; the others
+// wait behind it. A stop that interrupted the pass at once would close the
+// connection and write none of them.
+TEST_F(PostgresBrokerTest, AStopDuringAFlushPassWritesEverythingPending) {
+  ASSERT_TRUE(Sql("CREATE TABLE gate (open boolean NOT NULL)"));
+  ASSERT_TRUE(Sql("INSERT INTO gate VALUES (false)"));
+  ASSERT_TRUE(
+      Sql("CREATE FUNCTION wait_for_gate() RETURNS trigger LANGUAGE plpgsql "
+          "AS $$ BEGIN FOR i IN 1..3000 LOOP EXIT WHEN (SELECT open FROM "
+          "gate); PERFORM pg_sleep(0.01); END LOOP; RETURN NULL; END $$"));
+  ASSERT_TRUE(
+      Sql("CREATE TRIGGER wait_for_gate BEFORE INSERT ON notification_log "
+          "FOR EACH STATEMENT EXECUTE FUNCTION wait_for_gate()"));
+  Result<pg::Connection> opener =
+      pg::Connection::Open(cluster_.Url("registry"));
+  ASSERT_TRUE(opener.ok()) << opener.status().message();
+  ASSERT_TRUE(StartOnPostgres({}));
   auto backend = ConnectAs("homepot", "backend-pass");
   ASSERT_TRUE(backend);
-  constexpr int kSent = 300;
-  for (int i = 0; i < kSent; ++i) {
-    ASSERT_EQ(
-        backend->Publish(kSensorToken,
-                         NotificationWithId("stop-" + std::to_string(i)), 1),
-        0);
-  }
+  const auto publish = [&](int i) {
+    return backend->Publish(kSensorToken,
+                            NotificationWithId("stop-" + std::to_string(i)), 1);
+  };
+  ASSERT_EQ(publish(0), 0);
+  // The registry thread's pass waits at the gate.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return Int("SELECT count(*) FROM pg_stat_activity WHERE "
+                   "wait_event = 'PgSleep' AND query LIKE "
+                   "'INSERT INTO notification_log%'") == 1;
+      },
+      kStatsWaitMs, 10));
+  // More than a chunk (DeliveryLogWriter::kMaxFlushEvents) waits behind it.
+  constexpr int kSent = 3000;
+  for (int i = 1; i < kSent; ++i) ASSERT_EQ(publish(i), 0);
+  std::thread open_gate([&] {
+    EXPECT_TRUE(broker_.WaitForLog("terminating", kStatsWaitMs));
+    SleepMs(300);
+    Result<pg::Rows> opened = opener->Run("UPDATE gate SET open = true");
+    EXPECT_TRUE(opened.ok()) << opened.status().message();
+  });
   const int status = broker_.Stop();
+  open_gate.join();
   EXPECT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(Int("SELECT count(*) FROM notification_log WHERE message_id "
                 "LIKE 'stop-%'"),

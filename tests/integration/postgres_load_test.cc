@@ -2,8 +2,10 @@
 // through the one Database layer: LoadChanges brings a snapshot to exactly
 // what LoadSnapshot reads (as tests/registry_changes_test.cc shows on
 // SQLite), every statement of DeviceStatsWriter and DeliveryLogWriter runs
-// there with the figures it has on SQLite, and the RegistryWorker's thread
-// wakes for a notification or a request alone. No broker.
+// there with the figures it has on SQLite, the RegistryWorker's thread
+// wakes for a notification or a request alone, and RegistryReloader's
+// reconnect delays grow with jitter and start again once the server
+// answers. No broker.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include "log_queue.h"
 #include "postgres.h"
 #include "registry.h"
+#include "registry_reloader.h"
 #include "registry_worker.h"
 #include "stats.h"
 #include "testing.h"
@@ -52,9 +55,9 @@ class PostgresLoadTest : public testing::Test {
   void SetUp() override {
     ASSERT_TRUE(start_error_->empty()) << *start_error_;
     static int next = 0;
-    const std::string name = "load" + std::to_string(next++);
-    ASSERT_TRUE(cluster_->CreateRegistry(name));
-    url_ = cluster_->Url(name);
+    name_ = "load" + std::to_string(next++);
+    ASSERT_TRUE(cluster_->CreateRegistry(name_));
+    url_ = cluster_->Url(name_);
     Result<Database> db = Database::OpenPostgres(url_);
     ASSERT_TRUE(db.ok()) << db.status().message();
     database_.emplace(std::move(*db));
@@ -83,6 +86,7 @@ class PostgresLoadTest : public testing::Test {
 
   static test::PostgresCluster* cluster_;
   static std::string* start_error_;
+  std::string name_;  // the test's registry database
   std::string url_;
   std::optional<Database> database_;
   std::atomic<bool> log_ready_{false};
@@ -623,6 +627,100 @@ TEST_F(PostgresLoadTest, TheWorkerWakesForANotificationOrARequestAlone) {
   std::vector<std::string> lines;
   ASSERT_TRUE(worker.TakeLogs(&lines));
   EXPECT_TRUE(lines.empty()) << testing::PrintToString(lines);
+}
+
+// A clock that moves only when the test moves it.
+class ManualClock : public Clock {
+ public:
+  int64_t MonotonicMs() override { return now_ms; }
+  int64_t WallMs() override { return now_ms; }
+  int64_t now_ms = 1000000;
+};
+
+// The reconnect delays of RegistryReloader, on a clock the test moves and
+// with the jitter seeded: PostgreSQL refuses the connection (the database
+// does not accept connections) or accepts it and fails the query that reads
+// the generation (its column renamed). The delays grow from kFirstRetryMs to
+// kMaxRetryMs, each a quarter off at most, and do not all sit on the nominal
+// value; they start again from kFirstRetryMs only once the server answered
+// that query, not when it merely accepted a connection.
+TEST_F(PostgresLoadTest, ReconnectDelaysGrowWithJitterAndRestartOnAnAnswer) {
+  Result<pg::Connection> superuser =
+      pg::Connection::Open(cluster_->SuperuserConninfo());
+  ASSERT_TRUE(superuser.ok()) << superuser.status().message();
+  const auto connections = [&](bool allowed) {
+    Status s =
+        superuser->Exec("ALTER DATABASE " + name_ + " ALLOW_CONNECTIONS " +
+                        (allowed ? "true" : "false"));
+    EXPECT_TRUE(s.ok()) << s.message();
+  };
+  const auto generation_column = [&](const char* from, const char* to) {
+    Exec(std::string("ALTER TABLE registry_meta RENAME COLUMN ") + from +
+         " TO " + to);
+  };
+  ManualClock clock;
+  std::atomic<bool> has_update{false};
+  RegistryReloader reloader(url_, &clock, &log_, &has_update);
+  reloader.SeedRetryJitter(1);
+  ASSERT_TRUE(reloader.LoadFirst().ok());
+  ASSERT_EQ(reloader.RetryInMs(), -1);
+  // Polls once the delay has passed; the delay it then schedules (-1 when
+  // connected).
+  const auto poll_when_due = [&] {
+    clock.now_ms += std::max<int64_t>(0, reloader.RetryInMs());
+    reloader.Poll(false);
+    return reloader.RetryInMs();
+  };
+  // Nominal delay `ms`, a quarter off at most.
+  const auto around = [](int64_t got, int64_t ms) {
+    return got >= ms - ms / 4 && got <= ms + ms / 4;
+  };
+  constexpr int kFirst = RegistryReloader::kFirstRetryMs;
+  constexpr int kMax = RegistryReloader::kMaxRetryMs;
+  static_assert(kFirst * 4 < kMax && kMax < kFirst * 8);
+
+  // Connected, the query fails: the first delay. Then every attempt is
+  // refused: the delays double up to the cap.
+  generation_column("generation", "hidden_generation");
+  connections(false);
+  int64_t delay = poll_when_due();
+  EXPECT_TRUE(around(delay, kFirst)) << delay;
+  delay = poll_when_due();
+  EXPECT_TRUE(around(delay, kFirst * 2)) << delay;
+  delay = poll_when_due();
+  EXPECT_TRUE(around(delay, kFirst * 4)) << delay;
+  std::vector<int64_t> capped;
+  for (int i = 0; i < 20; ++i) {
+    capped.push_back(poll_when_due());
+    EXPECT_TRUE(around(capped.back(), kMax)) << capped.back();
+  }
+  // Jitter: on both sides of the nominal delay, and not one value.
+  EXPECT_LT(*std::min_element(capped.begin(), capped.end()), kMax)
+      << testing::PrintToString(capped);
+  EXPECT_GT(*std::max_element(capped.begin(), capped.end()), kMax)
+      << testing::PrintToString(capped);
+  std::sort(capped.begin(), capped.end());
+  EXPECT_GT(std::unique(capped.begin(), capped.end()) - capped.begin(), 10)
+      << testing::PrintToString(capped);
+
+  // The connection succeeds, the server does not answer the query: the
+  // delays do not start again.
+  connections(true);
+  delay = poll_when_due();
+  EXPECT_TRUE(around(delay, kMax)) << delay;
+  delay = poll_when_due();
+  EXPECT_TRUE(around(delay, kMax)) << delay;
+
+  // It answers: connected, loaded; the next failure waits the first delay.
+  generation_column("hidden_generation", "generation");
+  EXPECT_EQ(poll_when_due(), -1);
+  std::string error = "unread";
+  ASSERT_TRUE(reloader.LastError(&error));
+  EXPECT_EQ(error, "");
+  generation_column("generation", "hidden_generation");
+  delay = poll_when_due();
+  EXPECT_TRUE(around(delay, kFirst)) << delay;
+  generation_column("hidden_generation", "generation");
 }
 
 }  // namespace
