@@ -190,9 +190,10 @@ TEST_F(AdminTest, TheEmbeddedSchemaIsVersionThree) {
   Result<int> version = SchemaVersionOf(test::SchemaSql());
   ASSERT_TRUE(version.ok()) << version.status().message();
   EXPECT_EQ(*version, 3);
-  ASSERT_EQ(BuiltinMigrations().size(), 2u);
+  ASSERT_EQ(BuiltinMigrations().size(), 3u);
   EXPECT_EQ(BuiltinMigrations()[0].from_version, 1);
   EXPECT_EQ(BuiltinMigrations()[1].from_version, 2);
+  EXPECT_EQ(BuiltinMigrations()[2].from_version, 3);
 }
 
 // The schema of a file, table by table, as the columns, indexes and
@@ -1864,6 +1865,40 @@ TEST_F(AdminTest, AFailedVersionTwoMigrationChangesNothing) {
                      " from schema version 2 failed: no such table: "
                      "device_stats");
   EXPECT_EQ(Peek(db_).One("PRAGMA user_version"), "2");
+}
+
+// The triggers of a file, as SQLite reports them.
+std::vector<std::string> Triggers(const fs::path& path) {
+  return Peek(path).Rows(
+      "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' "
+      "ORDER BY name");
+}
+
+// The step from version 3 gives a file made by the earlier version-3
+// schema (tests/fixtures/schema_v3.sql) the feed triggers of schema.sql,
+// its rows kept: the feed keeps its last 50000 generations.
+TEST_F(AdminTest, StepThreeGivesAVersionThreeFileTheFeedTriggersOfTheSchema) {
+  ASSERT_TRUE(test::CreateOldRegistryFile(
+      3, db_.string(), "INSERT INTO devices (device_id) VALUES ('a'), ('b');"));
+  const fs::path fresh = dir_ / "fresh.db";
+  ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
+  ASSERT_NE(Triggers(db_), Triggers(fresh));
+  const Migration& step = BuiltinMigrations().at(2);
+  ASSERT_EQ(step.from_version, 3);
+  Peek peek(db_);
+  peek.Exec("BEGIN;\n" + std::string(step.sql) + "\nCOMMIT;");
+  EXPECT_EQ(Triggers(db_), Triggers(fresh));
+  EXPECT_EQ(peek.One("SELECT count(*) FROM registry_changes"), "2");
+
+  peek.Exec("UPDATE registry_meta SET generation = 100000");
+  peek.Exec(
+      "INSERT INTO registry_changes (generation, kind, name) VALUES "
+      "(50002, 'device', 'pruned'), (50003, 'device', 'kept')");
+  peek.Exec("DELETE FROM devices WHERE device_id = 'a'");  // 100001
+  peek.Exec("DELETE FROM devices WHERE device_id = 'b'");  // 100002
+  EXPECT_EQ(peek.Rows("SELECT generation, name FROM registry_changes "
+                      "ORDER BY generation"),
+            (std::vector<std::string>{"50003|kept", "100001|a", "100002|b"}));
 }
 
 // A version-1 file gets the presence columns from the migration itself.

@@ -69,9 +69,10 @@ const std::string& SchemaSql() {
 const std::string& OldSchemaSql(int version) {
   static const std::string* const texts[] = {
       new std::string(ReadFile(HOMEPOT_TESTING_FIXTURES "/schema_v1.sql")),
-      new std::string(ReadFile(HOMEPOT_TESTING_FIXTURES "/schema_v2.sql"))};
+      new std::string(ReadFile(HOMEPOT_TESTING_FIXTURES "/schema_v2.sql")),
+      new std::string(ReadFile(HOMEPOT_TESTING_FIXTURES "/schema_v3.sql"))};
   static const std::string kNone;
-  if (version < 1 || version > 2) {
+  if (version < 1 || version > 3) {
     ADD_FAILURE() << "no fixture schema for version " << version;
     return kNone;
   }

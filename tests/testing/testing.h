@@ -46,8 +46,8 @@ bool WriteFile(const std::string& path, const std::string& text);
 const std::string& SchemaSql();
 
 // The text of tests/fixtures/schema_v<version>.sql, the registry schema at
-// an older version (1 or 2, for migration tests); read once, like
-// SchemaSql().
+// an older version (1, 2, or 3 as it was before the feed_prune trigger; for
+// migration tests); read once, like SchemaSql().
 const std::string& OldSchemaSql(int version);
 
 // Runs `sql` (any number of statements) on an open connection.
