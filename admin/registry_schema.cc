@@ -42,22 +42,21 @@ Result<int64_t> QueryInt(Database* db, std::string_view sql) {
   return *row ? stmt->Int(0) : 0;
 }
 
-// The change feed's triggers as schema.sql creates them. Step 2 adds them;
-// step 3 replaces those of a version-3 file made by an earlier schema.sql,
-// whose triggers each pruned the feed to its last 100000 generations, with
-// these (feed_prune keeps the last 50000).
-constexpr std::string_view kFeedTriggers = R"sql(
-CREATE TRIGGER IF NOT EXISTS feed_prune AFTER UPDATE OF generation
-  ON registry_meta
-  BEGIN
-    DELETE FROM registry_changes WHERE generation <= NEW.generation - 50000;
-  END;
+// The change feed's bound and triggers as schema.sql creates them. Step 2
+// adds them; step 3 replaces the triggers of a version-3 file made by an
+// earlier schema.sql, which each kept the last 100000 generations, with
+// these, which keep registry_changes_kept's.
+constexpr std::string_view kFeedSql = R"sql(
+CREATE VIEW IF NOT EXISTS registry_changes_kept AS SELECT 50000 AS generations;
 
 CREATE TRIGGER IF NOT EXISTS feed_devices_ins AFTER INSERT ON devices
   BEGIN
     UPDATE registry_meta SET generation = generation + 1;
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'device', NEW.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
   BEGIN
@@ -67,12 +66,18 @@ CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
       UNION ALL
       SELECT generation, 'device', NEW.device_id FROM registry_meta
         WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_devices_del AFTER DELETE ON devices
   BEGIN
     UPDATE registry_meta SET generation = generation + 1;
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'device', OLD.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
   BEGIN
@@ -81,6 +86,9 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
       SELECT generation,
              CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(NEW.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
   BEGIN
@@ -94,6 +102,9 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
              CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(NEW.device_id, '') FROM registry_meta
         WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
   BEGIN
@@ -102,6 +113,9 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
       SELECT generation,
              CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(OLD.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 -- INSERT OR REPLACE and UPDATE OR REPLACE delete a row whose id is taken
 -- without firing feed_acl_del (SQLite fires delete triggers for REPLACE
@@ -135,6 +149,9 @@ CREATE TRIGGER IF NOT EXISTS feed_types_ins AFTER INSERT ON device_types
     UPDATE registry_meta SET generation = generation + 1;
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'type', NEW.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
   BEGIN
@@ -144,12 +161,18 @@ CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
       UNION ALL
       SELECT generation, 'type', NEW.name FROM registry_meta
         WHERE NEW.name IS NOT OLD.name;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
   BEGIN
     UPDATE registry_meta SET generation = generation + 1;
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'type', OLD.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 )sql";
 
@@ -223,9 +246,9 @@ DROP TRIGGER IF EXISTS feed_types_del;
 const std::vector<Migration>& BuiltinMigrations() {
   // Each step leaves the file as schema.sql at the next version creates it.
   static const std::string* const kTwo =
-      new std::string(std::string(kStepTwo).append(kFeedTriggers));
+      new std::string(std::string(kStepTwo).append(kFeedSql));
   static const std::string* const kThree =
-      new std::string(std::string(kStepThree).append(kFeedTriggers));
+      new std::string(std::string(kStepThree).append(kFeedSql));
   static const std::vector<Migration> kMigrations = {
       {1,
        "ALTER TABLE device_stats ADD COLUMN expired INTEGER NOT NULL "

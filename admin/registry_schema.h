@@ -31,9 +31,10 @@ struct Migration {
 // its triggers, replacing the generation triggers), the 'bridge' device type,
 // per-node device_stats rows (sessions and subscribed start at 0: the plugin
 // resets them when it starts), the fleet_stats view and notification_log.node;
-// 3 -> 4 replaces the change-feed triggers of a file made by an earlier
-// version-3 schema.sql with schema.sql's (one feed_prune trigger keeps the
-// last 50000 generations; it runs once schema.sql is at version 4).
+// 3 -> 4 gives a file made by an earlier version-3 schema.sql the feed's
+// bound (the registry_changes_kept view: the last 50000 generations, not
+// 100000) and the change-feed triggers that keep to it (it runs once
+// schema.sql is at version 4).
 // When schema.sql moves to version N+1, append {N, "..."}.
 const std::vector<Migration>& BuiltinMigrations();
 

@@ -150,21 +150,17 @@ CREATE TABLE IF NOT EXISTS registry_changes (
 CREATE INDEX IF NOT EXISTS registry_changes_generation
   ON registry_changes (generation);
 
--- The feed keeps the last 50000 generations, so at most 100000 rows. Row
--- triggers cannot see where a statement or a transaction begins (SQLite
--- has no statement triggers and no transaction id a trigger can read), so
--- every changed row takes a generation of its own, and this one bound
--- serves for bulk writes too: a write of more than 50000 rows pushes its
--- own first generations out of the feed, so that a broker that had loaded
--- the registry before it finds a gap and reloads in full, without reading
--- the write's keys. 50000 is kMaxChangedDevices of plugin/registry.h, above
--- which a broker reloads in full anyway (tests/registry_changes_test.cc
--- holds the two equal).
-CREATE TRIGGER IF NOT EXISTS feed_prune AFTER UPDATE OF generation
-  ON registry_meta
-  BEGIN
-    DELETE FROM registry_changes WHERE generation <= NEW.generation - 50000;
-  END;
+-- The feed keeps the last `generations` generations, so at most twice as
+-- many rows. Row triggers cannot see where a statement or a transaction
+-- begins (SQLite has no statement triggers and no transaction id a trigger
+-- can read), so every changed row takes a generation of its own, and this
+-- one bound serves for bulk writes too: a write of more rows pushes its own
+-- first generations out of the feed, so that a broker that had loaded the
+-- registry before it finds a gap and reloads in full, without reading the
+-- write's keys. It is kMaxChangedDevices of plugin/registry.h, above which
+-- a broker reloads in full anyway (tests/registry_changes_test.cc holds the
+-- two equal).
+CREATE VIEW IF NOT EXISTS registry_changes_kept AS SELECT 50000 AS generations;
 
 CREATE TRIGGER IF NOT EXISTS devices_touch AFTER UPDATE ON devices
   WHEN NEW.updated_at = OLD.updated_at
@@ -178,6 +174,9 @@ CREATE TRIGGER IF NOT EXISTS feed_devices_ins AFTER INSERT ON devices
     UPDATE registry_meta SET generation = generation + 1;
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'device', NEW.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
   BEGIN
@@ -187,12 +186,18 @@ CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
       UNION ALL
       SELECT generation, 'device', NEW.device_id FROM registry_meta
         WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_devices_del AFTER DELETE ON devices
   BEGIN
     UPDATE registry_meta SET generation = generation + 1;
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'device', OLD.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
   BEGIN
@@ -201,6 +206,9 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
       SELECT generation,
              CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(NEW.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
   BEGIN
@@ -214,6 +222,9 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
              CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(NEW.device_id, '') FROM registry_meta
         WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
   BEGIN
@@ -222,6 +233,9 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
       SELECT generation,
              CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(OLD.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 -- INSERT OR REPLACE and UPDATE OR REPLACE delete a row whose id is taken
 -- without firing feed_acl_del (SQLite fires delete triggers for REPLACE
@@ -255,6 +269,9 @@ CREATE TRIGGER IF NOT EXISTS feed_types_ins AFTER INSERT ON device_types
     UPDATE registry_meta SET generation = generation + 1;
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'type', NEW.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
   BEGIN
@@ -264,12 +281,18 @@ CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
       UNION ALL
       SELECT generation, 'type', NEW.name FROM registry_meta
         WHERE NEW.name IS NOT OLD.name;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
   BEGIN
     UPDATE registry_meta SET generation = generation + 1;
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'type', OLD.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 
 PRAGMA user_version = 3;

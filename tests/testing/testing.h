@@ -46,7 +46,7 @@ bool WriteFile(const std::string& path, const std::string& text);
 const std::string& SchemaSql();
 
 // The text of tests/fixtures/schema_v<version>.sql, the registry schema at
-// an older version (1, 2, or 3 as it was before the feed_prune trigger; for
+// an older version (1, 2, or 3 as it was before the feed's bound; for
 // migration tests); read once, like SchemaSql().
 const std::string& OldSchemaSql(int version);
 
