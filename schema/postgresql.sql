@@ -244,7 +244,7 @@ CREATE OR REPLACE FUNCTION homepot_registry_changed() RETURNS TRIGGER
 DECLARE
   max_rows CONSTANT BIGINT := 50000;
   kept CONSTANT BIGINT := 100000;
-  held TEXT[];
+  held CONSTANT TEXT := current_setting('homepot.generation', true);
   xact TEXT;
   g BIGINT;
   written BIGINT := 0;  -- feed rows of g so far; more than max_rows: a gap
@@ -258,16 +258,15 @@ BEGIN
   ELSIF NOT EXISTS (SELECT FROM new_rows) THEN
     RETURN NULL;
   END IF;
-  held := regexp_match(current_setting('homepot.generation', true),
-                       '^([0-9]{1,18}):([0-9]{1,18}):([0-9]{1,18})$');
   xact := pg_current_xact_id()::TEXT;
-  IF held[1] = xact THEN
+  IF starts_with(held, xact || ':') THEN
     -- Only a generation this transaction itself wrote to registry_meta: a
     -- version whose writer is still in progress is visible to its writer
     -- alone (xmin, a 32-bit id, is widened with the current epoch).
     SELECT generation INTO g FROM registry_meta
       WHERE id = 1
-        AND generation = held[2]::BIGINT
+        AND generation::TEXT = split_part(held, ':', 2)
+        AND split_part(held, ':', 3) ~ '^[0-9]{1,18}$'
         AND pg_xact_status(
               (((xact::BIGINT >> 32) << 32)
                | xmin::TEXT::BIGINT)::TEXT::xid8) = 'in progress';
@@ -278,7 +277,7 @@ BEGIN
     DELETE FROM registry_changes WHERE generation <= g - kept;
     PERFORM pg_notify('homepot_registry', g::TEXT);
   ELSE
-    written := held[3]::BIGINT;
+    written := split_part(held, ':', 3)::BIGINT;
     IF written > max_rows THEN
       RETURN NULL;  -- a gap already
     END IF;
