@@ -42,77 +42,141 @@ Result<int64_t> QueryInt(Database* db, std::string_view sql) {
   return *row ? stmt->Int(0) : 0;
 }
 
-// The first schema version on PostgreSQL: its schema file upgrades any
-// registry from this one on.
-constexpr int kFirstPostgresVersion = 3;
+// The change feed's bound and triggers as schema.sql creates them. Step 2
+// adds them; step 3 replaces the triggers of a version-3 file made by an
+// earlier schema.sql, which each kept the last 100000 generations, with
+// these, which keep registry_changes_kept's.
+constexpr std::string_view kFeedSql = R"sql(
+CREATE VIEW IF NOT EXISTS registry_changes_kept AS SELECT 50000 AS generations;
 
-// Applies schema/postgresql.sql (its own transaction, idempotent) and checks
-// that it left the registry at `version`.
-Result<InitOutcome> ApplyPostgresSchema(Database* db, const std::string& name,
-                                        std::string_view postgres_schema_sql,
-                                        int version, InitOutcome outcome) {
-  if (postgres_schema_sql.empty()) {
-    return Status::Error("cannot create registry " + Quote(name) +
-                         ": this homepot-admin has no PostgreSQL schema");
-  }
-  if (Status s = db->Exec(postgres_schema_sql); !s.ok()) {
-    if (db->InTransaction()) db->Exec("ROLLBACK");
-    return Status::Error("cannot apply the schema to " + Quote(name) + ": " +
-                         s.message());
-  }
-  Result<int> now = ReadSchemaVersion(db);
-  if (!now.ok()) {
-    return Status::Error("cannot read registry " + Quote(name) + ": " +
-                         now.status().message());
-  }
-  if (*now != version) {
-    return Status::Error("applying the schema to " + Quote(name) +
-                         " left it at version " + std::to_string(*now) +
-                         ", not " + std::to_string(version));
-  }
-  return outcome;
-}
+CREATE TRIGGER IF NOT EXISTS feed_devices_ins AFTER INSERT ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', NEW.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', OLD.device_id FROM registry_meta
+      UNION ALL
+      SELECT generation, 'device', NEW.device_id FROM registry_meta
+        WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_devices_del AFTER DELETE ON devices
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'device', OLD.device_id FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(NEW.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(OLD.device_id, '') FROM registry_meta
+      UNION ALL
+      SELECT generation,
+             CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(NEW.device_id, '') FROM registry_meta
+        WHERE NEW.device_id IS NOT OLD.device_id;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation,
+             CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(OLD.device_id, '') FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+-- INSERT OR REPLACE and UPDATE OR REPLACE delete a row whose id is taken
+-- without firing feed_acl_del (SQLite fires delete triggers for REPLACE
+-- only with recursive_triggers on): these record the owner of that row
+-- first. A statement that fails instead undoes them. (A conflict on
+-- (device_id, topic_filter, access) replaces a row of the same owner,
+-- which the insert or update records.)
+CREATE TRIGGER IF NOT EXISTS feed_acl_replace_ins BEFORE INSERT ON acl_rules
+  WHEN EXISTS (SELECT 1 FROM acl_rules WHERE id = NEW.id)
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT m.generation,
+             CASE WHEN r.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(r.device_id, '')
+        FROM registry_meta AS m, acl_rules AS r WHERE r.id = NEW.id;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_acl_replace_upd BEFORE UPDATE OF id
+  ON acl_rules
+  WHEN NEW.id IS NOT OLD.id AND EXISTS (SELECT 1 FROM acl_rules WHERE id = NEW.id)
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT m.generation,
+             CASE WHEN r.device_id IS NULL THEN 'global' ELSE 'device' END,
+             coalesce(r.device_id, '')
+        FROM registry_meta AS m, acl_rules AS r WHERE r.id = NEW.id;
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_ins AFTER INSERT ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', NEW.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', OLD.name FROM registry_meta
+      UNION ALL
+      SELECT generation, 'type', NEW.name FROM registry_meta
+        WHERE NEW.name IS NOT OLD.name;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
+  BEGIN
+    UPDATE registry_meta SET generation = generation + 1;
+    INSERT INTO registry_changes (generation, kind, name)
+      SELECT generation, 'type', OLD.name FROM registry_meta;
+    DELETE FROM registry_changes WHERE generation <=
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
+  END;
+)sql";
 
-}  // namespace
-
-const std::vector<Migration>& BuiltinMigrations() {
-  // Each step leaves the file as schema.sql at the next version creates it.
-  static const std::vector<Migration> kMigrations = {
-      {1,
-       "ALTER TABLE device_stats ADD COLUMN expired INTEGER NOT NULL "
-       "DEFAULT 0;\n"
-       "ALTER TABLE device_stats ADD COLUMN acked INTEGER NOT NULL "
-       "DEFAULT 0;\n"
-       "ALTER TABLE device_stats ADD COLUMN sessions INTEGER NOT NULL "
-       "DEFAULT 0;\n"
-       "ALTER TABLE device_stats ADD COLUMN subscribed INTEGER NOT NULL "
-       "DEFAULT 0;\n"
-       "CREATE TABLE IF NOT EXISTS notification_log (\n"
-       "  id            INTEGER PRIMARY KEY,\n"
-       "  message_id    TEXT,\n"
-       "  publisher     TEXT,\n"
-       "  topic         TEXT NOT NULL,\n"
-       "  target_device TEXT,\n"
-       "  received_at   TEXT NOT NULL,\n"
-       "  routed        INTEGER NOT NULL DEFAULT 0,\n"
-       "  queued        INTEGER NOT NULL DEFAULT 0,\n"
-       "  expires_at    TEXT,\n"
-       "  acked_at      TEXT,\n"
-       "  latency_ms    INTEGER,\n"
-       "  status        TEXT,\n"
-       "  outcome       TEXT NOT NULL\n"
-       "                CHECK (outcome IN ('routed', 'queued', 'acked', "
-       "'expired',\n"
-       "                                   'unreachable', 'rejected')),\n"
-       "  reason        TEXT\n"
-       ");\n"
-       "CREATE INDEX IF NOT EXISTS notification_log_message\n"
-       "  ON notification_log (message_id);\n"
-       "CREATE INDEX IF NOT EXISTS notification_log_target\n"
-       "  ON notification_log (target_device, received_at);\n"
-       "CREATE INDEX IF NOT EXISTS notification_log_received\n"
-       "  ON notification_log (received_at);\n"},
-      {2, R"sql(
+constexpr std::string_view kStepTwo = R"sql(
 DROP TRIGGER IF EXISTS gen_devices_ins;
 DROP TRIGGER IF EXISTS gen_devices_upd;
 DROP TRIGGER IF EXISTS gen_devices_del;
@@ -163,128 +227,20 @@ CREATE TABLE IF NOT EXISTS registry_changes (
 );
 CREATE INDEX IF NOT EXISTS registry_changes_generation
   ON registry_changes (generation);
+)sql";
 
-CREATE TRIGGER IF NOT EXISTS feed_devices_ins AFTER INSERT ON devices
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation, 'device', NEW.device_id FROM registry_meta;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation, 'device', OLD.device_id FROM registry_meta
-      UNION ALL
-      SELECT generation, 'device', NEW.device_id FROM registry_meta
-        WHERE NEW.device_id IS NOT OLD.device_id;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_devices_del AFTER DELETE ON devices
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation, 'device', OLD.device_id FROM registry_meta;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation,
-             CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
-             coalesce(NEW.device_id, '') FROM registry_meta;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation,
-             CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
-             coalesce(OLD.device_id, '') FROM registry_meta
-      UNION ALL
-      SELECT generation,
-             CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
-             coalesce(NEW.device_id, '') FROM registry_meta
-        WHERE NEW.device_id IS NOT OLD.device_id;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation,
-             CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
-             coalesce(OLD.device_id, '') FROM registry_meta;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
--- INSERT OR REPLACE and UPDATE OR REPLACE delete a row whose id is taken
--- without firing feed_acl_del (SQLite fires delete triggers for REPLACE
--- only with recursive_triggers on): these record the owner of that row
--- first. A statement that fails instead undoes them. (A conflict on
--- (device_id, topic_filter, access) replaces a row of the same owner,
--- which the insert or update records.)
-CREATE TRIGGER IF NOT EXISTS feed_acl_replace_ins BEFORE INSERT ON acl_rules
-  WHEN EXISTS (SELECT 1 FROM acl_rules WHERE id = NEW.id)
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT m.generation,
-             CASE WHEN r.device_id IS NULL THEN 'global' ELSE 'device' END,
-             coalesce(r.device_id, '')
-        FROM registry_meta AS m, acl_rules AS r WHERE r.id = NEW.id;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_acl_replace_upd BEFORE UPDATE OF id
-  ON acl_rules
-  WHEN NEW.id IS NOT OLD.id AND EXISTS (SELECT 1 FROM acl_rules WHERE id = NEW.id)
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT m.generation,
-             CASE WHEN r.device_id IS NULL THEN 'global' ELSE 'device' END,
-             coalesce(r.device_id, '')
-        FROM registry_meta AS m, acl_rules AS r WHERE r.id = NEW.id;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_types_ins AFTER INSERT ON device_types
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation, 'type', NEW.name FROM registry_meta;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation, 'type', OLD.name FROM registry_meta
-      UNION ALL
-      SELECT generation, 'type', NEW.name FROM registry_meta
-        WHERE NEW.name IS NOT OLD.name;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
-CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
-  BEGIN
-    UPDATE registry_meta SET generation = generation + 1;
-    INSERT INTO registry_changes (generation, kind, name)
-      SELECT generation, 'type', OLD.name FROM registry_meta;
-    DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
-  END;
-
-)sql"},
-      {3, R"sql(
--- The CHECKs of notification_log and registry_changes with their lists
--- spelled as ORs (cheaper for SQLite), and write_marks.
+constexpr std::string_view kStepThree = R"sql(
+DROP TRIGGER IF EXISTS feed_devices_ins;
+DROP TRIGGER IF EXISTS feed_devices_upd;
+DROP TRIGGER IF EXISTS feed_devices_del;
+DROP TRIGGER IF EXISTS feed_acl_ins;
+DROP TRIGGER IF EXISTS feed_acl_upd;
+DROP TRIGGER IF EXISTS feed_acl_del;
+DROP TRIGGER IF EXISTS feed_types_ins;
+DROP TRIGGER IF EXISTS feed_types_upd;
+DROP TRIGGER IF EXISTS feed_types_del;
+-- write_marks, and the CHECKs of notification_log and registry_changes with
+-- their lists spelled as ORs (cheaper for SQLite); kFeedSql follows.
 CREATE TABLE IF NOT EXISTS write_marks (
   node   TEXT NOT NULL,
   writer TEXT NOT NULL,
@@ -335,14 +291,91 @@ CREATE TABLE registry_changes_v4 (
 INSERT INTO registry_changes_v4 (generation, kind, name)
   SELECT generation, kind, name FROM registry_changes;
 DROP TABLE registry_changes;
--- The feed triggers name registry_changes: renaming without rewriting
--- them (they name the table as it will be once renamed).
+-- feed_acl_replace_ins names registry_changes: renaming without rewriting
+-- it (it names the table as it will be once renamed).
 PRAGMA legacy_alter_table = ON;
 ALTER TABLE registry_changes_v4 RENAME TO registry_changes;
 PRAGMA legacy_alter_table = OFF;
 CREATE INDEX IF NOT EXISTS registry_changes_generation
   ON registry_changes (generation);
-)sql"},
+)sql";
+
+// The first schema version on PostgreSQL: its schema file upgrades any
+// registry from this one on.
+constexpr int kFirstPostgresVersion = 3;
+
+// Applies schema/postgresql.sql (its own transaction, idempotent) and checks
+// that it left the registry at `version`.
+Result<InitOutcome> ApplyPostgresSchema(Database* db, const std::string& name,
+                                        std::string_view postgres_schema_sql,
+                                        int version, InitOutcome outcome) {
+  if (postgres_schema_sql.empty()) {
+    return Status::Error("cannot create registry " + Quote(name) +
+                         ": this homepot-admin has no PostgreSQL schema");
+  }
+  if (Status s = db->Exec(postgres_schema_sql); !s.ok()) {
+    if (db->InTransaction()) db->Exec("ROLLBACK");
+    return Status::Error("cannot apply the schema to " + Quote(name) + ": " +
+                         s.message());
+  }
+  Result<int> now = ReadSchemaVersion(db);
+  if (!now.ok()) {
+    return Status::Error("cannot read registry " + Quote(name) + ": " +
+                         now.status().message());
+  }
+  if (*now != version) {
+    return Status::Error("applying the schema to " + Quote(name) +
+                         " left it at version " + std::to_string(*now) +
+                         ", not " + std::to_string(version));
+  }
+  return outcome;
+}
+
+}  // namespace
+
+const std::vector<Migration>& BuiltinMigrations() {
+  // Each step leaves the file as schema.sql at the next version creates it.
+  static const std::string* const kTwo =
+      new std::string(std::string(kStepTwo).append(kFeedSql));
+  static const std::string* const kThree =
+      new std::string(std::string(kStepThree).append(kFeedSql));
+  static const std::vector<Migration> kMigrations = {
+      {1,
+       "ALTER TABLE device_stats ADD COLUMN expired INTEGER NOT NULL "
+       "DEFAULT 0;\n"
+       "ALTER TABLE device_stats ADD COLUMN acked INTEGER NOT NULL "
+       "DEFAULT 0;\n"
+       "ALTER TABLE device_stats ADD COLUMN sessions INTEGER NOT NULL "
+       "DEFAULT 0;\n"
+       "ALTER TABLE device_stats ADD COLUMN subscribed INTEGER NOT NULL "
+       "DEFAULT 0;\n"
+       "CREATE TABLE IF NOT EXISTS notification_log (\n"
+       "  id            INTEGER PRIMARY KEY,\n"
+       "  message_id    TEXT,\n"
+       "  publisher     TEXT,\n"
+       "  topic         TEXT NOT NULL,\n"
+       "  target_device TEXT,\n"
+       "  received_at   TEXT NOT NULL,\n"
+       "  routed        INTEGER NOT NULL DEFAULT 0,\n"
+       "  queued        INTEGER NOT NULL DEFAULT 0,\n"
+       "  expires_at    TEXT,\n"
+       "  acked_at      TEXT,\n"
+       "  latency_ms    INTEGER,\n"
+       "  status        TEXT,\n"
+       "  outcome       TEXT NOT NULL\n"
+       "                CHECK (outcome IN ('routed', 'queued', 'acked', "
+       "'expired',\n"
+       "                                   'unreachable', 'rejected')),\n"
+       "  reason        TEXT\n"
+       ");\n"
+       "CREATE INDEX IF NOT EXISTS notification_log_message\n"
+       "  ON notification_log (message_id);\n"
+       "CREATE INDEX IF NOT EXISTS notification_log_target\n"
+       "  ON notification_log (target_device, received_at);\n"
+       "CREATE INDEX IF NOT EXISTS notification_log_received\n"
+       "  ON notification_log (received_at);\n"},
+      {2, *kTwo},
+      {3, *kThree},
   };
   return kMigrations;
 }

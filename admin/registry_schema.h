@@ -31,8 +31,11 @@ struct Migration {
 // its triggers, replacing the generation triggers), the 'bridge' device type,
 // per-node device_stats rows (sessions and subscribed start at 0: the plugin
 // resets them when it starts), the fleet_stats view and notification_log.node;
-// 3 -> 4 adds write_marks and rebuilds notification_log and registry_changes
-// with their CHECK lists spelled as ORs (each row of them written costs less).
+// 3 -> 4 adds write_marks, rebuilds notification_log and registry_changes
+// with their CHECK lists spelled as ORs (each row of them written costs
+// less), and gives the change feed its bound (the registry_changes_kept
+// view: the last 50000 generations, not 100000) and the triggers that keep
+// to it.
 // When schema.sql moves to version N+1, append {N, "..."}.
 const std::vector<Migration>& BuiltinMigrations();
 

@@ -551,9 +551,6 @@ Result<std::vector<Device>> ReadDevices(Database* db,
   return devices;
 }
 
-// A change feed that names more devices than this is applied as a full load.
-constexpr size_t kMaxChangedDevices = 50000;
-
 }  // namespace
 
 Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
@@ -615,8 +612,9 @@ Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
   if (*generation < base.generation()) return out;  // went back: full load
 
   constexpr const char* kWhat = "cannot read registry_changes";
-  // The feed must hold every generation after base's (the oldest are
-  // pruned; a gap means base is too far behind).
+  // The feed must hold every generation after base's: a generation without
+  // rows (pruned, a TRUNCATE, or one that changed more than
+  // kMaxChangedDevices keys) asks for a full load.
   Result<Statement> held = db->Prepare(
       "SELECT count(DISTINCT generation) FROM registry_changes "
       "WHERE generation > ?1 AND generation <= ?2");
@@ -630,12 +628,17 @@ Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
   std::vector<std::string> types;
   bool global_changed = false;
   {
+    // One key past the bound says that a full load is due.
     Result<Statement> stmt = db->Prepare(
         "SELECT DISTINCT kind, name FROM registry_changes "
-        "WHERE generation > ?1 AND generation <= ?2");
+        "WHERE generation > ?1 AND generation <= ?2 LIMIT ?3");
     if (!stmt.ok()) return DbError(kWhat, stmt.status());
-    stmt->Bind(1, base.generation()).Bind(2, *generation);
+    stmt->Bind(1, base.generation())
+        .Bind(2, *generation)
+        .Bind(3, static_cast<int64_t>(kMaxChangedDevices) + 1);
+    size_t keys = 0;
     Status s = EachRow(&*stmt, kWhat, [&] {
+      ++keys;
       const std::string kind = stmt->Text(0);
       if (kind == "device") {
         ids.push_back(stmt->Text(1));
@@ -646,6 +649,7 @@ Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
       }
     });
     if (!s.ok()) return s;
+    if (keys > kMaxChangedDevices) return out;
   }
   Result<TypeLimits> limits = ReadTypeLimits(db);
   if (!limits.ok()) return limits.status();

@@ -169,6 +169,14 @@ Result<int64_t> ReadGeneration(Database* db);
 Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
     Database* db, std::vector<std::string>* warnings);
 
+// LoadChanges reloads in full rather than re-read more keys of the change
+// feed, or more devices, than this. The schema's triggers leave a gap in
+// the feed above it (schema/schema.sql: a generation of its own per changed
+// row, the last kMaxChangedDevices generations kept; schema/postgresql.sql:
+// a generation that would hold more feed rows holds none), so that a bulk
+// write is never read key by key.
+inline constexpr size_t kMaxChangedDevices = 50000;
+
 // A snapshot brought forward by the change feed.
 struct ChangedSnapshot {
   // nullptr: the feed cannot bring `base` forward (its rows after `base`
@@ -183,7 +191,10 @@ struct ChangedSnapshot {
 // transaction: reads the change feed after base.generation(), re-reads only
 // the devices (with their rules; on PostgreSQL in one statement per table),
 // the global rules and the types it names, and applies them
-// (Snapshot::Apply). Warnings as for LoadSnapshot.
+// (Snapshot::Apply). Asks for a full load (snapshot nullptr) when a
+// generation after base's has no feed rows, or when the feed names more
+// than kMaxChangedDevices keys or its types more than that many devices.
+// Warnings as for LoadSnapshot.
 Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,
                                     std::vector<std::string>* warnings);
 

@@ -8,8 +8,9 @@
 // by LastError until a load succeeds, which is logged once too.
 //
 // What forces a full load: the first load, a failed attempt, Poll(true),
-// and what LoadChanges cannot bring forward (a gap in the change feed, a
-// generation that went back); on SQLite also a file replaced (another inode
+// and what LoadChanges cannot bring forward (a gap in the change feed, such
+// as a bulk write leaves, a generation that went back, more than
+// kMaxChangedDevices changed); on SQLite also a file replaced (another inode
 // or device), on PostgreSQL a reconnection.
 //
 // SQLite: a file written in place (a checkpoint by any connection, another

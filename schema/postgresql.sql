@@ -216,7 +216,8 @@ CREATE TABLE IF NOT EXISTS write_marks (
 -- rules of every device, ('type', name) for a device type (a key may appear
 -- more than once). A reader that has seen generation g reloads the keys of
 -- the rows with generation > g, or everything when a generation after g has
--- no rows (pruned, or a TRUNCATE). The last 100000 generations are kept.
+-- no rows (pruned, a TRUNCATE, or a generation that touched more keys than
+-- a reader would read one by one). The last 100000 generations are kept.
 CREATE TABLE IF NOT EXISTS registry_changes (
   generation BIGINT NOT NULL,
   kind       TEXT NOT NULL CHECK (kind IN ('device', 'global', 'type')),
@@ -229,15 +230,23 @@ CREATE INDEX IF NOT EXISTS registry_changes_generation
 -- per key of its old and its new rows, under the generation of the
 -- transaction (a statement that changes no row writes nothing). The first
 -- such statement of a transaction takes that generation
--- (registry_meta.generation + 1), prunes the feed to its last 100000
+-- (registry_meta.generation + 1), prunes the feed to its last `kept`
 -- generations and sends NOTIFY homepot_registry with it (delivered when the
 -- transaction commits); it is kept in the transaction-local setting
--- homepot.generation as "<transaction id>:<generation>", which the later
--- statements of the transaction reuse while registry_meta still holds it
--- as this transaction wrote it (a value of another transaction, or one a
--- caller set, is not taken). A subtransaction rolled back undoes both
--- the UPDATE of registry_meta and the setting, so the next change takes the
--- generation again.
+-- homepot.generation as "<transaction id>:<generation>:<feed rows>", which
+-- the later statements of the transaction reuse while registry_meta still
+-- holds it as this transaction wrote it (a value of another transaction, or
+-- one a caller set, is not taken). A subtransaction rolled back undoes the
+-- UPDATE of registry_meta, its feed rows and the setting alike, so the next
+-- change takes the generation again or counts its rows from where they were.
+--
+-- A generation holds at most `max_rows` feed rows: the statement that would
+-- take it past them deletes the generation's rows instead, and the later
+-- statements of the transaction write none, so that the generation is a
+-- gap and every reader loads the registry in full, as for a TRUNCATE.
+-- Readers load in full above that many changed devices anyway
+-- (kMaxChangedDevices of plugin/registry.h; tests/registry_changes_test.cc
+-- holds the two equal), so a bulk write costs them no read of its keys.
 --
 -- The UPDATE of registry_meta locks its row until the transaction ends, so
 -- concurrent writers take turns: a generation is only taken after the
@@ -248,9 +257,14 @@ CREATE OR REPLACE FUNCTION homepot_registry_changed() RETURNS TRIGGER
   SET search_path FROM CURRENT
   AS $$
 DECLARE
+  max_rows CONSTANT BIGINT := 50000;
+  kept CONSTANT BIGINT := 100000;
   held CONSTANT TEXT := current_setting('homepot.generation', true);
-  mark TEXT;
+  xact TEXT;
   g BIGINT;
+  written BIGINT := 0;  -- feed rows of g so far; more than max_rows: a gap
+  room BIGINT;
+  added BIGINT;
 BEGIN
   IF TG_OP = 'DELETE' THEN
     IF NOT EXISTS (SELECT FROM old_rows) THEN
@@ -259,52 +273,62 @@ BEGIN
   ELSIF NOT EXISTS (SELECT FROM new_rows) THEN
     RETURN NULL;
   END IF;
-  mark := pg_current_xact_id()::TEXT || ':';
-  IF starts_with(held, mark) THEN
+  xact := pg_current_xact_id()::TEXT;
+  IF starts_with(held, xact || ':') THEN
     -- Only a generation this transaction itself wrote to registry_meta: a
     -- version whose writer is still in progress is visible to its writer
     -- alone (xmin, a 32-bit id, is widened with the current epoch).
     SELECT generation INTO g FROM registry_meta
       WHERE id = 1
-        AND generation::TEXT = substr(held, length(mark) + 1)
+        AND generation::TEXT = split_part(held, ':', 2)
+        AND split_part(held, ':', 3) ~ '^[0-9]{1,18}$'
         AND pg_xact_status(
-              (((pg_current_xact_id()::TEXT::BIGINT >> 32) << 32)
+              (((xact::BIGINT >> 32) << 32)
                | xmin::TEXT::BIGINT)::TEXT::xid8) = 'in progress';
   END IF;
   IF g IS NULL THEN
     UPDATE registry_meta SET generation = generation + 1 WHERE id = 1
       RETURNING generation INTO g;
-    PERFORM set_config('homepot.generation', mark || g, true);
-    DELETE FROM registry_changes WHERE generation <= g - 100000;
+    DELETE FROM registry_changes WHERE generation <= g - kept;
     PERFORM pg_notify('homepot_registry', g::TEXT);
+  ELSE
+    written := split_part(held, ':', 3)::BIGINT;
+    IF written > max_rows THEN
+      RETURN NULL;  -- a gap already
+    END IF;
   END IF;
   -- The keys: ('type', name) for device_types; for devices and acl_rules
   -- ('device', device_id), or ('global', '') for a rule of every device.
+  -- One row past the room left tells that the generation overflows.
+  room := max_rows - written + 1;
   IF TG_TABLE_NAME = 'device_types' THEN
     IF TG_OP = 'INSERT' THEN
       INSERT INTO registry_changes (generation, kind, name)
-        SELECT DISTINCT g, 'type', name FROM new_rows;
+        SELECT DISTINCT g, 'type', name FROM new_rows LIMIT room;
     ELSIF TG_OP = 'DELETE' THEN
       INSERT INTO registry_changes (generation, kind, name)
-        SELECT DISTINCT g, 'type', name FROM old_rows;
+        SELECT DISTINCT g, 'type', name FROM old_rows LIMIT room;
     ELSE
       INSERT INTO registry_changes (generation, kind, name)
         SELECT g, 'type', name FROM old_rows
         UNION
-        SELECT g, 'type', name FROM new_rows;
+        SELECT g, 'type', name FROM new_rows
+        LIMIT room;
     END IF;
   ELSIF TG_OP = 'INSERT' THEN
     INSERT INTO registry_changes (generation, kind, name)
       SELECT DISTINCT g,
              CASE WHEN device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(device_id, '')
-        FROM new_rows;
+        FROM new_rows
+      LIMIT room;
   ELSIF TG_OP = 'DELETE' THEN
     INSERT INTO registry_changes (generation, kind, name)
       SELECT DISTINCT g,
              CASE WHEN device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(device_id, '')
-        FROM old_rows;
+        FROM old_rows
+      LIMIT room;
   ELSE
     INSERT INTO registry_changes (generation, kind, name)
       SELECT g, CASE WHEN device_id IS NULL THEN 'global' ELSE 'device' END,
@@ -313,8 +337,16 @@ BEGIN
       UNION
       SELECT g, CASE WHEN device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(device_id, '')
-        FROM new_rows;
+        FROM new_rows
+      LIMIT room;
   END IF;
+  GET DIAGNOSTICS added = ROW_COUNT;
+  written := written + added;
+  IF written > max_rows THEN
+    DELETE FROM registry_changes WHERE generation = g;
+  END IF;
+  PERFORM set_config('homepot.generation', xact || ':' || g || ':' || written,
+                     true);
   RETURN NULL;
 END
 $$;

@@ -152,9 +152,9 @@ INSERT OR IGNORE INTO registry_meta (id, generation) VALUES (1, 1);
 
 -- The change feed: for each generation, what it changed ('device' and the
 -- device id, 'global' for a rule of every device, 'type' and the type
--- name). A broker that has loaded generation G brings its snapshot forward
--- by reading the rows after G; the feed keeps the last 100000 generations,
--- and a broker further behind reloads in full.
+-- name; one row, or two for a row whose key changed). A broker that has
+-- loaded generation G brings its snapshot forward by reading the rows
+-- after G; a broker further behind than the feed reaches reloads in full.
 CREATE TABLE IF NOT EXISTS registry_changes (
   generation INTEGER NOT NULL,
   kind       TEXT NOT NULL
@@ -163,6 +163,18 @@ CREATE TABLE IF NOT EXISTS registry_changes (
 );
 CREATE INDEX IF NOT EXISTS registry_changes_generation
   ON registry_changes (generation);
+
+-- The feed keeps the last `generations` generations, so at most twice as
+-- many rows. Row triggers cannot see where a statement or a transaction
+-- begins (SQLite has no statement triggers and no transaction id a trigger
+-- can read), so every changed row takes a generation of its own, and this
+-- one bound serves for bulk writes too: a write of more rows pushes its own
+-- first generations out of the feed, so that a broker that had loaded the
+-- registry before it finds a gap and reloads in full, without reading the
+-- write's keys. It is kMaxChangedDevices of plugin/registry.h, above which
+-- a broker reloads in full anyway (tests/registry_changes_test.cc holds the
+-- two equal).
+CREATE VIEW IF NOT EXISTS registry_changes_kept AS SELECT 50000 AS generations;
 
 CREATE TRIGGER IF NOT EXISTS devices_touch AFTER UPDATE ON devices
   WHEN NEW.updated_at = OLD.updated_at
@@ -177,7 +189,8 @@ CREATE TRIGGER IF NOT EXISTS feed_devices_ins AFTER INSERT ON devices
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'device', NEW.device_id FROM registry_meta;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
   BEGIN
@@ -188,7 +201,8 @@ CREATE TRIGGER IF NOT EXISTS feed_devices_upd AFTER UPDATE ON devices
       SELECT generation, 'device', NEW.device_id FROM registry_meta
         WHERE NEW.device_id IS NOT OLD.device_id;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_devices_del AFTER DELETE ON devices
   BEGIN
@@ -196,7 +210,8 @@ CREATE TRIGGER IF NOT EXISTS feed_devices_del AFTER DELETE ON devices
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'device', OLD.device_id FROM registry_meta;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
   BEGIN
@@ -206,7 +221,8 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_ins AFTER INSERT ON acl_rules
              CASE WHEN NEW.device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(NEW.device_id, '') FROM registry_meta;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
   BEGIN
@@ -221,7 +237,8 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_upd AFTER UPDATE ON acl_rules
              coalesce(NEW.device_id, '') FROM registry_meta
         WHERE NEW.device_id IS NOT OLD.device_id;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
   BEGIN
@@ -231,7 +248,8 @@ CREATE TRIGGER IF NOT EXISTS feed_acl_del AFTER DELETE ON acl_rules
              CASE WHEN OLD.device_id IS NULL THEN 'global' ELSE 'device' END,
              coalesce(OLD.device_id, '') FROM registry_meta;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 -- INSERT OR REPLACE and UPDATE OR REPLACE delete a row whose id is taken
 -- without firing feed_acl_del (SQLite fires delete triggers for REPLACE
@@ -266,7 +284,8 @@ CREATE TRIGGER IF NOT EXISTS feed_types_ins AFTER INSERT ON device_types
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'type', NEW.name FROM registry_meta;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
   BEGIN
@@ -277,7 +296,8 @@ CREATE TRIGGER IF NOT EXISTS feed_types_upd AFTER UPDATE ON device_types
       SELECT generation, 'type', NEW.name FROM registry_meta
         WHERE NEW.name IS NOT OLD.name;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
   BEGIN
@@ -285,7 +305,8 @@ CREATE TRIGGER IF NOT EXISTS feed_types_del AFTER DELETE ON device_types
     INSERT INTO registry_changes (generation, kind, name)
       SELECT generation, 'type', OLD.name FROM registry_meta;
     DELETE FROM registry_changes WHERE generation <=
-      (SELECT generation FROM registry_meta) - 100000;
+      (SELECT generation FROM registry_meta) -
+      (SELECT generations FROM registry_changes_kept);
   END;
 
 PRAGMA user_version = 4;

@@ -12,6 +12,7 @@
 
 #include "change_feed_scenarios.h"
 #include "database.h"
+#include "postgres.h"
 #include "registry.h"
 #include "testing.h"
 
@@ -89,18 +90,42 @@ TEST_F(RegistryChangesTest, AGapOrAGenerationThatWentBackAsksForAFullLoad) {
   Feed().AGapOrAGenerationThatWentBackAsksForAFullLoad();
 }
 
-TEST_F(RegistryChangesTest, TheFeedKeepsTheLastHundredThousandGenerations) {
+// Every changed row is a generation of its own on SQLite; the feed keeps
+// the last kMaxChangedDevices of them.
+TEST_F(RegistryChangesTest, TheFeedKeepsTheLastGenerationsUpToTheBound) {
+  const int64_t bound = static_cast<int64_t>(kMaxChangedDevices);
   Exec("UPDATE registry_meta SET generation = 500000");
-  Exec("INSERT INTO devices (device_id) VALUES ('a')");
-  Exec(
-      "INSERT INTO registry_changes (generation, kind, name) VALUES "
-      "(399000, 'device', 'old')");
-  Exec("UPDATE devices SET enabled = 0");
-  Result<Statement> count = database_->Prepare(
-      "SELECT count(*) FROM registry_changes WHERE generation < 400000");
-  ASSERT_TRUE(count.ok()) << count.status().message();
-  ASSERT_TRUE(*count->Step());
-  EXPECT_EQ(count->Int(0), 0);
+  Exec("INSERT INTO devices (device_id) VALUES ('a'), ('b')");  // 500002
+  Exec("INSERT INTO registry_changes (generation, kind, name) VALUES (" +
+       std::to_string(500003 - bound) + ", 'device', 'pruned'), (" +
+       std::to_string(500004 - bound) + ", 'device', 'kept')");
+  Exec("DELETE FROM devices WHERE device_id = 'a'");  // 500003
+  Result<Statement> rows = database_->Prepare(
+      "SELECT group_concat(name, ',') FROM (SELECT name FROM "
+      "registry_changes ORDER BY generation)");
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  ASSERT_TRUE(*rows->Step());
+  EXPECT_EQ(rows->Text(0), "kept,a,b,a");
+}
+
+TEST_F(RegistryChangesTest, ABulkWriteOverTheBoundAsksForAFullLoad) {
+  Feed().ABulkWriteOverTheBoundAsksForAFullLoad();
+}
+
+TEST_F(RegistryChangesTest, ABulkWriteAtTheBoundGoesThroughTheFeed) {
+  Feed().ABulkWriteAtTheBoundGoesThroughTheFeed();
+}
+
+// The bound is written once in each schema, as kMaxChangedDevices.
+TEST(ChangeFeedBoundTest, BothSchemasLeaveAGapAboveTheReadersBound) {
+  const std::string bound = std::to_string(kMaxChangedDevices);
+  EXPECT_NE(test::SchemaSql().find(
+                "CREATE VIEW IF NOT EXISTS registry_changes_kept AS SELECT " +
+                bound + " AS generations;"),
+            std::string::npos);
+  EXPECT_NE(test::PostgresSchemaSql().find(
+                "max_rows CONSTANT BIGINT := " + bound + ";"),
+            std::string::npos);
 }
 
 TEST_F(RegistryChangesTest, InvalidRowsAreSkippedWithAWarningAsInAFullLoad) {

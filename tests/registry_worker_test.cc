@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "registry.h"
 #include "testing.h"
 
 namespace homepot {
@@ -1231,6 +1232,37 @@ TEST_F(RegistryWorkerTest, OtherNodesWritesAndCheckpointsKeepTheChangeFeed) {
   EXPECT_TRUE(update.full);
   EXPECT_EQ(update.snapshot->Find("sensor-002"), nullptr);
   EXPECT_EQ(update.revoked, std::vector<std::string>{"sensor-002"});
+}
+
+// The registry thread of a broker: a write at the change feed's bound comes
+// from the feed; one past it leaves a gap, and is read in full with every
+// device.
+TEST_F(RegistryWorkerTest, ABulkWritePastTheFeedsBoundIsReadInFull) {
+  CreateRegistry(path_);
+  ASSERT_NE(StartWorker(kFastInterval), nullptr);
+  const auto insert = [&](const std::string& prefix, size_t count) {
+    return test::ExecSqlOn(
+        path_,
+        "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        "WHERE i < " +
+            std::to_string(count) +
+            ") INSERT INTO devices (device_id) SELECT '" + prefix +
+            "' || i FROM n");
+  };
+  ASSERT_TRUE(insert("at", kMaxChangedDevices));
+  // 50,000 devices read device by device, on a loaded machine.
+  constexpr auto kBulkPatience = milliseconds(30000);
+  RegistryUpdate update;
+  ASSERT_TRUE(WaitForUpdate(&update, kBulkPatience));
+  EXPECT_FALSE(update.full);
+  EXPECT_EQ(update.snapshot->device_count(), 1 + kMaxChangedDevices);
+
+  ASSERT_TRUE(insert("past", kMaxChangedDevices + 1));
+  ASSERT_TRUE(WaitForUpdate(&update, kBulkPatience));
+  EXPECT_TRUE(update.full);
+  EXPECT_EQ(update.snapshot->device_count(), 2 + 2 * kMaxChangedDevices);
+  EXPECT_NE(update.snapshot->Find("past1"), nullptr);
+  EXPECT_NE(update.snapshot->Find("sensor-001"), nullptr);
 }
 
 // A backup copied over the file in place keeps its inode. In WAL mode the

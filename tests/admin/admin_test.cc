@@ -1915,6 +1915,40 @@ TEST_F(AdminTest, AFailedVersionTwoMigrationChangesNothing) {
   EXPECT_EQ(Peek(db_).One("PRAGMA user_version"), "2");
 }
 
+// The triggers and views of a file, as SQLite reports them.
+std::vector<std::string> TriggersAndViews(const fs::path& path) {
+  return Peek(path).Rows(
+      "SELECT name, sql FROM sqlite_schema WHERE type IN ('trigger', 'view') "
+      "ORDER BY name");
+}
+
+// The step from version 3 gives a file made by the earlier version-3
+// schema (tests/fixtures/schema_v3.sql) the feed's bound and triggers of
+// schema.sql, its rows kept: the feed keeps its last 50000 generations.
+TEST_F(AdminTest, StepThreeGivesAVersionThreeFileTheFeedTriggersOfTheSchema) {
+  ASSERT_TRUE(test::CreateOldRegistryFile(
+      3, db_.string(), "INSERT INTO devices (device_id) VALUES ('a'), ('b');"));
+  const fs::path fresh = dir_ / "fresh.db";
+  ASSERT_TRUE(test::CreateRegistryFile(fresh.string()));
+  ASSERT_NE(TriggersAndViews(db_), TriggersAndViews(fresh));
+  const Migration& step = BuiltinMigrations().at(2);
+  ASSERT_EQ(step.from_version, 3);
+  Peek peek(db_);
+  peek.Exec("BEGIN;\n" + std::string(step.sql) + "\nCOMMIT;");
+  EXPECT_EQ(TriggersAndViews(db_), TriggersAndViews(fresh));
+  EXPECT_EQ(peek.One("SELECT count(*) FROM registry_changes"), "2");
+
+  peek.Exec("UPDATE registry_meta SET generation = 100000");
+  peek.Exec(
+      "INSERT INTO registry_changes (generation, kind, name) VALUES "
+      "(50002, 'device', 'pruned'), (50003, 'device', 'kept')");
+  peek.Exec("DELETE FROM devices WHERE device_id = 'a'");  // 100001
+  peek.Exec("DELETE FROM devices WHERE device_id = 'b'");  // 100002
+  EXPECT_EQ(peek.Rows("SELECT generation, name FROM registry_changes "
+                      "ORDER BY generation"),
+            (std::vector<std::string>{"50003|kept", "100001|a", "100002|b"}));
+}
+
 // A version-1 file gets the presence columns from the migration itself.
 TEST_F(AdminTest, MigrationFromVersionOneAddsThePresenceColumns) {
   CreateVersionOneRegistry(db_, kVersionOneRows);

@@ -164,6 +164,67 @@ TEST_F(PostgresLoadTest, ManyChangedDevicesMatchAFullLoad) {
       .ManyChangedDevicesMatchAFullLoad(10000);
 }
 
+TEST_F(PostgresLoadTest, ABulkWriteOverTheBoundAsksForAFullLoad) {
+  test::ChangeFeedScenarios(&*database_)
+      .ABulkWriteOverTheBoundAsksForAFullLoad();
+}
+
+TEST_F(PostgresLoadTest, ABulkWriteAtTheBoundGoesThroughTheFeed) {
+  test::ChangeFeedScenarios(&*database_)
+      .ABulkWriteAtTheBoundGoesThroughTheFeed();
+}
+
+// The bound counts the feed rows of the whole transaction, as they stand:
+// a subtransaction rolled back takes its rows off the count; the statement
+// that takes the generation past the bound deletes its rows, and the later
+// statements write none. A TRUNCATE after it takes a generation of its own
+// and the row changes after that the next, with their rows.
+TEST_F(PostgresLoadTest, AGenerationPastTheBoundStaysAGap) {
+  test::ChangeFeedScenarios feed(&*database_);
+  const size_t bound = kMaxChangedDevices;
+  auto base = feed.Full();
+  ASSERT_NE(base, nullptr);
+  const int64_t g = base->generation();
+  const auto rows_of = [&](int64_t generation) {
+    return Rows("SELECT count(*) FROM registry_changes WHERE generation = " +
+                std::to_string(generation))
+        .at(0);
+  };
+
+  Exec("BEGIN");
+  Exec("INSERT INTO devices (device_id) VALUES ('a')");
+  Exec("SAVEPOINT bulk");
+  feed.InsertDevices("undone", bound);
+  Exec("ROLLBACK TO SAVEPOINT bulk");
+  feed.InsertDevices("b", bound - 2);
+  Exec("INSERT INTO devices (device_id) VALUES ('c')");
+  Exec("COMMIT");
+  EXPECT_EQ(rows_of(g + 1), std::to_string(bound));
+  ChangedSnapshot moved = feed.ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  EXPECT_EQ(moved.changed, bound);
+
+  Exec("BEGIN");
+  feed.InsertDevices("d", bound);
+  Exec("INSERT INTO devices (device_id) VALUES ('e')");
+  Exec("INSERT INTO devices (device_id) VALUES ('f')");
+  Exec("TRUNCATE acl_rules");
+  Exec("INSERT INTO devices (device_id) VALUES ('g')");
+  Exec("COMMIT");
+  EXPECT_EQ(*ReadGeneration(&*database_), g + 4);
+  EXPECT_EQ(rows_of(g + 2), "0");
+  EXPECT_EQ(rows_of(g + 3), "0");
+  EXPECT_EQ(Rows("SELECT kind, name FROM registry_changes WHERE generation = " +
+                 std::to_string(g + 4)),
+            std::vector<std::string>{"device|g"});
+  EXPECT_EQ(feed.Changes(*moved.snapshot).snapshot, nullptr);
+  auto full = feed.Full();
+  ASSERT_NE(full, nullptr);
+  EXPECT_EQ(full->device_count(), 2 * bound + 3);
+  EXPECT_NE(full->Find("f"), nullptr);
+  EXPECT_EQ(full->Find("undone1"), nullptr);
+}
+
 // Many random changes, applied in several steps, end where a full load does.
 TEST_F(PostgresLoadTest, RandomChangesEndWhereAFullLoadDoes) {
   test::ChangeFeedScenarios(&*database_).RandomChangesEndWhereAFullLoadDoes();

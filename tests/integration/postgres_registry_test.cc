@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "pg.h"
 #include "postgres.h"
+#include "registry.h"
 #include "rfc3339.h"
 
 namespace homepot {
@@ -339,6 +340,26 @@ TEST_F(PostgresRegistryTest, TheNotificationComesAtCommit) {
   EXPECT_EQ(got->front().channel, kChannel);
   EXPECT_EQ(got->front().payload, std::to_string(g + 1));
   EXPECT_EQ(got->front().backend_pid, writer->backend_pid());
+}
+
+// A transaction past the feed's bound still takes its one generation and
+// sends its notification, without feed rows.
+TEST_F(PostgresRegistryTest, ABulkWritePastTheBoundIsNotifiedWithoutRows) {
+  Result<Connection> listener = Open();
+  ASSERT_TRUE(listener.ok()) << listener.status().message();
+  ASSERT_TRUE(listener->Listen(kChannel).ok());
+  const int64_t g = Generation();
+  ASSERT_TRUE(
+      Sql("INSERT INTO devices (device_id) SELECT 'd' || i FROM "
+          "generate_series(1, $1::int) AS i",
+          {std::to_string(kMaxChangedDevices + 1)}));
+  Result<std::vector<pg::Notification>> got =
+      listener->WaitForNotifications(5000);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ(got->front().payload, std::to_string(g + 1));
+  EXPECT_EQ(Generation(), g + 1);
+  EXPECT_TRUE(ChangesAfter(g).empty());
 }
 
 TEST_F(PostgresRegistryTest, ResetListensAgain) {

@@ -41,6 +41,26 @@ ChangedSnapshot ChangeFeedScenarios::ForwardMatchesFull(const Snapshot& base) {
   return moved;
 }
 
+int64_t ChangeFeedScenarios::FeedRowsAfter(int64_t generation) {
+  Result<Statement> stmt = db_->Prepare(
+      "SELECT count(*) FROM registry_changes WHERE generation > ?1");
+  EXPECT_TRUE(stmt.ok()) << stmt.status().message();
+  if (!stmt.ok()) return -1;
+  stmt->Bind(1, generation);
+  Result<bool> row = stmt->Step();
+  EXPECT_TRUE(row.ok() && *row);
+  return row.ok() && *row ? stmt->Int(0) : -1;
+}
+
+void ChangeFeedScenarios::InsertDevices(const std::string& prefix,
+                                        size_t count) {
+  Exec(
+      "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+      "WHERE i < " +
+      std::to_string(count) + ") INSERT INTO devices (device_id) SELECT '" +
+      prefix + "' || i FROM n");
+}
+
 void ChangeFeedScenarios::EveryKindOfChangeMatchesAFullLoad() {
   // A rename carries the device's rules along (ON UPDATE CASCADE), as on
   // PostgreSQL and with the connections the plugin and admin open.
@@ -270,6 +290,70 @@ void ChangeFeedScenarios::ManyChangedDevicesMatchAFullLoad(int count) {
   EXPECT_EQ(moved.snapshot->FindByToken("t/3"), moved.snapshot->Find("m3"));
   EXPECT_FALSE(moved.snapshot->Find("m2")->enabled);
   EXPECT_TRUE(warnings_.empty()) << testing::PrintToString(warnings_);
+}
+
+void ChangeFeedScenarios::ABulkWriteOverTheBoundAsksForAFullLoad() {
+  const bool sqlite = db_->backend() == Backend::kSqlite;
+  Exec("INSERT INTO devices (device_id) VALUES ('kept'), ('removed')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  Exec("BEGIN");
+  Exec("DELETE FROM devices WHERE device_id = 'removed'");
+  InsertDevices("bulk", kMaxChangedDevices + 1);
+  Exec("UPDATE devices SET enabled = 0 WHERE device_id = 'kept'");
+  Exec("COMMIT");
+  Result<int64_t> generation = ReadGeneration(db_);
+  ASSERT_TRUE(generation.ok()) << generation.status().message();
+  // On PostgreSQL one generation, without rows; on SQLite one per row
+  // changed (two for an UPDATE, which also stamps updated_at), the last
+  // kMaxChangedDevices of them kept.
+  if (sqlite) {
+    EXPECT_EQ(*generation, base->generation() + 1 +
+                               static_cast<int64_t>(kMaxChangedDevices) + 1 +
+                               2);
+    EXPECT_EQ(FeedRowsAfter(base->generation()),
+              static_cast<int64_t>(kMaxChangedDevices));
+  } else {
+    EXPECT_EQ(*generation, base->generation() + 1);
+    EXPECT_EQ(FeedRowsAfter(base->generation()), 0);
+  }
+  EXPECT_EQ(Changes(*base).snapshot, nullptr);
+
+  auto full = Full();
+  ASSERT_NE(full, nullptr);
+  EXPECT_EQ(full->generation(), *generation);
+  EXPECT_EQ(full->device_count(), kMaxChangedDevices + 2);
+  EXPECT_EQ(full->Find("removed"), nullptr);
+  ASSERT_NE(full->Find("kept"), nullptr);
+  EXPECT_FALSE(full->Find("kept")->enabled);
+  EXPECT_NE(full->Find("bulk1"), nullptr);
+  EXPECT_NE(full->Find("bulk" + std::to_string(kMaxChangedDevices + 1)),
+            nullptr);
+
+  Exec("DELETE FROM devices WHERE device_id = 'bulk7'");
+  ChangedSnapshot next = ForwardMatchesFull(*full);
+  ASSERT_NE(next.snapshot, nullptr);
+  EXPECT_EQ(next.changed, 1u);
+  EXPECT_EQ(next.snapshot->device_count(), kMaxChangedDevices + 1);
+}
+
+void ChangeFeedScenarios::ABulkWriteAtTheBoundGoesThroughTheFeed() {
+  Exec("INSERT INTO devices (device_id) VALUES ('kept'), ('removed')");
+  auto base = Full();
+  ASSERT_NE(base, nullptr);
+  // kMaxChangedDevices changed rows, one generation each on SQLite (no
+  // UPDATE: it stamps updated_at, a second generation there).
+  Exec("BEGIN");
+  InsertDevices("bulk", kMaxChangedDevices - 1);
+  Exec("DELETE FROM devices WHERE device_id = 'removed'");
+  Exec("COMMIT");
+  EXPECT_EQ(FeedRowsAfter(base->generation()),
+            static_cast<int64_t>(kMaxChangedDevices));
+  ChangedSnapshot moved = ForwardMatchesFull(*base);
+  ASSERT_NE(moved.snapshot, nullptr);
+  EXPECT_EQ(moved.changed, kMaxChangedDevices);
+  EXPECT_EQ(moved.snapshot->device_count(), kMaxChangedDevices);
+  EXPECT_EQ(moved.snapshot->Find("removed"), nullptr);
 }
 
 }  // namespace test

@@ -35,6 +35,15 @@ class ChangeFeedScenarios {
   // third, ids that need quoting in an array literal, and a removal: the
   // feed brings them all at once. Prints the time LoadChanges took.
   void ManyChangedDevicesMatchAFullLoad(int count);
+  // A transaction that writes kMaxChangedDevices + 1 devices (and removes
+  // and changes one) leaves a gap in the feed: no rows for its generation
+  // on PostgreSQL, only its last kMaxChangedDevices generations on SQLite.
+  // A reader loads in full and has every device; the feed serves again for
+  // the next change.
+  void ABulkWriteOverTheBoundAsksForAFullLoad();
+  // One of kMaxChangedDevices keeps its feed rows: the feed brings a
+  // snapshot forward over it.
+  void ABulkWriteAtTheBoundGoesThroughTheFeed();
 
   // The helpers the scenarios use, for a backend's own tests.
   void Exec(const std::string& sql);
@@ -42,6 +51,11 @@ class ChangeFeedScenarios {
   ChangedSnapshot Changes(const Snapshot& base);
   // Changes(base), checked field by field against Full().
   ChangedSnapshot ForwardMatchesFull(const Snapshot& base);
+  // The feed rows with a generation above `generation`.
+  int64_t FeedRowsAfter(int64_t generation);
+  // INSERT INTO devices of `count` devices <prefix>1 ... <prefix><count> in
+  // one statement.
+  void InsertDevices(const std::string& prefix, size_t count);
   const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
