@@ -344,8 +344,8 @@ TEST_F(LostCommitTest, DeltasAfterALostResetAreWritten) {
   EXPECT_EQ(Count(&*admin_, "SELECT sessions FROM device_stats"), 0);
 }
 
-// The reset at shutdown follows a chunk whose COMMIT's answer was lost:
-// that chunk is tried again as it was, and the reset still happens.
+// A reset asked for after a chunk whose COMMIT's answer was lost: that
+// chunk is tried again as it was, and the reset still happens.
 TEST_F(LostCommitTest, AResetAfterALostChunkIsWritten) {
   FixedClock clock;
   std::atomic<bool> ready{false};
