@@ -274,6 +274,10 @@ INSERT INTO notification_log_v4 (id, message_id, publisher, topic,
          routed, queued, expires_at, acked_at, latency_ms, status, outcome,
          reason, node
     FROM notification_log;
+-- The feed triggers (and an operator's own views and triggers) name the two
+-- tables: each is renamed without rewriting or checking them (they name the
+-- table as it is once renamed).
+PRAGMA legacy_alter_table = ON;
 DROP TABLE notification_log;
 ALTER TABLE notification_log_v4 RENAME TO notification_log;
 CREATE INDEX IF NOT EXISTS notification_log_message
@@ -291,9 +295,6 @@ CREATE TABLE registry_changes_v4 (
 INSERT INTO registry_changes_v4 (generation, kind, name)
   SELECT generation, kind, name FROM registry_changes;
 DROP TABLE registry_changes;
--- feed_acl_replace_ins names registry_changes: renaming without rewriting
--- it (it names the table as it will be once renamed).
-PRAGMA legacy_alter_table = ON;
 ALTER TABLE registry_changes_v4 RENAME TO registry_changes;
 PRAGMA legacy_alter_table = OFF;
 CREATE INDEX IF NOT EXISTS registry_changes_generation

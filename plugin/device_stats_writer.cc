@@ -133,23 +133,21 @@ Status DeviceStatsWriter::ResetPresenceRows(Database* db) {
 
 bool DeviceStatsWriter::ResetPresence(Database* db, int busy_timeout_ms) {
   reset_pending_ = true;
-  // A chunk tried again that an earlier attempt had written leaves the
-  // reset pending: flush again.
-  while (Flush(db, busy_timeout_ms)) {
-    if (!reset_pending_) return true;
+  // A chunk being tried again goes as it was; the reset with the next one.
+  while (Flush(db, busy_timeout_ms) && reset_pending_) {
   }
-  return false;
+  return !reset_pending_;
 }
 
 Result<ChunkMark::Outcome> DeviceStatsWriter::Write(
-    Database* db, int busy_timeout_ms,
+    Database* db, int busy_timeout_ms, bool reset_presence,
     const std::unordered_map<std::string, DeviceCounters>& batch) {
   if (db == nullptr) {
     return Status::Error(RegistryLabel(path_) + " is not open");
   }
   db->SetBusyTimeout(busy_timeout_ms);
   Result<ChunkMark::Outcome> written =
-      mark_.Write(db, [&] { return Upsert(db, reset_pending_, batch); });
+      mark_.Write(db, [&] { return Upsert(db, reset_presence, batch); });
   db->SetBusyTimeout(RegistryReloader::kBusyTimeoutMs);
   if (!written.ok()) {
     return Status::Error("cannot write device_stats: " +
@@ -160,14 +158,16 @@ Result<ChunkMark::Outcome> DeviceStatsWriter::Write(
 
 bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   std::unordered_map<std::string, DeviceCounters> batch;
+  bool reset = reset_pending_;
   {
     std::lock_guard<std::mutex> lock(mu_);
     // A round takes every device waiting when it starts, and ends before
     // the next one: each waits at most one round, however many others keep
     // sending. A chunk that failed goes first, as it was.
     if (round_.empty()) round_.swap(pending_);
-    if (!retry_.empty()) {
+    if (retrying_) {
       batch.swap(retry_);
+      reset = retry_reset_;
     } else if (round_.size() <= kMaxFlushDevices) {
       batch.swap(round_);
       // Room left: deltas that came since, merged after the round's.
@@ -182,14 +182,16 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
       }
     }
   }
-  if (batch.empty() && !reset_pending_) return false;
+  if (batch.empty() && !reset) return false;
   const int64_t start_us = clock_->MonotonicUs();
-  Result<ChunkMark::Outcome> written = Write(db, busy_timeout_ms, batch);
+  Result<ChunkMark::Outcome> written = Write(db, busy_timeout_ms, reset, batch);
   if (!written.ok()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       retry_.swap(batch);
     }
+    retrying_ = true;
+    retry_reset_ = reset;
     const std::string error = written.status().message();
     if (error != error_) log_->Push("device_stats flush delayed: " + error);
     error_ = error;
@@ -202,8 +204,8 @@ bool DeviceStatsWriter::Flush(Database* db, int busy_timeout_ms) {
   }
   if (!error_.empty()) log_->Push("device_stats flush succeeded again");
   error_.clear();
-  // The reset ran in this transaction (not when the chunk was there before).
-  if (*written == ChunkMark::Outcome::kWritten) reset_pending_ = false;
+  retrying_ = false;
+  if (reset) reset_pending_ = false;
   last_flush_ms_.store((clock_->MonotonicUs() - start_us) / 1000);
   last_flush_rows_.store(static_cast<int64_t>(batch.size()));
   return true;

@@ -78,9 +78,10 @@ class DeviceStatsWriter {
   // Sets sessions and subscribed to 0 on every row of this node (nobody is
   // connected to it when the plugin starts or stops; other nodes' rows
   // stay), flushing as Flush does until the reset is committed; registry
-  // tables and their generation are untouched. When a write fails the reset
-  // stays pending and goes first, in the same transaction, with the next
-  // flush that succeeds. True when the reset was committed.
+  // tables and their generation are untouched. A chunk being tried again
+  // goes first, as it was; the reset goes first in the transaction of the
+  // next one. True when the reset was committed; otherwise it stays
+  // pending.
   bool ResetPresence(Database* db, int busy_timeout_ms);
 
   // Duration of the last successful flush and its row count (at most
@@ -93,7 +94,7 @@ class DeviceStatsWriter {
   // `busy_timeout_ms` meanwhile; errors say that device_stats was not
   // written.
   Result<ChunkMark::Outcome> Write(
-      Database* db, int busy_timeout_ms,
+      Database* db, int busy_timeout_ms, bool reset_presence,
       const std::unordered_map<std::string, DeviceCounters>& batch);
   // Adds `batch` to this node's rows (inside Write's transaction), after
   // resetting the presence of its rows when `reset_presence`.
@@ -110,8 +111,11 @@ class DeviceStatsWriter {
   std::unordered_map<std::string, DeviceCounters> pending_;
   // The current round: the deltas pending when it began, not yet written.
   std::unordered_map<std::string, DeviceCounters> round_;
-  // The chunk that failed, to be tried again as it is (ChunkMark's rule).
+  // The chunk that failed, to be tried again as it is (ChunkMark's rule):
+  // its deltas (retry_, which may be empty) and whether it reset presence.
   std::unordered_map<std::string, DeviceCounters> retry_;
+  bool retrying_ = false;       // flushing thread only: a chunk failed
+  bool retry_reset_ = false;    // flushing thread only
   ChunkMark mark_;              // flushing thread only
   std::string error_;           // flushing thread only: the last write error
   bool reset_pending_ = false;  // flushing thread only

@@ -97,11 +97,11 @@ TEST_F(ChunkMarkTest, ARetryWritesAChunkThatDidNotCommit) {
 // ----------------------------------------------------------- PostgreSQL ----
 
 // A COMMIT whose answer never comes: synchronous_commit is on and
-// synchronous_standby_names names a standby that does not exist, so every COMMIT is durable on the server but
-// waits (invisible to others, its locks held) until the setting is reset.
-// The writer's statement stall timeout (1 s) gives up on it and closes the
-// connection; the test then releases the commit and lets the writer try
-// again on a new connection.
+// synchronous_standby_names names a standby that does not exist, so every
+// COMMIT is durable on the server but waits (invisible to others, its locks
+// held) until the setting is reset. The writer's statement stall timeout (1 s)
+// gives up on it and closes the connection; the test then releases the commit
+// and lets the writer try again on a new connection.
 class LostCommitTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -140,9 +140,10 @@ class LostCommitTest : public ::testing::Test {
   // (`hold`), or none does (the waiting ones complete).
   void HoldCommits(bool hold) {
     ASSERT_TRUE(admin_
-                    ->Exec(hold ? "ALTER SYSTEM SET synchronous_standby_names "
-                                  "= 'nobody'"
-                                : "ALTER SYSTEM RESET synchronous_standby_names")
+                    ->Exec(hold
+                               ? "ALTER SYSTEM SET synchronous_standby_names "
+                                 "= 'nobody'"
+                               : "ALTER SYSTEM RESET synchronous_standby_names")
                     .ok());
     ASSERT_TRUE(admin_->Exec("SELECT pg_reload_conf()").ok());
     // In force once the server's processes have reloaded it.
@@ -151,7 +152,8 @@ class LostCommitTest : public ::testing::Test {
     while (CommitsHeld() != hold) {
       ASSERT_LT(std::chrono::steady_clock::now(), deadline)
           << "synchronous_standby_names did not take effect: hold " << hold
-          << "\n" << cluster_.Log();
+          << "\n"
+          << cluster_.Log();
     }
   }
 
@@ -307,6 +309,68 @@ TEST_F(LostCommitTest, TheWritersAddALostChunkOnce) {
   EXPECT_EQ(stats.pending(), 0u);
   EXPECT_EQ(Count(&*admin_, "SELECT count(*) FROM notification_log"), 9);
   EXPECT_EQ(Count(&*admin_, "SELECT rejected FROM device_stats"), 9);
+}
+
+// The presence reset a broker starts with is a chunk of its own, without
+// deltas: when its COMMIT's answer is lost and the reset took effect, the
+// deltas submitted meanwhile are still written, after it.
+TEST_F(LostCommitTest, DeltasAfterALostResetAreWritten) {
+  FixedClock clock;
+  std::atomic<bool> ready{false};
+  LogQueue log(&ready);
+  ASSERT_TRUE(admin_
+                  ->Exec("INSERT INTO device_stats (device_id, node, sessions) "
+                         "VALUES ('d', 'node-a', 1)")
+                  .ok());
+  DeviceStatsWriter stats(pg::MaskedUrl(cluster_.Url("registry")), "node-a",
+                          &clock, &log);
+  HoldCommits(true);
+  std::unique_ptr<Database> first = Writer();
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(stats.ResetPresence(&*first, 300));
+  std::vector<DeviceStatsDelta> deltas(1);
+  deltas[0].device_id = "d";
+  deltas[0].counters.rejected = 2;
+  ASSERT_TRUE(stats.Submit(&deltas));
+  HoldCommits(false);
+  ASSERT_EQ(WaitForCount("SELECT sessions FROM device_stats", 0), 0);
+
+  std::unique_ptr<Database> second = Writer();
+  ASSERT_TRUE(second);
+  for (int i = 0; i < 3 && stats.Flush(&*second, 300); ++i) {
+  }
+  EXPECT_EQ(stats.pending(), 0u);
+  EXPECT_EQ(Count(&*admin_, "SELECT rejected FROM device_stats"), 2);
+  EXPECT_EQ(Count(&*admin_, "SELECT sessions FROM device_stats"), 0);
+}
+
+// A reset asked for after a chunk whose COMMIT's answer was lost: that
+// chunk is tried again as it was, and the reset still happens.
+TEST_F(LostCommitTest, AResetAfterALostChunkIsWritten) {
+  FixedClock clock;
+  std::atomic<bool> ready{false};
+  LogQueue log(&ready);
+  DeviceStatsWriter stats(pg::MaskedUrl(cluster_.Url("registry")), "node-a",
+                          &clock, &log);
+  std::vector<DeviceStatsDelta> deltas(1);
+  deltas[0].device_id = "d";
+  deltas[0].counters.rejected = 1;
+  deltas[0].counters.sessions = 1;
+  deltas[0].counters.presence_changed = true;
+  ASSERT_TRUE(stats.Submit(&deltas));
+  HoldCommits(true);
+  std::unique_ptr<Database> first = Writer();
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(stats.Flush(&*first, 300));
+  HoldCommits(false);
+  ASSERT_EQ(WaitForCount("SELECT sessions FROM device_stats", 1), 1);
+
+  std::unique_ptr<Database> second = Writer();
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(stats.ResetPresence(&*second, 300));
+  EXPECT_EQ(stats.pending(), 0u);
+  EXPECT_EQ(Count(&*admin_, "SELECT rejected FROM device_stats"), 1);
+  EXPECT_EQ(Count(&*admin_, "SELECT sessions FROM device_stats"), 0);
 }
 
 }  // namespace

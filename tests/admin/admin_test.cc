@@ -1879,6 +1879,32 @@ TEST_F(AdminTest, InitMigratesAVersionThreeFile) {
   EXPECT_EQ(SchemaShape(db_), SchemaShape(fresh));
 }
 
+// Views and triggers of the operator's own that name notification_log or
+// registry_changes do not stop their rebuild, and name the new tables.
+TEST_F(AdminTest, InitMigratesAVersionThreeFileWithViewsOnTheRebuiltTables) {
+  ASSERT_TRUE(test::CreateOldRegistryFile(
+      3, db_.string(),
+      std::string(kVersionTwoRows) +
+          "CREATE VIEW log_by_node AS SELECT node, count(*) AS n "
+          "FROM notification_log GROUP BY node;"
+          "CREATE VIEW feed_kinds AS SELECT DISTINCT kind FROM "
+          "registry_changes;"
+          "CREATE TABLE audit (n INTEGER);"
+          "CREATE TRIGGER audit_log AFTER INSERT ON audit BEGIN "
+          "DELETE FROM notification_log WHERE id = NEW.n; END;"));
+  Outcome r = Admin({"init"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "migrated registry " + Path() + " from schema version 3 to 4\n");
+  Peek peek(db_);
+  EXPECT_EQ(peek.One("PRAGMA user_version"), "4");
+  EXPECT_EQ(peek.One("SELECT sum(n) FROM log_by_node"), "1");
+  EXPECT_EQ(peek.One("SELECT count(*) FROM feed_kinds"), "1");
+  peek.Exec("INSERT INTO audit (n) SELECT id FROM notification_log");
+  EXPECT_EQ(peek.One("SELECT count(*) FROM notification_log"), "0");
+  EXPECT_EQ(peek.One("PRAGMA integrity_check"), "ok");
+}
+
 // A file created by an early version-2 schema, before device_stats had the
 // presence columns, migrates the same way.
 TEST_F(AdminTest, InitMigratesAnEarlyVersionTwoFile) {
