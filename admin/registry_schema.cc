@@ -530,8 +530,10 @@ Result<InitOutcome> InitPostgresRegistry(Database* db, const std::string& name,
                          ": no migration from schema version " +
                          std::to_string(*found) + " on PostgreSQL");
   }
-  if (*found != 0)
+  if (*found == version) return outcome;
+  if (*found != 0) {
     return ApplyPostgresSchema(db, name, postgres_schema_sql, version, outcome);
+  }
   Result<int64_t> tables = CountTables(db);
   if (!tables.ok()) return fail("cannot read registry", tables.status());
   if (*tables > 0) {

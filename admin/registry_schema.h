@@ -64,9 +64,10 @@ Result<InitOutcome> InitRegistry(Database* db, const std::string& path,
 //   `postgres_schema_sql` (itself one transaction, idempotent; two processes
 //   applying it at once take turns);
 // - registry tables without registry_meta: refuses (not a HOMEPOT registry);
+// - `version`: nothing;
 // - 3 (the first version on PostgreSQL) up to `version`: applies
-//   `postgres_schema_sql` again, which brings an older registry to
-//   `version` and restores the functions and triggers of this build;
+//   `postgres_schema_sql` again, which brings the registry to `version`
+//   (so every change to that file comes with a new version);
 // - another version: refuses, naming both.
 // `name` (the URL with its password masked) only serves the messages.
 Result<InitOutcome> InitPostgresRegistry(Database* db, const std::string& name,

@@ -3,9 +3,10 @@
 -- constraints and time strings, so that one reader serves both. Applied by
 -- `psql -v ON_ERROR_STOP=1 -f schema/postgresql.sql <url>` (or by a program)
 -- on a database in UTF8 encoding. Idempotent; one transaction. Applied to
--- a registry of an older version it brings it to this one, and to one of
--- this version it restores this file's functions and triggers
--- (`homepot-admin init` applies it in both cases).
+-- a registry of an older version it brings it to this one (`homepot-admin
+-- init` does that), and to one of this version it restores this file's
+-- functions and triggers. Every change to this file comes with a new
+-- version.
 --
 -- The schema version is registry_meta.schema_version (PostgreSQL has no
 -- user_version).
