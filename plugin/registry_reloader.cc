@@ -296,8 +296,10 @@ Status RegistryReloader::OpenPostgres() {
   }
   db_.emplace(std::move(*db));
   db_->SetBusyTimeout(kBusyTimeoutMs);
+  Status s = db_->Exec("SET idle_in_transaction_session_timeout = " +
+                       std::to_string(kIdleInTransactionMs));
   // Listening before the load: no change after it goes unnoticed.
-  Status s = db_->pg()->Listen(kChannel);
+  if (s.ok()) s = db_->pg()->Listen(kChannel);
   if (s.ok()) s = CheckSchema(&*db_);
   if (!s.ok()) {
     Close();

@@ -80,6 +80,13 @@ class RegistryReloader {
   // feed, writes bounded by lock_timeout) or stream their rows (a full
   // load, a million devices included): 10 s of silence is a stalled server.
   static constexpr int kStallTimeoutMs = 10000;
+  // How long the server keeps a transaction of the registry's session open
+  // while the session sends nothing (idle_in_transaction_session_timeout):
+  // one the plugin gave up on (a stall, a connection the network dropped
+  // without a word) would otherwise hold its locks, this node's write_marks
+  // rows among them, until the server noticed the client was gone. The
+  // registry's own transactions are never idle that long.
+  static constexpr int kIdleInTransactionMs = 30000;
   // The channel of the registry's change notifications.
   static constexpr const char* kChannel = "homepot_registry";
 

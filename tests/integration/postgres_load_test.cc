@@ -568,6 +568,22 @@ TEST_F(PostgresLoadTest, DeviceStatsWaitForAWorkingConnection) {
             std::vector<std::string>{"5"});
 }
 
+// A transaction of the registry's session that the plugin gave up on does
+// not hold its locks (this node's write_marks rows) for long.
+TEST_F(PostgresLoadTest, TheRegistrySessionEndsATransactionLeftIdle) {
+  std::atomic<bool> has_update{false};
+  RegistryReloader reloader(url_, SystemClock::Instance(), &log_, &has_update);
+  ASSERT_TRUE(reloader.LoadFirst().ok());
+  Result<Statement> show =
+      reloader.db()->Prepare("SHOW idle_in_transaction_session_timeout");
+  ASSERT_TRUE(show.ok()) << show.status().message();
+  Result<bool> row = show->Step();
+  ASSERT_TRUE(row.ok() && *row);
+  EXPECT_EQ(show->Text(0),
+            std::to_string(RegistryReloader::kIdleInTransactionMs / 1000) +
+                "s");
+}
+
 DeliveryEvent Accepted(const std::string& message_id, uint32_t queued,
                        int64_t received_ms) {
   DeliveryEvent e;
