@@ -69,7 +69,6 @@ bool Device::IsToken(std::string_view topic) const {
 }
 
 void Snapshot::Shard::Index() {
-  devices.shrink_to_fit();
   by_id.assign(devices.empty() ? 0 : TableSize(devices.size()), 0);
   min_max_payload = UINT32_MAX;
   rule_count = 0;

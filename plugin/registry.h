@@ -134,7 +134,7 @@ class Snapshot {
     std::vector<uint32_t> by_id;  // open addressing; 0 = empty, else idx+1
     uint32_t min_max_payload = UINT32_MAX;
     size_t rule_count = 0;
-    // Fits `devices` to their count and builds by_id and the totals.
+    // Builds by_id and the totals.
     void Index();
     // The device `id`, whose HashBytes is `hash`, or nullptr.
     const Device* Find(std::string_view id, uint64_t hash) const;
