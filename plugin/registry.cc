@@ -138,20 +138,31 @@ void Snapshot::Summarize() {
 Snapshot::Builder::Builder() : shards_(kShards), tokens_(kShards) {}
 
 void Snapshot::Builder::Add(Device device) {
-  auto& shard = shards_[ShardOf(device.id)];
-  if (!shard) shard = std::make_shared<Shard>();
-  if (!device.token.empty()) {
-    const uint64_t hash = HashBytes(device.token);
-    auto& token_shard = tokens_[ShardOf(hash)];
-    if (!token_shard) token_shard = std::make_shared<TokenShard>();
-    token_shard->entries.emplace_back(hash, device.id);
+  if (pending_.capacity() == 0) pending_.reserve(kChunk);
+  pending_.push_back(std::move(device));
+  if (pending_.size() == kChunk) Distribute();
+}
+
+void Snapshot::Builder::Distribute() {
+  for (Device& device : pending_) {
+    auto& shard = shards_[ShardOf(device.id)];
+    if (!shard) shard = std::make_shared<Shard>();
+    if (!device.token.empty()) {
+      const uint64_t hash = HashBytes(device.token);
+      auto& token_shard = tokens_[ShardOf(hash)];
+      if (!token_shard) token_shard = std::make_shared<TokenShard>();
+      token_shard->entries.emplace_back(hash, device.id);
+    }
+    shard->devices.push_back(std::move(device));
   }
-  shard->devices.push_back(std::move(device));
+  pending_.clear();
 }
 
 void Snapshot::Builder::IndexOnce() {
   if (indexed_) return;
   indexed_ = true;
+  Distribute();
+  std::vector<Device>().swap(pending_);
   for (auto& shard : shards_) {
     if (shard) shard->Index();
   }
