@@ -1,8 +1,9 @@
 // The one RAII layer over libpq, for the PostgreSQL registry: a connection
 // opened from a libpq URL, statements with text parameters and text results
-// (read whole, or streamed a row at a time: RowStream), a transaction guard that rolls back unless committed, and LISTEN with
-// notifications read from the connection's socket, so that a caller can
-// poll() it with its own timeout. Errors come back as Status values.
+// (read whole, or streamed a row at a time: RowStream), a transaction guard
+// that rolls back unless committed, and LISTEN with notifications read from the
+// connection's socket, so that a caller can poll() it with its own timeout.
+// Errors come back as Status values.
 //
 // Passwords: a connection URL may carry one (in the URI's user info or a
 // password= keyword), but it never reaches a message: every error begins with
