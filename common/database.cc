@@ -96,8 +96,9 @@ struct Statement::Pg {
   std::string sql;
   pg::Params params;
   std::vector<Oid> types;
-  std::optional<pg::Rows> rows;
-  int row = -1;
+  // The rows of the run under way (from the first Step to Reset).
+  std::unique_ptr<pg::RowStream> rows;
+  bool done = false;  // Step answered false: the run is over
   std::string bind_error;
 
   void Set(int index, std::optional<std::string> value, Oid type) {
@@ -183,18 +184,23 @@ Result<bool> Statement::Step() {
   if (pg_) {
     if (!pg_->bind_error.empty()) return Status::Error(pg_->bind_error);
     if (!pg_->rows) {
-      Result<pg::Rows> rows = pg_->conn->Run(pg_->sql, pg_->params, pg_->types);
+      Result<std::unique_ptr<pg::RowStream>> rows =
+          pg_->conn->Stream(pg_->sql, pg_->params, pg_->types);
       if (!rows.ok()) return rows.status();
-      const std::string command = rows->command();
+      pg_->rows = std::move(*rows);
+      pg_->done = false;
+    }
+    if (pg_->done) return false;
+    Result<bool> row = pg_->rows->Next();
+    if (row.ok() && !*row) {
+      pg_->done = true;
+      const std::string command = pg_->rows->command();
       if (command.rfind("INSERT", 0) == 0 || command.rfind("UPDATE", 0) == 0 ||
           command.rfind("DELETE", 0) == 0) {
-        *pg_->changes = rows->affected();
+        *pg_->changes = pg_->rows->affected();
       }
-      pg_->rows.emplace(std::move(*rows));
-      pg_->row = -1;
     }
-    if (pg_->row < pg_->rows->rows()) ++pg_->row;
-    return pg_->row < pg_->rows->rows();
+    return row;
   }
   if (bind_error_ != SQLITE_OK) {
     return Status::Error(std::string("binding a parameter failed: ") +
@@ -223,7 +229,7 @@ Status Statement::Run() {
 void Statement::Reset() {
   if (pg_) {
     pg_->rows.reset();
-    pg_->row = -1;
+    pg_->done = false;
     pg_->bind_error.clear();
     return;
   }
@@ -232,17 +238,17 @@ void Statement::Reset() {
 }
 
 bool Statement::IsNull(int column) const {
-  if (pg_) return pg_->rows->IsNull(pg_->row, column);
+  if (pg_) return pg_->rows->IsNull(column);
   return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
 }
 
 int64_t Statement::Int(int column) const {
-  if (pg_) return pg_->rows->Int(pg_->row, column);
+  if (pg_) return pg_->rows->Int(column);
   return sqlite3_column_int64(stmt_.get(), column);
 }
 
 std::string Statement::Text(int column) const {
-  if (pg_) return pg_->rows->Text(pg_->row, column);
+  if (pg_) return pg_->rows->Text(column);
   const auto* text =
       reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), column));
   if (text == nullptr) return {};
@@ -324,7 +330,7 @@ Result<Statement> Database::Prepare(std::string_view sql) {
                           {},
                           {},
                           {},
-                          -1,
+                          false,
                           {}});
     return Statement(std::move(p));
   }

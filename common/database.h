@@ -11,9 +11,21 @@
 // differ a caller asks backend(). A Statement can also be prepared on a raw
 // sqlite3* handle that its owner opened and closes.
 //
-// On PostgreSQL a statement runs, with its bindings, at its first Step and
-// keeps all its rows until Reset; Changes counts the rows of the last
-// statement run.
+// On PostgreSQL a statement is sent, with its bindings, at its first Step,
+// and its rows are read as Step asks for them (pg::RowStream): stepping
+// through a result of any size holds about one row at a time, so a full
+// load of the registry never holds the whole result besides what it builds
+// from it. Each wait for the server is bounded by the connection's stall
+// timeout and ended by its interrupt fd (pg::Options); the caller's time
+// between Steps never counts. The statement holds the connection until it
+// has been stepped to its end or Reset: a statement run meanwhile on the
+// same connection first reads the rest of its rows into memory (they stay
+// for its later Steps), and one Reset or destroyed before its end has the
+// rest read and dropped by the next statement. So step a big result
+// through before running another statement, and do not leave one half
+// read while waiting for something else (the server holds its snapshot
+// until it is read). Changes counts the rows of the last statement stepped
+// to its end.
 #ifndef HOMEPOT_COMMON_DATABASE_H_
 #define HOMEPOT_COMMON_DATABASE_H_
 

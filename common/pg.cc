@@ -366,7 +366,82 @@ Result<Connection> Connection::Open(const std::string& url,
 Status Connection::Broken(std::string_view message) {
   conn_.reset();
   closed_because_ = std::string(message);
+  EndStream(Error(message));
   return Error(message);
+}
+
+void Connection::EndStream(const Status& error) {
+  if (stream_ != nullptr) {
+    stream_->on_wire_ = false;
+    if (!error.ok()) stream_->error_ = error;
+  }
+  stream_ = nullptr;
+  streaming_ = false;
+}
+
+Status Connection::Settle() {
+  return streaming_ ? ReadStream(/*one_row=*/false) : Status::Ok();
+}
+
+Status Connection::ReadStream(bool one_row) {
+  PGconn* conn = conn_.get();
+  RowStream* const owner = stream_;
+  // Rows read to the end, copied into one result (as Run would hold them).
+  std::unique_ptr<PGresult, Rows::Clearer> gathered;
+  auto give_gathered = [&] {
+    if (gathered != nullptr && owner != nullptr) {
+      owner->ahead_.push_back(Rows(gathered.release()));
+    }
+  };
+  Clock::time_point progress = Clock::now();
+  for (;;) {
+    if (Status ready = AwaitResult(&progress); !ready.ok()) {
+      give_gathered();  // the error follows them (Broken gave it)
+      return ready;
+    }
+    std::unique_ptr<PGresult, Rows::Clearer> result(PQgetResult(conn));
+    if (result == nullptr) {  // the statement is over
+      give_gathered();
+      EndStream(Status::Ok());
+      return Status::Ok();
+    }
+    const ExecStatusType status = PQresultStatus(result.get());
+    if (status == PGRES_SINGLE_TUPLE) {
+      if (owner == nullptr) continue;
+      if (one_row) {
+        owner->ahead_.push_back(Rows(result.release()));
+        return Status::Ok();
+      }
+      if (gathered == nullptr) {
+        gathered.reset(PQcopyResult(result.get(), PG_COPYRES_ATTRS));
+        if (gathered == nullptr) return Broken("out of memory");
+      }
+      const int row = PQntuples(gathered.get());
+      for (int column = 0; column < PQnfields(result.get()); ++column) {
+        const bool null = PQgetisnull(result.get(), 0, column) != 0;
+        if (PQsetvalue(gathered.get(), row, column,
+                       null ? nullptr : PQgetvalue(result.get(), 0, column),
+                       null ? -1 : PQgetlength(result.get(), 0, column)) == 0) {
+          return Broken("out of memory");
+        }
+      }
+      continue;
+    }
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT ||
+        status == PGRES_COPY_BOTH) {
+      give_gathered();
+      return Broken("COPY is not supported");
+    }
+    // The final result, or the error that ended the statement; then
+    // PQgetResult answers nullptr.
+    if (owner != nullptr) {
+      if (Status failed = ResultError(result.get()); !failed.ok()) {
+        if (owner->error_.ok()) owner->error_ = failed;
+      } else {
+        owner->end_.emplace(Rows(result.release()));
+      }
+    }
+  }
 }
 
 Status Connection::Closed() const {
@@ -402,8 +477,23 @@ Result<short> Connection::Wait(short events, Clock::time_point* progress) {
   }
 }
 
+Status Connection::AwaitResult(Clock::time_point* progress) {
+  PGconn* conn = conn_.get();
+  // A connection that breaks ends PQisBusy: PQgetResult then reports what
+  // the server said last, without waiting.
+  while (PQisBusy(conn) != 0) {
+    Result<short> ready = Wait(POLLIN, progress);
+    if (!ready.ok()) return ready.status();
+    if (PQconsumeInput(conn) == 0 && PQstatus(conn) == CONNECTION_OK) {
+      return Broken(PQerrorMessage(conn));
+    }
+  }
+  return Status::Ok();
+}
+
 template <typename Send>
-Result<Rows> Connection::Perform(Send send) {
+Status Connection::SendStatement(Send send) {
+  if (Status settled = Settle(); !settled.ok()) return settled;
   PGconn* conn = conn_.get();
   if (conn == nullptr) return Closed();
   if (send(conn) == 0) {
@@ -417,27 +507,26 @@ Result<Rows> Connection::Perform(Send send) {
   for (;;) {
     const int flushed = PQflush(conn);
     if (flushed < 0) return Broken(PQerrorMessage(conn));
-    if (flushed == 0) break;
+    if (flushed == 0) return Status::Ok();
     Result<short> ready = Wait(POLLIN | POLLOUT, &progress);
     if (!ready.ok()) return ready.status();
     if ((*ready & POLLIN) != 0 && PQconsumeInput(conn) == 0) {
       return Broken(PQerrorMessage(conn));
     }
   }
+}
+
+template <typename Send>
+Result<Rows> Connection::Perform(Send send) {
+  if (Status sent = SendStatement(send); !sent.ok()) return sent;
+  PGconn* conn = conn_.get();
+  Clock::time_point progress = Clock::now();
   // Reading every result, as PQexec does: the first error wins (a failed
   // statement ends the rest), else the last result.
   std::optional<Rows> kept;
   bool kept_failed = false;
   for (;;) {
-    // A connection that breaks ends PQisBusy: PQgetResult then reports
-    // what the server said last, without waiting.
-    while (PQisBusy(conn) != 0) {
-      Result<short> ready = Wait(POLLIN, &progress);
-      if (!ready.ok()) return ready.status();
-      if (PQconsumeInput(conn) == 0 && PQstatus(conn) == CONNECTION_OK) {
-        return Broken(PQerrorMessage(conn));
-      }
-    }
+    if (Status ready = AwaitResult(&progress); !ready.ok()) return ready;
     PGresult* result = PQgetResult(conn);
     if (result == nullptr) break;
     const ExecStatusType status = PQresultStatus(result);
@@ -490,27 +579,69 @@ Status Connection::Exec(const std::string& sql) {
       .status();
 }
 
-Result<Rows> Connection::Run(const std::string& sql, const Params& params,
-                             const std::vector<Oid>& types) {
+namespace {
+
+// The parameters as PQsendQueryParams takes them; fails for a NUL byte.
+Result<std::vector<const char*>> ParamValues(const Connection& conn,
+                                             const Params& params) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     if (params[i] && params[i]->find('\0') != std::string::npos) {
-      return Error("parameter $" + std::to_string(i + 1) +
-                   " contains a NUL byte");
+      return conn.Error("parameter $" + std::to_string(i + 1) +
+                        " contains a NUL byte");
     }
     values.push_back(params[i] ? params[i]->c_str() : nullptr);
   }
-  return Perform([&](PGconn* conn) {
-    return PQsendQueryParams(
-        conn, sql.c_str(), static_cast<int>(values.size()),
-        types.size() == values.size() ? types.data() : nullptr, values.data(),
-        nullptr, nullptr, /*resultFormat=*/0);
+  return values;
+}
+
+int SendParams(PGconn* conn, const std::string& sql,
+               const std::vector<const char*>& values,
+               const std::vector<Oid>& types) {
+  return PQsendQueryParams(
+      conn, sql.c_str(), static_cast<int>(values.size()),
+      types.size() == values.size() ? types.data() : nullptr, values.data(),
+      nullptr, nullptr, /*resultFormat=*/0);
+}
+
+}  // namespace
+
+Result<Rows> Connection::Run(const std::string& sql, const Params& params,
+                             const std::vector<Oid>& types) {
+  Result<std::vector<const char*>> values = ParamValues(*this, params);
+  if (!values.ok()) return values.status();
+  return Perform(
+      [&](PGconn* conn) { return SendParams(conn, sql, *values, types); });
+}
+
+Result<std::unique_ptr<RowStream>> Connection::Stream(
+    const std::string& sql, const Params& params,
+    const std::vector<Oid>& types) {
+  Result<std::vector<const char*>> values = ParamValues(*this, params);
+  if (!values.ok()) return values.status();
+  bool in_transaction = false;
+  Status sent = SendStatement([&](PGconn* conn) {
+    in_transaction = InTransaction();
+    // Single-row mode is chosen right after the statement is queued.
+    return SendParams(conn, sql, *values, types) != 0 &&
+                   PQsetSingleRowMode(conn) != 0
+               ? 1
+               : 0;
   });
+  if (!sent.ok()) return sent;
+  std::unique_ptr<RowStream> stream(new RowStream(this));
+  stream_in_transaction_ = in_transaction;
+  streaming_ = true;
+  stream_ = stream.get();
+  return stream;
 }
 
 bool Connection::InTransaction() const {
   const PGTransactionStatusType status = PQtransactionStatus(conn_.get());
+  // While a stream's statement runs, libpq says ACTIVE: the statement does
+  // not change whether a transaction is open.
+  if (status == PQTRANS_ACTIVE && streaming_) return stream_in_transaction_;
   return status == PQTRANS_INTRANS || status == PQTRANS_INERROR ||
          status == PQTRANS_ACTIVE;
 }
@@ -531,6 +662,7 @@ Status Connection::Listen(const std::string& channel) {
 }
 
 Result<std::vector<Notification>> Connection::TakeNotifications() {
+  if (Status settled = Settle(); !settled.ok()) return settled;
   if (conn_ == nullptr) return Closed();
   if (PQconsumeInput(conn_.get()) == 0 ||
       PQstatus(conn_.get()) != CONNECTION_OK) {
@@ -568,6 +700,7 @@ bool Connection::ok() const {
 }
 
 Status Connection::Reset() {
+  if (streaming_) EndStream(Error("the connection was reset"));
   conn_.reset();
   Result<PGconn*> conn = Connect(url_, options_);
   if (!conn.ok()) return conn.status();
@@ -583,6 +716,53 @@ Status Connection::Reset() {
 }
 
 int Connection::backend_pid() const { return PQbackendPID(conn_.get()); }
+
+// ------------------------------------------------------------ RowStream
+
+RowStream::~RowStream() {
+  // The rest of the result is dropped by the connection's next statement.
+  if (on_wire_ && conn_->stream_ == this) conn_->stream_ = nullptr;
+}
+
+Result<bool> RowStream::Next() {
+  if (!ahead_.empty() && row_ + 1 < ahead_.front().rows()) {
+    ++row_;
+    return true;
+  }
+  if (!ahead_.empty() && row_ >= 0) ahead_.pop_front();
+  row_ = -1;
+  if (ahead_.empty() && on_wire_) {
+    if (Status read = conn_->ReadStream(/*one_row=*/true); !read.ok()) {
+      if (ahead_.empty()) return read;
+    }
+  }
+  if (!ahead_.empty()) {
+    row_ = 0;
+    return true;
+  }
+  if (!error_.ok()) return error_;
+  return false;
+}
+
+bool RowStream::IsNull(int column) const {
+  return ahead_.front().IsNull(row_, column);
+}
+
+std::string RowStream::Text(int column) const {
+  return ahead_.front().Text(row_, column);
+}
+
+std::optional<std::string> RowStream::OptionalText(int column) const {
+  return ahead_.front().OptionalText(row_, column);
+}
+
+int64_t RowStream::Int(int column) const {
+  return ahead_.front().Int(row_, column);
+}
+
+int64_t RowStream::affected() const { return end_ ? end_->affected() : 0; }
+
+std::string RowStream::command() const { return end_ ? end_->command() : ""; }
 
 // ---------------------------------------------------------- Transaction
 

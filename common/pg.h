@@ -1,8 +1,9 @@
 // The one RAII layer over libpq, for the PostgreSQL registry: a connection
-// opened from a libpq URL, statements with text parameters and text results,
-// a transaction guard that rolls back unless committed, and LISTEN with
-// notifications read from the connection's socket, so that a caller can
-// poll() it with its own timeout. Errors come back as Status values.
+// opened from a libpq URL, statements with text parameters and text results
+// (read whole, or streamed a row at a time: RowStream), a transaction guard
+// that rolls back unless committed, and LISTEN with notifications read from the
+// connection's socket, so that a caller can poll() it with its own timeout.
+// Errors come back as Status values.
 //
 // Passwords: a connection URL may carry one (in the URI's user info or a
 // password= keyword), but it never reaches a message: every error begins with
@@ -29,6 +30,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,11 +77,67 @@ class Rows {
 
  private:
   friend class Connection;
+  friend class RowStream;
   struct Clearer {
     void operator()(PGresult* r) const { PQclear(r); }
   };
   explicit Rows(PGresult* result) : result_(result) {}
   std::unique_ptr<PGresult, Clearer> result_;
+};
+
+class Connection;
+
+// The result of one statement read as it arrives (libpq's single-row mode,
+// Connection::Stream): however many rows it has, it holds about one row
+// and libpq's input buffer, and its first row is there as soon as the
+// server sends it. Waits for the server as Connection::Run does (the stall
+// timeout bounds each silence, not the whole result; the interrupt fd ends
+// it), and a broken connection ends it with that error.
+//
+// Until its last result is read, its rows hold the connection: a statement
+// run meanwhile (Run, Exec, another Stream, TakeNotifications) first reads
+// the rest of them into this stream, in one result as Run would have
+// (memory as for a whole result), and a stream destroyed before its end
+// leaves the rest to be read and dropped by the connection's next
+// statement. The connection must outlive the stream and stay where it is
+// (not moved) while the stream exists.
+class RowStream {
+ public:
+  RowStream(const RowStream&) = delete;
+  RowStream& operator=(const RowStream&) = delete;
+  ~RowStream();
+
+  // The next row: true when there is one, false at the end of the result.
+  // Rows that came before an error are given first, then the error (the
+  // server's message as Run gives it); after the end or an error the same
+  // answer again.
+  Result<bool> Next();
+
+  // The current row (after Next answered true); columns as in Rows.
+  bool IsNull(int column) const;
+  std::string Text(int column) const;
+  std::optional<std::string> OptionalText(int column) const;
+  int64_t Int(int column) const;
+  // Once Next answered false: as Rows::affected and Rows::command of the
+  // statement's final result.
+  int64_t affected() const;
+  std::string command() const;
+
+ private:
+  friend class Connection;
+  explicit RowStream(Connection* conn) : conn_(conn) {}
+
+  Connection* conn_;
+  // Results read and not yet passed (each with at least one row); the
+  // current row is row_ of the first.
+  std::deque<Rows> ahead_;
+  int row_ = -1;
+  // Whether results of the statement are still to be read from the
+  // connection.
+  bool on_wire_ = true;
+  // The final result, once read; or the error that ended the statement.
+  std::optional<Rows> end_;
+  Status error_ = Status::Ok();
 };
 
 struct Notification {
@@ -129,6 +187,12 @@ class Connection {
   // type OID of each parameter, 0 leaving it to the server to infer.
   Result<Rows> Run(const std::string& sql, const Params& params = {},
                    const std::vector<Oid>& types = {});
+  // Sends one statement as Run does and returns its rows to read as they
+  // arrive (RowStream). Fails as Run does when it cannot be sent; errors
+  // of the statement itself come from RowStream::Next.
+  Result<std::unique_ptr<RowStream>> Stream(const std::string& sql,
+                                            const Params& params = {},
+                                            const std::vector<Oid>& types = {});
 
   // LISTEN `channel` (quoted as an identifier). Remembered for Reset.
   Status Listen(const std::string& channel);
@@ -171,7 +235,26 @@ class Connection {
   Connection(PGconn* conn, std::string url, const Options& options);
   // Status of a finished statement: ok for PGRES_COMMAND_OK/TUPLES_OK.
   Status ResultError(const PGresult* result) const;
-  // Runs the statement that `send` queued (PQsendQuery...): flushes it and
+  friend class RowStream;
+  // Waits until libpq has the next result whole (or the connection broke:
+  // then PQgetResult says so); fails as Wait does.
+  Status AwaitResult(std::chrono::steady_clock::time_point* progress);
+  // The stream on the wire is over: its results are all read, or
+  // `error` (when not ok) ended it. Nothing is on the wire any more.
+  void EndStream(const Status& error);
+  // Reads the rest of the stream whose results are on the wire, if any
+  // (into it, or dropped when it was destroyed); fails, as its reads do,
+  // when the connection breaks.
+  Status Settle();
+  // Reads results of the stream on the wire: up to its next row when
+  // `one_row`, else to its end (its rows gathered in one result). Gives
+  // them, its final result or its error to stream_ (nullptr: dropped).
+  Status ReadStream(bool one_row);
+  // Settles, then sends the statement that `send` queues (PQsendQuery...)
+  // and flushes it, waiting on the socket.
+  template <typename Send>
+  Status SendStatement(Send send);
+  // Sends the statement that `send` queues (SendStatement) and
   // reads every result, waiting on the socket. Returns the first error
   // result, else the last result; fails (closing the connection) on a
   // broken connection, a stall or an interrupt.
@@ -195,6 +278,12 @@ class Connection {
   std::vector<std::string> channels_;
   // Why Broken closed the connection.
   std::string closed_because_;
+  // Whether results of a RowStream are still to be read, and that stream
+  // (nullptr once it was destroyed: they are dropped).
+  bool streaming_ = false;
+  RowStream* stream_ = nullptr;
+  // Whether a transaction was open when that stream's statement was sent.
+  bool stream_in_transaction_ = false;
 };
 
 // BEGIN on construction (via Begin), ROLLBACK on destruction unless Commit()

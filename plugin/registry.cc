@@ -86,18 +86,21 @@ void Snapshot::TokenShard::Index() {
   }
 }
 
+const Device* Snapshot::Shard::Find(std::string_view id, uint64_t hash) const {
+  if (by_id.empty()) return nullptr;
+  const size_t mask = by_id.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const uint32_t slot = by_id[i];
+    if (slot == 0) return nullptr;
+    const Device& d = devices[slot - 1];
+    if (d.id == id) return &d;
+  }
+}
+
 const Device* Snapshot::Find(std::string_view id) const {
   if (shards_.empty()) return nullptr;
   const uint64_t hash = HashBytes(id);
-  const Shard& shard = *shards_[ShardOf(hash)];
-  if (shard.by_id.empty()) return nullptr;
-  const size_t mask = shard.by_id.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    const uint32_t slot = shard.by_id[i];
-    if (slot == 0) return nullptr;
-    const Device& d = shard.devices[slot - 1];
-    if (d.id == id) return &d;
-  }
+  return shards_[ShardOf(hash)]->Find(id, hash);
 }
 
 const Device* Snapshot::FindByToken(std::string_view topic) const {
@@ -132,33 +135,62 @@ void Snapshot::Summarize() {
   }
 }
 
-std::shared_ptr<const Snapshot> Snapshot::Build(
-    std::vector<Device> devices, std::vector<AclRule> global,
-    int64_t generation, uint32_t unknown_max_payload,
-    std::vector<std::pair<std::string, AclRule>> device_rules) {
-  std::vector<std::shared_ptr<Shard>> shards(kShards);
-  std::vector<std::shared_ptr<TokenShard>> tokens(kShards);
-  for (Device& d : devices) {
-    auto& shard = shards[ShardOf(d.id)];
+Snapshot::Builder::Builder() : shards_(kShards), tokens_(kShards) {}
+
+void Snapshot::Builder::Add(Device device) {
+  if (pending_.capacity() == 0) pending_.reserve(kChunk);
+  pending_.push_back(std::move(device));
+  if (pending_.size() == kChunk) Distribute();
+}
+
+void Snapshot::Builder::Distribute() {
+  for (Device& device : pending_) {
+    auto& shard = shards_[ShardOf(device.id)];
     if (!shard) shard = std::make_shared<Shard>();
-    if (!d.token.empty()) {
-      const uint64_t hash = HashBytes(d.token);
-      auto& token_shard = tokens[ShardOf(hash)];
+    if (!device.token.empty()) {
+      const uint64_t hash = HashBytes(device.token);
+      auto& token_shard = tokens_[ShardOf(hash)];
       if (!token_shard) token_shard = std::make_shared<TokenShard>();
-      token_shard->entries.emplace_back(hash, d.id);
+      token_shard->entries.emplace_back(hash, device.id);
     }
-    shard->devices.push_back(std::move(d));
+    shard->devices.push_back(std::move(device));
   }
-  std::vector<Device>().swap(devices);
-  for (auto& shard : shards) {
+  pending_.clear();
+}
+
+void Snapshot::Builder::IndexOnce() {
+  if (indexed_) return;
+  indexed_ = true;
+  Distribute();
+  std::vector<Device>().swap(pending_);
+  for (auto& shard : shards_) {
     if (shard) shard->Index();
   }
-  for (auto& shard : tokens) {
+}
+
+void Snapshot::Builder::AddRule(std::string_view id, AclRule rule) {
+  IndexOnce();
+  const uint64_t hash = HashBytes(id);
+  Shard* shard = shards_[ShardOf(hash)].get();
+  if (shard == nullptr) return;
+  if (const Device* d = shard->Find(id, hash)) {
+    shard->devices[d - shard->devices.data()].rules.push_back(std::move(rule));
+    ++shard->rule_count;
+  }
+}
+
+std::shared_ptr<const Snapshot> Snapshot::Builder::Finish(
+    std::vector<AclRule> global, int64_t generation,
+    uint32_t unknown_max_payload) {
+  IndexOnce();
+  for (auto& shard : tokens_) {
     if (shard) shard->Index();
   }
   auto s = std::make_shared<Snapshot>();
-  s->shards_.assign(shards.begin(), shards.end());
-  s->token_shards_.assign(tokens.begin(), tokens.end());
+  s->shards_.assign(shards_.begin(), shards_.end());
+  s->token_shards_.assign(tokens_.begin(), tokens_.end());
+  shards_.clear();
+  tokens_.clear();
   // Empty slots share one empty shard.
   const auto empty = std::make_shared<const Shard>();
   const auto no_tokens = std::make_shared<const TokenShard>();
@@ -168,19 +200,22 @@ std::shared_ptr<const Snapshot> Snapshot::Build(
   for (auto& shard : s->token_shards_) {
     if (!shard) shard = no_tokens;
   }
-  // Rules go through the shards' own indexes (they are still ours to change).
-  for (auto& [id, rule] : device_rules) {
-    if (const Device* d = s->Find(id)) {
-      Shard& shard = *shards[ShardOf(id)];
-      shard.devices[d - shard.devices.data()].rules.push_back(std::move(rule));
-      ++shard.rule_count;
-    }
-  }
   s->global_rules_ = std::move(global);
   s->generation_ = generation;
   s->unknown_max_payload_ = unknown_max_payload;
   s->Summarize();
   return s;
+}
+
+std::shared_ptr<const Snapshot> Snapshot::Build(
+    std::vector<Device> devices, std::vector<AclRule> global,
+    int64_t generation, uint32_t unknown_max_payload,
+    std::vector<std::pair<std::string, AclRule>> device_rules) {
+  Builder builder;
+  for (Device& d : devices) builder.Add(std::move(d));
+  std::vector<Device>().swap(devices);
+  for (auto& [id, rule] : device_rules) builder.AddRule(id, std::move(rule));
+  return builder.Finish(std::move(global), generation, unknown_max_payload);
 }
 
 std::shared_ptr<const Snapshot> Snapshot::Apply(Changes changes) const {
@@ -565,23 +600,23 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
   Result<TypeLimits> limits = ReadTypeLimits(db);
   if (!limits.ok()) return limits.status();
 
-  std::vector<Device> devices;
+  // Each row goes into the snapshot as it is read: the load holds the
+  // registry once, whatever its size (a PostgreSQL statement streams its
+  // rows, database.h).
+  Snapshot::Builder builder;
   {
     constexpr const char* kWhat = "cannot read devices";
-    Result<int64_t> count = ReadInt(db, "SELECT count(*) FROM devices", kWhat);
-    if (count.ok()) devices.reserve(*count);
     Result<Statement> stmt = db->Prepare(kDeviceColumns);
     if (!stmt.ok()) return DbError(kWhat, stmt.status());
     Status s = EachRow(&*stmt, kWhat, [&] {
       if (auto d = DecodeDevice(&*stmt, *limits, warnings)) {
-        devices.push_back(std::move(*d));
+        builder.Add(std::move(*d));
       }
     });
     if (!s.ok()) return s;
   }
 
   std::vector<AclRule> global;
-  std::vector<std::pair<std::string, AclRule>> device_rules;
   {
     constexpr const char* kWhat = "cannot read acl_rules";
     Result<Statement> stmt = db->Prepare(
@@ -593,13 +628,12 @@ Result<std::shared_ptr<const Snapshot>> LoadSnapshot(
       if (stmt->IsNull(0)) {
         global.push_back(std::move(*rule));
       } else {
-        device_rules.emplace_back(stmt->Text(0), std::move(*rule));
+        builder.AddRule(stmt->Text(0), std::move(*rule));
       }
     });
     if (!s.ok()) return s;
   }
-  return Snapshot::Build(std::move(devices), std::move(global), *generation,
-                         limits->unknown, std::move(device_rules));
+  return builder.Finish(std::move(global), *generation, limits->unknown);
 }
 
 Result<ChangedSnapshot> LoadChanges(Database* db, const Snapshot& base,

@@ -103,9 +103,11 @@ class Snapshot {
   // then no lookup is ever needed).
   uint32_t min_type_max_payload() const { return min_max_payload_; }
 
-  // Builds a snapshot from rows: per-device rules are attached to their
-  // device (rules of unknown ids are dropped). Used by LoadSnapshot and by
-  // tests.
+  // Builds a snapshot a row at a time (below).
+  class Builder;
+
+  // Builds a snapshot from rows with a Builder: per-device rules are
+  // attached to their device (rules of unknown ids are dropped).
   static std::shared_ptr<const Snapshot> Build(
       std::vector<Device> devices, std::vector<AclRule> global,
       int64_t generation, uint32_t unknown_max_payload,
@@ -132,7 +134,10 @@ class Snapshot {
     std::vector<uint32_t> by_id;  // open addressing; 0 = empty, else idx+1
     uint32_t min_max_payload = UINT32_MAX;
     size_t rule_count = 0;
+    // Builds by_id and the totals.
     void Index();
+    // The device `id`, whose HashBytes is `hash`, or nullptr.
+    const Device* Find(std::string_view id, uint64_t hash) const;
   };
   // Custom tokens (default ones name their device): token hash and the id
   // of the device that has it.
@@ -152,6 +157,35 @@ class Snapshot {
   int64_t generation_ = 0;
   uint32_t unknown_max_payload_ = kDefaultMaxPayloadBytes;
   uint32_t min_max_payload_ = UINT32_MAX;
+};
+
+// Builds a snapshot a row at a time, each device held once (in the shard it
+// goes to): a full load adds rows as it reads them.
+class Snapshot::Builder {
+ public:
+  Builder();
+  // Adds a device whose id is not there yet.
+  void Add(Device device);
+  // Appends `rule` to the own rules of device `id` (dropped when there is
+  // no such device). Every Add comes before the first AddRule.
+  void AddRule(std::string_view id, AclRule rule);
+  // The snapshot; the builder is left empty.
+  std::shared_ptr<const Snapshot> Finish(std::vector<AclRule> global,
+                                         int64_t generation,
+                                         uint32_t unknown_max_payload);
+
+ private:
+  // Devices are added in chunks: each goes to its shard in a tight loop
+  // over the chunk (much faster than one at a time between rows read).
+  static constexpr size_t kChunk = 65536;
+  // Moves the pending devices into their shards.
+  void Distribute();
+  // Indexes the shards (once: after the last Add).
+  void IndexOnce();
+  std::vector<Device> pending_;
+  std::vector<std::shared_ptr<Shard>> shards_;
+  std::vector<std::shared_ptr<TokenShard>> tokens_;
+  bool indexed_ = false;
 };
 
 // Checks that `db` holds a registry this build understands: exactly schema

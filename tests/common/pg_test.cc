@@ -10,11 +10,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "database.h"
 #include "postgres.h"
 
 namespace homepot {
@@ -342,6 +344,194 @@ TEST_F(PgServerTest, StatementsKeepNotificationsAndReportTheFirstError) {
   Result<Rows> rows = conn->Run("SELECT count(*) FROM t");
   ASSERT_TRUE(rows.ok()) << rows.status().message();
   EXPECT_EQ(rows->Int(0, 0), 2);
+}
+
+// This process's peak resident set (VmHWM) in KiB; -1 when unreadable.
+int64_t PeakRssKib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// Starts this process's VmHWM again from its current RSS.
+bool ResetPeakRss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";
+  clear.flush();
+  return static_cast<bool>(clear);
+}
+
+// A Statement steps through a result of a million rows (about 100 MB as
+// one result) holding a row at a time: the peak RSS grows by far less than
+// the result.
+TEST_F(PgServerTest, AStatementStepsThroughABigResultInBoundedMemory) {
+  Result<Database> db = Database::OpenPostgres(cluster_.Url());
+  ASSERT_TRUE(db.ok()) << db.status().message();
+  Result<Statement> select = db->Prepare(
+      "SELECT i, repeat('x', 100) FROM (SELECT generate_series(1, ?1) AS i) "
+      "AS s");
+  ASSERT_TRUE(select.ok()) << select.status().message();
+  constexpr int64_t kRows = 1000000;
+  select->Bind(1, kRows);
+  ASSERT_TRUE(ResetPeakRss());
+  const int64_t before_kib = PeakRssKib();
+  ASSERT_GT(before_kib, 0);
+  int64_t rows = 0;
+  for (;;) {
+    Result<bool> row = select->Step();
+    ASSERT_TRUE(row.ok()) << row.status().message();
+    if (!*row) break;
+    ++rows;
+    ASSERT_EQ(select->Int(0), rows);
+    ASSERT_EQ(select->Text(1).size(), 100u);
+  }
+  EXPECT_EQ(rows, kRows);
+  const int64_t grew_kib = PeakRssKib() - before_kib;
+  EXPECT_LT(grew_kib, 32 * 1024)
+      << "the peak RSS grew by " << grew_kib << " KiB";
+  // Stepped to its end, it keeps answering false until Reset runs it again.
+  Result<bool> again = select->Step();
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  select->Reset();
+  select->Bind(1, int64_t{3});
+  ASSERT_TRUE(select->Run().ok());
+}
+
+// Reads `stream` to its end, appending the first column of each row to
+// `values`; returns the error that ended it, if any.
+Status ReadAll(RowStream* stream, std::vector<int64_t>* values) {
+  for (int64_t i = 0; i < 100000000; ++i) {
+    Result<bool> row = stream->Next();
+    if (!row.ok()) return row.status();
+    if (!*row) return Status::Ok();
+    values->push_back(stream->Int(0));
+  }
+  return Status::Error("no end");
+}
+
+// A statement run while a stream is half read reads the stream's rest in
+// first, and the stream still gives every row in order; a stream dropped
+// half read leaves the connection usable; rows that came before an error
+// are given before it; while a stream is read, InTransaction says what it
+// said before the statement.
+TEST_F(PgServerTest, StreamsGiveEveryRowWhateverRunsMeanwhile) {
+  Result<Connection> conn = Open(Options());
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  Result<std::unique_ptr<RowStream>> stream = conn->Stream(
+      "SELECT i FROM generate_series(1, $1::int) AS i", {"100000"});
+  ASSERT_TRUE(stream.ok()) << stream.status().message();
+  std::vector<int64_t> values;
+  for (int i = 0; i < 10; ++i) {
+    Result<bool> row = (*stream)->Next();
+    ASSERT_TRUE(row.ok() && *row);
+    values.push_back((*stream)->Int(0));
+  }
+  EXPECT_FALSE(conn->InTransaction());
+  Result<Rows> other = conn->Run("SELECT 42");
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  EXPECT_EQ(other->Int(0, 0), 42);
+  ASSERT_TRUE(ReadAll(stream->get(), &values).ok());
+  ASSERT_EQ(values.size(), 100000u);
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_EQ(values[i], static_cast<int64_t>(i + 1)) << i;
+  }
+  EXPECT_EQ((*stream)->command(), "SELECT 100000");
+
+  ASSERT_TRUE(conn->Exec("BEGIN").ok());
+  {
+    Result<std::unique_ptr<RowStream>> dropped =
+        conn->Stream("SELECT i FROM generate_series(1, 100000) AS i");
+    ASSERT_TRUE(dropped.ok()) << dropped.status().message();
+    Result<bool> row = (*dropped)->Next();
+    ASSERT_TRUE(row.ok() && *row);
+    EXPECT_TRUE(conn->InTransaction());
+  }
+  ASSERT_TRUE(conn->Exec("COMMIT").ok());
+  EXPECT_FALSE(conn->InTransaction());
+
+  Result<std::unique_ptr<RowStream>> failing =
+      conn->Stream("SELECT 1 / (5000 - i) FROM generate_series(1, 10000) AS i");
+  ASSERT_TRUE(failing.ok()) << failing.status().message();
+  values.clear();
+  Status failed = ReadAll(failing->get(), &values);
+  EXPECT_EQ(values.size(), 4999u);
+  EXPECT_NE(failed.message().find("SQLSTATE 22012"), std::string::npos)
+      << failed.message();
+  EXPECT_TRUE(conn->ok());
+  Result<Rows> after = conn->Run("SELECT 7");
+  ASSERT_TRUE(after.ok()) << after.status().message();
+  EXPECT_EQ(after->Int(0, 0), 7);
+}
+
+// A result far bigger than the socket buffers, a thousand rows read: the
+// stall timeout still bounds the silence of a backend stopped in the
+// middle of it, and the interrupt fd still ends the wait at once. (In the
+// select list generate_series streams; in FROM it would be materialized
+// before the first row.)
+TEST_F(PgServerTest, AStreamStalledInTheMiddleFailsAfterTheStallTimeout) {
+  Options options;
+  options.stall_timeout_ms = 1000;
+  Result<Connection> conn = Open(options);
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  const std::string big =
+      "SELECT i, repeat('x', 100) FROM (SELECT generate_series(1, 100000000) "
+      "AS i) AS s";
+  Result<std::unique_ptr<RowStream>> stream = conn->Stream(big);
+  ASSERT_TRUE(stream.ok()) << stream.status().message();
+  for (int i = 0; i < 1000; ++i) {
+    Result<bool> row = (*stream)->Next();
+    ASSERT_TRUE(row.ok() && *row);
+  }
+  std::vector<int64_t> values;
+  Stopped backend(conn->backend_pid());
+  ASSERT_TRUE(backend.ok());
+  const Clock::time_point start = Clock::now();
+  Status stalled = ReadAll(stream->get(), &values);
+  const int64_t took_ms = MsSince(start);
+  EXPECT_EQ(stalled.message(),
+            conn->masked_url() + ": no answer from the server for 1 s");
+  EXPECT_GE(took_ms, 950);
+  EXPECT_LT(took_ms, 5000);
+  EXPECT_LT(values.size(), 100000000u - 1000u);
+  EXPECT_FALSE(conn->ok());
+  // The error stays; the connection's next statement fails with it too.
+  EXPECT_EQ((*stream)->Next().status().message(), stalled.message());
+  EXPECT_EQ(conn->Exec("SELECT 1").message(), stalled.message());
+}
+
+TEST_F(PgServerTest, AnInterruptEndsAStreamInTheMiddleAtOnce) {
+  EventFd stop;
+  ASSERT_GE(stop.fd(), 0);
+  Options options;
+  options.interrupt_fd = stop.fd();
+  Result<Connection> conn = Open(options);
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  Result<std::unique_ptr<RowStream>> stream = conn->Stream(
+      "SELECT i, repeat('x', 100) FROM (SELECT generate_series(1, 100000000) "
+      "AS i) AS s");
+  ASSERT_TRUE(stream.ok()) << stream.status().message();
+  for (int i = 0; i < 1000; ++i) {
+    Result<bool> row = (*stream)->Next();
+    ASSERT_TRUE(row.ok() && *row);
+  }
+  Stopped backend(conn->backend_pid());
+  ASSERT_TRUE(backend.ok());
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop.Signal();
+  });
+  const Clock::time_point start = Clock::now();
+  std::vector<int64_t> values;
+  Status status = ReadAll(stream->get(), &values);
+  const int64_t took_ms = MsSince(start);
+  stopper.join();
+  EXPECT_EQ(status.message(), conn->masked_url() + ": interrupted");
+  EXPECT_LT(took_ms, 3000);
+  EXPECT_FALSE(conn->ok());
 }
 
 }  // namespace

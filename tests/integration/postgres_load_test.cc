@@ -1,12 +1,15 @@
 // The plugin's registry reader and writers on a real PostgreSQL server,
 // through the one Database layer: LoadChanges brings a snapshot to exactly
 // what LoadSnapshot reads (as tests/registry_changes_test.cc shows on
-// SQLite), every statement of DeviceStatsWriter and DeliveryLogWriter runs
-// there with the figures it has on SQLite, the RegistryWorker's thread
-// wakes for a notification or a request alone, and RegistryReloader's
-// reconnect delays grow with jitter and start again once the server
-// answers. No broker.
+// SQLite), a full load streams many rows whole and a stall or an interrupt
+// in its middle keeps the last good registry, every statement of
+// DeviceStatsWriter and DeliveryLogWriter runs there with the figures it has
+// on SQLite, the RegistryWorker's thread wakes for a notification or a
+// request alone, and RegistryReloader's reconnect delays grow with jitter
+// and start again once the server answers. No broker.
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -579,9 +582,9 @@ TEST_F(PostgresLoadTest, TheRegistrySessionEndsATransactionLeftIdle) {
   ASSERT_TRUE(show.ok()) << show.status().message();
   Result<bool> row = show->Step();
   ASSERT_TRUE(row.ok() && *row);
-  EXPECT_EQ(show->Text(0),
-            std::to_string(RegistryReloader::kIdleInTransactionMs / 1000) +
-                "s");
+  EXPECT_EQ(
+      show->Text(0),
+      std::to_string(RegistryReloader::kIdleInTransactionMs / 1000) + "s");
 }
 
 DeliveryEvent Accepted(const std::string& message_id, uint32_t queued,
@@ -704,6 +707,154 @@ TEST_F(PostgresLoadTest, TheWorkerWakesForANotificationOrARequestAlone) {
   std::vector<std::string> lines;
   ASSERT_TRUE(worker.TakeLogs(&lines));
   EXPECT_TRUE(lines.empty()) << testing::PrintToString(lines);
+}
+
+// Many devices with two rules each, and a global rule: the full load, whose
+// statements stream their rows, reads every row, each rule with its device
+// in order.
+TEST_F(PostgresLoadTest, AFullLoadReadsManyDevicesAndRulesWhole) {
+  constexpr int kDevices = 100000;
+  const std::string hash = EncodedHash("pw", 1);
+  Exec("INSERT INTO devices (device_id, password_hash) SELECT 'dev-' || i, '" +
+       hash + "' FROM generate_series(0, " + std::to_string(kDevices - 1) +
+       ") AS i");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) "
+      "SELECT 'dev-' || i, 'a/' || i || '/#', 'read' FROM generate_series(0, " +
+      std::to_string(kDevices - 1) + ") AS i");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) "
+      "SELECT 'dev-' || i, 'b/' || i, 'write' FROM generate_series(0, " +
+      std::to_string(kDevices - 1) + ") AS i");
+  Exec(
+      "INSERT INTO acl_rules (device_id, topic_filter, access) "
+      "VALUES (NULL, 'all/#', 'read')");
+  std::vector<std::string> warnings;
+  Result<std::shared_ptr<const Snapshot>> loaded =
+      LoadSnapshot(&*database_, &warnings);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_TRUE(warnings.empty()) << testing::PrintToString(warnings);
+  const Snapshot& snapshot = **loaded;
+  EXPECT_EQ(snapshot.device_count(), static_cast<size_t>(kDevices));
+  EXPECT_EQ(snapshot.rule_count(), 2u * kDevices + 1);
+  ASSERT_EQ(snapshot.global_rules().size(), 1u);
+  EXPECT_EQ(snapshot.global_rules()[0].filter, "all/#");
+  size_t seen = 0;
+  snapshot.ForEachDevice([&](const Device& d) {
+    ++seen;
+    const std::string n = d.id.substr(4);
+    ASSERT_TRUE(d.has_password) << d.id;
+    ASSERT_EQ(d.rules.size(), 2u) << d.id;
+    EXPECT_EQ(d.rules[0].filter, "a/" + n + "/#");
+    EXPECT_EQ(d.rules[1].filter, "b/" + n);
+  });
+  EXPECT_EQ(seen, static_cast<size_t>(kDevices));
+  for (const int i : {0, 1, kDevices / 2, kDevices - 1}) {
+    EXPECT_NE(snapshot.Find("dev-" + std::to_string(i)), nullptr) << i;
+  }
+}
+
+// The server goes silent in the middle of a full load's device rows (a row
+// policy sleeps at the 60,001st of 100,000, only in the statement that
+// reads the passwords): the load fails after the stall timeout, and the
+// registry loaded before stays in force; with a long stall timeout the
+// interrupt fd ends such a load at once; once the server answers, the next
+// load succeeds.
+TEST_F(PostgresLoadTest, AFullLoadStalledInTheMiddleKeepsTheLastGoodRegistry) {
+  constexpr int kDevices = 100000;
+  Exec(
+      "INSERT INTO devices (device_id) SELECT 'dev-' || i FROM "
+      "generate_series(0, " +
+      std::to_string(kDevices - 1) + ") AS i");
+  std::atomic<bool> has_update{false};
+  RegistryReloader reloader(url_, SystemClock::Instance(), &log_, &has_update);
+  reloader.SetStallTimeoutMs(1000);
+  Result<std::shared_ptr<const Snapshot>> first = reloader.LoadFirst();
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  ASSERT_EQ((*first)->device_count(), static_cast<size_t>(kDevices));
+
+  Exec(R"sql(
+    CREATE FUNCTION stall_at(id text) RETURNS boolean LANGUAGE plpgsql AS $$
+    BEGIN
+      IF id = 'dev-60000' AND current_query() LIKE '%password_hash%' THEN
+        PERFORM pg_sleep(30);
+      END IF;
+      RETURN true;
+    END $$;
+    CREATE POLICY stall ON devices USING (stall_at(device_id));
+    ALTER TABLE devices ENABLE ROW LEVEL SECURITY;
+    ALTER TABLE devices FORCE ROW LEVEL SECURITY;
+  )sql");
+  const auto polled_in_ms = [&] {
+    const auto start = std::chrono::steady_clock::now();
+    reloader.Poll(/*forced=*/true);
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now() - start)
+        .count();
+  };
+  const auto nothing_new = [&] {
+    RegistryUpdate update;
+    std::shared_ptr<const Snapshot> retired;
+    return !reloader.TakeUpdate(&update, &retired);
+  };
+  const auto reconnect_due = [&] {
+    return Eventually([&] { return reloader.RetryInMs() == 0; }, 5000, 5);
+  };
+
+  const int64_t stalled_ms = polled_in_ms();
+  EXPECT_GE(stalled_ms, 950);
+  EXPECT_LT(stalled_ms, 8000);
+  std::string error;
+  ASSERT_TRUE(reloader.LastError(&error));
+  EXPECT_NE(error.find("no answer from the server for 1 s"), std::string::npos)
+      << error;
+  EXPECT_TRUE(nothing_new());
+  std::vector<std::string> lines;
+  ASSERT_TRUE(log_.Take(&lines));
+  ASSERT_EQ(lines.size(), 1u) << testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("keeping generation " +
+                          std::to_string((*first)->generation())),
+            std::string::npos)
+      << lines[0];
+
+  const int stop = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ASSERT_GE(stop, 0);
+  reloader.SetStallTimeoutMs(60000);
+  reloader.SetInterruptFd(stop);
+  ASSERT_TRUE(reconnect_due());
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    const uint64_t one = 1;
+    (void)!write(stop, &one, sizeof(one));
+  });
+  const int64_t interrupted_ms = polled_in_ms();
+  stopper.join();
+  EXPECT_GE(interrupted_ms, 1400);
+  EXPECT_LT(interrupted_ms, 8000);
+  ASSERT_TRUE(reloader.LastError(&error));
+  EXPECT_NE(error.find("interrupted"), std::string::npos) << error;
+  EXPECT_TRUE(nothing_new());
+
+  // The server answers again: the sleeping statements end, the policy goes.
+  uint64_t drained = 0;
+  (void)!read(stop, &drained, sizeof(drained));
+  Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  Exec(
+      "ALTER TABLE devices DISABLE ROW LEVEL SECURITY; "
+      "DROP POLICY stall ON devices");
+  ASSERT_TRUE(reconnect_due());
+  reloader.Poll(/*forced=*/true);
+  ASSERT_TRUE(reloader.LastError(&error));
+  EXPECT_EQ(error, "");
+  RegistryUpdate update;
+  std::shared_ptr<const Snapshot> retired;
+  ASSERT_TRUE(reloader.TakeUpdate(&update, &retired));
+  EXPECT_TRUE(update.full);
+  EXPECT_EQ(update.snapshot->device_count(), static_cast<size_t>(kDevices));
+  reloader.Close();
+  close(stop);
 }
 
 // A clock that moves only when the test moves it.
