@@ -41,20 +41,17 @@ bool AddsARow(const DeliveryEvent& e) {
          e.kind == DeliveryEvent::Kind::kRejected;
 }
 
-// An INSERT of `rows` rows, their parameters numbered one row after the
-// other (BindRow).
+// An INSERT of `rows` rows, their parameters one row after the other
+// (BindRow). Bare ?s, numbered in order: SQLite parses a ?N by looking N up
+// among the numbers so far, which a statement of hundreds pays for dearly.
 std::string InsertSql(size_t rows) {
   std::string sql =
       "INSERT INTO notification_log (message_id, publisher, topic, "
       "target_device, received_at, routed, queued, expires_at, outcome, "
       "reason, node) VALUES ";
-  int next = 1;
   for (size_t row = 0; row < rows; ++row) {
-    sql += row == 0 ? "(" : ", (";
-    for (int column = 0; column < kInsertColumns; ++column) {
-      if (column > 0) sql += ", ";
-      sql += "?" + std::to_string(next++);
-    }
+    sql += row == 0 ? "(?" : ", (?";
+    for (int column = 1; column < kInsertColumns; ++column) sql += ", ?";
     sql += ")";
   }
   return sql;
@@ -199,17 +196,27 @@ Status DeliveryLogWriter::Apply(Database* db,
       same_publisher + " AND node = ?3 AND outcome = 'queued')");
   if (!expire.ok()) return expire.status();
   const std::string_view node(node_);
-  // The INSERT of n rows is inserts[n - 1], prepared when first needed.
-  std::vector<std::optional<Statement>> inserts(kRowsPerInsert);
+  // The INSERT of 2^k rows is inserts[k], prepared when first needed: a
+  // few shapes, each parsed at most once per flush.
+  static_assert((kRowsPerInsert & (kRowsPerInsert - 1)) == 0);
+  std::vector<std::optional<Statement>> inserts;
   for (size_t i = 0; i < batch.size();) {
     if (AddsARow(batch[i])) {
-      // This event and the row events right after it, in one statement.
-      size_t rows = 1;
-      while (rows < kRowsPerInsert && i + rows < batch.size() &&
-             AddsARow(batch[i + rows])) {
-        ++rows;
+      // This event and the row events right after it: as many as the
+      // largest shape that they fill.
+      size_t run = 1;
+      while (run < kRowsPerInsert && i + run < batch.size() &&
+             AddsARow(batch[i + run])) {
+        ++run;
       }
-      std::optional<Statement>& insert = inserts[rows - 1];
+      size_t rows = 1;
+      size_t shape = 0;
+      while (rows * 2 <= run) {
+        rows *= 2;
+        ++shape;
+      }
+      if (inserts.size() <= shape) inserts.resize(shape + 1);
+      std::optional<Statement>& insert = inserts[shape];
       if (!insert) {
         Result<Statement> prepared = db->Prepare(InsertSql(rows));
         if (!prepared.ok()) return prepared.status();
